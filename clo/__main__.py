@@ -1,0 +1,5 @@
+import sys
+
+from clo.cli import main
+
+sys.exit(main())

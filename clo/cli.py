@@ -1,0 +1,307 @@
+"""``python -m clo`` — the headless interface. Every command calls the same ``clo`` functions as the app.
+
+    python -m clo langs
+    python -m clo models
+    python -m clo train --method clo --lang sw --model default --data demo --max-steps 2 --out runs/smoke
+    python -m clo train --preset demo --method clo --lang sw --data demo
+    python -m clo train --config runs/smoke/config.yaml
+    python -m clo generate --model runs/smoke "Habari yako?"
+    python -m clo runs
+
+Errors in the input (unknown language, missing model, malformed data, bad settings) print one clear line on
+stderr and exit with status 2; nothing already saved is touched.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _user_errors():
+    from clo.data import DataError
+    from clo.languages import UnknownLanguageError
+    from clo.models import ModelNotFoundError
+    from clo.runs import RunError
+    from clo.train import SpecError
+
+    return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError)
+
+
+# -- langs ------------------------------------------------------------------------------------------
+
+
+def _langs_parser(sub):
+    p = sub.add_parser("langs", help="list the languages CLO Studio knows",
+                       description="Languages in the registry with their codes for each tool.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def cmd_langs(args) -> int:
+    from dataclasses import asdict
+
+    from clo.languages import LANGUAGES, PAPER_TARGETS
+
+    if args.json:
+        print(json.dumps([asdict(l) for l in LANGUAGES.values()], ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'code':5} {'iso3':5} {'name':12} {'native':18} {'m2m100':7} {'nllb':10} {'script':6} paper")
+    for l in LANGUAGES.values():
+        print(f"{l.code:5} {l.iso3:5} {l.name:12} {l.native:18} {l.m2m100 or '-':7} {l.nllb or '-':10} "
+              f"{l.script:6} {'yes' if l.code in PAPER_TARGETS else ''}")
+    return 0
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+def _models_parser(sub):
+    p = sub.add_parser("models", help="list models available offline",
+                       description="Bundled models and models found in the local Hugging Face cache. "
+                                   "Nothing is downloaded.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def cmd_models(args) -> int:
+    from clo.models import list_models
+
+    rows = list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "ready (cached)" if r["cached"] else ("installed" if r["available"] else f"not installed: {r['install']}")
+        alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
+        print(f"{r['name']}{alias}\n    {r['title']} — {r['kind']}, {state}" + (f"\n    {r['notice']}" if r["notice"] else ""))
+    return 0
+
+
+# -- train ------------------------------------------------------------------------------------------
+
+
+def _train_parser(sub):
+    from clo.train import METHODS, SCOPES
+
+    p = sub.add_parser(
+        "train", help="train a CLO or SFT run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one run into a run directory (config.yaml, status.json, metrics.jsonl, model/).\n"
+                    "Settings come from, in increasing priority: defaults, --preset, --config, flags.\n\n"
+                    "methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()) + "\n"
+                    "scopes:  " + "; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
+    )
+    p.add_argument("--preset", help="named recipe from recipes/ (demo, paper, ...)")
+    p.add_argument("--config", help="a config.yaml (e.g. from an earlier run) to reproduce")
+    p.add_argument("--method", choices=None, help="clo | sft | sft-tgt | sft-eng | sft-dpo (default clo)")
+    p.add_argument("--lang", help="target language code, e.g. sw (see `clo langs`)")
+    p.add_argument("--model", help="'default', a bundled name, a run directory, a folder or a cached HF id")
+    p.add_argument("--data", help="cross-lingual JSONL/CSV, or 'demo' for the bundled set")
+    p.add_argument("--limit", type=int, help="use only the first N samples")
+    p.add_argument("--scope", help="attention | full | lora (default attention)")
+    p.add_argument("--lora-r", type=int, dest="lora_r", help="LoRA rank")
+    p.add_argument("--lora-target", dest="lora_target", help="attention | all-linear")
+    p.add_argument("--lr", type=float, help="learning rate (paper: 5e-5)")
+    p.add_argument("--beta", type=float, help="DPO β (paper: 0.1)")
+    p.add_argument("--lambda", type=float, dest="lam", help="λ: weight of the target NLL, in [0, 1] (paper: 0.5)")
+    p.add_argument("--epochs", type=float, help="passes over the data (paper: 1)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="samples per step (paper: 8)")
+    p.add_argument("--grad-accum", type=int, dest="grad_accum", help="gradient accumulation steps")
+    p.add_argument("--max-steps", type=int, dest="max_steps", help="stop after N optimizer steps")
+    p.add_argument("--max-length", type=int, dest="max_length", help="max tokens of prompt + answer")
+    p.add_argument("--warmup-ratio", type=float, dest="warmup_ratio", help="share of steps with warm-up")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--save-steps", type=int, dest="save_steps", help="also save every N steps")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trust_remote_code",
+                   help="allow a model's own Python code to run (off by default)")
+    p.add_argument("--out", help="run directory to create (default runs/<time>-<method>-<lang>)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    return p
+
+
+SPEC_FLAGS = ("method", "lang", "model", "data", "limit", "scope", "lora_r", "lora_target", "lr", "beta", "lam",
+              "epochs", "batch_size", "grad_accum", "max_steps", "max_length", "warmup_ratio", "seed", "save_steps",
+              "device", "trust_remote_code")
+
+
+def spec_from_args(args):
+    """defaults ← preset ← config ← flags, validated."""
+    from clo.train import TrainSpec, load_recipe
+
+    merged: dict = {}
+    if args.preset:
+        merged.update(load_recipe(args.preset))
+    if args.config:
+        merged.update(load_recipe(args.config))
+    for name in SPEC_FLAGS:
+        v = getattr(args, name, None)
+        if v is not None:
+            merged["lambda" if name == "lam" else name] = v
+    return TrainSpec.from_dict(merged, source=args.config or args.preset or "flags")
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path
+
+    from clo.runs import default_runs_root, new_run_id
+    from clo.train import run_training
+
+    spec = spec_from_args(args)
+    out = Path(args.out) if args.out else default_runs_root() / new_run_id(spec.method, spec.lang)
+    print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
+
+    def events(e):
+        if e.get("phase") == "loading" and e.get("message"):
+            print(e["message"], file=sys.stderr)
+        elif e.get("phase") == "reference":
+            print(f"Reference pass over {e['rows']} pairs (cached for later runs)…", file=sys.stderr)
+
+    try:
+        result = run_training(spec, out, events=events)
+    except KeyboardInterrupt:
+        print(f"Interrupted; run marked stopped in {out}", file=sys.stderr)
+        return 130
+    summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
+               "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit,
+               "trainable_params": result.trainable, "total_params": result.total_params, "final": result.final}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        f = result.final
+        print(f"{result.state}: {result.steps} steps in {result.seconds:.1f} s → {result.run_dir}")
+        if f:
+            print("last step: " + ", ".join(f"{k}={f[k]:.4g}" for k in ("loss", "sft_loss", "cl_loss", "margin", "accuracy") if k in f))
+        print(f"trainable parameters: {result.trainable:,} of {result.total_params:,}")
+    return 0
+
+
+# -- generate ---------------------------------------------------------------------------------------
+
+
+def _generate_parser(sub):
+    p = sub.add_parser("generate", help="answer a prompt with a model or a run",
+                       description="Answer one or more prompts (greedy by default).")
+    p.add_argument("prompt", nargs="+", help="prompt text (several prompts are batched)")
+    p.add_argument("--model", default="default", help="'default', a run directory, a folder or a cached HF id")
+    p.add_argument("--max-new-tokens", type=int, default=128, dest="max_new_tokens")
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9, dest="top_p")
+    p.add_argument("--repetition-penalty", type=float, default=1.2, dest="repetition_penalty")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--detect", action="store_true", help="also print the detected language of each answer")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def cmd_generate(args) -> int:
+    from clo.generate import GenerationOptions, generate
+
+    opts = GenerationOptions(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
+                             temperature=args.temperature, top_p=args.top_p,
+                             repetition_penalty=args.repetition_penalty, seed=args.seed)
+    answers = generate(args.model, args.prompt, opts)
+    rows = [{"prompt": p, "answer": a} for p, a in zip(args.prompt, answers)]
+    if args.detect:
+        try:
+            from clo.langid import detect
+
+            for r in rows:
+                d = detect(r["answer"])
+                r["lang"], r["confidence"] = d.lang, round(d.confidence, 3)
+        except ImportError:
+            pass
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for r in rows:
+            if len(rows) > 1:
+                print(f"> {r['prompt']}")
+            print(r["answer"] + (f"\n[{r['lang']} {r['confidence']}]" if "lang" in r else ""))
+    return 0
+
+
+# -- runs -------------------------------------------------------------------------------------------
+
+
+def _runs_parser(sub):
+    p = sub.add_parser("runs", help="list runs with their status",
+                       description="List run directories; runs whose process died are marked interrupted.")
+    p.add_argument("--root", help="runs folder (default ./runs or $CLO_RUNS)")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+def cmd_runs(args) -> int:
+    from clo.runs import list_runs
+
+    rows = list_runs(args.root)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no runs")
+    for r in rows:
+        loss = f"{r['loss']:.4g}" if isinstance(r.get("loss"), (int, float)) else "-"
+        print(f"{r['id']:40} {r['state']:11} {r['method'] or '-':8} {r['lang'] or '-':3} step {r['step'] or 0:>5}"
+              f" loss {loss:>8}" + (f"  {r['error'][:80]}" if r.get("error") else ""))
+    return 0
+
+
+COMMANDS = {
+    "train": (_train_parser, cmd_train),
+    "generate": (_generate_parser, cmd_generate),
+    "models": (_models_parser, cmd_models),
+    "langs": (_langs_parser, cmd_langs),
+    "runs": (_runs_parser, cmd_runs),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clo", description="CLO Studio: Cross-Lingual Optimization.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for make, _ in COMMANDS.values():
+        make(sub)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    import logging
+    import os
+    import warnings
+
+    if verbose:
+        return
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def main(argv=None) -> int:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(args.verbose)
+    _, run = COMMANDS[args.command]
+    try:
+        return run(args)
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Record formats (DESIGN.md §2) and their readers.
+
+- English SFT: ``{"id", "instruction", "response"}`` (+ optional ``source``)
+- Cross-lingual: ``{"id", "lang", "instruction_en", "response_en", "instruction", "response", "translator"}``
+- Held-out prompts: ``{"id", "lang", "prompt"}`` (+ optional ``reference``)
+
+Every reader reports a malformed line with its file and line number (:class:`DataError`) and never drops a
+line silently. ``demo`` names the bundled data set wherever a data file is accepted.
+
+    >>> rows = load_crosslingual("demo", lang="sw")     # bundled English/Swahili pairs
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from clo.languages import get_language
+
+__all__ = [
+    "ASSETS",
+    "DataError",
+    "read_jsonl",
+    "read_records",
+    "write_jsonl",
+    "load_sft",
+    "load_crosslingual",
+    "load_prompts",
+    "resolve_data_path",
+    "SFT_FIELDS",
+    "XL_FIELDS",
+    "PROMPT_FIELDS",
+]
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
+SFT_FIELDS = ("id", "instruction", "response")
+XL_FIELDS = ("id", "lang", "instruction_en", "response_en", "instruction", "response", "translator")
+PROMPT_FIELDS = ("id", "lang", "prompt")
+MAX_BYTES_DEFAULT = 50 * 1024 * 1024
+
+
+class DataError(ValueError):
+    """A data file that cannot be used; the message names the file and, where it applies, the line."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        where = ""
+        if path is not None:
+            where = f"{path}" + (f", line {line}" if line is not None else "") + ": "
+        super().__init__(where + message)
+        self.path = str(path) if path is not None else None
+        self.line = line
+
+
+@dataclass
+class Source:
+    """Where records come from, for error messages: a real path or an upload's name."""
+
+    name: str
+    text: str
+
+
+def _read_text(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise DataError("file not found", p)
+    if p.is_dir():
+        raise DataError("is a folder, expected a .jsonl or .csv file", p)
+    size = p.stat().st_size
+    if size > max_bytes:
+        raise DataError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit", p)
+    raw = p.read_bytes()
+    return decode_bytes(raw, p)
+
+
+def decode_bytes(raw: bytes, name: str | Path) -> str:
+    if b"\x00" in raw[:4096]:
+        raise DataError("looks like a binary file, not UTF-8 text (JSON Lines or CSV expected)", name)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"not valid UTF-8 text (byte {e.start}); save the file as UTF-8", name, line) from None
+
+
+def parse_jsonl(text: str, name: str | Path) -> list[dict]:
+    rows = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", name, i) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", name, i)
+        obj["_line"] = i
+        rows.append(obj)
+    if not rows:
+        raise DataError("file is empty: no records", name)
+    return rows
+
+
+def parse_csv(text: str, name: str | Path) -> list[dict]:
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise DataError("file is empty: no header row", name)
+    rows = []
+    for i, row in enumerate(reader, start=2):
+        if None in row:  # more cells than header columns
+            raise DataError(f"{len(row[None])} more cell(s) than the header's {len(reader.fieldnames)} columns", name, i)
+        if any(v is None for v in row.values()):
+            raise DataError(f"fewer cells than the header's {len(reader.fieldnames)} columns", name, i)
+        row = dict(row)
+        row["_line"] = i
+        rows.append(row)
+    if not rows:
+        raise DataError("file has a header but no records", name)
+    return rows
+
+
+def read_records(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> list[dict]:
+    """Read a .jsonl/.json or .csv file into dicts; each carries ``_line`` for later error messages."""
+    text = _read_text(path, max_bytes)
+    if Path(path).suffix.lower() == ".csv":
+        return parse_csv(text, path)
+    return parse_jsonl(text, path)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return read_records(path)
+
+
+def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
+    """Write records as JSON Lines (UTF-8, one object a line), atomically by default."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent) if atomic else (None, str(path))
+    with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None else open(tmp, "w", encoding="utf-8")) as f:
+        for row in rows:
+            f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
+    if atomic:
+        os.replace(tmp, path)
+    return path
+
+
+def _require(rows: list[dict], fields, name) -> None:
+    for row in rows:
+        for f in fields:
+            v = row.get(f)
+            if v is None or (isinstance(v, str) and not v.strip()):
+                what = "missing" if f not in row else "empty"
+                raise DataError(f"field {f!r} is {what} (needed: {', '.join(fields)})", name, row.get("_line"))
+            if not isinstance(v, str):
+                raise DataError(f"field {f!r} must be a string, got {type(v).__name__}", name, row.get("_line"))
+    seen: dict[str, int] = {}
+    if "id" in fields:
+        for row in rows:
+            if row["id"] in seen:
+                raise DataError(f"duplicate id {row['id']!r} (first on line {seen[row['id']]})", name, row.get("_line"))
+            seen[row["id"]] = row.get("_line")
+
+
+def resolve_data_path(data: str | Path, kind: str, lang: str | None = None) -> Path:
+    """``demo`` → the bundled file for ``kind`` ('sft', 'xl' or 'prompts') and ``lang``; else the path itself."""
+    if str(data) != "demo":
+        return Path(data)
+    if kind == "sft":
+        return ASSETS / "demo" / "en.jsonl"
+    if lang is None:
+        raise DataError("the bundled demo set needs a language (--lang)")
+    code = get_language(lang).code
+    folder = "heldout" if kind == "prompts" else "demo"
+    path = ASSETS / folder / f"{code}.jsonl"
+    if not path.exists():
+        have = sorted(p.stem for p in (ASSETS / folder).glob("*.jsonl")) if (ASSETS / folder).exists() else []
+        raise DataError(f"the bundled demo set has no {get_language(code).name} file; it covers: {', '.join(have) or 'nothing yet'}", path)
+    return path
+
+
+def load_sft(data: str | Path) -> list[dict]:
+    """English SFT records ``{id, instruction, response}``."""
+    path = resolve_data_path(data, "sft")
+    rows = read_records(path)
+    _require(rows, SFT_FIELDS, path)
+    return rows
+
+
+def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
+    """Cross-lingual records for one target language; ``lang`` filters (and is checked) when given."""
+    path = resolve_data_path(data, "xl", lang)
+    rows = read_records(path)
+    if rows and "instruction_en" not in rows[0] and "instruction" in rows[0] and "response" in rows[0]:
+        raise DataError(
+            "this is an English SFT file (instruction/response only); CLO needs a cross-lingual set. "
+            "Translate it first: python -m clo translate --data FILE --lang L --translator m2m100 --out OUT.jsonl",
+            path,
+        )
+    _require(rows, XL_FIELDS, path)
+    for row in rows:
+        try:
+            row["lang"] = get_language(row["lang"]).code
+        except ValueError as e:
+            raise DataError(str(e), path, row.get("_line")) from None
+    if lang is not None:
+        code = get_language(lang).code
+        rows = [r for r in rows if r["lang"] == code]
+        if not rows:
+            raise DataError(f"no records for language {code!r}", path)
+    langs = {r["lang"] for r in rows}
+    if len(langs) > 1:
+        raise DataError(f"records mix several languages ({', '.join(sorted(langs))}); pass --lang to pick one", path)
+    return rows
+
+
+def load_prompts(data: str | Path, langs: list[str] | None = None) -> list[dict]:
+    """Held-out prompts ``{id, lang, prompt[, reference]}``; ``demo`` loads every bundled language."""
+    if str(data) == "demo":
+        folder = ASSETS / "heldout"
+        codes = [get_language(l).code for l in langs] if langs else sorted(p.stem for p in folder.glob("*.jsonl"))
+        rows = []
+        for code in codes:
+            rows.extend(load_prompts(resolve_data_path("demo", "prompts", code)))
+        return rows
+    path = Path(data)
+    rows = read_records(path)
+    _require(rows, PROMPT_FIELDS, path)
+    for row in rows:
+        try:
+            row["lang"] = get_language(row["lang"]).code
+        except ValueError as e:
+            raise DataError(str(e), path, row.get("_line")) from None
+    if langs:
+        codes = {get_language(l).code for l in langs}
+        rows = [r for r in rows if r["lang"] in codes]
+    return rows

@@ -1,0 +1,127 @@
+"""Generation: batched (left padding), greedy by default, stopping at the end-of-turn token, and streaming.
+
+Works on a model name (``default``), a run directory (``runs/X``), a folder, or an already loaded model.
+
+    python -m clo generate --model default "Habari, unaweza kunisaidia?"
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from clo.models import TURN_MARKERS, LoadedModel, format_prompt, load_model
+
+__all__ = ["GenerationOptions", "generate", "stream", "get_model"]
+
+
+@dataclass
+class GenerationOptions:
+    max_new_tokens: int = 128
+    do_sample: bool = False  # greedy by default: results are reproducible
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.2  # the app's default too; tiny models loop without it
+    seed: int = 0
+    batch_size: int = 16
+    extra: dict = field(default_factory=dict)
+
+    def kwargs(self, tokenizer) -> dict:
+        kw = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                  repetition_penalty=self.repetition_penalty, pad_token_id=tokenizer.pad_token_id,
+                  eos_token_id=_stop_ids(tokenizer))
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p)
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        kw.update(self.extra)
+        return kw
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    for tok in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
+        tid = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
+        if tid is not None:
+            ids.add(tid)
+    return sorted(i for i in ids if i is not None)
+
+
+def get_model(model) -> LoadedModel:
+    """Accept a LoadedModel, or a name / run directory / folder to load."""
+    if isinstance(model, LoadedModel):
+        return model
+    return load_model(str(model))
+
+
+def clean_answer(text: str) -> str:
+    """Cut where a base model starts inventing the next turn, and trim."""
+    for marker in TURN_MARKERS:
+        i = text.find(marker)
+        if i >= 0:
+            text = text[:i]
+    return text.strip()
+
+
+def generate(model, prompts: list[str], options: GenerationOptions | None = None, progress=None) -> list[str]:
+    """Answers for ``prompts``, in order. Batched with left padding; same greedy text as one at a time."""
+    import torch
+
+    opts = options or GenerationOptions()
+    lm = get_model(model)
+    tok, net = lm.tokenizer, lm.model
+    tok.padding_side = "left"
+    device = next(net.parameters()).device
+    texts = [format_prompt(tok, p) for p in prompts]
+    # longest first keeps padding small inside each batch; results are put back in order
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    out: list[str | None] = [None] * len(texts)
+    net.eval()
+    for start in range(0, len(order), opts.batch_size):
+        idx = order[start : start + opts.batch_size]
+        enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        if opts.do_sample:
+            torch.manual_seed(opts.seed + start)
+        with torch.no_grad():
+            gen = net.generate(**enc, **opts.kwargs(tok))
+        new = gen[:, enc["input_ids"].shape[1] :]
+        for j, i in enumerate(idx):
+            out[i] = clean_answer(tok.decode(new[j], skip_special_tokens=True))
+        if progress:
+            progress(min(start + len(idx), len(texts)), len(texts))
+    return out  # type: ignore[return-value]
+
+
+def stream(model, prompt: str, options: GenerationOptions | None = None):
+    """Yield the answer text as it grows (for the UI). Runs generation in a background thread."""
+    import threading
+
+    import torch
+    from transformers import TextIteratorStreamer
+
+    opts = options or GenerationOptions()
+    lm = get_model(model)
+    tok, net = lm.tokenizer, lm.model
+    device = next(net.parameters()).device
+    enc = tok([format_prompt(tok, prompt)], return_tensors="pt", add_special_tokens=False).to(device)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    error: list[BaseException] = []
+
+    def work():
+        try:
+            with torch.no_grad():
+                net.generate(**enc, **opts.kwargs(tok), streamer=streamer)
+        except BaseException as e:  # surfaced to the caller below
+            error.append(e)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    text = ""
+    for piece in streamer:
+        text += piece
+        cut = clean_answer(text)
+        yield cut
+        if cut != text.strip():  # a base model started a new turn: stop showing it
+            break
+    thread.join(timeout=60)
+    if error:
+        raise error[0]

@@ -1,0 +1,716 @@
+"""Training: CLO on TRL's DPOTrainer, the SFT baselines on TRL's SFTTrainer, and the run loop.
+
+    python -m clo train --method clo --lang sw --model default --data demo --max-steps 2 --out runs/smoke
+    python -m clo train --preset demo --method clo --lang sw --data demo
+    python -m clo train --config runs/smoke/config.yaml      # reproduce a run
+
+Pieces, in dependency order:
+
+- :class:`TrainSpec` — what a run is (the content of ``config.yaml``), validated before anything is written;
+- :func:`apply_scope` — which parameters train (``attention`` / ``full`` / ``lora``);
+- :class:`CLOTrainer` — TRL's DPOTrainer with CLO's loss, both directions of a sample in one batch, and
+  reference log-probs cached on disk;
+- :class:`RunCallback` — ``metrics.jsonl``, a live queue for the UI, and a cooperative stop;
+- :func:`run_training` — one function used by the CLI, the app's worker and the tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clo.languages import get_language
+
+__all__ = [
+    "METHODS",
+    "SCOPES",
+    "TrainSpec",
+    "SpecError",
+    "load_recipe",
+    "list_recipes",
+    "find_attention_modules",
+    "apply_scope",
+    "run_training",
+    "TrainResult",
+    "RECIPES_DIR",
+]
+
+log = logging.getLogger(__name__)
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+# method -> (trainer family, what it trains on)
+METHODS = {
+    "clo": "Cross-Lingual Optimization: λ·NLL(target) + (1-λ)·cross-lingual DPO",
+    "sft": "NLL on English and target pairs",
+    "sft-tgt": "NLL on target pairs only",
+    "sft-eng": "NLL on English pairs only",
+    "sft-dpo": "sft, then standard DPO on the cross-lingual pairs",
+}
+SCOPES = {
+    "attention": "only attention projections train (the paper)",
+    "full": "every parameter trains",
+    "lora": "LoRA adapters (on attention or all linear layers); reference = adapters disabled",
+}
+SFT_ROWS = {"sft": ("en", "tgt"), "sft-tgt": ("tgt",), "sft-eng": ("en",), "sft-dpo": ("en", "tgt")}
+
+
+class SpecError(ValueError):
+    """An invalid training setting; the message names the setting and what is allowed."""
+
+
+@dataclass
+class TrainSpec:
+    """Everything a run needs. Written to ``config.yaml``; ``clo train --config`` reads it back."""
+
+    method: str = field(default="clo", metadata={"help": f"one of {', '.join(METHODS)}"})
+    lang: str = field(default="sw", metadata={"help": "target language code (see `clo langs`)"})
+    model: str = field(default="default", metadata={"help": "bundled name, run directory, local folder or cached HF id"})
+    data: str = field(default="demo", metadata={"help": "cross-lingual JSONL/CSV file, or 'demo' for the bundled set"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N samples"})
+    scope: str = field(default="attention", metadata={"help": f"one of {', '.join(SCOPES)}"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank (scope lora)"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scope lora)"})
+    lora_target: str = field(default="attention", metadata={"help": "LoRA on 'attention' or 'all-linear' layers"})
+    lr: float = field(default=5e-5, metadata={"help": "learning rate"})
+    beta: float = field(default=0.1, metadata={"help": "DPO temperature β"})
+    lam: float = field(default=0.5, metadata={"help": "λ in λ·NLL + (1-λ)·CL, in [0, 1] (YAML key: lambda)"})
+    epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
+    batch_size: int = field(default=8, metadata={"help": "samples per step (CLO: 2 pairs = 4 sequences each)"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    max_length: int = field(default=256, metadata={"help": "max tokens of prompt + answer"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "share of steps with linear warm-up"})
+    scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers name)"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=42, metadata={"help": "random seed (data order, LoRA init)"})
+    save_steps: int = field(default=0, metadata={"help": "also save the model every N steps (0: only at the end)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "allow model code from its repository"})
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        def need(ok: bool, msg: str):
+            if not ok:
+                raise SpecError(msg)
+
+        need(self.method in METHODS, f"Unknown method {self.method!r}. Choose one of: {', '.join(METHODS)}.")
+        need(self.scope in SCOPES, f"Unknown scope {self.scope!r}. Choose one of: {', '.join(SCOPES)}.")
+        need(self.lora_target in ("attention", "all-linear"), "lora_target must be 'attention' or 'all-linear'.")
+        try:
+            lang = get_language(self.lang)
+        except ValueError as e:
+            raise SpecError(str(e)) from None
+        need(lang.code != "en", "The target language must not be English: CLO pairs English with another language.")
+        self.lang = lang.code
+        for name in ("lr", "epochs"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name} must be a positive number, got {v!r}.")
+        for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"{name} must be a positive integer, got {v!r}.")
+        need(isinstance(self.beta, (int, float)) and self.beta > 0, f"beta must be positive, got {self.beta!r}.")
+        need(isinstance(self.lam, (int, float)) and 0.0 <= self.lam <= 1.0, f"lambda must be in [0, 1], got {self.lam!r}.")
+        need(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
+             f"max_steps must be a positive integer, got {self.max_steps!r}.")
+        need(self.limit is None or (isinstance(self.limit, int) and self.limit > 0), f"limit must be positive, got {self.limit!r}.")
+        need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1).")
+        need(self.save_steps >= 0, "save_steps must be 0 or positive.")
+        need(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda.")
+        need(bool(str(self.model).strip()), "model must not be empty.")
+        need(bool(str(self.data).strip()), "data must not be empty.")
+
+    # -- YAML -----------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lambda"] = d.pop("lam")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "TrainSpec":
+        d = dict(d or {})
+        if "lambda" in d:
+            d["lam"] = d.pop("lambda")
+        d.pop("description", None)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SpecError(f"{source}: unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known - {'lam'}) + ['lambda'])}.")
+        for f in fields(cls):  # YAML gives 5e-5 as a string; coerce numbers by the field's default type
+            if f.name in d and isinstance(d[f.name], str) and f.name in ("lr", "beta", "lam", "epochs", "warmup_ratio", "weight_decay"):
+                try:
+                    d[f.name] = float(d[f.name])
+                except ValueError:
+                    raise SpecError(f"{source}: {f.name} must be a number, got {d[f.name]!r}.") from None
+        return cls(**d)
+
+    def derived(self, **overrides) -> "TrainSpec":
+        d = self.to_dict()
+        d.update({("lambda" if k == "lam" else k): v for k, v in overrides.items()})
+        return TrainSpec.from_dict(d)
+
+
+def list_recipes() -> dict[str, str]:
+    """Named presets: ``recipes/<name>.yaml`` → their description line."""
+    out = {}
+    for p in sorted(RECIPES_DIR.glob("*.yaml")):
+        try:
+            out[p.stem] = (yaml.safe_load(p.read_text()) or {}).get("description", "")
+        except yaml.YAMLError:
+            out[p.stem] = "(unreadable)"
+    return out
+
+
+def load_recipe(name_or_path: str) -> dict:
+    """A preset by name (``demo``, ``paper``, …) or a YAML file path, as a dict of TrainSpec fields."""
+    p = Path(name_or_path)
+    if not p.suffix:
+        p = RECIPES_DIR / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise SpecError(f"Unknown preset {name_or_path!r}. Presets: {', '.join(list_recipes()) or 'none'}.")
+    if not p.exists():
+        raise SpecError(f"Config file {p} not found.")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML ({e}).") from None
+    if not isinstance(d, dict):
+        raise SpecError(f"{p}: expected a mapping of settings.")
+    d.pop("description", None)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------
+# Trainable scope
+# ---------------------------------------------------------------------------------------------------
+
+
+def _is_linear(module) -> bool:
+    import torch.nn as nn
+
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"  # GPT-2's Conv1D
+
+
+def find_attention_modules(model) -> list[str]:
+    """Names of the linear projections inside attention blocks, found by module type, not family names.
+
+    Covers Llama/Qwen/Mistral/Gemma (``q_proj``…``o_proj``), GPT-2 (``attn.c_attn``/``attn.c_proj``), fused
+    ``qkv_proj`` and others whose attention class is named ``*Attention*``/``*SelfAttention*``.
+    """
+    names = []
+    for name, module in model.named_modules():
+        cls = type(module).__name__
+        if "Attention" not in cls or "CrossAttention" in cls:
+            continue
+        for child_name, child in module.named_modules():
+            if child_name and _is_linear(child):
+                full = f"{name}.{child_name}" if name else child_name
+                if full not in names:
+                    names.append(full)
+    if not names:
+        raise SpecError(
+            f"Could not find attention projections in {type(model).__name__}: no module whose class name contains "
+            "'Attention' holds linear layers. Use --scope full or --scope lora with lora_target all-linear."
+        )
+    return names
+
+
+def apply_scope(model, spec: TrainSpec):
+    """Set ``requires_grad`` for the chosen scope; for ``lora`` return a peft config (else None)."""
+    if spec.scope == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return None
+    attn = find_attention_modules(model)
+    if spec.scope == "attention":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        modules = dict(model.named_modules())
+        for name in attn:
+            for p in modules[name].parameters():
+                p.requires_grad_(True)
+        return None
+    from peft import LoraConfig
+
+    targets = sorted({n.rsplit(".", 1)[-1] for n in attn}) if spec.lora_target == "attention" else "all-linear"
+    return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0, target_modules=targets,
+                      task_type="CAUSAL_LM")
+
+
+def count_trainable(model) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return train, total
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLO trainer (TRL DPOTrainer + CLO loss)
+# ---------------------------------------------------------------------------------------------------
+
+
+class PairSampler:
+    """Shuffles samples, never pairs: yields row indices ``2s, 2s+1`` together, so a batch of an even size
+    always holds both directions of each of its samples."""
+
+    def __init__(self, n_rows: int, seed: int):
+        import torch
+
+        if n_rows % 2:
+            raise ValueError("CLO datasets hold two rows per sample")
+        self.n_samples = n_rows // 2
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self):
+        return 2 * self.n_samples
+
+    def __iter__(self):
+        import torch
+
+        for s in torch.randperm(self.n_samples, generator=self.generator).tolist():
+            yield 2 * s
+            yield 2 * s + 1
+
+
+def _make_collator(pad_token_id: int, max_length: int):
+    import torch
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    base = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
+
+    def collate(examples):
+        out = base(examples)
+        out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])
+        if "ref_chosen_logps" in examples[0]:
+            out["ref_chosen_logps"] = torch.tensor([e["ref_chosen_logps"] for e in examples])
+            out["ref_rejected_logps"] = torch.tensor([e["ref_rejected_logps"] for e in examples])
+        return out
+
+    return collate
+
+
+@functools.cache
+def _build_clo_trainer_class():
+    """Defined lazily so that importing clo.train does not import TRL/torch."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from torch.utils.data import DataLoader
+    from trl import DPOConfig, DPOTrainer
+
+    from clo.losses import LOSS_FUNCTIONS
+
+    @dataclass
+    class CLOConfig(DPOConfig):
+        """TRL's DPOConfig plus CLO's own fields."""
+
+        clo_lambda: float = field(default=0.5, metadata={"help": "weight of the target-only NLL term"})
+        clo_loss: str = field(default="clo", metadata={"help": "preference loss variant: clo or dpo (λ = 0)"})
+        ref_cache_dir: str | None = field(default=None, metadata={"help": "folder for cached reference log-probs"})
+
+        def __post_init__(self):
+            super().__post_init__()
+            if not 0.0 <= self.clo_lambda <= 1.0:
+                raise ValueError("clo_lambda must be in [0, 1]")
+            if self.clo_loss not in LOSS_FUNCTIONS:
+                raise ValueError(f"clo_loss must be one of {list(LOSS_FUNCTIONS)}")
+
+    class CLOTrainer(DPOTrainer):
+        """DPOTrainer whose loss is CLO's. TRL keeps tokenization, collation, the fused LM head, the optimizer
+        loop and logging; this class changes only what CLO changes."""
+
+        _tag_names = ["trl", "dpo", "clo"]
+
+        def __init__(self, *args, events=None, **kwargs):
+            self.clo_events = events  # set first: the reference pass runs inside DPOTrainer.__init__
+            self.ref_cache_hit = None
+            self.ref_pass_seconds = None
+            super().__init__(*args, **kwargs)
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "is_target" not in self._signature_columns:
+                self._signature_columns = list(self._signature_columns) + ["is_target", "sample"]
+
+        def _get_train_sampler(self, train_dataset=None):
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            return PairSampler(len(ds), self.args.seed)
+
+        # -- reference log-probs, cached on disk ------------------------------------------------------
+        def _ref_cache_key(self, dataset) -> str:
+            h = hashlib.sha256()
+            h.update(str(self._precompute_model_hash).encode())
+            h.update(str(self.args.max_length).encode())
+            for col in ("prompt_ids", "chosen_ids", "rejected_ids"):
+                h.update(json.dumps(list(dataset[col])).encode())
+            return h.hexdigest()[:32]
+
+        def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+            cache_dir = Path(self.args.ref_cache_dir) if self.args.ref_cache_dir else None
+            key = self._ref_cache_key(dataset)
+            path = cache_dir / f"{key}.safetensors" if cache_dir else None
+            self.ref_cache_hit = bool(path and path.exists())
+            if self.ref_cache_hit:
+                t = load_file(str(path))
+                chosen, rejected = t["ref_chosen_logps"], t["ref_rejected_logps"]
+            else:
+                t0 = time.perf_counter()
+                if self.clo_events:
+                    self.clo_events({"phase": "reference", "rows": len(dataset)})
+                loader = DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+                loader = self.accelerator.prepare(loader)
+                model = self.ref_model or self.model
+                chosen, rejected = [], []
+                for batch in loader:
+                    batch = {k: v for k, v in batch.items() if k != "is_target"}
+                    c, r = self.compute_ref_log_probs(model, batch)
+                    c, r = self.accelerator.gather_for_metrics((c, r))
+                    chosen.append(c.float().cpu())
+                    rejected.append(r.float().cpu())
+                chosen, rejected = torch.cat(chosen), torch.cat(rejected)
+                self.ref_pass_seconds = time.perf_counter() - t0
+                if path is not None and self.accelerator.is_main_process:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{os.getpid()}")
+                    save_file({"ref_chosen_logps": chosen.contiguous(), "ref_rejected_logps": rejected.contiguous()}, str(tmp))
+                    os.replace(tmp, path)
+            self.accelerator.wait_for_everyone()
+            dataset = dataset.add_column("ref_chosen_logps", chosen.tolist())
+            return dataset.add_column("ref_rejected_logps", rejected.tolist())
+
+        # -- loss -----------------------------------------------------------------------------------
+        def _compute_loss(self, model, inputs, return_outputs):
+            mode = "train" if self.model.training else "eval"
+            completion_mask = inputs["completion_mask"]
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            outputs = model(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
+                use_cache=False, fused_lm_head=True,
+            )
+            shift_mask = completion_mask[..., 1:]
+            per_token = outputs.log_probs[:, -shift_mask.size(1):]
+            logps = per_token.sum(dim=1)
+            policy_chosen, policy_rejected = logps.chunk(2, dim=0)  # batch is [chosen..., rejected...]
+            chosen_tokens = shift_mask.chunk(2, dim=0)[0].sum(dim=1)
+            if self.precompute_ref_logps:
+                ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                ref_chosen, ref_rejected = self.compute_ref_log_probs(
+                    self.ref_model or self.model, {k: v for k, v in inputs.items() if k != "is_target"})
+            fn = LOSS_FUNCTIONS[self.args.clo_loss]
+            out = fn(policy_chosen, policy_rejected, ref_chosen.to(logps.dtype), ref_rejected.to(logps.dtype),
+                     is_target=inputs["is_target"], chosen_tokens=chosen_tokens, beta=self.beta,
+                     lam=self.args.clo_lambda)
+            gathered = {}
+            for k, v in out.metrics().items():
+                gathered[k] = self.accelerator.gather_for_metrics(torch.tensor(v, device=logps.device)).mean().item()
+            for k, v in gathered.items():
+                if k != "loss":
+                    self._metrics[mode][k].append(v)
+            if mode == "train":
+                n = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+                self._total_train_tokens += n
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return (out.loss, outputs) if return_outputs else out.loss
+
+    return CLOConfig, CLOTrainer
+
+
+# ---------------------------------------------------------------------------------------------------
+# Callback: metrics.jsonl, live queue, stop
+# ---------------------------------------------------------------------------------------------------
+
+METRIC_KEYS = {  # logged name -> metrics.jsonl name
+    "loss": "loss",
+    "sft_loss": "sft_loss",
+    "cl_loss": "cl_loss",
+    "rewards_chosen": "rewards_chosen",
+    "rewards_rejected": "rewards_rejected",
+    "margin": "margin",
+    "accuracy": "accuracy",
+    "learning_rate": "lr",
+    "grad_norm": "grad_norm",
+    "en/margin": "en_margin",
+    "tgt/margin": "tgt_margin",
+    "en/accuracy": "en_accuracy",
+    "tgt/accuracy": "tgt_accuracy",
+    "mean_token_accuracy": "token_accuracy",
+    "num_tokens": "num_tokens",
+}
+
+
+def _make_callback_class():
+    from transformers import TrainerCallback
+
+    class RunCallback(TrainerCallback):
+        """Writes one metrics line per logged step, feeds ``events`` (a callable) for live views, and ends
+        training cleanly after the current step when ``stop_event`` is set."""
+
+        def __init__(self, run, stage: str, events=None, stop_event=None, step_offset: int = 0):
+            self.run, self.stage, self.events, self.stop_event = run, stage, events, stop_event
+            self.step_offset = step_offset
+            self.t_last = None
+            self.tokens_last = 0
+            self.t_start = time.perf_counter()
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t_last = time.perf_counter()
+            self.t_start = self.t_last
+            self._emit({"phase": "train", "stage": self.stage, "max_steps": state.max_steps + self.step_offset})
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.stop_event is not None and self.stop_event.is_set():
+                control.should_training_stop = True
+            if self.run is not None and args.save_steps and state.global_step % args.save_steps == 0:
+                pass  # periodic saves are done by run_training's save hook
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "train_runtime" in logs:  # the final summary line
+                return
+            now = time.perf_counter()
+            row = {"step": state.global_step + self.step_offset, "stage": self.stage,
+                   "epoch": round(float(state.epoch or 0.0), 4)}
+            for k, name in METRIC_KEYS.items():
+                if k in logs and logs[k] is not None:
+                    row[name] = float(logs[k])
+            tokens = row.get("num_tokens")
+            if tokens is not None and self.t_last is not None and now > self.t_last:
+                row["tokens_per_s"] = round((tokens - self.tokens_last) / (now - self.t_last), 2)
+                self.tokens_last = tokens
+            row["elapsed_s"] = round(now - self.t_start, 2)
+            row["max_steps"] = state.max_steps + self.step_offset
+            self.t_last = now
+            if self.run is not None:
+                self.run.append_metrics(row)
+            self._emit({"phase": "train", "metrics": row})
+
+        def _emit(self, event):
+            if self.events is not None:
+                try:
+                    self.events(event)
+                except Exception:  # a broken viewer must not break training
+                    log.exception("event sink failed")
+
+    return RunCallback
+
+
+# ---------------------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    state: str  # finished | stopped
+    run_dir: Path
+    steps: int
+    seconds: float
+    ref_cache_hit: bool | None = None
+    ref_pass_seconds: float | None = None
+    trainable: int = 0
+    total_params: int = 0
+    final: dict = field(default_factory=dict)
+
+
+def _sft_dataset(records, rows: tuple[str, ...]):
+    from datasets import Dataset
+
+    items = []
+    for r in records:
+        if "en" in rows:
+            items.append({"prompt": [{"role": "user", "content": r["instruction_en"]}],
+                          "completion": [{"role": "assistant", "content": r["response_en"]}]})
+        if "tgt" in rows:
+            items.append({"prompt": [{"role": "user", "content": r["instruction"]}],
+                          "completion": [{"role": "assistant", "content": r["response"]}]})
+    return Dataset.from_list(items)
+
+
+def _common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) -> dict:
+    import torch
+
+    on_gpu = device.startswith("cuda")
+    return dict(
+        output_dir=str(out_dir / ".trainer"),
+        learning_rate=spec.lr,
+        num_train_epochs=spec.epochs,
+        max_steps=spec.max_steps or -1,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=spec.grad_accum,
+        lr_scheduler_type=spec.scheduler,
+        warmup_steps=spec.warmup_ratio,
+        weight_decay=spec.weight_decay,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        use_cpu=not on_gpu,
+        dataloader_num_workers=0,
+        max_length=spec.max_length,
+        disable_tqdm=os.environ.get("CLO_NO_PROGRESS") == "1",
+        remove_unused_columns=True,
+    )
+
+
+def _check_prompt_lengths(tokenizer, prompts: list, spec: TrainSpec) -> None:
+    """Every prompt must leave room for answer tokens; otherwise say which and by how much."""
+    too_long = []
+    for i, prompt in enumerate(prompts):
+        n = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+        if n >= spec.max_length:
+            too_long.append((i, n))
+    if too_long:
+        worst = max(n for _, n in too_long)
+        raise SpecError(
+            f"max_length {spec.max_length} is shorter than {len(too_long)} prompt(s) (longest: {worst} tokens with "
+            f"the chat template), which would leave no answer tokens to learn from. Use --max-length {worst + 64} "
+            "or more."
+        )
+
+
+def _save_hook(run, loaded, spec: TrainSpec):
+    def write(folder: Path):
+        model = loaded.model
+        model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)
+        if spec.scope == "lora":
+            (folder / "clo_base.json").write_text(json.dumps({"base_model": spec.model}))
+
+    return lambda: run.save_model(write)
+
+
+def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None,
+                 create: bool = True) -> TrainResult:
+    """Train one run into ``run_dir``. Writes config.yaml first, then status/metrics/model as it goes.
+
+    ``events(dict)`` receives live progress (phase changes, one metrics row per step); ``stop_event`` ends
+    training after the current step, keeping the model of that step. Raises on failure after marking the run
+    ``failed`` with the error text; a finished or stopped run has a loadable ``model/``.
+    """
+    from clo.data import load_crosslingual
+    from clo.runs import RunDir
+
+    spec.validate()
+    records = load_crosslingual(spec.data, spec.lang)  # data errors surface before any folder is made
+    if spec.limit:
+        records = records[: spec.limit]
+    run = RunDir.create(run_dir, spec.to_dict()) if create else RunDir(run_dir)
+    t0 = time.perf_counter()
+    emit = events or (lambda e: None)
+    try:
+        run.set_status("running", phase="loading model", n_samples=len(records))
+        emit({"phase": "loading", "model": spec.model})
+        result = _train_stages(spec, run, records, emit, stop_event)
+        result.seconds = time.perf_counter() - t0
+        run.set_status(result.state, phase="done", step=result.steps, duration_s=round(result.seconds, 1),
+                       ref_cache_hit=result.ref_cache_hit, ref_pass_s=result.ref_pass_seconds,
+                       trainable_params=result.trainable, total_params=result.total_params)
+        emit({"phase": "done", "state": result.state})
+        return result
+    except BaseException as e:
+        msg = f"{type(e).__name__}: {e}"
+        state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
+        run.set_status(state, error=msg, traceback=traceback.format_exc()[-4000:],
+                       duration_s=round(time.perf_counter() - t0, 1))
+        emit({"phase": "done", "state": state, "error": msg})
+        raise
+
+
+def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResult:
+    from clo.models import clo_home, load_model
+
+    loaded = load_model(spec.model, device=spec.device, trust_remote_code=spec.trust_remote_code,
+                        progress=lambda m: emit({"phase": "loading", "message": m}))
+    device = str(next(loaded.model.parameters()).device)
+    peft_config = apply_scope(loaded.model, spec)
+    RunCallback = _make_callback_class()
+    result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
+    step_offset = 0
+    stopped = False
+
+    if spec.method in SFT_ROWS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
+        run.set_status("running", phase="training (sft)" if spec.method == "sft-dpo" else "training")
+        trainer = _sft_trainer(spec, loaded, records, run, device, peft_config,
+                               RunCallback(run, "sft", emit, stop_event), emit)
+        tr, ta = count_trainable(trainer.model)
+        result.trainable, result.total_params = tr, ta
+        trainer.train()
+        step_offset = trainer.state.global_step
+        stopped = stop_event is not None and stop_event.is_set()
+        loaded.model = trainer.model
+        if spec.method == "sft-dpo" and not stopped:
+            if spec.scope == "lora":
+                loaded.model = loaded.model.merge_and_unload()  # DPO stage trains fresh adapters on the SFT model
+            peft_config = apply_scope(loaded.model, spec)
+    if spec.method in ("clo", "sft-dpo") and not stopped:
+        run.set_status("running", phase="reference pass")
+        trainer = _clo_trainer(spec, loaded, records, run, device, peft_config,
+                               RunCallback(run, "dpo" if spec.method == "sft-dpo" else "clo", emit, stop_event,
+                                           step_offset), emit, clo_home() / "refcache")
+        result.ref_cache_hit = getattr(trainer, "ref_cache_hit", None)
+        result.ref_pass_seconds = getattr(trainer, "ref_pass_seconds", None)
+        tr, ta = count_trainable(trainer.model)
+        result.trainable, result.total_params = tr, ta
+        run.set_status("running", phase="training", ref_cache_hit=result.ref_cache_hit)
+        trainer.train()
+        step_offset += trainer.state.global_step
+        loaded.model = trainer.model
+        stopped = stop_event is not None and stop_event.is_set()
+    result.steps = step_offset
+    result.state = "stopped" if stopped else "finished"
+    run.set_status("running", phase="saving model", step=result.steps)
+    emit({"phase": "saving"})
+    _save_hook(run, loaded, spec)()
+    rows = run.metrics()
+    result.final = rows[-1] if rows else {}
+    return result
+
+
+def _sft_trainer(spec, loaded, records, run, device, peft_config, callback, emit):
+    from trl import SFTConfig, SFTTrainer
+
+    rows = SFT_ROWS[spec.method]
+    ds = _sft_dataset(records, rows)
+    _check_prompt_lengths(loaded.tokenizer, ds["prompt"], spec)
+    args = SFTConfig(**_common_args(spec, run.path, spec.batch_size * len(rows), device),
+                     completion_only_loss=True, packing=False, dataset_num_proc=None)
+    return SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
+                      peft_config=peft_config, callbacks=[callback])
+
+
+def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit, ref_cache_dir):
+    from datasets import Dataset
+
+    from clo.pairs import build_pairs, to_conversational
+
+    CLOConfig, CLOTrainer = _build_clo_trainer_class()
+    pairs = [to_conversational(p) for p in build_pairs(records)]
+    ds = Dataset.from_list(pairs)
+    args = CLOConfig(**_common_args(spec, run.path, 2 * spec.batch_size, device),
+                     beta=spec.beta, clo_lambda=spec.lam, clo_loss="dpo" if spec.method == "sft-dpo" else "clo",
+                     precompute_ref_log_probs=True, precompute_ref_batch_size=2 * spec.batch_size,
+                     ref_cache_dir=str(ref_cache_dir), loss_type=["sigmoid"])
+    collator = _make_collator(loaded.tokenizer.pad_token_id, spec.max_length)
+
+    _check_prompt_lengths(loaded.tokenizer, [p["prompt"] for p in pairs], spec)
+    trainer = CLOTrainer(model=loaded.model, args=args, data_collator=collator, train_dataset=ds,
+                         processing_class=loaded.tokenizer, peft_config=peft_config, callbacks=[callback], events=emit)
+    if len(trainer.train_dataset) != len(pairs):  # TRL dropped rows: never train on misaligned pairs
+        raise SpecError(f"{len(pairs) - len(trainer.train_dataset)} pair(s) were dropped while tokenizing; "
+                        "raise --max-length.")
+    return trainer
