@@ -156,17 +156,33 @@ def cmd_train(args) -> int:
     out = Path(args.out) if args.out else default_runs_root() / new_run_id(spec.method, spec.lang)
     print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
 
+    from tqdm import tqdm
+
+    bar = None
+
     def events(e):
+        nonlocal bar
         if e.get("phase") == "loading" and e.get("message"):
             print(e["message"], file=sys.stderr)
         elif e.get("phase") == "reference":
             print(f"Reference pass over {e['rows']} pairs (cached for later runs)…", file=sys.stderr)
+        elif "max_steps" in e and "metrics" not in e:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=e["max_steps"], desc=e.get("stage", "train"), unit="step", file=sys.stderr)
+        elif "metrics" in e and bar is not None:
+            m = e["metrics"]
+            bar.update(m["step"] - bar.n)
+            bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "margin", "accuracy") if k in m})
 
     try:
         result = run_training(spec, out, events=events)
     except KeyboardInterrupt:
         print(f"Interrupted; run marked stopped in {out}", file=sys.stderr)
         return 130
+    finally:
+        if bar is not None:
+            bar.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
                "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit,
                "trainable_params": result.trainable, "total_params": result.total_params, "final": result.final}

