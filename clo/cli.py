@@ -28,8 +28,9 @@ def _user_errors():
     from clo.models import ModelNotFoundError
     from clo.runs import RunError
     from clo.train import SpecError
+    from clo.translate import TranslationError
 
-    return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError)
+    return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError, TranslationError)
 
 
 # -- langs ------------------------------------------------------------------------------------------
@@ -243,6 +244,71 @@ def cmd_generate(args) -> int:
     return 0
 
 
+# -- eval -------------------------------------------------------------------------------------------
+
+
+def _eval_parser(sub):
+    p = sub.add_parser("eval", help="score whether models answer in the prompt's language",
+                       description="Generate answers to held-out prompts and report LPR, clean LPR, echo/loop rates, "
+                                   "WPR and chrF++ per model and language. A run directory gets eval.json.")
+    p.add_argument("--model", action="append", required=True, help="model or run directory (repeatable)")
+    p.add_argument("--prompts", default="demo", help="held-out prompts JSONL ({id, lang, prompt[, reference]}) or 'demo'")
+    p.add_argument("--lang", action="append", help="only these languages (repeatable; default: all in the file)")
+    p.add_argument("--limit", type=int, help="first N prompts per language")
+    p.add_argument("--max-new-tokens", type=int, default=128, dest="max_new_tokens")
+    p.add_argument("--repetition-penalty", type=float, default=1.2, dest="repetition_penalty")
+    p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--out", help="write every generated response (JSONL) here")
+    return p
+
+
+def cmd_eval(args) -> int:
+    from clo.data import load_prompts, write_jsonl
+    from clo.evaluate import evaluate
+    from clo.generate import GenerationOptions
+
+    prompts = load_prompts(args.prompts, args.lang)
+    if not prompts:
+        from clo.data import DataError
+
+        raise DataError(f"no prompts for {', '.join(args.lang or [])}", args.prompts)
+    if args.limit:
+        by_lang: dict[str, int] = {}
+        kept = []
+        for p in prompts:
+            by_lang[p["lang"]] = by_lang.get(p["lang"], 0) + 1
+            if by_lang[p["lang"]] <= args.limit:
+                kept.append(p)
+        prompts = kept
+    opts = GenerationOptions(max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+                             batch_size=args.batch_size)
+    from tqdm import tqdm
+
+    bars = {}
+
+    def progress(model, done, total):
+        bar = bars.get(model) or bars.setdefault(model, tqdm(total=total, desc=model[-30:], unit="prompt", file=sys.stderr))
+        bar.update(done - bar.n)
+
+    result = evaluate(args.model, prompts, options=opts, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    if args.out:
+        write_jsonl(args.out, result["responses"])
+    if args.json:
+        print(json.dumps({"models": result["models"], "options": result["options"]}, ensure_ascii=False))
+        return 0
+    print(f"{'model':32} {'lang':4} {'n':>3} {'excl':>4} {'LPR':>6} {'cleanLPR':>8} {'echo':>6} {'loop':>6} {'WPR':>6} {'chrF++':>6}")
+    fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+    for model, langs in result["models"].items():
+        for lang, m in langs.items():
+            print(f"{model[-32:]:32} {lang:4} {m['n']:>3} {m['excluded']:>4} {fmt(m['lpr']):>6} {fmt(m['clean_lpr']):>8} "
+                  f"{fmt(m['echo_rate']):>6} {fmt(m['loop_rate']):>6} {fmt(m['wpr']):>6} {fmt(m['chrf']):>6}")
+    print("n is small: see the 95% intervals with --json.", file=sys.stderr)
+    return 0
+
+
 # -- runs -------------------------------------------------------------------------------------------
 
 
@@ -276,14 +342,21 @@ COMMANDS = {
     "models": (_models_parser, cmd_models),
     "langs": (_langs_parser, cmd_langs),
     "runs": (_runs_parser, cmd_runs),
+    "eval": (_eval_parser, cmd_eval),
 }
+
+
+def _all_commands() -> dict:
+    from clo.cli_data import DATA_COMMANDS
+
+    return {**COMMANDS, **DATA_COMMANDS}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clo", description="CLO Studio: Cross-Lingual Optimization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for make, _ in COMMANDS.values():
+    for make, _ in _all_commands().values():
         make(sub)
     return parser
 
@@ -300,6 +373,12 @@ def _quiet_libraries(verbose: bool) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore")
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars; our own bars go to stderr
+    except ImportError:
+        pass
 
 
 def main(argv=None) -> int:
@@ -311,7 +390,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries(args.verbose)
-    _, run = COMMANDS[args.command]
+    _, run = _all_commands()[args.command]
     try:
         return run(args)
     except _user_errors() as e:
