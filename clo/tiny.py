@@ -55,26 +55,27 @@ def make_tiny_tokenizer(vocab_size: int = 400):
     return fast
 
 
+# initializer_range 0.2 (not 0.02): a near-uniform random model only ever writes newlines, which tests nothing.
 def _llama(vocab: int, **kw):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, **kw)
+                      tie_word_embeddings=True, initializer_range=0.2, **kw)
     return LlamaForCausalLM(cfg)
 
 
 def _gpt2(vocab: int, **kw):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=512, **kw))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=512, initializer_range=0.2, **kw))
 
 
 def _qwen2(vocab: int, **kw):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, **kw)
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, **kw)
     return Qwen2ForCausalLM(cfg)
 
 
