@@ -119,6 +119,8 @@ def _train_parser(sub):
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--save-steps", type=int, dest="save_steps", help="also save every N steps")
     p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None, dest="gradient_checkpointing",
+                   help="trade ~30%% speed for memory (large models)")
     p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trust_remote_code",
                    help="allow a model's own Python code to run (off by default)")
     p.add_argument("--out", help="run directory to create (default runs/<time>-<method>-<lang>)")
@@ -128,7 +130,7 @@ def _train_parser(sub):
 
 SPEC_FLAGS = ("method", "lang", "model", "data", "limit", "scope", "lora_r", "lora_target", "lr", "beta", "lam",
               "epochs", "batch_size", "grad_accum", "max_steps", "max_length", "warmup_ratio", "seed", "save_steps",
-              "device", "trust_remote_code")
+              "device", "trust_remote_code", "gradient_checkpointing")
 
 
 def spec_from_args(args):

@@ -74,7 +74,7 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
     tok = AutoTokenizer.from_pretrained(tiny_model)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     pairs = [to_conversational(p) for p in build_pairs(load_crosslingual(xl_file, "sw"))]
-    common = dict(output_dir="/tmp/unused", report_to="none", use_cpu=True, per_device_train_batch_size=4,
+    common = dict(output_dir="/tmp/unused", report_to="none", use_cpu=True, per_device_train_batch_size=4, bf16=False,
                   precompute_ref_log_probs=True, beta=0.1, max_length=128, logging_steps=1)
 
     trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common),
@@ -84,6 +84,7 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
     clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, clo_lambda=0.0),
                              data_collator=_make_collator(tok.pad_token_id, 128),
                              train_dataset=Dataset.from_list(pairs), processing_class=tok)
+    assert clo_trainer.selective_head  # on CPU our head scores only answer tokens
     # perturb the policies identically so that ratios are not zero
     torch.manual_seed(0)
     noise = {n: torch.randn_like(p) * 0.05 for n, p in base.named_parameters()}
@@ -97,8 +98,13 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
     with torch.no_grad():
         trl_loss = trl_trainer.compute_loss(trl_trainer.model, trl_batch)
         clo_loss_value = clo_trainer.compute_loss(clo_trainer.model, clo_batch)
+        # the same log-probs through TRL's own fused head: equal to 1e-6
+        clo_trainer.selective_head = False
+        clo_fused = clo_trainer.compute_loss(clo_trainer.model, clo_batch)
     assert abs(trl_loss.item() - 0.6931) > 1e-4  # not the trivial log 2
-    assert clo_loss_value.item() == pytest.approx(trl_loss.item(), abs=1e-6)
+    assert clo_fused.item() == pytest.approx(trl_loss.item(), abs=1e-6)
+    # our answer-only head computes the same log-probs up to float rounding
+    assert clo_loss_value.item() == pytest.approx(trl_loss.item(), abs=1e-5)
 
 
 def test_dpo_sigmoid_loss_rewards():

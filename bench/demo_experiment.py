@@ -1,0 +1,100 @@
+"""Measure what CLO and SFT do on a bundled model: train with a recipe, then score held-out prompts.
+
+    python bench/demo_experiment.py --name clo-demo --lang sw -- --preset demo --method clo
+    python bench/demo_experiment.py --name sft-demo --lang sw -- --preset demo --method sft
+    python bench/demo_experiment.py --base --lang sw            # the untuned model
+    python bench/demo_experiment.py --table                      # print every result as a Markdown table
+
+Everything after ``--`` goes to ``clo train`` unchanged (so the command in docs/results.md is the one that
+ran). Evaluation: greedy decoding, repetition penalty 1.2 (the app's default), on the held-out prompts of
+the target language and of English. Results accumulate in ``artifacts/experiments/results.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "artifacts" / "experiments"
+
+
+def _evaluate(model: str, lang: str, max_new_tokens: int) -> dict:
+    from clo.data import load_prompts
+    from clo.evaluate import evaluate
+    from clo.generate import GenerationOptions
+
+    prompts = load_prompts("demo", [lang, "en"])
+    t = time.perf_counter()
+    res = evaluate([model], prompts, options=GenerationOptions(max_new_tokens=max_new_tokens))
+    scores = res["models"][model]
+    return {"scores": scores, "eval_s": round(time.perf_counter() - t, 1), "responses": res["responses"]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", help="experiment name (run directory under artifacts/experiments/runs)")
+    ap.add_argument("--lang", default="sw")
+    ap.add_argument("--base", action="store_true", help="evaluate the untuned model given by --model")
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--table", action="store_true", help="print all results as Markdown")
+    ap.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then clo train arguments")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = OUT / "results.jsonl"
+    if args.table:
+        return print_table(results)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from clo.cli import main as clo_main
+
+    record = {"name": args.name or f"base-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
+    if args.base:
+        model = args.model
+        record.update(kind="base", command=f"clo eval --model {args.model} --prompts demo --lang {args.lang} --lang en")
+    else:
+        train_args = [a for a in args.train_args if a != "--"]
+        run_dir = OUT / "runs" / args.name
+        cmd = ["train", "--lang", args.lang, "--data", "demo", *train_args, "--out", str(run_dir)]
+        t = time.perf_counter()
+        code = clo_main(cmd)
+        if code != 0:
+            return code
+        record.update(kind="train", train_s=round(time.perf_counter() - t, 1),
+                      command="python -m clo " + " ".join(cmd[:-2]) + f" --out runs/{args.name}")
+        from clo.runs import RunDir
+
+        run = RunDir(run_dir)
+        record["config"] = run.config()
+        record["status"] = {k: run.status().get(k) for k in ("state", "step", "duration_s", "ref_pass_s")}
+        rows = run.metrics()
+        record["final_metrics"] = rows[-1] if rows else {}
+        model = str(run_dir)
+    ev = _evaluate(model, args.lang, args.max_new_tokens)
+    record.update(scores=ev["scores"], eval_s=ev["eval_s"])
+    (OUT / f"{record['name']}.responses.jsonl").write_text(
+        "\n".join(json.dumps(r, ensure_ascii=False) for r in ev["responses"]) + "\n", encoding="utf-8")
+    with open(results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    print(json.dumps({k: record[k] for k in ("name", "scores") if k in record}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def print_table(results: Path) -> int:
+    rows = [json.loads(l) for l in results.read_text().splitlines() if l.strip()] if results.exists() else []
+    print("| run | lang | train s | target clean LPR | target LPR | echo | loop | chrF++ | English clean LPR | English LPR |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    f = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+    for r in rows:
+        t, e = r["scores"].get(r["lang"], {}), r["scores"].get("en", {})
+        print(f"| {r['name']} | {r['lang']} | {f(r.get('train_s'))} | {f(t.get('clean_lpr'))} | {f(t.get('lpr'))} | "
+              f"{f(t.get('echo_rate'))} | {f(t.get('loop_rate'))} | {f(t.get('chrf'))} | {f(e.get('clean_lpr'))} | {f(e.get('lpr'))} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
