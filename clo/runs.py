@@ -83,8 +83,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 class RunDir:
     """One run directory. Cheap to construct; reads files on demand."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        # Under multi-process training (accelerate) only the main process writes; the others hold a read-only view.
+        self.readonly = readonly
 
     # -- identity -------------------------------------------------------------------------------------
     @property
@@ -115,7 +117,7 @@ class RunDir:
     def create(cls, path: str | Path, config: dict) -> "RunDir":
         """Make a new run directory with ``config.yaml`` and a ``queued`` status. Refuses a used folder."""
         path = Path(path)
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and any(path.iterdir()) and cls(path).status().get("state") != "queued":  # a queued run is taken over by its job
             raise RunError(f"Run directory {path} already exists and is not empty; choose another --out.")
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
@@ -133,6 +135,8 @@ class RunDir:
     def set_status(self, state: str, **fields) -> dict:
         if state not in RUN_STATES:
             raise ValueError(f"unknown run state {state!r}")
+        if self.readonly:
+            return self.status()
         data = self.status() if self.status_path.exists() else {}
         data.pop("error", None) if state in ("queued", "running") else None
         data.update(fields)
@@ -157,6 +161,8 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         """One line per logged step; each line is written whole and flushed, so a kill loses at most the line
         being written and every earlier line stays readable."""
+        if self.readonly:
+            return
         line = json.dumps(row, ensure_ascii=False) + "\n"
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(line)
@@ -180,6 +186,8 @@ class RunDir:
     def save_model(self, write_fn) -> Path:
         """``write_fn(folder)`` writes the model into a fresh temporary folder, which then replaces ``model/``
         in one rename. An older ``model/`` is kept until the new one is complete."""
+        if self.readonly:
+            return self.model_path
         tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.path))
         try:
             write_fn(tmp)
@@ -195,11 +203,25 @@ class RunDir:
             raise
         return self.model_path
 
+    # -- stop requests (work across processes: the app's worker, another terminal) ---------------------
+    @property
+    def stop_path(self) -> Path:
+        return self.path / "STOP"
+
+    def request_stop(self) -> None:
+        """Ask a running job to end after its current step; it keeps the model of that step."""
+        self.stop_path.write_text(now_iso())
+
+    def stop_requested(self) -> bool:
+        return self.stop_path.exists()
+
     def has_model(self) -> bool:
         return (self.model_path / "config.json").exists() or (self.model_path / "adapter_config.json").exists()
 
     # -- eval -----------------------------------------------------------------------------------------
     def write_eval(self, result: dict) -> None:
+        if self.readonly:
+            return
         atomic_write_text(self.path / "eval.json", json.dumps(result, indent=2, ensure_ascii=False))
 
     def eval(self) -> dict | None:

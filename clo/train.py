@@ -694,9 +694,16 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
     records = load_crosslingual(spec.data, spec.lang)
     if spec.limit:
         records = records[: spec.limit]
-    run = RunDir.create(run_dir, spec.to_dict()) if create else RunDir(run_dir)
+    from accelerate import PartialState
+
+    dist = PartialState()  # one process normally; several under `accelerate launch`
+    if dist.is_main_process:
+        run = RunDir.create(run_dir, spec.to_dict()) if create else RunDir(run_dir)
+    dist.wait_for_everyone()
+    if not dist.is_main_process:
+        run = RunDir(run_dir, readonly=True)  # one run directory, written by the main process only
     t0 = time.perf_counter()
-    emit = events or (lambda e: None)
+    emit = (events or (lambda e: None)) if dist.is_main_process else (lambda e: None)
     try:
         run.set_status("running", phase="loading model", n_samples=len(records))
         emit({"phase": "loading", "model": spec.model})
@@ -719,7 +726,10 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
 def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResult:
     from clo.models import clo_home, load_model
 
-    loaded = load_model(spec.model, device=spec.device, trust_remote_code=spec.trust_remote_code,
+    from accelerate import PartialState
+
+    device = str(PartialState().device) if spec.device == "auto" else spec.device  # each process its own device
+    loaded = load_model(spec.model, device=device, trust_remote_code=spec.trust_remote_code,
                         progress=lambda m: emit({"phase": "loading", "message": m}))
     device = str(next(loaded.model.parameters()).device)
     peft_config = apply_scope(loaded.model, spec)
