@@ -84,17 +84,23 @@ def decode_bytes(raw: bytes, name: str | Path) -> str:
         raise DataError(f"not valid UTF-8 text (byte {e.start}); save the file as UTF-8", name, line) from None
 
 
+def parse_json_line(line: str, name: str | Path, number: int) -> dict:
+    """One JSON Lines record; a clear DataError naming file and line otherwise."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", name, number) from None
+    if not isinstance(obj, dict):
+        raise DataError(f"expected a JSON object, got {type(obj).__name__}", name, number)
+    return obj
+
+
 def parse_jsonl(text: str, name: str | Path) -> list[dict]:
     rows = []
     for i, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", name, i) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", name, i)
+        obj = parse_json_line(line, name, i)
         obj["_line"] = i
         rows.append(obj)
     if not rows:

@@ -13,11 +13,10 @@ Both read local files only and report a malformed line with its file and line nu
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 from typing import Iterator
 
-from clo.data import DataError, read_records
+from clo.data import DataError, parse_json_line, read_records
 
 __all__ = ["import_oasst", "import_table", "read_oasst_messages", "OASST_ROLES"]
 
@@ -86,12 +85,7 @@ def read_oasst_messages(path: str | Path) -> list[dict]:
     for n, line in _open_lines(path):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, n) from None
-        if not isinstance(obj, dict):
-            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path, n)
+        obj = parse_json_line(line, path, n)
         if "prompt" in obj and "message_tree_id" in obj:  # trees export
             tree: list[dict] = []
             _flatten_tree(obj["prompt"], None, n, path, tree)

@@ -22,13 +22,11 @@ import json
 import logging
 import math
 import os
-import queue
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import yaml
 

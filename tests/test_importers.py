@@ -1,7 +1,6 @@
 """Importers: OpenAssistant exports in their own schema, generic JSONL/CSV/datasets tables, `clo data`."""
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from pathlib import Path
@@ -20,14 +19,9 @@ GREEN_TEA = "d41f7c2e-8a3b-4f6d-9e1c-2b5a7d3e8f10"
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli_data import DATA_COMMANDS
+    from clo.cli import main
 
-    parser = argparse.ArgumentParser(prog="clo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for make, _ in DATA_COMMANDS.values():
-        make(sub)
-    args = parser.parse_args(argv)
-    return DATA_COMMANDS[args.command][1](args)
+    return main(argv)
 
 
 # -- OpenAssistant ----------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """Preference pairs: two per sample, both directions together, and the `clo pairs` view."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -18,14 +17,9 @@ RECORDS = [
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli_data import DATA_COMMANDS
+    from clo.cli import main
 
-    parser = argparse.ArgumentParser(prog="clo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for make, _ in DATA_COMMANDS.values():
-        make(sub)
-    args = parser.parse_args(argv)
-    return DATA_COMMANDS[args.command][1](args)
+    return main(argv)
 
 
 def test_two_pairs_per_sample_in_sample_order():

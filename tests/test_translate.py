@@ -5,7 +5,6 @@ are trained here (a SentencePiece model for M2M100, a BPE tokenizer for NLLB), s
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import multiprocessing as mp
@@ -420,14 +419,9 @@ def test_cache_keys_and_a_broken_file(tmp_path):
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli_data import DATA_COMMANDS
+    from clo.cli import main
 
-    parser = argparse.ArgumentParser(prog="clo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for make, _ in DATA_COMMANDS.values():
-        make(sub)
-    args = parser.parse_args(argv)
-    return DATA_COMMANDS[args.command][1](args)
+    return main(argv)
 
 
 def test_cli_translate_with_the_tiny_model(tiny_m2m100, tmp_path, capsys):
