@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: install install-extras run test test-fast bench clean
+.PHONY: install install-extras run test test-fast test-browser bench clean
 
 install: $(STAMP)
 
@@ -29,7 +29,11 @@ test: install
 	$(PY) -m pytest
 
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not browser"
+
+# the Playwright walk through the app in Debian's Chromium (installed by scripts/ensure_chromium.sh when missing)
+test-browser: install
+	$(PY) -m pytest -m browser
 
 bench: install
 	$(PY) -m clo bench --quick

@@ -1,14 +1,25 @@
-"""CLO Studio — Streamlit entry point (placeholder until the app pages land)."""
+"""CLO Studio — the Streamlit app: navigation and the sidebar; each page lives in app_pages/.
+
+The folder is not called pages/: Streamlit (1.67) treats a pages/ folder as its old multipage layout, and a
+deep link such as /data would then run that page alone, without st.navigation and this sidebar.
+
+    python -m streamlit run app.py          # or: make run
+
+Environment: CLO_RUNS (runs folder, default runs/), CLO_HOME (caches, data folder), CLO_MODEL (a local model
+folder to preselect). Training jobs run in child processes (clo/jobs.py), so closing a tab ends nothing.
+"""
 import streamlit as st
 
-from clo.languages import target_languages
-from clo.models import list_models
+from app_pages._shared import init_state, sidebar
 
-st.set_page_config(page_title="CLO Studio", layout="wide")
-st.title("CLO Studio")
-st.write("Cross-Lingual Optimization for small chat models. The full app (data, train, compare, runs) is coming; "
-         "meanwhile every step runs from the CLI: `python -m clo --help`.")
-st.subheader("Models available offline")
-st.dataframe([{k: m[k] for k in ("name", "title", "kind", "available", "license")} for m in list_models()])
-st.subheader("Target languages")
-st.write(", ".join(l.label for l in target_languages()))
+st.set_page_config(page_title="CLO Studio", page_icon=":material/translate:", layout="wide")
+init_state()
+page = st.navigation([
+    st.Page("app_pages/home.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("app_pages/data.py", title="Data", icon=":material/dataset:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:"),
+])
+sidebar()
+page.run()

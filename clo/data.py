@@ -29,6 +29,11 @@ __all__ = [
     "load_crosslingual",
     "load_prompts",
     "resolve_data_path",
+    "validate_records",
+    "parse_jsonl",
+    "parse_csv",
+    "parse_json_line",
+    "decode_bytes",
     "SFT_FIELDS",
     "XL_FIELDS",
     "PROMPT_FIELDS",
@@ -154,7 +159,8 @@ def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
     return path
 
 
-def _require(rows: list[dict], fields, name) -> None:
+def validate_records(rows: list[dict], fields, name) -> None:
+    """Every row has every field as a non-empty string, and ids are unique; else DataError with file and line."""
     for row in rows:
         for f in fields:
             v = row.get(f)
@@ -192,7 +198,7 @@ def load_sft(data: str | Path) -> list[dict]:
     """English SFT records ``{id, instruction, response}``."""
     path = resolve_data_path(data, "sft")
     rows = read_records(path)
-    _require(rows, SFT_FIELDS, path)
+    validate_records(rows, SFT_FIELDS, path)
     return rows
 
 
@@ -206,7 +212,7 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
             "Translate it first: python -m clo translate --data FILE --lang L --translator m2m100 --out OUT.jsonl",
             path,
         )
-    _require(rows, XL_FIELDS, path)
+    validate_records(rows, XL_FIELDS, path)
     for row in rows:
         try:
             row["lang"] = get_language(row["lang"]).code
@@ -234,7 +240,7 @@ def load_prompts(data: str | Path, langs: list[str] | None = None) -> list[dict]
         return rows
     path = Path(data)
     rows = read_records(path)
-    _require(rows, PROMPT_FIELDS, path)
+    validate_records(rows, PROMPT_FIELDS, path)
     for row in rows:
         try:
             row["lang"] = get_language(row["lang"]).code

@@ -88,8 +88,12 @@ class BundledModel:
                 return files[0]
         return _assemble_split_gguf(self, Path(next(iter(spec.submodule_search_locations))))
 
+    def installed(self) -> bool:
+        """Its package is installed (checked without assembling a split GGUF)."""
+        return importlib.util.find_spec(self.package) is not None
+
     def available(self) -> bool:
-        return (clo_home() / "models" / self.name / "config.json").exists() or self.gguf_path() is not None
+        return (clo_home() / "models" / self.name / "config.json").exists() or self.installed()
 
 
 BUNDLED: dict[str, BundledModel] = {
@@ -227,7 +231,7 @@ def list_models() -> list[dict]:
                 "aliases": list(spec.aliases),
                 "title": spec.title,
                 "kind": "bundled",
-                "available": cached or spec.gguf_path() is not None,
+                "available": cached or spec.installed(),
                 "cached": cached,
                 "license": spec.license,
                 "notice": spec.notice,

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from clo.data import ASSETS, SFT_FIELDS, _require, read_records
+from clo.data import ASSETS, SFT_FIELDS, validate_records, read_records
 from clo.languages import Language, get_language
 from clo.models import ModelNotFoundError, clo_home
 
@@ -731,7 +731,7 @@ def translate_records(sft_records: list[dict], lang: str, translator: str | Tran
     if code == "en":
         raise TranslationError("the target language is English, the source language; pick another (--lang)")
     tr.check("en", code)  # before reading anything else: an uncovered language fails here
-    _require(sft_records, SFT_FIELDS, "input records")
+    validate_records(sft_records, SFT_FIELDS, "input records")
     texts, ids = [], []
     for r in sft_records:
         texts += [r["instruction"], r["response"]]

@@ -1,0 +1,234 @@
+"""Streamlit-side pieces shared by the pages: session defaults, the sidebar, cached resources, small renderers.
+
+``clo/`` never imports Streamlit; the caching wrappers around its functions live here. Environment:
+
+- ``CLO_RUNS``  runs folder (default ``runs``); ``CLO_HOME`` caches, saved configs and the data folder;
+- ``CLO_MODEL`` preselects a local model folder in the sidebar (used by the tests and for workshops).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from clo.languages import get_language, target_languages
+
+LOCAL = "__local__"  # the sidebar choice "a folder or run directory on this machine"
+HONEST_NOTE = (
+    "The bundled models are tiny (135M and 270M parameters). They show the *mechanics* — the switch of output "
+    "language, the loss curves, the detection — not good answers. A tuned tiny model can 'answer in Swahili' by "
+    "echoing the prompt or looping a phrase; Compare flags both."
+)
+
+
+# -- state --------------------------------------------------------------------------------------------------------
+
+
+# Settings a user expects to find again after visiting another page. Streamlit forgets the value of a widget that
+# was not drawn in a run; copying it into session state at the start of every run keeps it.
+PERSISTENT = (
+    "sb_model_path",
+    "data_source", "data_path", "data_path_limit", "data_translator", "data_review_set",
+    "tr_preset", "tr_data", "tr_data_path", "tr_method", "tr_scope", "tr_lam", "tr_beta", "tr_lr", "tr_epochs",
+    "tr_batch_size", "tr_max_steps", "tr_max_length", "tr_limit",
+    "cmp_models", "cmp_max_new", "cmp_rep", "cmp_sample", "cmp_prompt_mode", "cmp_heldout", "cmp_own",
+    "cmp_batch_langs", "cmp_batch_n",
+)
+
+
+def init_state() -> None:
+    """Every session-state default in one place (widget keys are prefixed by their page: sb_, data_, tr_, …)."""
+    ss = st.session_state
+    for key in PERSISTENT:
+        if key in ss:
+            ss[key] = ss[key]
+    env_model = os.environ.get("CLO_MODEL")
+    ss.setdefault("sb_model", LOCAL if env_model else "default")
+    ss.setdefault("sb_model_path", env_model or "")
+    ss.setdefault("sb_lang", "sw")
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("CLO_RUNS") or "runs").expanduser().resolve()
+
+
+def current_model() -> str:
+    """What the sidebar picked, as ``TrainSpec.model`` / ``load_model`` take it."""
+    ss = st.session_state
+    return (ss.get("sb_model_path") or "").strip() if ss.get("sb_model") == LOCAL else ss.get("sb_model", "default")
+
+
+def current_lang() -> str:
+    return st.session_state.get("sb_lang", "sw")
+
+
+def lang_name(code: str | None) -> str:
+    """English name of a registry language; detector labels outside it (``unknown``, ``code``, …) capitalized."""
+    try:
+        return get_language(code).name
+    except ValueError:  # a detector's own label: an ISO code outside the registry, or unknown/code/empty
+        return code if code and len(code) <= 3 else (code or "unknown").capitalize()
+
+
+# -- cached resources ---------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _job_manager(root: str):
+    from clo.jobs import JobManager
+
+    return JobManager(root)
+
+
+def job_manager():
+    """The process-wide job manager of this runs folder: every tab and every reload gets the same one."""
+    return _job_manager(str(runs_root()))
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def available_models() -> list[dict]:
+    from clo.models import list_models
+
+    return list_models()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _loaded_model(name: str, stamp: float):
+    from clo.models import load_model
+
+    return load_model(name)
+
+
+def loaded_model(name: str):
+    """A model loaded once per process (reloaded when its folder changes, e.g. a retrained run)."""
+    p = Path(name).expanduser()
+    target = p / "model" if (p / "model").exists() else p
+    stamp = target.stat().st_mtime if target.exists() else 0.0
+    return _loaded_model(name, stamp)
+
+
+@st.cache_data(max_entries=20_000, show_spinner="Loading the language detectors (once, about 10 s)…")
+def detect_text(text: str) -> dict:
+    from clo.langid import detect
+
+    d = detect(text)
+    return {"lang": d.lang, "confidence": float(d.confidence), "reason": d.reason}
+
+
+# -- sidebar ------------------------------------------------------------------------------------------------------
+
+
+def _model_options() -> tuple[dict[str, str], list[dict]]:
+    """(value → label) for the picker, and the bundled models that are not installed."""
+    options, missing = {}, []
+    for m in available_models():
+        if m["kind"] == "bundled":
+            value = "default" if "default" in m["aliases"] else m["name"]
+            if m["available"]:
+                options[value] = f"{m['title']} — bundled, {m['license']}"
+            else:
+                missing.append(m)
+        elif m["available"]:
+            options[m["name"]] = f"{m['name']} — Hugging Face cache"
+    options[LOCAL] = "A folder or run directory on this machine…"
+    return options, missing
+
+
+def sidebar() -> None:
+    """Model and language pickers; the honest note; Gemma's license notice beside Gemma."""
+    from clo.models import BUNDLED, ModelNotFoundError, resolve_model
+
+    with st.sidebar:
+        options, missing = _model_options()
+        if st.session_state.get("sb_model") not in options:
+            st.session_state["sb_model"] = "default" if "default" in options else LOCAL
+        st.selectbox("Model", list(options), format_func=options.get, key="sb_model",
+                     help="The base model that Train starts from and Compare answers with.")
+        if st.session_state["sb_model"] == LOCAL:
+            st.text_input("Model folder or run directory", key="sb_model_path", placeholder="runs/… or /path/to/model",
+                          help="A transformers model folder (safetensors), a LoRA adapter or a CLO run directory.")
+        name = current_model()
+        if name:
+            try:
+                resolve_model(name)
+            except ModelNotFoundError as e:
+                st.error(str(e))
+        canon = {a: m.name for m in BUNDLED.values() for a in (m.name, *m.aliases)}.get(name.lower(), "")
+        if canon and BUNDLED[canon].notice:
+            st.info(BUNDLED[canon].notice, icon=":material/gavel:")
+        st.caption(HONEST_NOTE)
+        for m in missing:
+            st.caption(f"{m['title']}: not installed ({m['install']}).")
+        langs = [l.code for l in target_languages()]
+        st.selectbox("Target language", langs, key="sb_lang", format_func=lambda c: get_language(c).label,
+                     help="The language CLO teaches the model to answer in (prompts in English stay English).")
+
+
+# -- renderers ----------------------------------------------------------------------------------------------------
+
+STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which some machines lack)
+    "queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
+    "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
+    "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]", "unknown": ":gray[:material/help:]",
+}
+
+
+def fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    s = int(round(float(seconds)))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def language_badge(det: dict, expected: str | None = None, *, prefix: str = "") -> None:
+    """Detected language and confidence; green when it is ``expected``, red when not, grey without one."""
+    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}"
+    if expected is None:
+        st.badge(label, icon=":material/language:", color="gray")
+    elif det["lang"] == expected:
+        st.badge(label, icon=":material/check_circle:", color="green")
+    else:
+        st.badge(label, icon=":material/error:", color="red")
+
+
+_SERIES = {  # chart → (label, metrics.jsonl key, line dash)
+    "Loss": [("total", "loss", "solid"), ("SFT (target NLL)", "sft_loss", "dot"),
+             ("cross-lingual", "cl_loss", "dash")],
+    "Rewards": [("chosen", "rewards_chosen", "solid"), ("rejected", "rewards_rejected", "solid"),
+                ("margin", "margin", "dot")],
+    "Preference accuracy": [("all pairs", "accuracy", "solid"), ("English prompts", "en_accuracy", "dot"),
+                            ("target prompts", "tgt_accuracy", "dot")],
+}
+_COLORS = {"total": "#0f766e", "SFT (target NLL)": "#7c3aed", "cross-lingual": "#ea580c", "chosen": "#16a34a",
+           "rejected": "#dc2626", "margin": "#2563eb", "all pairs": "#0f766e", "English prompts": "#64748b",
+           "target prompts": "#ea580c"}
+
+
+def metrics_charts(rows: list[dict], key: str) -> None:
+    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step."""
+    import plotly.graph_objects as go
+
+    if not rows:
+        st.caption("No training step logged yet.")
+        return
+    steps = [r.get("step") for r in rows]
+    cols = st.columns(len(_SERIES))
+    for col, (title, series) in zip(cols, _SERIES.items()):
+        fig = go.Figure()
+        for label, k, dash in series:
+            ys = [r.get(k) for r in rows]
+            if any(y is not None for y in ys):
+                fig.add_trace(go.Scatter(x=steps, y=ys, name=label, mode="lines+markers" if len(rows) <= 40 else "lines",
+                                         line={"dash": dash, "color": _COLORS[label]}))
+        if not fig.data:
+            col.caption(f"**{title}** — not logged by this method (SFT has no preference pairs).")
+            continue
+        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=290,
+                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="step",
+                          legend={"orientation": "h", "y": -0.3}, uirevision=title)
+        if len(rows) <= 10:
+            fig.update_xaxes(dtick=1)  # whole steps, not 1.5
+        if title == "Preference accuracy":
+            fig.update_yaxes(range=[-0.05, 1.05])
+        col.plotly_chart(fig, key=f"{key}-{title}", config={"displayModeBar": False})

@@ -1,0 +1,231 @@
+"""Compare: the base model and tuned runs side by side — which language do they answer in, and is it real text?"""
+import csv
+import io
+from pathlib import Path
+
+import streamlit as st
+
+from clo.data import DataError, load_prompts
+from clo.generate import GenerationOptions, stream
+from clo.metrics import is_echo, is_loop
+from clo.runs import list_runs
+from app_pages._shared import current_lang, current_model, detect_text, lang_name, language_badge, loaded_model, runs_root
+
+lang, base = current_lang(), current_model()
+st.title("Compare")
+
+
+def base_label(name: str) -> str:
+    """``default`` → ``SmolLM2-135M-Instruct``; a folder → its name."""
+    from clo.models import BUNDLED
+
+    canon = {a: m for m in BUNDLED.values() for a in (m.name, *m.aliases)}.get(name.strip().lower())
+    if canon:
+        return canon.title.split(" (")[0]
+    return Path(name).name if "/" in name else name
+
+
+def model_options() -> dict[str, str]:
+    """value (what load_model takes) → label; the sidebar's model first, then every run with a model."""
+    opts = {base: f"Base · {base_label(base)}"} if base else {}
+    for r in list_runs(runs_root()):
+        if r["has_model"] and r["state"] in ("finished", "stopped", "interrupted"):
+            opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
+    return opts
+
+
+def pick_models(opts: dict[str, str]) -> list[str]:
+    ss = st.session_state
+    opened = ss.pop("compare_open", None)  # "Open in Compare" on the Runs page
+    if opened in opts:
+        ss["cmp_models"] = [m for m in (base, opened) if m in opts]
+    elif "cmp_models" in ss:
+        ss["cmp_models"] = [m for m in ss["cmp_models"] if m in opts][:3]
+    else:
+        runs = [m for m in opts if m != base]
+        ss["cmp_models"] = ([base] if base in opts else []) + runs[:1]
+    return st.multiselect("Models (two or three)", list(opts), format_func=opts.get, max_selections=3,
+                          key="cmp_models", help="The base model from the sidebar and any run that saved a model.")
+
+
+def gen_options() -> GenerationOptions:
+    with st.expander("Generation settings"):
+        c1, c2, c3 = st.columns(3)
+        n = c1.number_input("Max new tokens", 8, 1024, 96, step=8, key="cmp_max_new")
+        rp = c2.number_input("Repetition penalty", 1.0, 2.0, 1.2, step=0.05, key="cmp_rep",
+                             help="1.2 by default: tiny models loop without it.")
+        sample = c3.toggle("Sample (else greedy)", key="cmp_sample")
+    return GenerationOptions(max_new_tokens=int(n), repetition_penalty=float(rp), do_sample=sample)
+
+
+def answer_checks(prompt: str, prompt_lang: str, answer: str) -> None:
+    """Badge: detected language and confidence (green when it is the prompt's); warnings for echo and loop."""
+    if not answer.strip():
+        st.warning("Empty answer.", icon=":material/block:")
+        return
+    language_badge(detect_text(answer), prompt_lang)
+    if is_echo(prompt, answer):
+        st.warning("Echo: the answer mostly repeats the prompt.", icon=":material/content_copy:")
+    if is_loop(answer):
+        st.warning("Loop: one phrase repeats to fill the answer.", icon=":material/repeat:")
+
+
+def show_answer(text: str) -> None:
+    st.markdown(text.replace("$", "\\$") if text else "_(nothing)_")
+
+
+def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
+    mode = st.radio("Prompt", ["held-out", "own"], horizontal=True, key="cmp_prompt_mode",
+                    format_func={"held-out": "A held-out prompt", "own": "Write my own"}.get)
+    if mode == "held-out":
+        try:
+            prompts = load_prompts("demo", [lang, "en"])
+        except DataError as e:
+            st.warning(f"{e}. Write your own prompt instead.")
+            return
+        idx = st.selectbox("Held-out prompt", range(len(prompts)), key="cmp_heldout",
+                           format_func=lambda i: f"[{prompts[i]['lang']}] {prompts[i]['prompt']}")
+        prompt, prompt_lang = prompts[idx]["prompt"], prompts[idx]["lang"]
+        st.caption(f"A {lang_name(prompt_lang)} prompt: a green badge means the answer is in {lang_name(prompt_lang)} "
+                   "too.")
+    else:
+        prompt = st.text_area("Your prompt", key="cmp_own", placeholder="Habari! Unaweza kunieleza kuhusu mvua?").strip()
+        prompt_lang = detect_text(prompt)["lang"] if prompt else lang
+        if prompt:
+            st.caption(f"Prompt detected as {lang_name(prompt_lang)}.")
+    go = st.button("Answer", type="primary", icon=":material/play_arrow:", key="cmp_go",
+                   disabled=not (prompt and models))
+    cols = st.columns(max(len(models), 1))
+    if go:
+        answers = stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols)
+        st.session_state["cmp_answers"] = {"prompt": prompt, "lang": prompt_lang, "answers": answers}
+        return
+    last = st.session_state.get("cmp_answers")
+    if last and last["prompt"] == prompt:
+        for col, m in zip(cols, models):
+            with col:
+                st.markdown(f"**{labels.get(m, m)}**")
+                if m in last["answers"]:
+                    show_answer(last["answers"][m])
+                    answer_checks(last["prompt"], last["lang"], last["answers"][m])
+
+
+def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict[str, str]:
+    """Stream every model's answer into its column at once (round robin over the token streams)."""
+    slots, streams, texts = {}, {}, {}
+    for col, m in zip(cols, models):
+        with col:
+            st.markdown(f"**{labels.get(m, m)}**")
+            slots[m] = st.empty()
+        try:
+            streams[m] = stream(loaded_model(m), prompt, opts)
+            texts[m] = ""
+        except Exception as e:  # a model that cannot load must not hide the others
+            slots[m].error(f"{type(e).__name__}: {e}")
+    while streams:
+        for m in list(streams):
+            try:
+                texts[m] = next(streams[m])
+                with slots[m].container():
+                    show_answer(texts[m] + " ▌")
+            except StopIteration:
+                del streams[m]
+            except Exception as e:
+                slots[m].error(f"{type(e).__name__}: {e}")
+                del streams[m], texts[m]
+    for m, text in texts.items():
+        with slots[m].container():
+            show_answer(text)
+            answer_checks(prompt, prompt_lang, text)
+    return texts
+
+
+def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
+    from clo.evaluate import evaluate
+
+    st.caption("Generates answers to held-out prompts and scores them: **LPR** — answers whose every line is in "
+               "the prompt's language; **clean LPR** — the same and neither echo nor loop; chrF++ against the "
+               "reference answers. n is small: read small differences as noise.")
+    c1, c2 = st.columns([3, 1])
+    langs = c1.multiselect("Prompt languages", [lang, "en"], default=[lang, "en"], key="cmp_batch_langs",
+                           format_func=lang_name, help="Target prompts test fidelity; English prompts test preservation.")
+    per_lang = c2.number_input("Prompts per language", 1, 48, 8, key="cmp_batch_n")
+    if st.button("Run batch evaluation", type="primary", key="cmp_batch_go", disabled=not (models and langs)):
+        try:
+            prompts = load_prompts("demo", langs)
+        except DataError as e:
+            st.error(str(e))
+            return
+        prompts = [p for code in langs for p in [q for q in prompts if q["lang"] == code][: int(per_lang)]]
+        bar = st.progress(0.0, text="Generating…")
+        order = {m: i for i, m in enumerate(models)}
+
+        def progress(name, done, total):
+            frac = (order.get(name, 0) + done / max(total, 1)) / len(models)
+            bar.progress(min(frac, 1.0), text=f"{labels.get(name, name)}: {done}/{total} prompts")
+
+        result = evaluate(models, prompts, options=opts, progress=progress)
+        bar.empty()
+        st.session_state["cmp_batch"] = {"labels": dict(labels), "models": result["models"],
+                                         "responses": result["responses"]}
+    if st.session_state.get("cmp_batch"):
+        show_batch(st.session_state["cmp_batch"])
+
+
+METRIC_COLUMNS = {"clean_lpr": "clean LPR", "lpr": "LPR", "echo_rate": "echo", "loop_rate": "loop", "wpr": "WPR",
+                  "chrf": "chrF++", "n": "n", "excluded": "excluded"}
+
+
+def show_batch(res: dict) -> None:
+    import plotly.express as px
+
+    table = []
+    for m, per_lang in res["models"].items():
+        for code, s in per_lang.items():
+            table.append({"model": res["labels"].get(m, m), "lang": code,
+                          **{label: s.get(k) for k, label in METRIC_COLUMNS.items()}})
+    long = [{"model": r["model"], "lang": lang_name(r["lang"]), "metric": k,
+             "value": r[k] / 100 if k == "chrF++" else r[k]}
+            for r in table for k in ("clean LPR", "LPR", "chrF++") if r[k] is not None]
+    if long:
+        fig = px.bar(long, x="model", y="value", color="metric", barmode="group", facet_col="lang", text_auto=".2f",
+                     range_y=[0, 1.1], color_discrete_map={"clean LPR": "#0f766e", "LPR": "#5eead4", "chrF++": "#a78bfa"},
+                     labels={"value": "rate (chrF++ / 100)", "model": "", "metric": ""})
+        fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]} prompts</b>"))
+        fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                          legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
+        st.plotly_chart(fig, key="cmp-batch-chart")
+    st.dataframe(table, hide_index=True, key="cmp_batch_table")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download metrics (CSV)", _csv(table), file_name="clo-compare-metrics.csv", mime="text/csv",
+                       icon=":material/download:", key="cmp_dl_metrics")
+    rows = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference")} for r in res["responses"]]
+    for r in rows:
+        r["model"] = res["labels"].get(r["model"], r["model"])
+    c2.download_button("Download answers (CSV)", _csv(rows), file_name="clo-compare-answers.csv", mime="text/csv",
+                       icon=":material/download:", key="cmp_dl_answers")
+
+
+def _csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+opts_by_value = model_options()
+if not opts_by_value:
+    st.info("Pick a model in the sidebar first.")
+    st.stop()
+models = pick_models(opts_by_value)
+if len(opts_by_value) < 2:
+    st.caption("Only the base model so far: train a run on the Train page to compare against it.")
+options = gen_options()
+one, many = st.tabs(["One prompt, side by side", "Batch over held-out prompts"])
+with one:
+    single_prompt(models, opts_by_value, options)
+with many:
+    batch(models, opts_by_value, options)

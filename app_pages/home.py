@@ -1,0 +1,32 @@
+"""Overview: what CLO does and the four steps of the app."""
+import streamlit as st
+
+from app_pages._shared import HONEST_NOTE, current_lang, lang_name
+
+lang = lang_name(current_lang())
+st.title("CLO Studio")
+st.markdown(
+    f"Teach a small English chat model to answer **{lang}** prompts in **{lang}** with **Cross-Lingual "
+    "Optimization** ([arXiv 2505.14297](https://arxiv.org/abs/2505.14297)): English instruction data and its "
+    "translation, a DPO-style loss over cross-lingual preference pairs (English prompt → English answer "
+    f"preferred; {lang} prompt → {lang} answer preferred), an NLL term on {lang} only, and only the attention "
+    "layers trained."
+)
+st.info(HONEST_NOTE, icon=":material/info:")
+
+steps = [
+    ("app_pages/data.py", "1 · Data", ":material/dataset:",
+     "Pick an English set, translate it, check each preference pair and fix a bad translation."),
+    ("app_pages/train.py", "2 · Train", ":material/model_training:",
+     "CLO or an SFT baseline in a background job, with live loss, reward and accuracy curves."),
+    ("app_pages/compare.py", "3 · Compare", ":material/compare:",
+     "Base model and tuned runs side by side: which language do they answer in, and is it real text?"),
+    ("app_pages/runs.py", "4 · Runs", ":material/folder_open:",
+     "Every run with its settings and results; open one in Compare or delete it."),
+]
+for col, (path, label, icon, text) in zip(st.columns(len(steps)), steps):
+    with col.container(border=True):
+        st.page_link(path, label=label, icon=icon)
+        st.caption(text)
+
+st.caption("Everything here also runs from the command line with the same functions: `python -m clo --help`.")

@@ -1,0 +1,86 @@
+"""Runs: every run with its status, settings, results and duration; open one in Compare, stop or delete it."""
+from pathlib import Path
+
+import streamlit as st
+
+from clo.jobs import LOG_NAME
+from clo.runs import RunDir, RunError
+from clo.ui_state import run_table
+from app_pages._shared import STATE_ICONS, fmt_duration, job_manager, lang_name, metrics_charts, runs_root
+
+mgr = job_manager()
+st.title("Runs")
+st.caption(f"Run folder `{runs_root()}` (set `CLO_RUNS` to use another). Each run keeps `config.yaml`, "
+           "`status.json`, `metrics.jsonl` and its `model/`.")
+
+rows = run_table(runs_root())
+if not rows:
+    st.info("No runs yet: launch one on the Train page.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+st.dataframe(
+    [{"run": r["run"], "status": r["state"], "method": r["method"], "lang": r["lang"], "steps": r["steps"],
+      "loss": r["loss"], "margin": r["margin"], "accuracy": r["accuracy"], "clean LPR": r["clean_lpr"],
+      "LPR": r["lpr"], "duration": fmt_duration(r["duration_s"]), "scope": r["scope"], "lr": r["lr"],
+      "λ": r["lambda"], "β": r["beta"], "epochs": r["epochs"], "batch": r["batch"],
+      "model": Path(r["model"]).name if "/" in str(r["model"]) else r["model"]} for r in rows],
+    hide_index=True, key="runs_table",
+    column_config={"lr": st.column_config.NumberColumn(format="%.1e"),
+                   "loss": st.column_config.NumberColumn(format="%.3f"),
+                   "margin": st.column_config.NumberColumn(format="%.3f"),
+                   "accuracy": st.column_config.NumberColumn(format="%.2f"),
+                   "clean LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation"),
+                   "LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation")},
+)
+
+by_id = {r["run"]: r for r in rows}
+if st.session_state.get("runs_sel") not in by_id:
+    st.session_state["runs_sel"] = rows[0]["run"]
+run_id = st.selectbox("Run", list(by_id), key="runs_sel",
+                      format_func=lambda i: f"{i} — {by_id[i]['state']}")
+r = by_id[run_id]
+run = RunDir(r["path"])
+st.markdown(f"{STATE_ICONS.get(r['state'], '')} **{r['state']}** · {r['method']} · {lang_name(r['lang'])} · "
+            f"model `{r['model']}` · "
+            f"{r['steps'] or 0} steps · {fmt_duration(r['duration_s'])}")
+if r["error"]:
+    st.error(r["error"], icon=":material/error:")
+
+c1, c2, c3 = st.columns(3)
+if c1.button("Open in Compare", icon=":material/compare:", disabled=not r["has_model"], key="runs_open",
+             help=None if r["has_model"] else "This run saved no model."):
+    st.session_state["compare_open"] = r["path"]
+    st.switch_page("app_pages/compare.py")
+active = r["state"] in ("queued", "running")
+if active and c2.button("Stop", icon=":material/stop_circle:", key="runs_stop"):
+    st.toast(f"{run_id}: {mgr.stop(run_id)}")
+if c3.button("Delete…", icon=":material/delete:", key="runs_delete", disabled=active,
+             help="Stop it first." if active else "Removes the run folder and its model."):
+    st.session_state["runs_confirm"] = run_id
+if st.session_state.get("runs_confirm") == run_id:
+    st.warning(f"Delete **{run_id}** with its model and metrics? This cannot be undone.")
+    y, n = st.columns(2)
+    if y.button("Yes, delete it", type="primary", key="runs_delete_yes"):
+        try:
+            mgr.delete(run_id)
+        except RunError as e:
+            st.error(str(e))
+        else:
+            st.session_state.pop("runs_confirm", None)
+            st.session_state.pop("runs_sel", None)
+            st.toast(f"Deleted {run_id}.")
+            st.rerun()
+    if n.button("Cancel", key="runs_delete_no"):
+        st.session_state.pop("runs_confirm", None)
+        st.rerun()
+
+metrics_charts(run.metrics(), key=f"runs-{run_id}")
+with st.expander("config.yaml"):
+    st.code(run.config_path.read_text(encoding="utf-8") if run.config_path.exists() else "", language="yaml")
+    st.caption(f"Reproduce: `python -m clo train --config {run.config_path}`")
+log_path = run.path / LOG_NAME
+if log_path.exists():
+    with st.expander("Training log (last lines)"):
+        text = log_path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+        st.code("\n".join(line for line in text.splitlines() if line.strip())[-6000:], language=None)

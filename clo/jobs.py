@@ -1,0 +1,442 @@
+"""Training jobs: a FIFO queue and one worker that trains each job in its own process.
+
+    from clo.jobs import JobManager, read_progress
+    jobs = JobManager("runs")                     # one per process; the app keeps it in st.cache_resource
+    job = jobs.submit(TrainSpec(method="clo", lang="sw", data="demo", max_steps=2))
+    jobs.position(job.run_id)                     # 0: training now, 1: next in the queue, …
+    read_progress(job.run)                        # step, max_steps, ETA, phase — read from the run directory
+    jobs.stop(job.run_id)                         # ends after the current step and keeps that step's model
+
+A job is a run directory created at submit time (``config.yaml`` + ``status.json`` in state ``queued``), so a
+queued job is visible as a run to every tab and to ``python -m clo runs``. The worker trains it with
+
+    python -m clo train --config <run>/config.yaml --out <run>
+
+in a child process: a crash or an out-of-memory kill ends that process, not the app; closing a browser tab
+ends nothing. All state is read back from the run directory (``status.json``, ``metrics.jsonl``), so a reloaded
+page or a second tab re-attaches to the same job. Stop is cooperative across processes
+(:meth:`clo.runs.RunDir.request_stop`). When the child ends without recording an outcome (a bad setting found
+before training, a crash, a kill), the worker marks the run ``failed``/``interrupted`` with the error text
+from its ``train.log``, and the queue moves on.
+
+Nothing here imports Streamlit.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from clo.runs import RunDir, RunError, new_run_id, safe_run_path
+
+__all__ = [
+    "ACTIVE_STATES",
+    "DONE_STATES",
+    "Job",
+    "JobManager",
+    "Progress",
+    "read_progress",
+    "train_command",
+    "cli_command",
+    "save_config",
+    "error_from_log",
+]
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("queued", "running")
+DONE_STATES = ("finished", "stopped", "failed", "interrupted")
+LOG_NAME = "train.log"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def train_command(run_dir: Path) -> list[str]:
+    """The child process of one job: the CLI, exactly as a user would run it."""
+    return [sys.executable, "-m", "clo", "train", "--config", str(run_dir / "config.yaml"), "--out", str(run_dir)]
+
+
+def cli_command(config: str | Path, out: str | Path | None = None) -> str:
+    """The command line a user can paste to reproduce a run (shown by the app's "Show CLI command")."""
+    cmd = f"python -m clo train --config {_quote(config)}"
+    return cmd + (f" --out {_quote(out)}" if out else "")
+
+
+def _quote(p) -> str:
+    import shlex
+
+    return shlex.quote(str(p))
+
+
+def save_config(spec, folder: str | Path) -> Path:
+    """Write a spec's ``config.yaml`` under ``folder`` with a content-derived name, so that the same settings
+    always give the same file (``clo-<method>-<lang>-<hash>.yaml``)."""
+    text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    path = Path(folder) / f"clo-{spec.method}-{spec.lang}-{digest}.yaml"
+    if not path.exists():
+        from clo.runs import atomic_write_text
+
+        atomic_write_text(path, text)
+    return path
+
+
+# -- errors from a child's log -----------------------------------------------------------------------------------
+
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def error_from_log(path: Path, max_bytes: int = 64_000) -> str | None:
+    """The most useful line of a child's output: the CLI's ``error: …`` line, else a traceback's last line."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [seg.strip() for line in text.splitlines() for seg in line.split("\r") if seg.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line[len("error: "):]
+    for line in reversed(lines):
+        if _EXC_LINE.match(line):
+            return line
+    return lines[-1] if lines else None
+
+
+# -- progress ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands, from its directory alone."""
+
+    state: str
+    phase: str
+    step: int = 0
+    max_steps: int | None = None
+    stage: str | None = None
+    eta_s: float | None = None
+    error: str | None = None
+
+    @property
+    def fraction(self) -> float:
+        if self.state == "finished":
+            return 1.0
+        if not self.max_steps:
+            return 0.0
+        return max(0.0, min(1.0, self.step / self.max_steps))
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None = None) -> Progress:
+    """Step, total steps, ETA and phase of ``run``. The ETA extrapolates the current stage's seconds per step
+    (``elapsed_s`` counts from the start of the stage) and, when the rows are read from disk, counts down from the
+    time the last row was written."""
+    st = run.status()
+    from_disk = rows is None
+    rows = run.metrics() if rows is None else rows
+    state = st.get("state", "unknown")
+    phase = st.get("phase") or {"queued": "waiting in the queue"}.get(state, state)
+    if not rows:
+        return Progress(state, phase, max_steps=run.config().get("max_steps"), error=st.get("error"))
+    last = rows[-1]
+    stage_rows = [r for r in rows if r.get("stage") == last.get("stage")]
+    first_step = stage_rows[0].get("step", 1) - 1  # steps done before this stage
+    done_here = last.get("step", 0) - first_step
+    max_steps = last.get("max_steps")
+    eta = None
+    if state == "running" and max_steps and done_here > 0 and last.get("elapsed_s") is not None:
+        eta = last["elapsed_s"] / done_here * (max_steps - last["step"])
+        if from_disk:
+            try:
+                eta -= (time.time() if now is None else now) - run.metrics_path.stat().st_mtime
+            except OSError:
+                pass
+        eta = max(0.0, eta)
+    return Progress(state, phase, int(last.get("step", 0)), max_steps, last.get("stage"), eta, st.get("error"))
+
+
+# -- jobs --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One submitted training run. Its state lives in its run directory; this holds the process side."""
+
+    run_id: str
+    run_dir: Path
+    submitted: float = field(default_factory=time.time)
+    pid: int | None = None
+    returncode: int | None = None
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
+
+    @property
+    def state(self) -> str:
+        return self.run.status().get("state", "unknown")
+
+
+def _pid_alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class JobManager:
+    """FIFO queue + one worker thread; each job trains in a child process. Thread-safe; no Streamlit inside.
+
+    ``command(run_dir)`` builds the child's argv (default :func:`train_command`; tests pass a fake trainer).
+    On start the manager adopts queued runs under ``root`` whose queuing process is gone (an app restart), and
+    it never starts a job while another process on this machine is training a run under ``root``.
+    """
+
+    def __init__(self, root: str | Path, *, command: Callable[[Path], list[str]] = train_command,
+                 env: dict | None = None, cwd: str | Path | None = None, poll_s: float = 0.2, adopt: bool = True):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.command = command
+        self.env = env
+        self.cwd = Path(cwd) if cwd else Path.cwd()
+        self.poll_s = poll_s
+        self._queue: deque[Job] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._active: Job | None = None
+        self._proc: subprocess.Popen | None = None
+        self._cond = threading.Condition()
+        self._closed = False
+        if adopt:
+            self._adopt_orphans()
+        self._thread = threading.Thread(target=self._work, name=f"clo-jobs:{self.root.name}", daemon=True)
+        self._thread.start()
+
+    # -- queries ---------------------------------------------------------------------------------------------
+    def active(self) -> Job | None:
+        """The job this manager is training now."""
+        with self._cond:
+            return self._active
+
+    def queued(self) -> list[Job]:
+        with self._cond:
+            return list(self._queue)
+
+    def jobs(self) -> list[Job]:
+        """Every job this manager has seen, in submission order."""
+        with self._cond:
+            return list(self._jobs.values())
+
+    def position(self, run_id: str) -> int | None:
+        """0 while training, 1 for the next job, …; None when the job is not waiting or training here."""
+        with self._cond:
+            if self._active is not None and self._active.run_id == run_id:
+                return 0
+            for i, job in enumerate(self._queue, start=1):
+                if job.run_id == run_id:
+                    return i
+        return None
+
+    def running_elsewhere(self) -> list[str]:
+        """Runs under ``root`` that another live process on this machine is training (an earlier app, a CLI)."""
+        out = []
+        active = self.active()
+        for p in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if not p.is_dir() or p.name.startswith(".") or (active and p.name == active.run_id):
+                continue
+            st = RunDir(p).status()
+            if st.get("state") == "running" and st.get("host") == socket.gethostname() and _pid_alive(st.get("pid")):
+                out.append(p.name)
+        return out
+
+    # -- commands --------------------------------------------------------------------------------------------
+    def submit(self, spec, run_id: str | None = None) -> Job:
+        """Create the run directory (state ``queued``) and append the job to the queue."""
+        spec.validate()
+        path = self._claim_dir(run_id or new_run_id(spec.method, spec.lang), exact=run_id is not None)
+        run = RunDir.create(path, spec.to_dict())
+        run.set_status("queued", queued_by=os.getpid(), host=socket.gethostname())
+        job = Job(path.name, path)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the job manager is closed")
+            self._jobs[job.run_id] = job
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job
+
+    def stop(self, run_id: str) -> str:
+        """Cancel a queued job, or ask a running one to end after its current step (it keeps that step's model).
+        Returns ``"cancelled"``, ``"stopping"`` or ``"not running"``."""
+        path = safe_run_path(self.root, run_id)
+        with self._cond:
+            waiting = next((j for j in self._queue if j.run_id == run_id), None)
+            if waiting is not None:
+                self._queue.remove(waiting)
+                RunDir(path).set_status("stopped", phase="cancelled", error="Cancelled before it started.")
+                return "cancelled"
+            is_active = self._active is not None and self._active.run_id == run_id
+        run = RunDir(path)
+        if is_active or run.status().get("state") == "running":
+            run.request_stop()
+            return "stopping"
+        return "not running"
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run directory. Refuses a job that is queued or training (stop it first)."""
+        path = safe_run_path(self.root, run_id)
+        if self.position(run_id) is not None or run_id in self.running_elsewhere():
+            raise RunError(f"Run {run_id} is queued or training; stop it before deleting it.")
+        if not RunDir(path).exists():
+            raise RunError(f"No run {run_id} under {self.root}.")
+        shutil.rmtree(path)
+        with self._cond:
+            self._jobs.pop(run_id, None)
+
+    def wait(self, run_id: str, timeout: float | None = None) -> str:
+        """Block until the job is no longer queued or training; returns its final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._holds(run_id):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"job {run_id} still {RunDir(self.root / run_id).status().get('state')}")
+                self._cond.wait(timeout=min(0.5, remaining) if remaining is not None else 0.5)
+        return RunDir(self.root / run_id).status().get("state", "unknown")
+
+    def close(self, kill: bool = True, timeout: float = 10.0) -> None:
+        """Stop the worker. With ``kill`` the current child gets SIGINT (the run is marked stopped), then
+        SIGKILL after ``timeout``; queued jobs stay queued on disk and are adopted by the next manager."""
+        with self._cond:
+            self._closed = True
+            proc = self._proc
+            self._cond.notify_all()
+        if kill and proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self._thread.join(timeout=timeout + 5)
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _holds(self, run_id: str) -> bool:
+        return (self._active is not None and self._active.run_id == run_id) or any(
+            j.run_id == run_id for j in self._queue)
+
+    def _claim_dir(self, run_id: str, exact: bool) -> Path:
+        """Make an empty run folder atomically; a taken id gets a numeric suffix unless ``exact``."""
+        for n in range(1, 1000):
+            rid = run_id if n == 1 else f"{run_id}-{n}"
+            path = safe_run_path(self.root, rid)
+            try:
+                path.mkdir(parents=True)
+                return path
+            except FileExistsError:
+                if exact:
+                    raise RunError(f"Run {rid} already exists under {self.root}.") from None
+        raise RunError(f"could not find a free run id for {run_id}")
+
+    def _adopt_orphans(self) -> None:
+        """Queue runs left ``queued`` by a process that is gone (oldest first)."""
+        found = []
+        for p in sorted(self.root.iterdir()):
+            if not p.is_dir() or p.name.startswith("."):
+                continue
+            st = RunDir(p).status()
+            if st.get("state") != "queued":
+                continue
+            owner, host = st.get("queued_by"), st.get("host")
+            if owner is None or owner == os.getpid() or host != socket.gethostname() or _pid_alive(owner):
+                continue  # not queued by a manager (a CLI run about to start), or its manager is alive
+            found.append((st.get("created") or "", p))
+        for _, p in sorted(found):
+            RunDir(p).set_status("queued", queued_by=os.getpid(), host=socket.gethostname())
+            job = Job(p.name, p)
+            self._jobs[job.run_id] = job
+            self._queue.append(job)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._queue or self._busy_elsewhere()):
+                    self._cond.wait(timeout=1.0 if self._queue else None)
+                if self._closed:
+                    return
+                job = self._queue.popleft()
+                self._active = job
+            try:
+                self._run(job)
+            except Exception as e:  # the worker must survive anything one job does
+                log.exception("job %s failed in the worker", job.run_id)
+                job.run.set_status("failed", error=f"{type(e).__name__}: {e}")
+            finally:
+                with self._cond:
+                    self._active = None
+                    self._proc = None
+                    self._cond.notify_all()
+
+    def _busy_elsewhere(self) -> bool:
+        try:
+            return bool(self.running_elsewhere())
+        except OSError:
+            return False
+
+    def _run(self, job: Job) -> None:
+        run = job.run
+        if run.status().get("state") != "queued":  # stopped or deleted meanwhile
+            return
+        env = dict(os.environ if self.env is None else self.env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        with open(run.path / LOG_NAME, "ab") as out:
+            proc = subprocess.Popen(self.command(run.path), stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.cwd, env=env)
+        job.pid = proc.pid
+        with self._cond:
+            self._proc = proc
+            closed = self._closed
+        if closed:
+            proc.send_signal(signal.SIGINT)
+        job.returncode = proc.wait()
+        self._finish(job)
+
+    def _finish(self, job: Job) -> None:
+        """Record an outcome the child could not record itself."""
+        run, rc = job.run, job.returncode
+        state = run.status().get("state")
+        if state not in ACTIVE_STATES and state != "unknown":
+            return
+        error = error_from_log(run.path / LOG_NAME)
+        if rc is not None and rc < 0:
+            try:
+                name = signal.Signals(-rc).name
+            except ValueError:
+                name = f"signal {-rc}"
+            run.set_status("interrupted", error=f"the training process was killed ({name})"
+                           + (f"; last output: {error}" if error else ""), returncode=rc)
+        else:
+            run.set_status("failed", error=error or f"the training process exited with code {rc}", returncode=rc)

@@ -1,0 +1,329 @@
+"""Every page through Streamlit's AppTest: widgets present, no exception, and the flows that matter —
+a 2-step training job launched from the Train page, Stop, a failing job, a second launch that queues, a malformed
+upload, a translation fixed in place, side-by-side answers and a batch evaluation, deleting a run.
+
+The app is pointed at a tiny random model (``CLO_MODEL``) and a temporary runs folder (``CLO_RUNS``); training
+jobs run as real ``python -m clo train`` child processes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clo.runs import RunDir
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+@pytest.fixture()
+def runs_root(tmp_path) -> Path:
+    return tmp_path / "runs"
+
+
+@pytest.fixture()
+def app(monkeypatch, runs_root, tiny_model):
+    """A fresh session of the app on a tiny model and an empty runs folder; its job manager is closed after."""
+    monkeypatch.setenv("CLO_RUNS", str(runs_root))
+    monkeypatch.setenv("CLO_MODEL", str(tiny_model))
+    at = AppTest.from_file(APP, default_timeout=120)
+    yield at
+    from app_pages._shared import _job_manager
+
+    _job_manager(str(runs_root.resolve())).close()
+    _job_manager.clear()
+
+
+def open_page(at: AppTest, page: str) -> AppTest:
+    at.run()
+    at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def wait_for_state(run: RunDir, states=("finished", "stopped", "failed", "interrupted"), timeout=240.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (state := run.status().get("state")) not in states:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run.id} still {state}")
+        time.sleep(0.2)
+    return state
+
+
+def wait_for(cond, timeout=240.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.2)
+
+
+def set_training(at: AppTest, data: Path, *, max_steps: int, max_length: int = 256) -> None:
+    at.selectbox(key="tr_data").set_value("__other__").run()
+    at.text_input(key="tr_data_path").input(str(data))
+    at.number_input(key="tr_batch_size").set_value(2)
+    at.number_input(key="tr_max_length").set_value(max_length)
+    at.number_input(key="tr_max_steps").set_value(max_steps).run()
+    assert not at.exception and not at.error, texts(at.error)
+
+
+# -- shell ---------------------------------------------------------------------------------------------------------
+
+
+def test_home_and_sidebar(app, tiny_model):
+    app.run()
+    assert not app.exception
+    assert app.title[0].value == "CLO Studio"
+    assert [s.label for s in app.sidebar.selectbox] == ["Model", "Target language"]
+    assert app.sidebar.text_input(key="sb_model_path").value == str(tiny_model)  # from CLO_MODEL
+    assert app.session_state["sb_lang"] == "sw"
+    assert "tiny (135M and 270M parameters)" in texts(app.sidebar.caption)
+    # the Gemma license notice sits next to Gemma, when it is installed and picked
+    model = app.sidebar.selectbox(key="sb_model")
+    if "gemma-3-270m" in model.options or any("Gemma" in o for o in model.options):
+        model.set_value("gemma-3-270m").run()
+        assert "Gemma Terms of Use" in texts(app.sidebar.info)
+    # a model path that does not exist is an error in the sidebar, not an exception
+    app.sidebar.selectbox(key="sb_model").set_value("__local__").run()
+    app.sidebar.text_input(key="sb_model_path").input("/nonexistent/model").run()
+    assert not app.exception
+    assert "not available offline" in texts(app.sidebar.error)
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+
+
+def test_data_page_translates_previews_and_fixes(app):
+    at = open_page(app, "data")
+    assert at.radio(key="data_source").value == "demo"
+    assert at.selectbox(key="data_translator").value == "reference"  # bundled references cover Swahili
+    at.number_input(key="data_tr_limit_demo_168").set_value(4).run()
+    at.button(key="data_translate").click().run()
+    assert not at.exception, at.exception
+    assert "4 samples translated (reference)" in texts(at.success)
+    path = Path(at.session_state["data_review_set"])
+    assert path.name == "demo-sw.jsonl" and len(path.read_text().splitlines()) == 4
+    md = texts(at.markdown)
+    assert "✓ Chosen" in md and "✗ Rejected" in md  # each sample as its two preference pairs
+    assert at.download_button(key="data_download").label == "Download JSONL"
+    # fix the first sample's Swahili instruction in place
+    at.text_area(key="data_fix_i_demo-001").input("Mto mrefu zaidi barani Afrika ni upi?")
+    next(b for b in at.button if b.label == "Save fix").click().run()
+    assert not at.exception
+    assert "Saved the fix to demo-001" in texts(at.success)
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["instruction"] == "Mto mrefu zaidi barani Afrika ni upi?"
+    assert first["translator"] == "reference+edited"
+
+
+@pytest.mark.parametrize("name, content, where", [
+    ("broken.jsonl", b'{"id": "1", "instruction": "Hi?", "response": "Hello."}\n{"id": "2", "instruction": \n',
+     "broken.jsonl, line 2: not valid JSON"),
+    ("fields.jsonl", b'{"id": "1", "instruction": "Hi?", "response": "Hello."}\n{"id": "2", "instruction": "x"}\n',
+     "fields.jsonl, line 2: field 'response' is missing"),
+    ("cells.csv", b"id,instruction,response\n1,Hi?,Hello.\n2,x,y,z\n", "cells.csv, line 3"),
+])
+def test_malformed_upload_shows_file_and_line(app, name, content, where):
+    at = open_page(app, "data")
+    at.radio(key="data_source").set_value("upload").run()
+    at.file_uploader(key="data_upload").upload(name, content, "application/octet-stream")
+    at.run()
+    assert not at.exception, at.exception
+    assert where in texts(at.error)
+
+
+def test_a_ready_crosslingual_upload_needs_no_translation(app, xl_file):
+    at = open_page(app, "data")
+    at.radio(key="data_source").set_value("upload").run()
+    at.file_uploader(key="data_upload").upload("mine.jsonl", xl_file.read_bytes(), "application/jsonl")
+    at.run()
+    assert "already a cross-lingual set (4 samples" in texts(at.info)
+    at.button(key="data_use_ready").click().run()
+    assert Path(at.session_state["data_review_set"]).name == "mine-sw.jsonl"
+
+
+def test_an_openassistant_export_on_disk_is_imported(app):
+    at = open_page(app, "data")
+    at.radio(key="data_source").set_value("file").run()
+    at.text_input(key="data_path").input(str(ROOT / "tests" / "fixtures" / "oasst_small.jsonl")).run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert "2 English pairs from oasst_small" in texts(at.caption)
+
+
+def test_a_translation_model_that_is_not_installed_is_a_clear_error(app):
+    at = open_page(app, "data")
+    at.selectbox(key="data_translator").set_value("m2m100").run()
+    at.text_input(key="data_mt_m2m100").input("/nonexistent/m2m100").run()
+    at.number_input(key="data_tr_limit_demo_168").set_value(1).run()
+    at.button(key="data_translate").click().run()
+    assert not at.exception, at.exception
+    assert "not available offline" in texts(at.error)
+
+
+# -- train ---------------------------------------------------------------------------------------------------------
+
+
+def test_train_page_widgets_presets_and_cli_command(app):
+    from clo.train import load_recipe
+
+    at = open_page(app, "train")
+    for key in ("tr_preset", "tr_data", "tr_method", "tr_scope"):
+        assert at.selectbox(key=key) is not None
+    assert at.slider(key="tr_lam").value == 0.5
+    assert {"demo", "paper"} <= {o.split(" — ")[0] for o in at.selectbox(key="tr_preset").options}
+    demo, paper = load_recipe("demo"), load_recipe("paper")
+    assert at.number_input(key="tr_lr").value == pytest.approx(float(demo["lr"]))  # the demo preset, applied first
+    at.selectbox(key="tr_preset").set_value("paper").run()
+    assert at.number_input(key="tr_lr").value == pytest.approx(float(paper["lr"]))
+    assert at.number_input(key="tr_max_length").value == paper["max_length"]
+    at.button(key="tr_cli").click().run()
+    assert not at.exception
+    assert texts(at.code).startswith("python -m clo train --config ")
+    assert "No training job yet" in texts(at.info)
+
+
+def test_train_settings_survive_a_visit_to_another_page(app):
+    at = open_page(app, "train")
+    at.number_input(key="tr_lr").set_value(1e-4)
+    at.selectbox(key="tr_method").set_value("sft-tgt").run()
+    at.switch_page("app_pages/runs.py").run()
+    at.switch_page("app_pages/train.py").run()
+    assert at.number_input(key="tr_lr").value == pytest.approx(1e-4)
+    assert at.selectbox(key="tr_method").value == "sft-tgt"
+
+
+def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root, xl_file):
+    at = open_page(app, "train")
+    set_training(at, xl_file, max_steps=2)
+    at.button(key="tr_launch").click().run()
+    assert not at.exception, at.exception
+    assert "Started" in texts(at.success)
+    run = RunDir(runs_root / at.session_state["train_run"])
+    assert wait_for_state(run) == "finished", run.status()
+    at.run()
+    assert not at.exception
+    assert [r["step"] for r in run.metrics()] == [1, 2]
+    assert len(at.get("plotly_chart")) == 3  # loss, rewards, preference accuracy
+    assert "Finished after 2 steps" in texts(at.success)
+    assert "Step 2/2" in at.get("progress")[0].proto.text
+
+
+def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_root, xl_file):
+    at = open_page(app, "train")
+    set_training(at, xl_file, max_steps=100_000)
+    at.button(key="tr_launch").click().run()
+    long_run = RunDir(runs_root / at.session_state["train_run"])
+    # a second launch while the first trains waits in the queue, and the page says so
+    at.number_input(key="tr_max_steps").set_value(2).run()
+    at.button(key="tr_launch").click().run()
+    assert "Queued" in texts(at.info) and "one job trains at a time" in texts(at.info)
+    queued_run = RunDir(runs_root / at.session_state["train_run"])
+    assert queued_run.status()["state"] == "queued"
+    wait_for(lambda: len(long_run.metrics()) >= 1)
+    at.run()
+    assert f"in the queue: `{queued_run.id}`" in texts(at.caption)
+    assert long_run.id in texts(at.markdown)  # the panel shows what trains now, with its Stop button
+    at.button(key="tr_stop").click().run()
+    assert not at.exception, at.exception
+    assert wait_for_state(long_run) == "stopped"
+    assert long_run.has_model()
+    assert 1 <= len(long_run.metrics()) < 100_000
+    at.run()
+    assert "Stopped after" in texts(at.success)
+    assert wait_for_state(queued_run) == "finished"  # the queue moved on by itself
+
+
+def test_a_failing_job_shows_its_error_text(app, runs_root, xl_file):
+    at = open_page(app, "train")
+    set_training(at, xl_file, max_steps=2, max_length=16)  # shorter than every prompt: fails inside the job
+    at.button(key="tr_launch").click().run()
+    run = RunDir(runs_root / at.session_state["train_run"])
+    assert wait_for_state(run) == "failed"
+    at.run()
+    assert not at.exception
+    assert "max_length 16 is shorter than" in texts(at.error)
+    assert "max_length 16 is shorter than" in run.status()["error"]
+
+
+def test_launch_refuses_a_missing_data_file_before_queuing(app, runs_root):
+    at = open_page(app, "train")
+    at.selectbox(key="tr_data").set_value("__other__").run()
+    at.text_input(key="tr_data_path").input("/nonexistent/data.jsonl").run()
+    at.button(key="tr_launch").click().run()
+    assert "file not found" in texts(at.error)
+    assert not runs_root.exists() or not any(runs_root.iterdir())
+
+
+# -- compare and runs ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def finished_run(runs_root, tiny_model, xl_file) -> RunDir:
+    from clo.train import TrainSpec, run_training
+
+    result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
+                          runs_root / "tuned")
+    return RunDir(result.run_dir)
+
+
+def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
+    at = open_page(app, "compare")
+    models = at.multiselect(key="cmp_models")
+    assert len(models.value) == 2 and str(finished_run.path) in models.value  # base + the newest run
+    assert at.radio(key="cmp_prompt_mode").value == "held-out"
+    at.toggle(key="cmp_sample").set_value(True)  # a random tiny model's greedy answer is only special tokens
+    at.number_input(key="cmp_max_new").set_value(16).run()
+    at.button(key="cmp_go").click().run()
+    assert not at.exception, at.exception
+    answers = at.session_state["cmp_answers"]
+    assert set(answers["answers"]) == set(models.value) and answers["lang"] == "sw"
+    assert all(answers["answers"].values())
+    # own prompt: its language is detected and shown
+    at.radio(key="cmp_prompt_mode").set_value("own").run()
+    at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.").run()
+    assert "Prompt detected as English" in texts(at.caption)
+
+
+def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
+    at = open_page(app, "compare")
+    at.number_input(key="cmp_max_new").set_value(8)
+    at.number_input(key="cmp_batch_n").set_value(1).run()
+    at.button(key="cmp_batch_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert {"clean LPR", "LPR", "chrF++", "echo", "loop"} <= set(table.columns)
+    assert set(table["lang"]) == {"sw", "en"} and len(table) == 4
+    assert at.download_button(key="cmp_dl_metrics").label == "Download metrics (CSV)"
+    assert finished_run.eval() is not None  # the run keeps its evaluation (shown on the Runs page)
+
+
+def test_runs_page_lists_opens_and_deletes(app, finished_run):
+    at = open_page(app, "runs")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["tuned"] and table["status"][0] == "finished"
+    assert at.selectbox(key="runs_sel").value == "tuned"
+    at.button(key="runs_delete").click().run()
+    assert "cannot be undone" in texts(at.warning)
+    at.button(key="runs_delete_no").click().run()
+    assert finished_run.path.exists()
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_yes").click().run()
+    assert not at.exception, at.exception
+    assert not finished_run.path.exists()
+    assert "No runs yet" in texts(at.info)
+
+
+def test_open_in_compare_preselects_the_run(app, finished_run):
+    at = open_page(app, "runs")
+    at.button(key="runs_open").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Compare"
+    assert str(finished_run.path) in at.multiselect(key="cmp_models").value

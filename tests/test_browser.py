@@ -1,0 +1,210 @@
+"""The app in a real browser: Data → Train (live chart) → Compare → Runs, as a user clicks through it.
+
+Drives Debian's Chromium through Playwright (sync API). ``scripts/ensure_chromium.sh`` installs Chromium when it
+is missing; where that is impossible the test is skipped with the reason. Screenshots go to
+``artifacts/screenshots/`` (gitignored).
+
+    .venv/bin/python -m pytest -m browser tests/test_browser.py
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+STEPS = 30  # enough steps for the chart to be seen growing between two 1.5 s refreshes
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    try:
+        r = subprocess.run(["sh", str(ROOT / "scripts" / "ensure_chromium.sh")], capture_output=True, text=True,
+                           timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"could not run scripts/ensure_chromium.sh: {e}")
+    if r.returncode != 0:
+        pytest.skip(f"Chromium is not available: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout.strip().splitlines()[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, tiny_model):
+    tmp = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    env = {**os.environ, "CLO_RUNS": str(tmp / "runs"), "CLO_HOME": os.environ["CLO_HOME"],
+           "CLO_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": str(ROOT)}
+    log = open(tmp / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--server.fileWatcherType", "none",
+                             "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
+        time.sleep(0.3)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture()
+def page(chromium, app_url):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        pg = browser.new_context(viewport={"width": 1440, "height": 1000}).new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def shot(pg, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so the window is made as tall as the content."""
+    height = pg.evaluate("document.querySelector('[data-testid=stMainBlockContainer]').scrollHeight")
+    size = pg.viewport_size
+    pg.set_viewport_size({"width": size["width"], "height": max(size["height"], min(int(height) + 120, 5000))})
+    pg.wait_for_timeout(400)  # let charts re-lay out
+    pg.screenshot(path=str(SHOTS / f"{name}.png"))
+    pg.set_viewport_size(size)
+
+
+def settle(pg) -> None:
+    """Wait until Streamlit has finished the current script run."""
+    pg.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=120_000)
+
+
+def set_number(pg, label: str, value) -> None:
+    box = pg.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    settle(pg)
+
+
+def progress_step(pg) -> int:
+    text = pg.get_by_text(re.compile(r"^Step \d+/")).first.inner_text()
+    return int(re.match(r"Step (\d+)/", text).group(1))
+
+
+def test_data_train_compare_runs_in_the_browser(page, app_url):
+    from playwright.sync_api import expect
+
+    pg = page
+    # -- Data: translate 8 demo samples with the bundled references, see the pairs, fix one -------------------
+    pg.goto(f"{app_url}/data")
+    expect(pg.get_by_text("1 · Make a cross-lingual set")).to_be_visible()
+    settle(pg)
+    set_number(pg, "Records", 8)
+    pg.get_by_role("button", name=re.compile("Translate 8 records into Swahili")).click()
+    expect(pg.get_by_text(re.compile(r"8 samples translated \(reference\)"))).to_be_visible()
+    settle(pg)
+    expect(pg.get_by_text("✓ Chosen").first).to_be_visible()
+    expect(pg.get_by_text("✗ Rejected").first).to_be_visible()
+    expect(pg.get_by_text(re.compile(r"Swahili · \d+%")).first).to_be_visible()  # detected-language badges
+    expect(pg.get_by_text(re.compile(r"English · \d+%")).first).to_be_visible()
+    shot(pg, "01-data")
+    pg.get_by_text("Fix the Swahili translation of demo-001").click()
+    box = pg.get_by_label("Instruction", exact=True).first
+    box.fill("Mto mrefu zaidi barani Afrika ni upi?")
+    pg.get_by_role("button", name="Save fix").first.click()
+    expect(pg.get_by_text("Saved the fix to demo-001")).to_be_visible()
+    settle(pg)
+    pg.get_by_role("button", name="Train on this set →").click()
+
+    # -- Train: the set comes along; launch a short CLO run and watch the curves grow -------------------------
+    expect(pg.get_by_role("heading", name="Train")).to_be_visible()
+    settle(pg)
+    expect(pg.get_by_role("combobox", name="Cross-lingual set")).to_have_value("demo-sw.jsonl")
+    set_number(pg, "Batch size", 2)
+    set_number(pg, "Max steps", STEPS)
+    pg.get_by_role("button", name="Show CLI command").click()
+    expect(pg.get_by_text(re.compile(r"python -m clo train --config .*clo-clo-sw-\w+\.yaml"))).to_be_visible()
+    shot(pg, "02-train-settings")
+    pg.get_by_role("button", name="Launch training").click()
+    expect(pg.get_by_text(re.compile(r"Started \S+ on 8 samples"))).to_be_visible()
+    expect(pg.get_by_text(re.compile(r"^Step [1-9]\d*/30"))).to_be_visible(timeout=120_000)
+    first = progress_step(pg)
+    expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+    if first < STEPS:
+        expect(pg.get_by_role("button", name="Stop")).to_be_visible()
+    shot(pg, "03-train-running")
+    # a second tab (or a reloaded one) re-attaches to the running job
+    other = pg.context.new_page()
+    other.goto(f"{app_url}/train")
+    run_id = pg.get_by_text(re.compile(r"^\d{8}-\d{6}-clo-sw$")).first.inner_text()
+    expect(other.get_by_text(run_id, exact=True)).to_be_visible()
+    expect(other.get_by_text(re.compile(r"^Step \d+/30"))).to_be_visible()
+    other.close()
+    # the panel refreshes by itself: the step count grows without any click (unless the machine was so fast that
+    # the first refresh already showed the last step)
+    if first < STEPS:
+        pg.wait_for_function(
+            """(first) => [...document.querySelectorAll('[data-testid=stProgress]')]
+                 .some(e => { const m = e.innerText.match(/Step (\\d+)\\//); return m && +m[1] > first; })""",
+            arg=first, timeout=120_000)
+    expect(pg.get_by_text(re.compile(r"Finished after 30 steps"))).to_be_visible(timeout=180_000)
+    expect(pg.get_by_text("Rewards").first).to_be_visible()
+    shot(pg, "04-train-finished")
+
+    # -- Compare: base and the new run answer the same held-out prompt side by side ---------------------------
+    pg.get_by_role("link", name="Compare").click()
+    expect(pg.get_by_role("heading", name="Compare")).to_be_visible()
+    settle(pg)
+    expect(pg.get_by_text("Base · tiny-llama").first).to_be_visible()
+    expect(pg.get_by_text(re.compile(r"-clo-sw · clo · Swahili")).first).to_be_visible()
+    pg.get_by_text("Generation settings").click()
+    set_number(pg, "Max new tokens", 24)
+    pg.get_by_text("Sample (else greedy)").click()  # a random tiny model's greedy answer is only special tokens
+    settle(pg)
+    pg.get_by_role("button", name="Answer").click()
+    badges = pg.get_by_text(re.compile(r"\w+ · \d+%$"))
+    expect(badges.nth(1)).to_be_visible(timeout=120_000)  # one language badge per model, once both are done
+    shot(pg, "05-compare")
+    pg.get_by_role("tab", name="Batch over held-out prompts").click()
+    set_number(pg, "Prompts per language", 2)
+    pg.get_by_role("button", name="Run batch evaluation").click()
+    expect(pg.get_by_role("button", name="Download metrics (CSV)")).to_be_visible(timeout=180_000)
+    expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+    shot(pg, "06-compare-batch")
+
+    # -- Runs: the run is listed as finished --------------------------------------------------------------------
+    pg.get_by_role("link", name="Runs").click()
+    expect(pg.get_by_role("heading", name="Runs")).to_be_visible()
+    settle(pg)
+    expect(pg.get_by_text(re.compile(r"finished · clo · Swahili")).first).to_be_visible()
+    shot(pg, "07-runs")
