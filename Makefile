@@ -35,8 +35,10 @@ test-fast: install
 test-browser: install
 	$(PY) -m pytest -m browser
 
+# timings and accuracy printed by scripts in bench/ (see docs/results.md)
 bench: install
-	$(PY) -m clo bench --quick
+	$(PY) bench/langid_bench.py
+	$(PY) bench/step_time.py --steps 2
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

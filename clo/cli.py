@@ -178,12 +178,27 @@ def cmd_train(args) -> int:
             bar.update(m["step"] - bar.n)
             bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "margin", "accuracy") if k in m})
 
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the step and save; second: abort now
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     try:
-        result = run_training(spec, out, events=events)
+        result = run_training(spec, out, events=events, stop_event=stop)
     except KeyboardInterrupt:
-        print(f"Interrupted; run marked stopped in {out}", file=sys.stderr)
+        print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
         return 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from clo.languages import get_language
@@ -22,7 +21,6 @@ from clo.languages import get_language
 __all__ = [
     "ASSETS",
     "DataError",
-    "read_jsonl",
     "read_records",
     "write_jsonl",
     "load_sft",
@@ -56,14 +54,6 @@ class DataError(ValueError):
         super().__init__(where + message)
         self.path = str(path) if path is not None else None
         self.line = line
-
-
-@dataclass
-class Source:
-    """Where records come from, for error messages: a real path or an upload's name."""
-
-    name: str
-    text: str
 
 
 def _read_text(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> str:
@@ -102,7 +92,9 @@ def parse_json_line(line: str, name: str | Path, number: int) -> dict:
 
 def parse_jsonl(text: str, name: str | Path) -> list[dict]:
     rows = []
-    for i, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks at U+2028/U+2029/U+0085, which json.dumps leaves unescaped
+    for i, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         obj = parse_json_line(line, name, i)
@@ -137,10 +129,6 @@ def read_records(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> list[d
     if Path(path).suffix.lower() == ".csv":
         return parse_csv(text, path)
     return parse_jsonl(text, path)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    return read_records(path)
 
 
 def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
@@ -198,6 +186,9 @@ def load_sft(data: str | Path) -> list[dict]:
     """English SFT records ``{id, instruction, response}``."""
     path = resolve_data_path(data, "sft")
     rows = read_records(path)
+    if "instruction_en" in rows[0]:
+        raise DataError("this is a cross-lingual set (it has instruction_en); an English SFT file "
+                        "({id, instruction, response}) is expected here", path, rows[0].get("_line"))
     validate_records(rows, SFT_FIELDS, path)
     return rows
 

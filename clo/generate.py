@@ -95,7 +95,16 @@ def stream(model, prompt: str, options: GenerationOptions | None = None):
     import threading
 
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    class _Cancelled(StoppingCriteria):
+        """Ends generation when the reader stops reading (turn cut, page rerun, closed generator)."""
+
+        def __init__(self):
+            self.flag = threading.Event()
+
+        def __call__(self, input_ids, scores, **kwargs):
+            return self.flag.is_set()
 
     opts = options or GenerationOptions()
     lm = get_model(model)
@@ -104,11 +113,13 @@ def stream(model, prompt: str, options: GenerationOptions | None = None):
     enc = tok([format_prompt(tok, prompt)], return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     error: list[BaseException] = []
+    cancel = _Cancelled()
 
     def work():
         try:
             with torch.no_grad():
-                net.generate(**enc, **opts.kwargs(tok), streamer=streamer)
+                net.generate(**enc, **opts.kwargs(tok), streamer=streamer,
+                             stopping_criteria=StoppingCriteriaList([cancel]))
         except BaseException as e:  # surfaced to the caller below
             error.append(e)
             streamer.end()
@@ -116,12 +127,15 @@ def stream(model, prompt: str, options: GenerationOptions | None = None):
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     text = ""
-    for piece in streamer:
-        text += piece
-        cut = clean_answer(text)
-        yield cut
-        if cut != text.strip():  # a base model started a new turn: stop showing it
-            break
-    thread.join(timeout=60)
+    try:
+        for piece in streamer:
+            text += piece
+            cut = clean_answer(text)
+            yield cut
+            if cut != text.strip():  # a base model started a new turn: stop showing it
+                break
+    finally:  # also on GeneratorExit when the page reruns: stop the background generation
+        cancel.flag.set()
+        thread.join(timeout=60)
     if error:
         raise error[0]

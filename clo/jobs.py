@@ -413,7 +413,7 @@ class JobManager:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         with open(run.path / LOG_NAME, "ab") as out:
-            proc = subprocess.Popen(self.command(run.path), stdout=out, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(self.command(run.path), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     stdin=subprocess.DEVNULL, cwd=self.cwd, env=env)
         job.pid = proc.pid
         with self._cond:

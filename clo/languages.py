@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Language", "LANGUAGES", "UnknownLanguageError", "get_language", "target_languages", "resolve_codes"]
+__all__ = ["Language", "LANGUAGES", "UnknownLanguageError", "get_language", "target_languages"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ LANGUAGES: dict[str, Language] = {
 PAPER_TARGETS = ("zh", "de", "ko", "id", "sw", "yo")
 
 _ALIASES = {lang.iso3: lang.code for lang in LANGUAGES.values()}
-_ALIASES.update({"zho_hans": "zh", "cmn": "zh", "swa": "sw", "zh-cn": "zh", "zh-tw": "zh", "zsm": "id", "ind": "id"})
+_ALIASES.update({"zho_hans": "zh", "cmn": "zh", "swa": "sw", "zh-cn": "zh", "zh-tw": "zh", "ind": "id"})
 _ALIASES.update({lang.nllb.lower(): lang.code for lang in LANGUAGES.values() if lang.nllb})
 
 
@@ -81,11 +81,6 @@ def get_language(code: str) -> Language:
         return LANGUAGES[key]
     except KeyError:
         raise UnknownLanguageError(code) from None
-
-
-def resolve_codes(codes) -> list[str]:
-    """Normalise several codes at once (raises on the first unknown one)."""
-    return [get_language(c).code for c in codes]
 
 
 def target_languages() -> list[Language]:

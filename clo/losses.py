@@ -97,8 +97,10 @@ def clo_loss(
     return CLOLossOutput(total, sft.detach(), cl.detach(), r_chosen, r_rejected, r_chosen - r_rejected, is_target.bool())
 
 
-def dpo_only_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, is_target, chosen_tokens, beta=0.1, lam=0.0):
-    """Standard DPO on the cross-lingual pairs (the second stage of ``sft-dpo``): CLO with λ = 0."""
+def dpo_only_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, is_target, chosen_tokens, beta=0.1,
+                  lam=None):
+    """Standard DPO on the cross-lingual pairs (the second stage of ``sft-dpo``): CLO with λ = 0 (``lam`` is
+    accepted for a common signature and ignored)."""
     return clo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, is_target=is_target,
                     chosen_tokens=chosen_tokens, beta=beta, lam=0.0)
 

@@ -34,7 +34,6 @@ __all__ = [
     "clo_home",
     "resolve_model",
     "load_model",
-    "load_tokenizer",
     "list_models",
     "ensure_chat_template",
     "format_prompt",
@@ -355,19 +354,6 @@ def _refuse_pickle_only(folder: Path) -> None:
             )
 
 
-def load_tokenizer(name: str, trust_remote_code: bool = False):
-    kind, where = resolve_model(name)
-    from transformers import AutoTokenizer
-
-    if kind == "bundled" and Path(where).suffix == ".gguf":
-        where = _dequantize_to_cache(BUNDLED[_canonical(name)], Path(where))
-    if kind == "adapter":
-        where = _adapter_base(Path(where))[1]
-    tok = AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=trust_remote_code)
-    _finish_tokenizer(tok)
-    return tok
-
-
 def _adapter_base(adapter_dir: Path) -> tuple[str, str | Path]:
     """A LoRA run saves its adapter and records the base model's name in clo_base.json."""
     meta = adapter_dir / "clo_base.json"
@@ -407,6 +393,7 @@ def load_model(
             where = _dequantize_to_cache(spec, Path(where), progress)
     elif kind == "adapter":
         adapter = Path(where)
+        _refuse_pickle_only(adapter)  # peft would read adapter_model.bin
         base, tok_where = _adapter_base(adapter)
         base_loaded = load_model(base, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
         from peft import PeftModel

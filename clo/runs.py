@@ -215,6 +215,16 @@ class RunDir:
     def stop_requested(self) -> bool:
         return self.stop_path.exists()
 
+    def restore_interrupted_save(self) -> bool:
+        """A kill between the two renames of save_model leaves the only model in ``.model.old.*``: put it back."""
+        if self.model_path.exists() or self.readonly:
+            return False
+        olds = sorted(self.path.glob(".model.old.*"))
+        if not olds:
+            return False
+        os.replace(olds[-1], self.model_path)
+        return True
+
     def has_model(self) -> bool:
         return (self.model_path / "config.json").exists() or (self.model_path / "adapter_config.json").exists()
 
@@ -270,6 +280,7 @@ def recover_lost(root: str | Path | None = None) -> list[str]:
     """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids."""
     lost = []
     for run in _iter_runs(root):
+        run.restore_interrupted_save()
         st = run.status()
         if st.get("state") == "running" and not _pid_alive(st.get("pid"), st.get("host")):
             run.set_status("interrupted", error=f"process {st.get('pid')} ended without finishing; lost at {st.get('updated')}",

@@ -69,6 +69,10 @@ class SpecError(ValueError):
     """An invalid training setting; the message names the setting and what is allowed."""
 
 
+class TrainingStopped(Exception):
+    """A stop request arrived before the first optimizer step (while loading or in the reference pass)."""
+
+
 @dataclass
 class TrainSpec:
     """Everything a run needs. Written to ``config.yaml``; ``clo train --config`` reads it back."""
@@ -88,7 +92,7 @@ class TrainSpec:
     epochs: float = field(default=1.0, metadata={"help": "passes over the data"})
     batch_size: int = field(default=8, metadata={"help": "samples per step (CLO: 2 pairs = 4 sequences each)"})
     grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
-    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps"})
+    max_steps: int | None = field(default=None, metadata={"help": "stop after this many optimizer steps (sft-dpo: per stage)"})
     max_length: int = field(default=256, metadata={"help": "max tokens of prompt + answer"})
     warmup_ratio: float = field(default=0.0, metadata={"help": "share of steps with linear warm-up"})
     scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers name)"})
@@ -129,8 +133,18 @@ class TrainSpec:
              f"max_steps must be a positive integer, got {self.max_steps!r}.")
         need(self.limit is None or (isinstance(self.limit, int) and self.limit > 0), f"limit must be positive, got {self.limit!r}.")
         need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1).")
-        need(self.save_steps >= 0, "save_steps must be 0 or positive.")
         need(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda.")
+        for name in ("trust_remote_code", "gradient_checkpointing"):  # "false" in YAML must not read as true
+            need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")
+        for name in ("seed", "save_steps"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be a whole number ≥ 0, got {v!r}.")
+        for name in ("beta", "weight_decay", "warmup_ratio"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v), f"{name} must be a finite number, got {v!r}.")
+        schedulers = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                      "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+        need(self.scheduler in schedulers, f"Unknown scheduler {self.scheduler!r}. Choose one of: {', '.join(schedulers)}.")
         need(bool(str(self.model).strip()), "model must not be empty.")
         need(bool(str(self.data).strip()), "data must not be empty.")
 
@@ -157,11 +171,6 @@ class TrainSpec:
                 except ValueError:
                     raise SpecError(f"{source}: {f.name} must be a number, got {d[f.name]!r}.") from None
         return cls(**d)
-
-    def derived(self, **overrides) -> "TrainSpec":
-        d = self.to_dict()
-        d.update({("lambda" if k == "lam" else k): v for k, v in overrides.items()})
-        return TrainSpec.from_dict(d)
 
 
 def list_recipes() -> dict[str, str]:
@@ -246,7 +255,8 @@ def apply_scope(model, spec: TrainSpec):
         return None
     from peft import LoraConfig
 
-    targets = sorted({n.rsplit(".", 1)[-1] for n in attn}) if spec.lora_target == "attention" else "all-linear"
+    # full module names: a short name such as GPT-2's c_proj would also match the MLP's c_proj
+    targets = attn if spec.lora_target == "attention" else "all-linear"
     return LoraConfig(r=spec.lora_r, lora_alpha=spec.lora_alpha, lora_dropout=0.0, target_modules=targets,
                       task_type="CAUSAL_LM")
 
@@ -371,8 +381,9 @@ def _build_clo_trainer_class():
 
         _tag_names = ["trl", "dpo", "clo"]
 
-        def __init__(self, *args, events=None, **kwargs):
+        def __init__(self, *args, events=None, should_stop=None, **kwargs):
             self.clo_events = events  # set first: the reference pass runs inside DPOTrainer.__init__
+            self.clo_should_stop = should_stop
             self.ref_cache_hit = None
             self.ref_pass_seconds = None
             self.selective_head = None  # decided once TRL has built the model (inside __init__)
@@ -444,6 +455,8 @@ def _build_clo_trainer_class():
                 model = self.ref_model or self.model
                 chosen, rejected = [], []
                 for batch in loader:
+                    if self.clo_should_stop is not None and self.clo_should_stop():
+                        raise TrainingStopped("stopped during the reference pass, before the first step")
                     batch = {k: v for k, v in batch.items() if k != "is_target"}
                     c, r = self.compute_ref_log_probs(model, batch)
                     c, r = self.accelerator.gather_for_metrics((c, r))
@@ -659,13 +672,17 @@ def _check_prompt_lengths(tokenizer, prompts: list, spec: TrainSpec) -> None:
         )
 
 
-def _writer(spec: TrainSpec, model, tokenizer):
+def _writer(spec: TrainSpec, model, tokenizer, base_is_adapter: bool = False):
     """A function that writes ``model`` + tokenizer into a folder (used through RunDir.save_model)."""
 
     def write(folder: Path):
         m = model
-        if spec.scope == "lora" and spec.method == "sft-dpo":
-            m = m.merge_and_unload()  # its adapter sits on the SFT-merged model: save full weights
+        if hasattr(m, "peft_config") and (spec.method == "sft-dpo" or base_is_adapter):
+            # the adapter sits on a merged model (SFT stage, or a LoRA run used as base): save full weights,
+            # merging a copy so that the live model keeps training after a periodic save
+            import copy
+
+            m = copy.deepcopy(m).merge_and_unload()
         m.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
         if hasattr(m, "peft_config"):
@@ -712,6 +729,11 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
                        trainable_params=result.trainable, total_params=result.total_params)
         emit({"phase": "done", "state": result.state})
         return result
+    except TrainingStopped as e:
+        run.set_status("stopped", phase="done", step=0, note=f"{e}: no model saved",
+                       duration_s=round(time.perf_counter() - t0, 1))
+        emit({"phase": "done", "state": "stopped"})
+        return TrainResult(state="stopped", run_dir=run.path, steps=0, seconds=time.perf_counter() - t0)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"
@@ -727,14 +749,24 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     from accelerate import PartialState
 
     device = str(PartialState().device) if spec.device == "auto" else spec.device  # each process its own device
-    loaded = load_model(spec.model, device=device, trust_remote_code=spec.trust_remote_code,
+    # fp32 weights: on a GPU, bf16 autocast computes and AdamW updates fp32 masters (pure bf16 weights would
+    # round most updates at lr 5e-5 away)
+    loaded = load_model(spec.model, device=device, dtype="float32", trust_remote_code=spec.trust_remote_code,
                         progress=lambda m: emit({"phase": "loading", "message": m}))
+    def should_stop() -> bool:
+        return (stop_event is not None and stop_event.is_set()) or run.stop_requested()
+
+    if should_stop():
+        raise TrainingStopped("stopped while loading the model, before the first step")
+    base_is_adapter = hasattr(loaded.model, "peft_config")
+    if base_is_adapter:  # a LoRA run as the starting point: train on its merged weights
+        loaded.model = loaded.model.merge_and_unload()
     device = str(next(loaded.model.parameters()).device)
     peft_config = apply_scope(loaded.model, spec)
     RunCallback = _make_callback_class()
 
     def save(model):
-        run.save_model(_writer(spec, model, loaded.tokenizer))
+        run.save_model(_writer(spec, model, loaded.tokenizer, base_is_adapter))
 
     def callback(stage, offset=0):
         return RunCallback(run, stage, emit, stop_event, offset, save, spec.save_steps)
@@ -751,7 +783,7 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
         result.trainable, result.total_params = tr, ta
         trainer.train()
         step_offset = trainer.state.global_step
-        stopped = (stop_event is not None and stop_event.is_set()) or run.stop_requested()
+        stopped = should_stop()
         loaded.model = trainer.model
         if spec.method == "sft-dpo" and not stopped:
             if spec.scope == "lora":
@@ -761,7 +793,7 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
         run.set_status("running", phase="reference pass")
         trainer = _clo_trainer(spec, loaded, records, run, device, peft_config,
                                callback("dpo" if spec.method == "sft-dpo" else "clo", step_offset), emit,
-                               clo_home() / "refcache")
+                               clo_home() / "refcache", should_stop)
         result.ref_cache_hit = getattr(trainer, "ref_cache_hit", None)
         result.ref_pass_seconds = getattr(trainer, "ref_pass_seconds", None)
         tr, ta = count_trainable(trainer.model)
@@ -770,12 +802,12 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
         trainer.train()
         step_offset += trainer.state.global_step
         loaded.model = trainer.model
-        stopped = (stop_event is not None and stop_event.is_set()) or run.stop_requested()
+        stopped = should_stop()
     result.steps = step_offset
     result.state = "stopped" if stopped else "finished"
     run.set_status("running", phase="saving model", step=result.steps)
     emit({"phase": "saving"})
-    run.save_model(_writer(spec, loaded.model, loaded.tokenizer))
+    run.save_model(_writer(spec, loaded.model, loaded.tokenizer, base_is_adapter))
     rows = run.metrics()
     result.final = rows[-1] if rows else {}
     return result
@@ -803,7 +835,7 @@ def _quiet(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit, ref_cache_dir):
+def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit, ref_cache_dir, should_stop=None):
     from datasets import Dataset
 
     from clo.pairs import build_pairs, to_conversational
@@ -820,7 +852,7 @@ def _clo_trainer(spec, loaded, records, run, device, peft_config, callback, emit
     _check_prompt_lengths(loaded.tokenizer, [p["prompt"] for p in pairs], spec)
     trainer = CLOTrainer(model=loaded.model, args=args, data_collator=collator, train_dataset=ds,
                          processing_class=loaded.tokenizer, peft_config=peft_config,
-                         callbacks=[callback] if callback else None, events=emit)
+                         callbacks=[callback] if callback else None, events=emit, should_stop=should_stop)
     _quiet(trainer)
     if len(trainer.train_dataset) != len(pairs):  # TRL dropped rows: never train on misaligned pairs
         raise SpecError(f"{len(pairs) - len(trainer.train_dataset)} pair(s) were dropped while tokenizing; "

@@ -128,3 +128,19 @@ def test_help_for_every_command():
     for cmd in ("train", "generate", "models", "langs", "runs"):
         code, stdout, _ = run_cli(cmd, "--help")
         assert code == 0 and "usage" in stdout
+
+
+def test_unicode_line_separators_survive_a_round_trip(tmp_path):
+    from clo.data import load_crosslingual, write_jsonl
+
+    row = {"id": "1", "lang": "sw", "instruction_en": "a\u2028b", "response_en": "c\u2029d", "instruction": "e\x85f",
+           "response": "g", "translator": "reference"}
+    path = write_jsonl(tmp_path / "x.jsonl", [row])
+    assert load_crosslingual(path, "sw")[0]["instruction_en"] == "a\u2028b"
+
+
+def test_english_loader_rejects_a_crosslingual_file(xl_file):
+    from clo.data import DataError, load_sft
+
+    with pytest.raises(DataError, match="cross-lingual"):
+        load_sft(xl_file)

@@ -82,3 +82,14 @@ def test_stop_request_file(tmp_path):
     assert not run.stop_requested()
     run.request_stop()
     assert run.stop_requested()
+
+
+def test_model_left_in_old_folder_by_a_kill_is_restored(tmp_path):
+    run = RunDir.create(tmp_path / "r", {})
+    run.save_model(lambda d: (d / "config.json").write_text("{}"))
+    import os
+
+    os.replace(run.model_path, run.path / ".model.old.123")  # killed between the two renames
+    assert not run.has_model()
+    recover_lost(tmp_path)
+    assert run.has_model()

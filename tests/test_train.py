@@ -179,3 +179,47 @@ def test_stop_event_keeps_model_of_last_step(tiny_model, xl_file, tmp_path):
     assert result.state == "stopped" and result.steps == 1
     run = RunDir(tmp_path / "r")
     assert run.status()["state"] == "stopped" and run.has_model()
+
+
+def test_yaml_strings_do_not_pass_as_booleans_or_numbers():
+    for bad in [dict(trust_remote_code="false"), dict(save_steps="5"), dict(seed="x"), dict(scheduler="bogus"),
+                dict(beta=float("inf")), dict(gradient_checkpointing="no")]:
+        with pytest.raises(SpecError):
+            TrainSpec(**bad)
+
+
+def test_stop_before_the_first_step_ends_cleanly(tiny_model, xl_file, tmp_path):
+    import threading
+
+    from clo.runs import RunDir
+
+    stop = threading.Event()
+    stop.set()
+    result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=3, batch_size=1),
+                          tmp_path / "r", stop_event=stop)
+    assert result.state == "stopped" and result.steps == 0
+    st = RunDir(tmp_path / "r").status()
+    assert st["state"] == "stopped" and "no model saved" in st["note"]
+
+
+def test_gpt2_lora_targets_only_attention(tiny_gpt2, xl_file, tmp_path):
+    spec = TrainSpec(method="sft", model=str(tiny_gpt2), data=str(xl_file), scope="lora", max_steps=1, batch_size=1)
+    run_training(spec, tmp_path / "run")
+    import json as _json
+
+    cfg = _json.loads((tmp_path / "run" / "model" / "adapter_config.json").read_text())
+    targets = cfg["target_modules"]
+    assert all(".attn." in t for t in targets) and not any("mlp" in t for t in targets)
+
+
+def test_training_on_a_lora_run_saves_full_weights(tiny_model, xl_file, tmp_path):
+    from clo.models import load_model
+
+    first = TrainSpec(method="sft", model=str(tiny_model), data=str(xl_file), scope="lora", max_steps=1, batch_size=1)
+    run_training(first, tmp_path / "lora")
+    second = TrainSpec(method="sft", model=str(tmp_path / "lora"), data=str(xl_file), scope="attention", max_steps=1,
+                       batch_size=1)
+    run_training(second, tmp_path / "on-top")
+    assert (tmp_path / "on-top" / "model" / "model.safetensors").exists()
+    assert not (tmp_path / "on-top" / "model" / "adapter_config.json").exists()
+    load_model(str(tmp_path / "on-top"))
