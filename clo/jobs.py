@@ -41,7 +41,7 @@ from typing import Callable
 
 import yaml
 
-from clo.runs import RunDir, RunError, new_run_id, safe_run_path
+from clo.runs import RunDir, RunError, new_run_id, pid_alive, safe_run_path
 
 __all__ = [
     "ACTIVE_STATES",
@@ -196,18 +196,6 @@ class Job:
         return self.run.status().get("state", "unknown")
 
 
-def _pid_alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class JobManager:
     """FIFO queue + one worker thread; each job trains in a child process. Thread-safe; no Streamlit inside.
 
@@ -268,7 +256,7 @@ class JobManager:
             if not p.is_dir() or p.name.startswith(".") or (active and p.name == active.run_id):
                 continue
             st = RunDir(p).status()
-            if st.get("state") == "running" and st.get("host") == socket.gethostname() and _pid_alive(st.get("pid")):
+            if st.get("state") == "running" and st.get("host") == socket.gethostname() and pid_alive(st.get("pid")):
                 out.append(p.name)
         return out
 
@@ -370,7 +358,7 @@ class JobManager:
             if st.get("state") != "queued":
                 continue
             owner, host = st.get("queued_by"), st.get("host")
-            if owner is None or owner == os.getpid() or host != socket.gethostname() or _pid_alive(owner):
+            if owner is None or owner == os.getpid() or host != socket.gethostname() or pid_alive(owner):
                 continue  # not queued by a manager (a CLI run about to start), or its manager is alive
             found.append((st.get("created") or "", p))
         for _, p in sorted(found):

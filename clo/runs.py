@@ -33,6 +33,7 @@ __all__ = [
     "recover_lost",
     "atomic_write_text",
     "safe_run_path",
+    "pid_alive",
 ]
 
 RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")
@@ -264,9 +265,10 @@ class RunDir:
         }
 
 
-def _pid_alive(pid: int | None, host: str | None) -> bool:
-    if not pid or (host and host != socket.gethostname()):
-        return host is not None and host != socket.gethostname()  # another machine: cannot tell, assume alive
+def pid_alive(pid) -> bool:
+    """Is a process with this id running on this machine?"""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -276,13 +278,20 @@ def _pid_alive(pid: int | None, host: str | None) -> bool:
     return True
 
 
+def _owner_alive(pid, host) -> bool:
+    """A run's process. On another machine (shared runs folder) it cannot be checked and counts as alive."""
+    if host and host != socket.gethostname():
+        return True
+    return pid_alive(pid)
+
+
 def recover_lost(root: str | Path | None = None) -> list[str]:
     """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids."""
     lost = []
     for run in _iter_runs(root):
         run.restore_interrupted_save()
         st = run.status()
-        if st.get("state") == "running" and not _pid_alive(st.get("pid"), st.get("host")):
+        if st.get("state") == "running" and not _owner_alive(st.get("pid"), st.get("host")):
             run.set_status("interrupted", error=f"process {st.get('pid')} ended without finishing; lost at {st.get('updated')}",
                            lost_at=st.get("updated"))
             lost.append(run.id)
