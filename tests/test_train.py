@@ -223,3 +223,16 @@ def test_training_on_a_lora_run_saves_full_weights(tiny_model, xl_file, tmp_path
     assert (tmp_path / "on-top" / "model" / "model.safetensors").exists()
     assert not (tmp_path / "on-top" / "model" / "adapter_config.json").exists()
     load_model(str(tmp_path / "on-top"))
+
+
+@pytest.mark.parametrize("lang", ["sw", "zh", "de", "ko", "id", "yo"])
+def test_demo_data_trains_in_every_paper_language(tiny_model, tmp_path, lang):
+    """`clo train --data demo` works for all six targets (tiny model, 2 samples, 1 step)."""
+    from clo.cli import main
+
+    out = tmp_path / lang
+    assert main(["train", "--model", str(tiny_model), "--data", "demo", "--lang", lang, "--limit", "2",
+                 "--batch-size", "2", "--max-steps", "1", "--out", str(out)]) == 0
+    from clo.runs import RunDir
+
+    assert RunDir(out).status()["state"] == "finished" and RunDir(out).config()["lang"] == lang
