@@ -41,7 +41,7 @@ def main() -> None:
     ax.set_xticklabels([f"{n}\n({r['lang']})" for n, r in zip(names, rows)], fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of held-out prompts (n = 48 each)")
-    ax.set_title("SmolLM2-135M on the bundled held-out prompts (greedy, repetition penalty 1.2)", fontsize=10)
+    ax.set_title("Held-out prompts, SmolLM2-135M and (gemma runs) Gemma-3-270M; greedy, repetition penalty 1.2", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     FIG.parent.mkdir(parents=True, exist_ok=True)
