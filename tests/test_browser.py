@@ -110,10 +110,16 @@ def settle(pg) -> None:
 
 
 def set_number(pg, label: str, value) -> None:
+    """Type a number and make sure it stuck: a rerun still in flight can overwrite a value typed too early."""
     box = pg.get_by_label(label, exact=True)
-    box.fill(str(value))
-    box.press("Enter")
-    settle(pg)
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Enter")
+        pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
+        settle(pg)
+        if box.input_value() == str(value):
+            return
+    expect(box).to_have_value(str(value))
 
 
 def progress_step(pg) -> int:
