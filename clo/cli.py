@@ -19,9 +19,6 @@ import sys
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
 def _user_errors():
     from clo.data import DataError
     from clo.languages import UnknownLanguageError

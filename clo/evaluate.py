@@ -11,8 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from clo.generate import GenerationOptions, generate
-from clo.models import load_model
+from clo.generate import GenerationOptions, generate, get_model
 
 __all__ = ["evaluate", "SUMMARY_KEYS"]
 
@@ -40,7 +39,7 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
         "repetition_penalty": opts.repetition_penalty, "n_prompts": len(prompts), "langs": langs}}
     for m in models:
         name = m if isinstance(m, str) else getattr(m, "name", "model")
-        lm = load_model(m) if isinstance(m, str) else m
+        lm = get_model(m)
         t0 = time.perf_counter()
 
         def prog(done, total, _name=name):

@@ -139,7 +139,8 @@ class RunDir:
         if self.readonly:
             return self.status()
         data = self.status() if self.status_path.exists() else {}
-        data.pop("error", None) if state in ("queued", "running") else None
+        if state in ("queued", "running"):
+            data.pop("error", None)  # a restarted run drops the old error
         data.update(fields)
         data["state"] = state
         data["updated"] = now_iso()

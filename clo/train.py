@@ -303,10 +303,7 @@ def _make_collator(pad_token_id: int, max_length: int):
 
     def collate(examples):
         out = base(examples)
-        out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])
-        if "ref_chosen_logps" in examples[0]:
-            out["ref_chosen_logps"] = torch.tensor([e["ref_chosen_logps"] for e in examples])
-            out["ref_rejected_logps"] = torch.tensor([e["ref_rejected_logps"] for e in examples])
+        out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])  # TRL's collator carries the ref log-probs
         return out
 
     return collate
