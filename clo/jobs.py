@@ -19,6 +19,11 @@ page or a second tab re-attaches to the same job. Stop is cooperative across pro
 before training, a crash, a kill), the worker marks the run ``failed``/``interrupted`` with the error text
 from its ``train.log``, and the queue moves on.
 
+A job outlives the page and the manager that started it: the child runs in its own process session and
+writes its own outcome, so closing the manager without ``kill``, ending the Streamlit session or even killing
+the app leaves it training. A new manager on the same ``root`` sees it (:meth:`JobManager.running_elsewhere`),
+can stop it, waits for it before starting anything else, and adopts the jobs still queued behind it.
+
 Nothing here imports Streamlit.
 """
 from __future__ import annotations
@@ -41,7 +46,7 @@ from typing import Callable
 
 import yaml
 
-from clo.runs import RunDir, RunError, new_run_id, pid_alive, safe_run_path
+from clo.runs import RunDir, RunError, new_run_id, now_iso, owner_alive, pid_alive, process_start_id, safe_run_path
 
 __all__ = [
     "ACTIVE_STATES",
@@ -186,6 +191,8 @@ class Job:
     submitted: float = field(default_factory=time.time)
     pid: int | None = None
     returncode: int | None = None
+    started: float | None = None  # time.time() when its process started / ended (None: not yet)
+    ended: float | None = None
 
     @property
     def run(self) -> RunDir:
@@ -256,7 +263,7 @@ class JobManager:
             if not p.is_dir() or p.name.startswith(".") or (active and p.name == active.run_id):
                 continue
             st = RunDir(p).status()
-            if st.get("state") == "running" and st.get("host") == socket.gethostname() and pid_alive(st.get("pid")):
+            if st.get("state") == "running" and st.get("host") == socket.gethostname() and owner_alive(st):
                 out.append(p.name)
         return out
 
@@ -266,7 +273,8 @@ class JobManager:
         spec.validate()
         path = self._claim_dir(run_id or new_run_id(spec.method, spec.lang), exact=run_id is not None)
         run = RunDir.create(path, spec.to_dict())
-        run.set_status("queued", queued_by=os.getpid(), host=socket.gethostname())
+        run.set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
+                       host=socket.gethostname())
         job = Job(path.name, path)
         with self._cond:
             if self._closed:
@@ -317,18 +325,26 @@ class JobManager:
 
     def close(self, kill: bool = True, timeout: float = 10.0) -> None:
         """Stop the worker. With ``kill`` the current child gets SIGINT (the run is marked stopped), then
-        SIGKILL after ``timeout``; queued jobs stay queued on disk and are adopted by the next manager."""
+        SIGKILL after ``timeout``. Without it the child keeps training on its own (this manager's worker still
+        records its exit) and ``close`` returns at once. Queued jobs stay queued on disk, released to the next
+        manager on ``root`` (in this process or another), which adopts them."""
         with self._cond:
             self._closed = True
             proc = self._proc
+            released = list(self._queue)
+            self._queue.clear()
             self._cond.notify_all()
+        for job in released:
+            if job.run.status().get("state") == "queued":
+                job.run.set_status("queued", released=True)
         if kill and proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        self._thread.join(timeout=timeout + 5)
+        if kill or proc is None or proc.poll() is not None:
+            self._thread.join(timeout=timeout + 5)
 
     # -- internals -------------------------------------------------------------------------------------------
     def _holds(self, run_id: str) -> bool:
@@ -358,11 +374,13 @@ class JobManager:
             if st.get("state") != "queued":
                 continue
             owner, host = st.get("queued_by"), st.get("host")
-            if owner is None or owner == os.getpid() or host != socket.gethostname() or pid_alive(owner):
+            if not st.get("released") and (owner is None or owner == os.getpid() or host != socket.gethostname()
+                                           or pid_alive(owner, st.get("queued_by_started"))):
                 continue  # not queued by a manager (a CLI run about to start), or its manager is alive
             found.append((st.get("created") or "", p))
         for _, p in sorted(found):
-            RunDir(p).set_status("queued", queued_by=os.getpid(), host=socket.gethostname())
+            RunDir(p).set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
+                                 host=socket.gethostname(), released=False)
             job = Job(p.name, p)
             self._jobs[job.run_id] = job
             self._queue.append(job)
@@ -403,13 +421,14 @@ class JobManager:
         with open(run.path / LOG_NAME, "ab") as out:
             proc = subprocess.Popen(self.command(run.path), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     stdin=subprocess.DEVNULL, cwd=self.cwd, env=env)
-        job.pid = proc.pid
+        job.pid, job.started = proc.pid, time.time()
         with self._cond:
             self._proc = proc
             closed = self._closed
         if closed:
             proc.send_signal(signal.SIGINT)
         job.returncode = proc.wait()
+        job.ended = time.time()
         self._finish(job)
 
     def _finish(self, job: Job) -> None:
@@ -424,7 +443,9 @@ class JobManager:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
-            run.set_status("interrupted", error=f"the training process was killed ({name})"
-                           + (f"; last output: {error}" if error else ""), returncode=rc)
+            run.restore_interrupted_save()  # the child is gone: tidy what a kill mid-save left
+            run.clean_partial_writes()
+            run.mark_interrupted(f"the training process was killed ({name})" + (f"; last output: {error}" if error else ""),
+                                 lost_at=now_iso(), returncode=rc)
         else:
             run.set_status("failed", error=error or f"the training process exited with code {rc}", returncode=rc)

@@ -4,10 +4,15 @@
     runs/<run-id>/status.json     queued | running | stopped | failed | finished | interrupted, with error text
     runs/<run-id>/metrics.jsonl   one line per logged step
     runs/<run-id>/model/          safetensors weights (or a LoRA adapter), written atomically
+    runs/<run-id>/checkpoint/     with save_steps: the trainer's state at the last save (weights, optimizer,
+                                  scheduler, RNG, trainer_state.json), replaced atomically; `clo runs resume`
     runs/<run-id>/eval.json       metrics of the last evaluation
 
 Every file is replaced atomically (write to a temporary name, then ``os.replace``), so a reader never sees
-a torn file. A run whose process vanished while ``running`` is marked ``interrupted`` by :func:`recover_lost`.
+a torn file. A run whose process vanished while ``running`` is marked ``interrupted`` by :func:`recover_lost`,
+with the last sign of life of its process (``lost_at``) and the time it was found (``interrupted_at``). A
+process is identified by its pid *and* its start time, so a pid reused by another program does not keep a
+dead run "running".
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -34,9 +40,16 @@ __all__ = [
     "atomic_write_text",
     "safe_run_path",
     "pid_alive",
+    "owner_alive",
+    "process_start_id",
+    "recover_run",
+    "resolve_run",
+    "fault_point",
 ]
 
 RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")
+RESUMABLE_STATES = ("interrupted", "failed", "stopped")
+REPLACED_METRICS = "metrics.replaced.jsonl"  # rows of a lost attempt after the step a resume starts from
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -50,6 +63,17 @@ def default_runs_root() -> Path:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
+
+
+def _parse_iso(text) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 def new_run_id(method: str, lang: str) -> str:
@@ -140,13 +164,15 @@ class RunDir:
             return self.status()
         data = self.status() if self.status_path.exists() else {}
         if state in ("queued", "running"):
-            data.pop("error", None)  # a restarted run drops the old error
+            for old in ("error", "ended"):  # a restarted run drops the old error and end time
+                data.pop(old, None)
         data.update(fields)
         data["state"] = state
         data["updated"] = now_iso()
         if state == "running":
             data.setdefault("started", now_iso())
             data["pid"] = os.getpid()
+            data["pid_started"] = process_start_id(os.getpid())  # tells this process from a later one with its pid
             data["host"] = socket.gethostname()
         if state in ("stopped", "failed", "finished", "interrupted"):
             data.setdefault("ended", now_iso())
@@ -184,7 +210,7 @@ class RunDir:
             pass
         return rows
 
-    # -- model ----------------------------------------------------------------------------------------
+    # -- model and checkpoint ---------------------------------------------------------------------------
     def save_model(self, write_fn) -> Path:
         """``write_fn(folder)`` writes the model into a fresh temporary folder, which then replaces ``model/``
         in one rename. An older ``model/`` is kept until the new one is complete."""
@@ -193,17 +219,56 @@ class RunDir:
         tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.path))
         try:
             write_fn(tmp)
-            old = None
-            if self.model_path.exists():
-                old = self.path / f".model.old.{int(time.time() * 1000)}"
-                os.replace(self.model_path, old)
-            os.replace(tmp, self.model_path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            fault_point("save")  # test-only: killed with the new files written, before they are published
+            self._publish(tmp, "model")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return self.model_path
+
+    def _publish(self, tmp: Path, name: str) -> None:
+        """Make the complete folder ``tmp`` the run's ``name/``; the previous one is kept as ``.name.old.*``
+        until the new one is in place (:meth:`restore_interrupted_save` puts it back after a kill in between)."""
+        target = self.path / name
+        old = None
+        if target.exists():
+            old = self.path / f".{name}.old.{time.time_ns()}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint"
+
+    def save_checkpoint(self, folder: str | Path) -> Path:
+        """Adopt a complete trainer checkpoint (written by ``Trainer._save_checkpoint`` into ``folder``, on the
+        same file system) as ``checkpoint/``, replacing the previous one only once it is in place."""
+        if self.readonly:
+            return self.checkpoint_path
+        tmp = self.path / f".checkpoint.{time.time_ns()}"
+        os.replace(folder, tmp)
+        try:
+            self._publish(tmp, "checkpoint")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.checkpoint_path
+
+    def checkpoint_step(self) -> int | None:
+        """The optimizer step of ``checkpoint/`` (None without a usable one)."""
+        try:
+            state = json.loads((self.checkpoint_path / "trainer_state.json").read_text(encoding="utf-8"))
+            step = int(state["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return step if step > 0 else None
+
+    def drop_checkpoint(self) -> None:
+        """A finished run cannot be resumed: free the space of its optimizer state."""
+        if not self.readonly:
+            shutil.rmtree(self.checkpoint_path, ignore_errors=True)
 
     # -- stop requests (work across processes: the app's worker, another terminal) ---------------------
     @property
@@ -218,14 +283,116 @@ class RunDir:
         return self.stop_path.exists()
 
     def restore_interrupted_save(self) -> bool:
-        """A kill between the two renames of save_model leaves the only model in ``.model.old.*``: put it back."""
-        if self.model_path.exists() or self.readonly:
+        """A kill between the two renames of a save leaves the only model (or checkpoint) in ``.model.old.*``:
+        put it back. Only for a run whose process is gone (a live one may be between its two renames)."""
+        if self.readonly:
             return False
-        olds = sorted(self.path.glob(".model.old.*"))
-        if not olds:
-            return False
-        os.replace(olds[-1], self.model_path)
-        return True
+        restored = False
+        for name in ("model", "checkpoint"):
+            olds = sorted(self.path.glob(f".{name}.old.*"), key=lambda p: int(p.name.rsplit(".", 1)[-1] or 0))
+            if olds and not (self.path / name).exists():
+                os.replace(olds.pop(), self.path / name)
+                restored = True
+        return restored
+
+    def clean_partial_writes(self) -> list[str]:
+        """Remove the folders a killed training process left half-written: a model or checkpoint being saved,
+        the previous copy kept during a save (after :meth:`restore_interrupted_save`), the trainer's own
+        unfinished ``checkpoint-N``. Only for a run whose training process is gone. Returns what was removed.
+        (A leftover ``.status.json.*`` temporary file is a few bytes and is left: another process may be
+        writing it right now.)"""
+        if self.readonly:
+            return []
+        removed = []
+        for p in list(self.path.glob(".model.*")) + list(self.path.glob(".checkpoint.*")) + \
+                list(self.path.glob(".trainer/checkpoint-*")):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(str(p.relative_to(self.path)))
+        return removed
+
+    # -- lost processes and resume -----------------------------------------------------------------------
+    def last_sign_of_life(self, status: dict | None = None) -> str | None:
+        """The latest moment the run's process is known to have been alive: its last status update, metrics
+        line or log line. A kill came after it (and before it was found)."""
+        st = self.status() if status is None else status
+        times = [t for t in (_parse_iso(st.get("updated")),) if t is not None]
+        for p in (self.metrics_path, self.path / "train.log"):
+            try:
+                times.append(p.stat().st_mtime)
+            except OSError:
+                pass
+        return _iso(max(times)) if times else None
+
+    def mark_interrupted(self, error: str, lost_at: str | None = None, **fields) -> dict:
+        """State ``interrupted``: ``lost_at`` (last sign of life, or when the loss was seen), ``interrupted_at``
+        (when it was recorded), ``ended`` = ``lost_at``. Metrics and the last saved model stay."""
+        lost_at = lost_at or self.last_sign_of_life() or now_iso()
+        return self.set_status("interrupted", error=error, lost_at=lost_at, interrupted_at=now_iso(),
+                               ended=lost_at, **fields)
+
+    def resume_point(self) -> int:
+        """The step that ``clo runs resume`` would continue from (its checkpoint's). Raises :class:`RunError`
+        saying why when the run cannot be resumed. Changes nothing, except that a lost process is recorded
+        (:func:`recover_run`)."""
+        recover_run(self)
+        st = self.status()
+        state = st.get("state", "unknown")
+        if state == "running":
+            raise RunError(f"Run {self.id} is still running (process {st.get('pid')} on {st.get('host')}); "
+                           "stop it first, or wait for it.")
+        if state == "finished":
+            raise RunError(f"Run {self.id} has already finished; there is nothing to resume.")
+        if state not in RESUMABLE_STATES:
+            raise RunError(f"Run {self.id} is {state}; only an interrupted, failed or stopped run can be resumed.")
+        step = self.checkpoint_step()
+        if step is None:
+            every = self.config().get("save_steps") or 0
+            why = ("it was started without save_steps, so it kept no checkpoint" if not every else
+                   f"it ended before its first checkpoint (save_steps {every})")
+            raise RunError(f"Run {self.id} cannot be resumed: {why}. Start it again with "
+                           f"`python -m clo train --config {self.config_path}` (with --save-steps N to make it "
+                           "resumable).")
+        return step
+
+    def prepare_resume(self, step: int) -> int:
+        """Before a resume from ``step``: rows that the lost attempt logged after ``step`` move to
+        ``metrics.replaced.jsonl`` (annotated, nothing is dropped) so that ``metrics.jsonl`` holds each step
+        once; the status becomes ``running`` with ``resumed_from_step`` and the lost attempt in ``attempts``.
+        Returns how many rows moved."""
+        kept, moved = [], []
+        try:
+            lines = self.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                moved.append({"unparsed": line.rstrip("\n")})  # the torn last line of a kill
+                continue
+            (kept if isinstance(row, dict) and (row.get("step") or 0) <= step else moved).append(row)
+        if moved:  # first the side file, then the rewrite: a kill in between duplicates rows, never loses them
+            with open(self.path / REPLACED_METRICS, "a", encoding="utf-8") as f:
+                for row in moved:
+                    f.write(json.dumps({**row, "replaced_at": now_iso(), "resumed_from_step": step},
+                                       ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            atomic_write_text(self.metrics_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        st = self.status()
+        attempt = {k: st.get(k) for k in ("state", "started", "ended", "lost_at", "interrupted_at", "error", "pid",
+                                          "host", "step", "saved_step", "checkpoint_step") if st.get(k) is not None}
+        attempt["last_logged_step"] = max([r.get("step") or 0 for r in kept + moved if "step" in r], default=0)
+        for k in ("lost_at", "interrupted_at", "returncode", "traceback", "note", "duration_s", "step"):
+            st.pop(k, None)
+        st["attempts"] = list(st.get("attempts") or []) + [attempt]
+        st["resumed_from_step"] = step
+        st["rows_replaced"] = len(moved)
+        atomic_write_text(self.status_path, json.dumps(st, indent=2, ensure_ascii=False))
+        self.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
+        self.set_status("running", phase="resuming", resumed_from_step=step)
+        return len(moved)
 
     def has_model(self) -> bool:
         return (self.model_path / "config.json").exists() or (self.model_path / "adapter_config.json").exists()
@@ -262,41 +429,146 @@ class RunDir:
             "ended": st.get("ended"),
             "duration_s": st.get("duration_s"),
             "error": st.get("error"),
+            "lost_at": st.get("lost_at"),
+            "interrupted_at": st.get("interrupted_at"),
+            "resumed_from_step": st.get("resumed_from_step"),
+            "checkpoint_step": self.checkpoint_step(),
             "has_model": self.has_model(),
         }
 
 
-def pid_alive(pid) -> bool:
-    """Is a process with this id running on this machine?"""
-    if not isinstance(pid, int) or pid <= 0:
+_BOOT_ID: list[str] = []
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, "boot-id:start ticks") of a process from Linux's /proc; None elsewhere or when gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        rest = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
+        if not _BOOT_ID:
+            try:
+                _BOOT_ID.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+            except OSError:
+                _BOOT_ID.append("")
+        return rest[0], f"{_BOOT_ID[0]}:{rest[19]}"
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_start_id(pid: int) -> str | None:
+    """When process ``pid`` started, as a string that a later process reusing the pid does not share:
+    ``linux:<boot id>:<start time in clock ticks>`` (exact, from /proc), else ``ct:<psutil create_time>``."""
+    st = _proc_stat(pid)
+    if st is not None:
+        return f"linux:{st[1]}"
+    try:
+        import psutil
+
+        return f"ct:{psutil.Process(pid).create_time():.2f}"
+    except Exception:  # psutil missing, or no such process
+        return None
+
+
+def _same_process(recorded: str, current: str | None) -> bool:
+    if current is None or recorded.split(":", 1)[0] != current.split(":", 1)[0]:
+        return True  # not comparable: trust the pid
+    if recorded.startswith("ct:"):  # psutil's create_time derives from a boot time that can drift by a second
+        try:
+            return abs(float(recorded[3:]) - float(current[3:])) < 1.5
+        except ValueError:
+            return True
+    return recorded == current
+
+
+def pid_alive(pid, started: str | None = None) -> bool:
+    """Is a process with this id running on this machine? With ``started`` (a :func:`process_start_id`
+    recorded earlier) a different process that has since been given the same pid does not count, and neither
+    does a zombie (a dead child nobody has reaped)."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass  # exists, owned by another user
+    except OSError:
+        return False
+    st = _proc_stat(pid)
+    if st is not None and st[0] in ("Z", "X"):
+        return False
+    if started:
+        return _same_process(started, f"linux:{st[1]}" if st is not None else process_start_id(pid))
     return True
 
 
-def _owner_alive(pid, host) -> bool:
-    """A run's process. On another machine (shared runs folder) it cannot be checked and counts as alive."""
+def owner_alive(status: dict) -> bool:
+    """Is the process recorded in a run's ``status.json`` (pid, its start time, host) still running? On
+    another machine (a shared runs folder) it cannot be checked and counts as alive."""
+    host = status.get("host")
     if host and host != socket.gethostname():
         return True
-    return pid_alive(pid)
+    return pid_alive(status.get("pid"), status.get("pid_started"))
+
+
+def recover_run(run: RunDir) -> bool:
+    """Tidy one run after its process is gone: put back a model/checkpoint left aside by a kill between the
+    two renames of a save, and mark a run that was ``running`` as ``interrupted`` (removing the folders its
+    process left half-written). A run whose process is alive is not touched. Returns True when it was lost."""
+    st = run.status()
+    if st.get("state") == "running" and owner_alive(st):
+        return False  # training: a .model.* folder may be a save in progress
+    run.restore_interrupted_save()
+    if st.get("state") != "running":
+        return False
+    run.clean_partial_writes()
+    lost_at = run.last_sign_of_life(st)
+    run.mark_interrupted(f"the training process (pid {st.get('pid')} on {st.get('host')}) ended without "
+                         f"finishing; lost at {lost_at} (last sign of life), found at {now_iso()}", lost_at=lost_at)
+    return True
 
 
 def recover_lost(root: str | Path | None = None) -> list[str]:
     """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids."""
-    lost = []
-    for run in _iter_runs(root):
-        run.restore_interrupted_save()
-        st = run.status()
-        if st.get("state") == "running" and not _owner_alive(st.get("pid"), st.get("host")):
-            run.set_status("interrupted", error=f"process {st.get('pid')} ended without finishing; lost at {st.get('updated')}",
-                           lost_at=st.get("updated"))
-            lost.append(run.id)
-    return lost
+    return [run.id for run in _iter_runs(root) if recover_run(run)]
+
+
+def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
+    """A run by id (under ``root``, default ``./runs`` or ``$CLO_RUNS``) or by the path of its directory."""
+    text = str(ref)
+    if "/" in text or os.sep in text or Path(text).expanduser().is_absolute():
+        run = RunDir(Path(text).expanduser())
+        where = f"No run directory at {run.path}"
+    else:
+        base = root if root is not None else default_runs_root()
+        run = RunDir(safe_run_path(base, text))
+        where = f"No run {text!r} under {base}"
+        if not run.exists() and RunDir(Path(text)).exists():  # a run folder in the current directory
+            run = RunDir(Path(text))
+    if not run.exists():
+        raise RunError(f"{where}: no status.json or config.yaml there.")
+    return run
+
+
+_FAULT_HITS: dict[str, int] = {}
+
+
+def fault_point(name: str, index: int | None = None) -> None:
+    """TEST-ONLY fault injection for tests/test_faults.py; does nothing unless ``CLO_FAULT`` is set.
+
+    ``CLO_FAULT=name`` or ``name:N`` makes the process SIGKILL itself (no cleanup, like ``kill -9`` or the
+    kernel's out-of-memory killer) the N-th time (default 1) it reaches the point ``name``, or where ``index``
+    (e.g. the step number) equals N. Points: ``ref_pass`` (after a batch of the reference pass), ``step``
+    (mid-step N: gradients computed, optimizer not stepped), ``save`` (the N-th model save: new files written,
+    not yet published by the rename).
+    """
+    want = os.environ.get("CLO_FAULT")
+    if not want or want.partition(":")[0] != name:
+        return
+    _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
+    n = want.partition(":")[2]
+    if (index if index is not None else _FAULT_HITS[name]) == int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _iter_runs(root: str | Path | None):

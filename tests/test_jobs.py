@@ -1,10 +1,14 @@
 """JobManager: FIFO order, one job at a time, failures free the queue, stop keeps the model, re-adoption.
 
 Most tests use a fake trainer (a few lines of Python that behaves like ``python -m clo train`` on the run
-directory) so that queue semantics are tested in milliseconds; one test runs the real CLI on a tiny model.
+directory) so that queue semantics are tested in milliseconds; two run the real CLI on a tiny model: three
+launches in a row with a crashing middle one, and a job that outlives the (killed) app that started it.
 """
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,11 +18,13 @@ from pathlib import Path
 import pytest
 
 from clo.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
-from clo.runs import RunDir, RunError
+from clo.runs import RunDir, RunError, list_runs, pid_alive
 from clo.train import TrainSpec
 
+ROOT = Path(__file__).resolve().parent.parent
+
 FAKE_TRAINER = textwrap.dedent('''
-    """Behaves like `python -m clo train --config C --out D`: data=fail-early / crash / anything else."""
+    """Behaves like `python -m clo train --config C --out D`: data=fail-early / crash / selfkill / anything else."""
     import os, sys, time
     from pathlib import Path
     import yaml
@@ -46,6 +52,9 @@ FAKE_TRAINER = textwrap.dedent('''
                             "elapsed_s": 0.02 * step})
         if cfg["data"] == "crash":
             raise RuntimeError("boom at step 1")
+        if cfg["data"] == "selfkill":         # like the out-of-memory killer: no chance to record anything
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
         if run.stop_requested():
             stopped = True
             break
@@ -111,6 +120,16 @@ def test_failure_records_the_error_and_frees_the_queue(manager):
     assert RunDir(crash.run_dir).status()["error"] == "RuntimeError: boom at step 1"
     assert manager.wait("ok", 60) == "finished"
     assert RunDir(ok.run_dir).has_model()
+
+
+def test_a_killed_job_is_marked_interrupted_and_the_queue_moves_on(manager):
+    killed = manager.submit(spec(data="selfkill"), run_id="killed")
+    ok = manager.submit(spec(), run_id="ok")
+    assert manager.wait("killed", 60) == "interrupted"
+    st = killed.run.status()
+    assert st["returncode"] == -9 and "killed (SIGKILL)" in st["error"]
+    assert st["lost_at"] <= st["interrupted_at"] and [r["step"] for r in killed.run.metrics()] == [1]
+    assert manager.wait("ok", 60) == "finished"
 
 
 def test_stop_ends_a_running_job_and_keeps_its_model(manager):
@@ -209,13 +228,112 @@ def test_cli_command_and_saved_config_reproduce_the_spec(tmp_path):
     assert "'" in cli_command(path, tmp_path / "out dir")  # paths with spaces are quoted
 
 
-def test_a_real_cli_job_trains_a_tiny_model(tmp_path, tiny_model, xl_file):
+def real(model, data, **kw) -> TrainSpec:
+    return TrainSpec(**{"model": str(model), "data": str(data), "lang": "sw", "max_steps": 2, "batch_size": 2,
+                        "max_length": 64, **kw})
+
+
+def test_three_real_jobs_in_a_row_the_failing_middle_one_frees_the_queue(tmp_path, tiny_model, xl_file):
+    """Three launches of the real CLI; the middle one crashes inside its training process (its weights file
+    is corrupt). They run in order, one at a time; the failure is recorded with its error; the third runs."""
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").write_bytes(b"\0" * 100)
     mgr = JobManager(tmp_path / "runs")
     try:
-        job = mgr.submit(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=2, batch_size=2))
-        assert mgr.wait(job.run_id, timeout=180) == "finished", job.run.status()
+        first = mgr.submit(real(tiny_model, xl_file), run_id="first")
+        bad = mgr.submit(real(broken, xl_file), run_id="bad")
+        third = mgr.submit(real(tiny_model, xl_file), run_id="third")
+        assert mgr.wait("third", timeout=600) == "finished", third.run.status()
+        assert mgr.wait("first", 1) == "finished" and mgr.wait("bad", 1) == "failed"
     finally:
         mgr.close()
-    assert [r["step"] for r in job.run.metrics()] == [1, 2]
-    assert job.run.has_model()
-    assert (job.run_dir / "train.log").exists()
+    assert first.ended <= bad.started and bad.ended <= third.started  # one process at a time, in order
+    st = bad.run.status()
+    assert st["state"] == "failed" and "SafetensorError" in st["error"], st
+    assert "SafetensorError" in (bad.run_dir / "train.log").read_text()
+    for job in (first, third):
+        assert [r["step"] for r in job.run.metrics()] == [1, 2]
+        assert job.run.has_model() and (job.run_dir / "train.log").exists()
+    assert not bad.run.has_model()
+
+
+def test_closing_the_manager_without_kill_leaves_the_job_running(manager, fake, tmp_path):
+    """A page going away closes nothing, but even a closed manager (kill=False) leaves its child training;
+    a new manager sees it, can stop it, and adopts the job that was queued behind it."""
+    long = manager.submit(spec(max_steps=100_000), run_id="long")
+    manager.submit(spec(), run_id="after")
+    wait_for(lambda: len(long.run.metrics()) >= 2)
+    manager.close(kill=False)
+    assert RunDir(tmp_path / "runs" / "after").status()["state"] == "queued"  # released, not lost
+    steps = len(long.run.metrics())
+    wait_for(lambda: len(long.run.metrics()) > steps)  # still training
+    second = JobManager(tmp_path / "runs", command=fake[0], poll_s=0.05)
+    try:
+        assert second.running_elsewhere() == ["long"]
+        assert second.position("after") == 1  # adopted, waiting for the job it does not own
+        assert second.stop("long") == "stopping"
+        wait_for(lambda: long.run.status()["state"] == "stopped")
+        assert long.run.has_model()
+        assert second.wait("after", 60) == "finished"
+    finally:
+        second.close()
+    lines = fake[1].read_text().split("\n")[:-1]
+    assert lines.index("end long") < lines.index("start after")  # never two at once
+
+
+APP = textwrap.dedent('''
+    """A stand-in for the Streamlit app: one JobManager (as in st.cache_resource) and two submitted jobs."""
+    import sys, time
+    from clo.jobs import JobManager
+    from clo.train import TrainSpec
+
+    root, model, data = sys.argv[1:4]
+    jobs = JobManager(root)
+    common = dict(model=model, data=data, lang="sw", batch_size=2, max_length=64)
+    jobs.submit(TrainSpec(max_steps=100_000, **common), run_id="long")
+    jobs.submit(TrainSpec(max_steps=1, **common), run_id="next")
+    print("submitted", flush=True)
+    time.sleep(3600)
+''')
+
+
+def test_a_real_job_outlives_the_app_that_started_it(tmp_path, tiny_model, xl_file):
+    """The app process is killed (SIGKILL) while its job trains: the training process goes on; the next app's
+    manager sees it as running elsewhere, can stop it (the model of its last step is kept), and then runs the
+    job that was queued behind it."""
+    root = tmp_path / "runs"
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    app = subprocess.Popen([sys.executable, str(script), str(root), str(tiny_model), str(xl_file)], env=env,
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert app.stdout.readline().strip() == "submitted"
+        long = RunDir(root / "long")
+        wait_for(lambda: len(long.metrics()) >= 1, timeout=300)
+        app.kill()  # the app dies without any cleanup
+        app.wait()
+        st = long.status()
+        assert st["state"] == "running" and pid_alive(st["pid"], st["pid_started"])
+        steps = len(long.metrics())
+        wait_for(lambda: len(long.metrics()) > steps, timeout=300)  # still training without its app
+        assert {r["id"]: r["state"] for r in list_runs(root)} == {"long": "running", "next": "queued"}
+        jobs = JobManager(root)  # the next start of the app
+        try:
+            assert jobs.running_elsewhere() == ["long"] and jobs.position("next") == 1
+            assert RunDir(root / "next").status()["state"] == "queued"
+            assert jobs.stop("long") == "stopping"
+            assert jobs.wait("next", timeout=600) == "finished", RunDir(root / "next").status()
+        finally:
+            jobs.close()
+        assert long.status()["state"] == "stopped" and long.has_model()
+        assert long.status()["ended"] <= RunDir(root / "next").status()["started"]
+        assert RunDir(root / "next").has_model()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        st = RunDir(root / "long").status()
+        if st.get("state") == "running" and pid_alive(st.get("pid"), st.get("pid_started")):
+            os.kill(st["pid"], signal.SIGKILL)  # never leave a training process behind (it is ours)
