@@ -151,7 +151,7 @@ def sidebar() -> None:
         name = current_model()
         if name:
             try:
-                resolve_model(name)
+                resolve_model(name, trust_remote_code=False)  # the app never runs a model's own code
             except ModelNotFoundError as e:
                 st.error(str(e))
         canon = {a: m.name for m in BUNDLED.values() for a in (m.name, *m.aliases)}.get(name.lower(), "")

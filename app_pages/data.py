@@ -1,9 +1,10 @@
 """Data: an English set → translated cross-lingual set → preference pairs, checked and fixed before training."""
+import math
 from pathlib import Path
 
 import streamlit as st
 
-from clo.data import DataError, load_sft, read_records
+from clo.data import DataError, load_sft, max_upload_mb, read_records
 from clo.pairs import build_pairs
 from clo.translate import BACKENDS, ReferenceTranslator, TranslationError, translate_records
 from clo.ui_state import dataset_path, datasets_dir, edit_record, list_datasets, load_english, parse_upload, save_dataset
@@ -29,8 +30,11 @@ def english_set() -> tuple[str, list[dict] | None, str]:
     if source == "demo":
         return "demo", load_sft("demo"), "sft"
     if source == "upload":
+        cap = max_upload_mb()
         up = st.file_uploader("English pairs {id, instruction, response} — or a ready cross-lingual set",
-                              type=["jsonl", "json", "csv"], key="data_upload")
+                              type=["jsonl", "json", "csv"], key="data_upload", max_upload_size=max(1, math.ceil(cap)),
+                              help=f"UTF-8 JSON Lines or CSV, up to {cap:g} MB (CLO_MAX_UPLOAD_MB). The file is "
+                                   "only parsed as text, never run.")
         if up is None:
             return "upload", None, "sft"
         kind, rows = parse_upload(up.name, up.getvalue())
@@ -74,7 +78,12 @@ def translate_panel(source: str, rows: list[dict]) -> None:
             bar.empty()
             st.error(str(e))
             return
-        path = save_dataset(out, dataset_path(source, lang))
+        try:
+            path = save_dataset(out, dataset_path(source, lang))
+        except (DataError, OSError) as e:
+            bar.empty()
+            st.error(str(e))
+            return
         bar.progress(1.0, text="Done")
         st.session_state["data_review_set"] = str(path)
         st.success(f"{len(out)} samples translated ({out[0]['translator']}) → `{path}`")
@@ -88,7 +97,11 @@ def use_ready_set(source: str, rows: list[dict]) -> None:
         st.warning(f"It holds no {lang_name(lang)} samples; pick its language in the sidebar.")
         return
     if st.button("Save it to the data folder", type="primary", key="data_use_ready"):
-        path = save_dataset([r for r in rows if r["lang"] == lang], dataset_path(source, lang))
+        try:
+            path = save_dataset([r for r in rows if r["lang"] == lang], dataset_path(source, lang))
+        except (DataError, OSError) as e:
+            st.error(str(e))
+            return
         st.session_state["data_review_set"] = str(path)
         st.success(f"Saved → `{path}`")
 
@@ -128,7 +141,11 @@ def fix_form(path: Path, rows: list[dict], rec: dict) -> None:
 
 
 def review(path: Path) -> None:
-    rows = read_records(path)
+    try:
+        rows = read_records(path)
+    except DataError as e:  # a set in the data folder damaged (or replaced) outside the app
+        st.error(str(e), icon=":material/error:")
+        return
     if note := st.session_state.pop("data_saved_note", None):
         st.success(note)
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -165,7 +182,7 @@ def review(path: Path) -> None:
 st.subheader("1 · Make a cross-lingual set")
 try:
     source, rows, kind = english_set()
-except DataError as e:
+except (DataError, OSError) as e:  # OSError: a path on this machine that cannot be read
     st.error(str(e), icon=":material/error:")
     source, rows, kind = None, None, "sft"
 if rows:

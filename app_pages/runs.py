@@ -5,7 +5,7 @@ import streamlit as st
 
 from clo.jobs import LOG_NAME
 from clo.runs import RunDir, RunError
-from clo.ui_state import run_table
+from clo.ui_state import run_file_text, run_table
 from app_pages._shared import STATE_ICONS, fmt_duration, job_manager, lang_name, metrics_charts, runs_root
 
 mgr = job_manager()
@@ -76,11 +76,11 @@ if st.session_state.get("runs_confirm") == run_id:
         st.rerun()
 
 metrics_charts(run.metrics(), key=f"runs-{run_id}")
-with st.expander("config.yaml"):
-    st.code(run.config_path.read_text(encoding="utf-8") if run.config_path.exists() else "", language="yaml")
+with st.expander("config.yaml"):  # files of the run itself only: a link to a file elsewhere is not shown
+    st.code(run_file_text(run.path, "config.yaml") or "", language="yaml")
     st.caption(f"Reproduce: `python -m clo train --config {run.config_path}`")
-log_path = run.path / LOG_NAME
-if log_path.exists():
+log_text = run_file_text(run.path, LOG_NAME, max_chars=200_000)
+if log_text is not None:
     with st.expander("Training log (last lines)"):
-        text = log_path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+        text = log_text.replace("\r", "\n")
         st.code("\n".join(line for line in text.splitlines() if line.strip())[-6000:], language=None)

@@ -6,7 +6,7 @@ import streamlit as st
 from clo.data import DataError, load_crosslingual
 from clo.jobs import cli_command, read_progress, save_config
 from clo.models import BUNDLED, ModelNotFoundError, clo_home, resolve_model
-from clo.runs import RunDir, list_runs
+from clo.runs import RunDir, RunError, list_runs, safe_run_path
 from clo.train import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe
 from clo.ui_state import list_datasets
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, job_manager,
@@ -27,10 +27,18 @@ def presets() -> dict[str, str]:
 
 def apply_preset() -> None:
     name = st.session_state.get("tr_preset")
+    st.session_state.pop("tr_preset_error", None)
     if not name:
         return
-    recipe = load_recipe(name)
-    spec = TrainSpec.from_dict({k: v for k, v in recipe.items() if k not in ("model", "data", "lang")})
+    source = f"Preset {name!r} (recipes/{name}.yaml)"
+    try:
+        recipe = load_recipe(name)
+        spec = TrainSpec.from_dict({k: v for k, v in recipe.items() if k not in ("model", "data", "lang")},
+                                   source=source)
+    except SpecError as e:  # a broken or vanished recipes/<name>.yaml: say so and keep the current settings
+        msg = str(e)
+        st.session_state["tr_preset_error"] = msg if msg.startswith((source, "Unknown preset")) else f"{source}: {msg}"
+        return
     for f in FIELDS:
         v = getattr(spec, f)
         st.session_state[f"tr_{f}"] = float(v) if f in FLOATS else (v if f in ("method", "scope") else int(v or 0))
@@ -62,9 +70,13 @@ def settings_form() -> TrainSpec | None:
     if "tr_preset" not in st.session_state:
         st.session_state["tr_preset"] = "demo" if "demo" in ps else next(iter(ps), None)
         apply_preset()
+    if st.session_state.get("tr_preset") not in ps:
+        st.session_state["tr_preset"] = next(iter(ps), None)
     st.selectbox("Preset", list(ps), key="tr_preset", on_change=apply_preset,
-                 format_func=lambda k: f"{k} — {ps[k]}" if ps[k] else k,
+                 format_func=lambda k: f"{k} — {ps[k]}" if ps.get(k) else k,
                  help="Fills the settings below from recipes/<name>.yaml; change any of them afterwards.")
+    if err := st.session_state.get("tr_preset_error"):
+        st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
     data = data_picker()
     c1, c2 = st.columns(2)
     c1.selectbox("Method", list(METHODS), key="tr_method",
@@ -97,14 +109,19 @@ def settings_form() -> TrainSpec | None:
 
 
 def launch(spec: TrainSpec) -> None:
+    """Check what can be checked here, then queue the job. A refusal creates nothing and touches no other run."""
     try:
-        resolve_model(spec.model)
+        resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
         n = len(load_crosslingual(spec.data, spec.lang))
-    except (ModelNotFoundError, DataError) as e:
+    except (ModelNotFoundError, DataError, SpecError, OSError) as e:
         st.error(str(e))
         return
     ahead = ([mgr.active().run_id] if mgr.active() else []) + [j.run_id for j in mgr.queued()] + mgr.running_elsewhere()
-    job = mgr.submit(spec)
+    try:
+        job = mgr.submit(spec)
+    except (SpecError, RunError, OSError) as e:
+        st.error(str(e))
+        return
     st.session_state["train_run"] = job.run_id
     if ahead:
         st.info(f"Queued **{job.run_id}** ({n} samples): one job trains at a time, and {len(ahead)} "
@@ -135,7 +152,11 @@ def live_panel() -> None:
     if run_id is None:
         st.info("No training job yet: choose the settings and launch one.", icon=":material/model_training:")
         return
-    run = RunDir(runs_root() / run_id)
+    try:
+        run = RunDir(safe_run_path(runs_root(), run_id))
+    except RunError as e:
+        st.error(str(e))
+        return
     rows = run.metrics()
     prog = read_progress(run, rows)
     cfg = run.config()

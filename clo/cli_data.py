@@ -26,6 +26,23 @@ def _fail(e: Exception) -> int:
     return 2
 
 
+def _check_out(out: str) -> None:
+    """Refuse an --out that cannot take a file before any work is done (a translation can take hours); a file
+    already there is only replaced, atomically, when the whole command succeeded."""
+    from pathlib import Path
+
+    from clo.data import DataError
+
+    p = Path(out)
+    if not str(out).strip():
+        raise DataError("--out is empty; give the name of a .jsonl file to write")
+    if p.is_dir():
+        raise DataError("--out is a folder; give the name of a .jsonl file to write", p)
+    parent = next((q for q in p.absolute().parents if q.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise DataError(f"--out cannot be created: {parent} is a file, not a folder", p)
+
+
 def _translation_errors():
     from clo.translate import TranslationError
 
@@ -92,6 +109,7 @@ def cmd_translate(args) -> int:
     from clo.translate import load_translator, translate_records
 
     try:
+        _check_out(args.out)
         lang = get_language(args.lang)
         options = {"batch_size": args.batch_size, "num_beams": args.num_beams, "device": args.device}
         translator = load_translator(args.translator, args.model,
@@ -230,6 +248,7 @@ DATA_ACTIONS = {"import-oasst": _import_oasst, "import": _import_table}
 def cmd_data(args) -> int:
     from clo.data import write_jsonl
 
+    _check_out(args.out)
     rows, stats = DATA_ACTIONS[args.data_command](args)
     out = write_jsonl(args.out, rows)
     summary = {"records": len(rows), "out": str(out), **stats}

@@ -5,7 +5,9 @@
 - Held-out prompts: ``{"id", "lang", "prompt"}`` (+ optional ``reference``)
 
 Every reader reports a malformed line with its file and line number (:class:`DataError`) and never drops a
-line silently. ``demo`` names the bundled data set wherever a data file is accepted.
+line silently. ``demo`` names the bundled data set wherever a data file is accepted. Files are read as UTF-8 text
+and parsed (JSON, CSV), never executed or unpickled; a file over ``$CLO_MAX_UPLOAD_MB`` (default 50) is refused
+before it is read, and a file that is not text (UTF-16, gzip, a pickle, binary) is named as such.
 
     >>> rows = load_crosslingual("demo", lang="sw")     # bundled English/Swahili pairs
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import os
 from pathlib import Path
 
 from clo.languages import get_language
@@ -32,6 +36,12 @@ __all__ = [
     "parse_csv",
     "parse_json_line",
     "decode_bytes",
+    "parse_bytes",
+    "check_size",
+    "max_upload_mb",
+    "max_upload_bytes",
+    "MAX_UPLOAD_ENV",
+    "DEFAULT_MAX_UPLOAD_MB",
     "SFT_FIELDS",
     "XL_FIELDS",
     "PROMPT_FIELDS",
@@ -41,7 +51,11 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
 SFT_FIELDS = ("id", "instruction", "response")
 XL_FIELDS = ("id", "lang", "instruction_en", "response_en", "instruction", "response", "translator")
 PROMPT_FIELDS = ("id", "lang", "prompt")
-MAX_BYTES_DEFAULT = 50 * 1024 * 1024
+# Size cap for data files and uploads, in megabytes (MiB, as Streamlit's server.maxUploadSize counts them). The
+# app's uploader and every reader use it; .streamlit/config.toml's maxUploadSize is the same default.
+MAX_UPLOAD_ENV = "CLO_MAX_UPLOAD_MB"
+DEFAULT_MAX_UPLOAD_MB = 50
+MAX_BYTES_DEFAULT = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
 
 
 class DataError(ValueError):
@@ -56,27 +70,88 @@ class DataError(ValueError):
         self.line = line
 
 
-def _read_text(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> str:
+def max_upload_mb() -> float:
+    """The size cap in MB: ``$CLO_MAX_UPLOAD_MB`` (a positive number, fractions allowed) or 50."""
+    raw = os.environ.get(MAX_UPLOAD_ENV, "").strip()
+    if not raw:
+        return float(DEFAULT_MAX_UPLOAD_MB)
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not math.isfinite(mb) or mb <= 0:
+        raise DataError(f"{MAX_UPLOAD_ENV} must be a positive number of megabytes, got {raw!r}")
+    return mb
+
+
+def max_upload_bytes() -> int:
+    return int(max_upload_mb() * 1024 * 1024)
+
+
+def _size(n: float) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.1f} KB"
+
+
+def check_size(size: int, name: str | Path, max_bytes: int | None = None) -> None:
+    """DataError when ``size`` bytes exceed the cap (``max_bytes``, else ``$CLO_MAX_UPLOAD_MB``)."""
+    limit = max_upload_bytes() if max_bytes is None else max_bytes
+    if size > limit:
+        raise DataError(f"file is {_size(size)}, over the {_size(limit)} limit (set {MAX_UPLOAD_ENV} to change it)",
+                        name)
+
+
+def _read_text(path: str | Path, max_bytes: int | None = None) -> str:
     p = Path(path)
     if not p.exists():
         raise DataError("file not found", p)
     if p.is_dir():
         raise DataError("is a folder, expected a .jsonl or .csv file", p)
-    size = p.stat().st_size
-    if size > max_bytes:
-        raise DataError(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit", p)
-    raw = p.read_bytes()
+    check_size(p.stat().st_size, p, max_bytes)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"cannot read the file ({e.strerror or e})", p) from None
     return decode_bytes(raw, p)
 
 
+_MAGIC = (  # (prefix, what it is) for files that are not text at all
+    (b"\x1f\x8b", "a gzip archive; unpack it first (an OpenAssistant .jsonl.gz goes through `clo data import-oasst`)"),
+    (b"PK\x03\x04", "a ZIP archive (an Excel .xlsx?); export it as CSV or JSON Lines"),
+    (b"\x80\x02", "a Python pickle; only JSON Lines or CSV are read (and never unpickled)"),
+    (b"\x80\x03", "a Python pickle; only JSON Lines or CSV are read (and never unpickled)"),
+    (b"\x80\x04", "a Python pickle; only JSON Lines or CSV are read (and never unpickled)"),
+    (b"\x80\x05", "a Python pickle; only JSON Lines or CSV are read (and never unpickled)"),
+    (b"SQLite format 3\x00", "an SQLite database; export it as CSV or JSON Lines"),
+    (b"%PDF", "a PDF document; JSON Lines or CSV expected"),
+)
+
+
+def _utf16_without_bom(head: bytes) -> bool:
+    """Two ASCII characters in UTF-16 (LE or BE): letter, zero, letter, zero (or zero first)."""
+    if len(head) < 4:
+        return False
+    for text, zeros in ((head[0::2], head[1::2]), (head[1::2], head[0::2])):
+        if zeros == b"\x00\x00" and all(0x09 <= c < 0x80 for c in text):
+            return True
+    return False
+
+
 def decode_bytes(raw: bytes, name: str | Path) -> str:
+    """UTF-8 text of a data file; a DataError that says what the file is otherwise (UTF-16, gzip, binary, …)."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or _utf16_without_bom(raw[:4]):
+        raise DataError("is UTF-16 (or UTF-32) text, not UTF-8; save the file as UTF-8", name)
+    for magic, what in _MAGIC:
+        if raw.startswith(magic):
+            raise DataError(f"is not a text file: it looks like {what}", name)
     if b"\x00" in raw[:4096]:
         raise DataError("looks like a binary file, not UTF-8 text (JSON Lines or CSV expected)", name)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise DataError(f"not valid UTF-8 text (byte {e.start}); save the file as UTF-8", name, line) from None
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(f"not valid UTF-8 text (byte 0x{raw[e.start]:02x} at column {col}; Latin-1 or Windows-1252?); "
+                        "save the file as UTF-8", name, line) from None
 
 
 def parse_json_line(line: str, name: str | Path, number: int) -> dict:
@@ -123,27 +198,43 @@ def parse_csv(text: str, name: str | Path) -> list[dict]:
     return rows
 
 
-def read_records(path: str | Path, max_bytes: int = MAX_BYTES_DEFAULT) -> list[dict]:
-    """Read a .jsonl/.json or .csv file into dicts; each carries ``_line`` for later error messages."""
+def read_records(path: str | Path, max_bytes: int | None = None) -> list[dict]:
+    """Read a .jsonl/.json or .csv file into dicts; each carries ``_line`` for later error messages. Files over
+    the size cap (``max_bytes``, else ``$CLO_MAX_UPLOAD_MB``, default 50 MB) are refused before reading."""
     text = _read_text(path, max_bytes)
     if Path(path).suffix.lower() == ".csv":
         return parse_csv(text, path)
     return parse_jsonl(text, path)
 
 
+def parse_bytes(name: str, raw: bytes, max_bytes: int | None = None) -> list[dict]:
+    """The bytes of an uploaded file → records, exactly as :func:`read_records` reads a file: size cap, UTF-8,
+    CSV when ``name`` ends in .csv, JSON Lines otherwise. Parsed only, never executed or unpickled."""
+    check_size(len(raw), name, max_bytes)
+    text = decode_bytes(raw, name)
+    return parse_csv(text, name) if str(name).lower().endswith(".csv") else parse_jsonl(text, name)
+
+
 def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
-    """Write records as JSON Lines (UTF-8, one object a line), atomically by default."""
-    import os
+    """Write records as JSON Lines (UTF-8, one object a line), atomically by default: a failure leaves an
+    existing file at ``path`` as it was, and no temporary file behind."""
     import tempfile
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder; give the name of a .jsonl file to write", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent) if atomic else (None, str(path))
-    with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None else open(tmp, "w", encoding="utf-8")) as f:
-        for row in rows:
-            f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
-    if atomic:
-        os.replace(tmp, path)
+    try:
+        with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None else open(tmp, "w", encoding="utf-8")) as f:
+            for row in rows:
+                f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
+        if atomic:
+            os.replace(tmp, path)
+    except BaseException:
+        if atomic:
+            Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -174,6 +265,8 @@ def resolve_data_path(data: str | Path, kind: str, lang: str | None = None) -> P
     if lang is None:
         raise DataError("the bundled demo set needs a language (--lang)")
     code = get_language(lang).code
+    if code == "en" and kind != "prompts":
+        raise DataError("English is the source side of every sample; pick a target language (e.g. --lang sw)")
     folder = "heldout" if kind == "prompts" else "demo"
     path = ASSETS / folder / f"{code}.jsonl"
     if not path.exists():

@@ -30,6 +30,8 @@ __all__ = [
     "BUNDLED",
     "BundledModel",
     "ModelNotFoundError",
+    "UnsafeModelError",
+    "check_model_folder",
     "LoadedModel",
     "clo_home",
     "resolve_model",
@@ -63,6 +65,10 @@ TURN_MARKERS = ("\nUser:", "\nAssistant:")
 
 class ModelNotFoundError(FileNotFoundError):
     """A model name that resolves to nothing offline; the message says where we looked."""
+
+
+class UnsafeModelError(ModelNotFoundError):
+    """A model that exists but is refused: pickle-only weights, or code of its own that would have to run."""
 
 
 @dataclass(frozen=True)
@@ -162,12 +168,98 @@ def _canonical(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
-def resolve_model(name: str) -> tuple[str, Path | str]:
-    """Decide where ``name`` loads from, without loading it.
+def resolve_model(name: str, *, trust_remote_code: bool | None = None) -> tuple[str, Path | str]:
+    """Decide where ``name`` loads from, without loading it (and without running anything from it).
 
     Returns ``(kind, location)`` with kind one of ``bundled``, ``run``, ``adapter``, ``folder``, ``hub-cache``.
-    Raises :class:`ModelNotFoundError` naming every place that was looked at.
+    Raises :class:`ModelNotFoundError` naming every place that was looked at, and :class:`UnsafeModelError` for a
+    local folder with pickle weights only — or, when ``trust_remote_code`` is given as False, one that needs its
+    own Python code (see :func:`check_model_folder`).
     """
+    kind, where = _resolve(name)
+    if kind in ("folder", "adapter") or (kind == "hub-cache" and trust_remote_code is not None):
+        folder = Path(where) if kind != "hub-cache" else _hub_snapshot(str(where))
+        if folder is not None:
+            check_model_folder(folder, name, trust_remote_code=bool(trust_remote_code) if trust_remote_code is not None
+                               else True)
+    return kind, where
+
+
+def _hub_snapshot(repo_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # not in the cache: transformers reports it when loading
+        return None
+
+
+def _remote_code_files(folder: Path) -> tuple[list[str], str]:
+    """Python files a model folder maps its classes to (``auto_map``) although transformers has its own
+    implementation of neither the model type nor the tokenizer class; and why."""
+    files: list[str] = []
+    reasons = []
+    for cfg_name, kind_key in (("config.json", "model_type"), ("tokenizer_config.json", "tokenizer_class")):
+        try:
+            cfg = json.loads((folder / cfg_name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        auto = cfg.get("auto_map") if isinstance(cfg, dict) else None
+        if not auto or not isinstance(auto, dict):
+            continue
+        value = cfg.get(kind_key)
+        if _builtin(kind_key, value):
+            continue  # transformers loads its own class and never imports the folder's code
+        for ref in auto.values():
+            for r in ref if isinstance(ref, (list, tuple)) else [ref]:
+                if isinstance(r, str) and "." in r:
+                    module = r.split("--")[-1].rsplit(".", 1)[0]
+                    files.append(f"{module.replace('.', '/')}.py")
+        reasons.append(f"{cfg_name} maps its classes to that code (auto_map) and transformers has no built-in "
+                       f"{kind_key} {value!r}")
+    return sorted(set(files)), "; ".join(reasons)
+
+
+def _builtin(kind_key: str, value) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        if kind_key == "model_type":
+            from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+            return value in CONFIG_MAPPING
+        import transformers
+
+        return getattr(transformers, value, None) is not None
+    except ImportError:  # the class exists but needs an optional package: still transformers' own code
+        return True
+    except Exception:
+        return False
+
+
+def check_model_folder(folder: str | Path, name: str | None = None, *, trust_remote_code: bool = False) -> None:
+    """Refuse, before anything is loaded, a model folder that is unsafe to open:
+
+    - pickle weights only (``pytorch_model.bin``, ``*.pt``): unpickling can run arbitrary code;
+    - code of its own: ``config.json`` (or ``tokenizer_config.json``) has an ``auto_map`` pointing at Python files
+      in the folder and transformers has no built-in class for it — unless ``trust_remote_code`` is set.
+
+    Nothing in the folder is imported or unpickled here; only JSON is read.
+    """
+    folder = Path(folder)
+    _refuse_pickle_only(folder)
+    if trust_remote_code:
+        return
+    files, why = _remote_code_files(folder)
+    if files:
+        raise UnsafeModelError(
+            f"{name or folder} needs its own Python code to load ({', '.join(files)}): {why}. That code would run on "
+            "this machine with your permissions, so CLO Studio refuses it. Read the code first; if you trust it, pass "
+            "--trust-remote-code (config: trust_remote_code: true). The app never runs such code."
+        )
+
+
+def _resolve(name: str) -> tuple[str, Path | str]:
     if not name or not str(name).strip():
         raise ModelNotFoundError("No model given. Use 'default' for the bundled SmolLM2-135M-Instruct.")
     name = str(name).strip()
@@ -346,10 +438,11 @@ def _device_and_dtype(device: str | None, dtype: str | None):
 
 def _refuse_pickle_only(folder: Path) -> None:
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
-        if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-            raise ModelNotFoundError(
-                f"{folder} has only pickle weights (.bin/.pt). CLO Studio reads safetensors only, because "
-                "unpickling can run arbitrary code. Convert it once on a trusted machine: "
+        pickles = sorted(p.name for pat in ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl") for p in folder.glob(pat))
+        if pickles:
+            raise UnsafeModelError(
+                f"{folder} has only pickle weights ({', '.join(pickles[:3])}). CLO Studio reads safetensors only, "
+                "because unpickling can run arbitrary code. Convert it once on a trusted machine: "
                 "load it with transformers and call save_pretrained(..., safe_serialization=True)."
             )
 
@@ -382,7 +475,7 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    kind, where = resolve_model(name)
+    kind, where = resolve_model(name, trust_remote_code=trust_remote_code)  # refuses unsafe folders before loading
     device, torch_dtype = _device_and_dtype(device, dtype)
     adapter = None
     chat = True

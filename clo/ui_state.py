@@ -18,8 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from clo.data import (SFT_FIELDS, XL_FIELDS, DataError, validate_records, decode_bytes, load_sft, parse_csv, parse_jsonl,
-                      write_jsonl)
+from clo.data import SFT_FIELDS, XL_FIELDS, DataError, load_sft, parse_bytes, validate_records, write_jsonl
 from clo.languages import get_language
 from clo.models import clo_home
 
@@ -32,6 +31,7 @@ __all__ = [
     "load_english",
     "edit_record",
     "run_table",
+    "run_file_text",
 ]
 
 
@@ -47,12 +47,16 @@ def _slug(text: str) -> str:
 
 
 def dataset_path(source: str, lang: str) -> Path:
-    """Where the cross-lingual set made from ``source`` (a name such as ``demo`` or an upload's file name) goes."""
-    return datasets_dir() / f"{_slug(Path(source).stem)}-{get_language(lang).code}.jsonl"
+    """Where the cross-lingual set made from ``source`` (a name such as ``demo`` or an upload's file name) goes:
+    always a plain file name inside the data folder, whatever ``source`` holds (``..``, slashes, an absolute path)."""
+    return datasets_dir() / f"{_slug(Path(str(source).replace(chr(92), '/')).stem)}-{get_language(lang).code}.jsonl"
 
 
 def save_dataset(rows: list[dict], path: str | Path) -> Path:
-    """Write cross-lingual records atomically (a reader never sees half a file)."""
+    """Write cross-lingual records atomically (a reader never sees half a file), only inside the data folder."""
+    folder, path = datasets_dir().resolve(), Path(path)
+    if path.resolve().parent != folder or path.is_symlink():
+        raise DataError(f"data sets are saved in {folder} only", path)
     validate_records(rows, XL_FIELDS, path)
     return write_jsonl(path, rows)
 
@@ -63,7 +67,9 @@ def list_datasets(lang: str | None = None) -> list[Path]:
     if not folder.is_dir():
         return []
     out = []
-    for p in sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for p in sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime if p.exists() else 0, reverse=True):
+        if p.is_symlink() or not p.is_file():  # a link could point anywhere: the page reads and rewrites these files
+            continue
         try:
             with open(p, encoding="utf-8") as f:
                 first = json.loads(f.readline() or "{}")
@@ -80,9 +86,9 @@ def list_datasets(lang: str | None = None) -> list[Path]:
 
 
 def parse_upload(name: str, raw: bytes) -> tuple[str, list[dict]]:
-    """An uploaded JSONL/CSV file → ``("sft" | "xl", records)``. Errors name the file and line (DataError)."""
-    text = decode_bytes(raw, name)
-    rows = parse_csv(text, name) if name.lower().endswith(".csv") else parse_jsonl(text, name)
+    """An uploaded JSONL/CSV file → ``("sft" | "xl", records)``. Errors name the file and line (DataError); a file
+    over the size cap (``$CLO_MAX_UPLOAD_MB``) is refused. The bytes are parsed as text, never executed."""
+    rows = parse_bytes(name, raw)
     kind = "xl" if "instruction_en" in rows[0] else "sft"
     validate_records(rows, XL_FIELDS if kind == "xl" else SFT_FIELDS, name)
     if kind == "xl":
@@ -137,6 +143,20 @@ def edit_record(rows: list[dict], record_id: str, instruction: str, response: st
 
 
 # -- runs --------------------------------------------------------------------------------------------------------
+
+
+def run_file_text(run_dir: str | Path, name: str, max_chars: int | None = None) -> str | None:
+    """The text of ``name`` inside a run directory (its last ``max_chars``), or None when it is missing — or
+    when it is a link or leads outside the run directory: the Runs page never shows a file from elsewhere."""
+    run_dir = Path(run_dir)
+    path = run_dir / name
+    try:
+        if path.is_symlink() or not path.is_file() or path.resolve().parent != run_dir.resolve():
+            return None
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    return text[-max_chars:] if max_chars else text
 
 
 def run_table(root: str | Path | None = None) -> list[dict]:
