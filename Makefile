@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: install install-extras run test test-fast test-browser bench clean
+.PHONY: install install-extras run test test-fast test-browser bench bench-quick clean
 
 install: $(STAMP)
 
@@ -35,10 +35,14 @@ test-fast: install
 test-browser: install
 	$(PY) -m pytest -m browser
 
-# timings and accuracy printed by scripts in bench/ (see docs/results.md)
+# CLO vs TRL's DPOTrainer vs SFT in one process, loading, generation, detection (docs/performance.md);
+# then each language detector alone. `make bench-quick`: the small case (a few minutes on 2 cores).
 bench: install
+	$(PY) -m clo bench --out artifacts/bench/bench.json
 	$(PY) bench/langid_bench.py
-	$(PY) bench/step_time.py --steps 2
+
+bench-quick: install
+	$(PY) -m clo bench --quick --out artifacts/bench/quick.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts

@@ -7,6 +7,8 @@
     python -m clo train --config runs/smoke/config.yaml
     python -m clo generate --model runs/smoke "Habari yako?"
     python -m clo runs
+    python -m clo runs resume RUN_ID
+    python -m clo bench --quick
 
 Errors in the input (unknown language, missing model, malformed data, bad settings) print one clear line on
 stderr and exit with status 2; nothing already saved is touched.
@@ -15,9 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["main", "build_parser", "COMMANDS"]
+
+# OSErrors that come from a path the user gave; other OSErrors (a full disk, a broken device) keep their traceback.
+_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
 
 def _user_errors():
     from clo.data import DataError
@@ -118,6 +125,8 @@ def _train_parser(sub):
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None, dest="gradient_checkpointing",
                    help="trade ~30%% speed for memory (large models)")
+    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None, dest="group_by_length",
+                   help="batch samples of similar length together: less padding, faster steps")
     p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trust_remote_code",
                    help="allow a model's own Python code to run (off by default)")
     p.add_argument("--out", help="run directory to create (default runs/<time>-<method>-<lang>)")
@@ -127,7 +136,7 @@ def _train_parser(sub):
 
 SPEC_FLAGS = ("method", "lang", "model", "data", "limit", "scope", "lora_r", "lora_target", "lr", "beta", "lam",
               "epochs", "batch_size", "grad_accum", "max_steps", "max_length", "warmup_ratio", "seed", "save_steps",
-              "device", "trust_remote_code", "gradient_checkpointing")
+              "device", "trust_remote_code", "gradient_checkpointing", "group_by_length")
 
 
 def spec_from_args(args):
@@ -154,7 +163,10 @@ def cmd_train(args) -> int:
 
     spec = spec_from_args(args)
     out = Path(args.out) if args.out else default_runs_root() / new_run_id(spec.method, spec.lang)
-    print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
+    # under `accelerate launch` / torchrun every rank runs this command; only rank 0 speaks (one JSON document)
+    speaks = os.environ.get("RANK", "0") == "0"
+    if speaks:
+        print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
 
     from tqdm import tqdm
 
@@ -201,6 +213,8 @@ def cmd_train(args) -> int:
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
                "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit,
                "trainable_params": result.trainable, "total_params": result.total_params, "final": result.final}
+    if not speaks:
+        return 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -327,16 +341,86 @@ def cmd_eval(args) -> int:
 
 
 def _runs_parser(sub):
-    p = sub.add_parser("runs", help="list runs with their status",
-                       description="List run directories; runs whose process died are marked interrupted.")
+    p = sub.add_parser(
+        "runs", help="list runs with their status; resume an interrupted run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="List run directories, newest first. Runs whose process died (killed, crashed, machine "
+                    "restarted) are marked interrupted, with the last sign of life (lost_at) and when that was "
+                    "found (interrupted_at).\n\n"
+                    "    python -m clo runs [--root R] [--json]\n"
+                    "    python -m clo runs resume RUN_ID_OR_PATH [--root R] [--json]\n\n"
+                    "resume continues a run started with --save-steps N from its last checkpoint (weights, "
+                    "optimizer, learning-rate schedule, data order); a run without one exits with status 2 and "
+                    "is left as it was.")
     p.add_argument("--root", help="runs folder (default ./runs or $CLO_RUNS)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    actions = p.add_subparsers(dest="runs_action", metavar="ACTION")
+    listing = actions.add_parser("list", help="list runs (the default)")
+    resume = actions.add_parser("resume", help="continue an interrupted run from its last checkpoint",
+                                description="Continue an interrupted, failed or stopped run in its own directory "
+                                            "from its checkpoint (kept when it was started with --save-steps). "
+                                            "Ctrl-C stops after the current step, as in `clo train`.")
+    resume.add_argument("run", help="run id (under --root) or run directory")
+    for q in (listing, resume):  # also accepted after the action; SUPPRESS keeps a value given before it
+        q.add_argument("--root", default=argparse.SUPPRESS, help="runs folder (default ./runs or $CLO_RUNS)")
+        q.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     return p
+
+
+def _cmd_runs_resume(args) -> int:
+    import signal
+    import threading
+
+    from clo.runs import resolve_run
+    from clo.train import resume_training
+
+    run = resolve_run(args.run, args.root)
+    stop = threading.Event()
+
+    def events(e):
+        if e.get("phase") == "loading" and "model" in e:  # the checks passed: training starts
+            print(f"Resuming {run.id} from step {run.status().get('resumed_from_step')} → {run.path}", file=sys.stderr)
+        elif e.get("phase") == "reference":
+            print(f"Reference pass over {e['rows']} pairs…", file=sys.stderr)
+        elif "max_steps" in e and "metrics" not in e:
+            print(f"{e.get('stage', 'train')}: continuing to step {e['max_steps']}", file=sys.stderr)
+        elif "metrics" in e:
+            m = e["metrics"]
+            print(f"step {m['step']}/{m.get('max_steps', '?')} " + " ".join(
+                f"{k}={m[k]:.4g}" for k in ("loss", "margin", "accuracy") if k in m), file=sys.stderr)
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the step and save; second: abort now
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nStopping after the current step; Ctrl-C again to abort.", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        result = resume_training(run.path, events=events, stop_event=stop)
+    except KeyboardInterrupt:
+        print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    st = run.status()
+    summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
+               "resumed_from_step": st.get("resumed_from_step"), "rows_replaced": st.get("rows_replaced"),
+               "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit, "final": result.final}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{result.state}: resumed at step {summary['resumed_from_step']}, now {result.steps} steps "
+              f"→ {result.run_dir}")
+    return 0
 
 
 def cmd_runs(args) -> int:
     from clo.runs import list_runs
 
+    if getattr(args, "runs_action", None) == "resume":
+        return _cmd_runs_resume(args)
     rows = list_runs(args.root)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -345,8 +429,10 @@ def cmd_runs(args) -> int:
         print("no runs")
     for r in rows:
         loss = f"{r['loss']:.4g}" if isinstance(r.get("loss"), (int, float)) else "-"
+        resumable = r.get("checkpoint_step") and r["state"] in ("interrupted", "failed", "stopped")
         print(f"{r['id']:40} {r['state']:11} {r['method'] or '-':8} {r['lang'] or '-':3} step {r['step'] or 0:>5}"
-              f" loss {loss:>8}" + (f"  {r['error'][:80]}" if r.get("error") else ""))
+              f" loss {loss:>8}" + (f"  [resumable from step {r['checkpoint_step']}: clo runs resume {r['id']}]"
+                                    if resumable else "") + (f"  {r['error'][:80]}" if r.get("error") else ""))
     return 0
 
 
@@ -361,9 +447,10 @@ COMMANDS = {
 
 
 def _all_commands() -> dict:
+    from clo.bench import _bench_parser, cmd_bench
     from clo.cli_data import DATA_COMMANDS
 
-    return {**COMMANDS, **DATA_COMMANDS}
+    return {**COMMANDS, **DATA_COMMANDS, "bench": (_bench_parser, cmd_bench)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -409,6 +496,10 @@ def main(argv=None) -> int:
         return run(args)
     except _user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except _PATH_ERRORS as e:  # a path given on the command line that cannot be used (a file where a folder goes, …)
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from clo.languages import get_language
+from clo.runs import fault_point
 
 __all__ = [
     "METHODS",
@@ -42,6 +43,7 @@ __all__ = [
     "find_attention_modules",
     "apply_scope",
     "run_training",
+    "resume_training",
     "TrainResult",
     "RECIPES_DIR",
 ]
@@ -98,6 +100,8 @@ class TrainSpec:
     scheduler: str = field(default="linear", metadata={"help": "learning-rate schedule (transformers name)"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     seed: int = field(default=42, metadata={"help": "random seed (data order, LoRA init)"})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "batch samples of similar length together (less padding, faster steps; order stays shuffled)"})
     save_steps: int = field(default=0, metadata={"help": "also save the model every N steps (0: only at the end)"})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations in the backward pass: less memory, ~30% slower (for 7B+ models on a GPU)"})
@@ -108,10 +112,21 @@ class TrainSpec:
         self.validate()
 
     def validate(self) -> None:
+        """Every setting checked before anything is written; the first problem is a SpecError naming the setting
+        (as the YAML key and the CLI flag spell it) and what is allowed."""
         def need(ok: bool, msg: str):
             if not ok:
                 raise SpecError(msg)
 
+        def number(v) -> bool:  # a real number; YAML's true/false are not numbers
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        def whole(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for name in ("method", "scope", "lora_target", "lang", "device", "scheduler", "model", "data"):
+            v = getattr(self, name)
+            need(isinstance(v, str), f"{name} must be text, got {v!r}.")
         need(self.method in METHODS, f"Unknown method {self.method!r}. Choose one of: {', '.join(METHODS)}.")
         need(self.scope in SCOPES, f"Unknown scope {self.scope!r}. Choose one of: {', '.join(SCOPES)}.")
         need(self.lora_target in ("attention", "all-linear"), "lora_target must be 'attention' or 'all-linear'.")
@@ -123,30 +138,32 @@ class TrainSpec:
         self.lang = lang.code
         for name in ("lr", "epochs"):
             v = getattr(self, name)
-            need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, f"{name} must be a positive number, got {v!r}.")
+            need(number(v) and v > 0, f"{name} must be a positive number, got {v!r}.")
         for name in ("batch_size", "grad_accum", "max_length", "lora_r", "lora_alpha"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"{name} must be a positive integer, got {v!r}.")
-        need(isinstance(self.beta, (int, float)) and self.beta > 0, f"beta must be positive, got {self.beta!r}.")
-        need(isinstance(self.lam, (int, float)) and 0.0 <= self.lam <= 1.0, f"lambda must be in [0, 1], got {self.lam!r}.")
-        need(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
+            need(whole(v) and v > 0, f"{name} must be a positive integer, got {v!r}.")
+        need(number(self.beta) and self.beta > 0, f"beta must be a positive number, got {self.beta!r}.")
+        need(number(self.lam) and 0.0 <= self.lam <= 1.0, f"lambda must be in [0, 1], got {self.lam!r}.")
+        need(self.max_steps is None or (whole(self.max_steps) and self.max_steps > 0),
              f"max_steps must be a positive integer, got {self.max_steps!r}.")
-        need(self.limit is None or (isinstance(self.limit, int) and self.limit > 0), f"limit must be positive, got {self.limit!r}.")
-        need(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1).")
-        need(self.device in ("auto", "cpu", "cuda"), "device must be auto, cpu or cuda.")
-        for name in ("trust_remote_code", "gradient_checkpointing"):  # "false" in YAML must not read as true
+        need(self.limit is None or (whole(self.limit) and self.limit > 0),
+             f"limit must be a positive integer, got {self.limit!r}.")
+        for name in ("weight_decay", "warmup_ratio"):
+            v = getattr(self, name)
+            need(number(v), f"{name} must be a finite number, got {v!r}.")
+        need(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio!r}.")
+        need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay!r}.")
+        need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}.")
+        for name in ("trust_remote_code", "gradient_checkpointing", "group_by_length"):  # "false" in YAML must not read as true
             need(isinstance(getattr(self, name), bool), f"{name} must be true or false, got {getattr(self, name)!r}.")
         for name in ("seed", "save_steps"):
             v = getattr(self, name)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{name} must be a whole number ≥ 0, got {v!r}.")
-        for name in ("beta", "weight_decay", "warmup_ratio"):
-            v = getattr(self, name)
-            need(isinstance(v, (int, float)) and math.isfinite(v), f"{name} must be a finite number, got {v!r}.")
+            need(whole(v) and v >= 0, f"{name} must be a whole number ≥ 0, got {v!r}.")
         schedulers = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
                       "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
         need(self.scheduler in schedulers, f"Unknown scheduler {self.scheduler!r}. Choose one of: {', '.join(schedulers)}.")
-        need(bool(str(self.model).strip()), "model must not be empty.")
-        need(bool(str(self.data).strip()), "data must not be empty.")
+        need(bool(self.model.strip()), "model must not be empty.")
+        need(bool(self.data.strip()), "data must not be empty.")
 
     # -- YAML -----------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -169,7 +186,8 @@ class TrainSpec:
                 try:
                     d[f.name] = float(d[f.name])
                 except ValueError:
-                    raise SpecError(f"{source}: {f.name} must be a number, got {d[f.name]!r}.") from None
+                    key = "lambda" if f.name == "lam" else f.name
+                    raise SpecError(f"{source}: {key} must be a number, got {d[f.name]!r}.") from None
         return cls(**d)
 
 
@@ -178,25 +196,33 @@ def list_recipes() -> dict[str, str]:
     out = {}
     for p in sorted(RECIPES_DIR.glob("*.yaml")):
         try:
-            out[p.stem] = (yaml.safe_load(p.read_text()) or {}).get("description", "")
-        except yaml.YAMLError:
-            out[p.stem] = "(unreadable)"
+            d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, OSError, UnicodeDecodeError):
+            d = None
+        out[p.stem] = str(d.get("description") or "") if isinstance(d, dict) else "(unreadable)"
     return out
 
 
 def load_recipe(name_or_path: str) -> dict:
     """A preset by name (``demo``, ``paper``, …) or a YAML file path, as a dict of TrainSpec fields."""
     p = Path(name_or_path)
-    if not p.suffix:
+    if not p.suffix:  # a preset name: a file directly in recipes/, never a path out of it
+        bad_name = not str(name_or_path).strip() or any(c in str(name_or_path) for c in "/\\") or str(name_or_path).startswith(".")
         p = RECIPES_DIR / f"{name_or_path}.yaml"
-        if not p.exists():
+        if bad_name or not p.is_file():
             raise SpecError(f"Unknown preset {name_or_path!r}. Presets: {', '.join(list_recipes()) or 'none'}.")
     if not p.exists():
         raise SpecError(f"Config file {p} not found.")
     try:
         d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise SpecError(f"{p}: not valid YAML ({e}).") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{p}: not UTF-8 text; save the config as UTF-8 YAML.") from None
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read it ({e.strerror or e}).") from None
+    except yaml.YAMLError as e:  # safe_load: a !!python tag is refused here, never run
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{p}{where}: not valid YAML ({getattr(e, 'problem', None) or e}).") from None
     if not isinstance(d, dict):
         raise SpecError(f"{p}: expected a mapping of settings.")
     d.pop("description", None)
@@ -272,17 +298,26 @@ def count_trainable(model) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------------------
 
 
+GROUP_BATCHES = 8  # length grouping sorts within chunks of this many batches
+
+
 class PairSampler:
     """Shuffles samples, never pairs: yields row indices ``2s, 2s+1`` together, so a batch of an even size
     always holds both directions of each of its samples."""
 
-    def __init__(self, n_rows: int, seed: int):
-        import torch
-
+    def __init__(self, n_rows: int, seed: int, lengths: list[int] | None = None, batch_samples: int = 1):
         if n_rows % 2:
             raise ValueError("CLO datasets hold two rows per sample")
         self.n_samples = n_rows // 2
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed, self.epoch = seed, 0
+        # optional length grouping: tokens of each sample's longest sequence, and samples per batch
+        self.lengths = [max(lengths[2 * s], lengths[2 * s + 1]) for s in range(self.n_samples)] if lengths else None
+        self.batch_samples = max(1, batch_samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch. The order of an epoch depends only on (seed, epoch), so a
+        run resumed from a checkpoint (``clo runs resume``) sees the order an uninterrupted run would."""
+        self.epoch = epoch
 
     def __len__(self):
         return 2 * self.n_samples
@@ -290,9 +325,28 @@ class PairSampler:
     def __iter__(self):
         import torch
 
-        for s in torch.randperm(self.n_samples, generator=self.generator).tolist():
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # without set_epoch the next pass still gets a new order
+        order = torch.randperm(self.n_samples, generator=generator).tolist()
+        if self.lengths is not None:
+            order = self._grouped(order, generator)
+        for s in order:
             yield 2 * s
             yield 2 * s + 1
+
+    def _grouped(self, order: list[int], generator) -> list[int]:
+        """Length grouping: within each chunk of ``GROUP_BATCHES`` batches of the shuffled order, samples are
+        sorted by length and cut into batches, and those batches are shuffled. Batches then hold samples of
+        similar length (less padding for the collator to add) while the epoch order stays random."""
+        import torch
+
+        b, out = self.batch_samples, []
+        for i in range(0, len(order), b * GROUP_BATCHES):
+            chunk = sorted(order[i : i + b * GROUP_BATCHES], key=lambda s: -self.lengths[s])
+            batches = [chunk[j : j + b] for j in range(0, len(chunk), b)]
+            for k in torch.randperm(len(batches), generator=generator).tolist():
+                out += batches[k]
+        return out
 
 
 def _make_collator(pad_token_id: int, max_length: int):
@@ -301,12 +355,110 @@ def _make_collator(pad_token_id: int, max_length: int):
 
     base = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
 
+    debug = bool(os.environ.get(DEBUG_SAMPLES_ENV))
+
     def collate(examples):
         out = base(examples)
         out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])  # TRL's collator carries the ref log-probs
+        if debug and "sample" in examples[0]:  # for _debug_watch only; never reaches the model
+            out["sample"] = torch.tensor([int(e["sample"]) for e in examples])
         return out
 
     return collate
+
+
+# ---------------------------------------------------------------------------------------------------
+# Several processes (`accelerate launch`): decisions every rank must share, and a sample-level diagnostic
+# ---------------------------------------------------------------------------------------------------
+
+
+def _all_agree(flag: bool, op: str = "any") -> bool:
+    """``flag`` combined over all processes (``any``: true if one rank says so; ``all``: only if every rank
+    does). One process: ``flag`` itself, no collective. Every rank must call it at the same point."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    if state.num_processes <= 1:
+        return bool(flag)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([int(bool(flag))], device=state.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "any" else dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _use_cpu(spec) -> bool:
+    import torch
+
+    return spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
+
+
+def _stop_requested(run, stop_event) -> bool:
+    """The stop decision, the same on every rank: the main process reads the run's STOP file (the only one
+    that owns the run directory; on several machines the others may not even see it), any rank's own
+    ``stop_event`` (e.g. its Ctrl-C) counts, and the flags are combined so that no rank leaves a collective
+    that the others still wait in."""
+    from accelerate import PartialState
+
+    local = stop_event is not None and stop_event.is_set()
+    if not local and run is not None and PartialState().is_main_process:
+        local = run.stop_requested()
+    return _all_agree(local, "any")
+
+
+# CLO_DEBUG_SAMPLES=<path>: each process appends JSON lines to <path>.rank<N>: one per training micro-batch
+# (CLO: the sample indices and directions in it; SFT: a hash of each row's tokens), the reference-cache
+# decision, and at the end of each stage its step count, stop flag and a SHA-256 of its trainable weights.
+# Used by tests/test_distributed.py to prove that ranks see disjoint data and end with identical weights.
+DEBUG_SAMPLES_ENV = "CLO_DEBUG_SAMPLES"
+
+
+def _debug_write(row: dict) -> None:
+    base = os.environ.get(DEBUG_SAMPLES_ENV)
+    if not base:
+        return
+    from accelerate import PartialState
+
+    rank = PartialState().process_index
+    with open(f"{base}.rank{rank}", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"rank": rank, "pid": os.getpid(), **row}) + "\n")
+
+
+def _debug_watch(trainer, stage: str) -> None:
+    """Record what each training micro-batch of ``trainer`` holds (only with CLO_DEBUG_SAMPLES set)."""
+    if not os.environ.get(DEBUG_SAMPLES_ENV):
+        return
+    inner = trainer.training_step
+
+    def training_step(model, inputs, *args, **kwargs):
+        inputs = dict(inputs)
+        samples = inputs.pop("sample", None)
+        row = {"event": "batch", "stage": stage, "step": trainer.state.global_step}
+        if samples is not None:
+            row["samples"], row["is_target"] = samples.tolist(), inputs["is_target"].tolist()
+        else:
+            ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+            rows = list(ids) if mask is None else [r[m.bool()] for r, m in zip(ids, mask)]  # padding left out
+            row["rows"] = [hashlib.sha256(str(r.tolist()).encode()).hexdigest()[:16] for r in rows]
+        _debug_write(row)
+        return inner(model, inputs, *args, **kwargs)
+
+    trainer.training_step = training_step
+
+
+def _debug_end(trainer, stage: str, stopped: bool) -> None:
+    if not os.environ.get(DEBUG_SAMPLES_ENV):
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    h, names = hashlib.sha256(), []
+    for name, p in sorted(model.named_parameters(), key=lambda np: np[0]):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+            names.append(name)
+    _debug_write({"event": "end", "stage": stage, "steps": trainer.state.global_step, "stopped": stopped,
+                  "checksum": h.hexdigest(), "params": names})
 
 
 _EXOTIC_HEAD_SCALES = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
@@ -423,7 +575,11 @@ def _build_clo_trainer_class():
 
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
-            return PairSampler(len(ds), self.args.seed)
+            if self.args.train_sampling_strategy != "group_by_length":
+                return PairSampler(len(ds), self.args.seed)
+            lengths = [len(p) + max(len(c), len(r))
+                       for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+            return PairSampler(len(ds), self.args.seed, lengths, self.args.per_device_train_batch_size // 2)
 
         # -- reference log-probs, cached on disk ------------------------------------------------------
         def _ref_cache_key(self, dataset) -> str:
@@ -439,9 +595,20 @@ def _build_clo_trainer_class():
             cache_dir = Path(self.args.ref_cache_dir) if self.args.ref_cache_dir else None
             key = self._ref_cache_key(dataset)
             path = cache_dir / f"{key}.safetensors" if cache_dir else None
-            self.ref_cache_hit = bool(path and path.exists())
+            t = None
+            if path is not None and path.exists():
+                try:
+                    t = load_file(str(path))
+                    if t["ref_chosen_logps"].shape != t["ref_rejected_logps"].shape or len(t["ref_chosen_logps"]) != len(dataset):
+                        t = None
+                except Exception as e:  # unreadable: recompute (and rewrite) rather than fail
+                    log.warning("reference cache %s unreadable (%s); recomputing", path, e)
+                    t = None
+            # a hit only if every rank has the file: ranks taking different branches would leave some waiting
+            # in the reference pass's collectives (another job writing the file meanwhile; several machines)
+            self.ref_cache_hit = _all_agree(t is not None, "all")
+            _debug_write({"event": "ref_cache", "hit": self.ref_cache_hit})
             if self.ref_cache_hit:
-                t = load_file(str(path))
                 chosen, rejected = t["ref_chosen_logps"], t["ref_rejected_logps"]
             else:
                 t0 = time.perf_counter()
@@ -454,11 +621,12 @@ def _build_clo_trainer_class():
                 for batch in loader:
                     if self.clo_should_stop is not None and self.clo_should_stop():
                         raise TrainingStopped("stopped during the reference pass, before the first step")
-                    batch = {k: v for k, v in batch.items() if k != "is_target"}
+                    batch = {k: v for k, v in batch.items() if k not in ("is_target", "sample")}
                     c, r = self.compute_ref_log_probs(model, batch)
                     c, r = self.accelerator.gather_for_metrics((c, r))
                     chosen.append(c.float().cpu())
                     rejected.append(r.float().cpu())
+                    fault_point("ref_pass")  # test-only (CLO_FAULT); a no-op otherwise
                 chosen, rejected = torch.cat(chosen), torch.cat(rejected)
                 self.ref_pass_seconds = time.perf_counter() - t0
                 if path is not None and self.accelerator.is_main_process:
@@ -500,6 +668,9 @@ def _build_clo_trainer_class():
             self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
             return (out.loss, per_token) if return_outputs else out.loss
 
+    # picklable as clo.train.CLOConfig: a trainer checkpoint (save_steps) stores its args with torch.save
+    CLOConfig.__qualname__ = "CLOConfig"
+    globals()["CLOConfig"] = CLOConfig
     return CLOConfig, CLOTrainer
 
 
@@ -534,9 +705,10 @@ def _make_callback_class():
         training cleanly after the current step when ``stop_event`` is set."""
 
         def __init__(self, run, stage: str, events=None, stop_event=None, step_offset: int = 0, save=None,
-                     save_every: int = 0):
+                     save_every: int = 0, checkpoint: bool = False):
             self.run, self.stage, self.events, self.stop_event = run, stage, events, stop_event
             self.save, self.save_every = save, save_every
+            self.checkpoint = checkpoint  # with each periodic save, also the trainer's state (for resume)
             self.step_offset = step_offset
             self.t_last = None
             self.tokens_last = 0
@@ -545,12 +717,13 @@ def _make_callback_class():
         def on_train_begin(self, args, state, control, **kw):
             self.t_last = time.perf_counter()
             self.t_start = self.t_last
+            if state.global_step and self.run is not None:  # resumed: the stage's clock goes on from the checkpoint
+                done = [r for r in self.run.metrics() if r.get("stage") == self.stage]
+                self.t_start -= float(done[-1].get("elapsed_s") or 0.0) if done else 0.0
             self._emit({"phase": "train", "stage": self.stage, "max_steps": state.max_steps + self.step_offset})
 
-        def _stopping(self) -> bool:
-            if self.stop_event is not None and self.stop_event.is_set():
-                return True
-            return self.run is not None and self.run.stop_requested()
+        def _stopping(self) -> bool:  # the same answer on every rank (called by all of them, in step)
+            return _stop_requested(self.run, self.stop_event)
 
         def on_step_end(self, args, state, control, model=None, **kw):
             if self._stopping():
@@ -558,6 +731,22 @@ def _make_callback_class():
             elif self.save and self.save_every and state.global_step % self.save_every == 0:
                 self.save(model)  # periodic save: a later crash keeps this step's model
                 self.run.set_status("running", saved_step=state.global_step + self.step_offset)
+                if self.checkpoint:
+                    control.should_save = True  # the trainer writes its checkpoint after logging: see on_save
+
+        def on_pre_optimizer_step(self, args, state, control, **kw):
+            fault_point("step", state.global_step + self.step_offset + 1)  # test-only (CLO_FAULT)
+
+        def on_save(self, args, state, control, **kw):
+            """The trainer has written ``output_dir/checkpoint-N`` (weights, optimizer, scheduler, RNG,
+            trainer_state.json): publish it whole as the run's ``checkpoint/``, replacing the previous one."""
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()  # every rank has written its RNG state
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if self.run is not None and not self.run.readonly and folder.is_dir():
+                self.run.save_checkpoint(folder)
+                self.run.set_status("running", checkpoint_step=state.global_step + self.step_offset)
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -650,6 +839,9 @@ def _common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) -
         gradient_checkpointing=spec.gradient_checkpointing,  # TRL turns it on by default; small models don't need it
         disable_tqdm=True,  # progress is shown by whoever listens to events (the CLI's bar, the app's charts)
         remove_unused_columns=True,
+        ddp_find_unused_parameters=False,  # every trainable parameter gets a gradient: skip DDP's extra graph walk
+        # CLO: PairSampler's own grouping (pairs stay together); SFT: transformers' LengthGroupedSampler
+        train_sampling_strategy="group_by_length" if spec.group_by_length else "random",
     )
 
 
@@ -690,25 +882,28 @@ def _writer(spec: TrainSpec, model, tokenizer, base_is_adapter: bool = False):
 
 
 def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None,
-                 create: bool = True) -> TrainResult:
+                 create: bool = True, resume_from: str | Path | None = None) -> TrainResult:
     """Train one run into ``run_dir``. Writes config.yaml first, then status/metrics/model as it goes.
 
     ``events(dict)`` receives live progress (phase changes, one metrics row per step); ``stop_event`` ends
     training after the current step, keeping the model of that step. Raises on failure after marking the run
-    ``failed`` with the error text; a finished or stopped run has a loadable ``model/``.
+    ``failed`` with the error text; a finished or stopped run has a loadable ``model/``. ``resume_from``: a
+    trainer checkpoint to continue from (see :func:`resume_training`).
     """
     from clo.data import load_crosslingual
     from clo.models import resolve_model
     from clo.runs import RunDir
 
     spec.validate()
-    resolve_model(spec.model)  # a missing model or bad data fails before any folder is made
+    resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)  # a missing or unsafe model or bad data fails before any folder is made
     records = load_crosslingual(spec.data, spec.lang)
     if spec.limit:
         records = records[: spec.limit]
     from accelerate import PartialState
 
-    dist = PartialState()  # one process normally; several under `accelerate launch`
+    # one process normally; several under `accelerate launch` / torchrun. CPU processes need cpu=True, else
+    # accelerate sees no distributed setup and every rank would act as the main one (and write the run)
+    dist = PartialState(cpu=_use_cpu(spec))
     if dist.is_main_process:
         run = RunDir.create(run_dir, spec.to_dict()) if create else RunDir(run_dir)
     dist.wait_for_everyone()
@@ -719,7 +914,7 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
     try:
         run.set_status("running", phase="loading model", n_samples=len(records))
         emit({"phase": "loading", "model": spec.model})
-        result = _train_stages(spec, run, records, emit, stop_event)
+        result = _train_stages(spec, run, records, emit, stop_event, resume_from)
         result.seconds = time.perf_counter() - t0
         run.set_status(result.state, phase="done", step=result.steps, duration_s=round(result.seconds, 1),
                        ref_cache_hit=result.ref_cache_hit, ref_pass_s=result.ref_pass_seconds,
@@ -740,7 +935,7 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
         raise
 
 
-def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResult:
+def _train_stages(spec: TrainSpec, run, records, emit, stop_event, resume_from=None) -> TrainResult:
     from clo.models import clo_home, load_model
 
     from accelerate import PartialState
@@ -750,8 +945,8 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
     # round most updates at lr 5e-5 away)
     loaded = load_model(spec.model, device=device, dtype="float32", trust_remote_code=spec.trust_remote_code,
                         progress=lambda m: emit({"phase": "loading", "message": m}))
-    def should_stop() -> bool:
-        return (stop_event is not None and stop_event.is_set()) or run.stop_requested()
+    def should_stop() -> bool:  # agreed by all ranks: every rank must call it at the same point
+        return _stop_requested(run, stop_event)
 
     if should_stop():
         raise TrainingStopped("stopped while loading the model, before the first step")
@@ -766,7 +961,12 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
         run.save_model(_writer(spec, model, loaded.tokenizer, base_is_adapter))
 
     def callback(stage, offset=0):
-        return RunCallback(run, stage, emit, stop_event, offset, save, spec.save_steps)
+        # one-stage methods also keep a trainer checkpoint at each periodic save, for `clo runs resume`
+        return RunCallback(run, stage, emit, stop_event, offset, save, spec.save_steps,
+                           checkpoint=spec.method != "sft-dpo")
+
+    resume = str(resume_from) if resume_from else None  # the base model loads above; the checkpoint's weights,
+    # optimizer, scheduler, RNG and step replace it in train(): the reference stays the base model
 
     result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
     step_offset = 0
@@ -778,9 +978,11 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
                                callback("sft"), emit)
         tr, ta = count_trainable(trainer.model)
         result.trainable, result.total_params = tr, ta
-        trainer.train()
+        _debug_watch(trainer, "sft")
+        trainer.train(resume_from_checkpoint=resume)
         step_offset = trainer.state.global_step
         stopped = should_stop()
+        _debug_end(trainer, "sft", stopped)
         loaded.model = trainer.model
         if spec.method == "sft-dpo" and not stopped:
             if spec.scope == "lora":
@@ -796,18 +998,54 @@ def _train_stages(spec: TrainSpec, run, records, emit, stop_event) -> TrainResul
         tr, ta = count_trainable(trainer.model)
         result.trainable, result.total_params = tr, ta
         run.set_status("running", phase="training", ref_cache_hit=result.ref_cache_hit)
-        trainer.train()
+        _debug_watch(trainer, "clo")
+        trainer.train(resume_from_checkpoint=resume)
         step_offset += trainer.state.global_step
         loaded.model = trainer.model
         stopped = should_stop()
+        _debug_end(trainer, "clo", stopped)
     result.steps = step_offset
     result.state = "stopped" if stopped else "finished"
     run.set_status("running", phase="saving model", step=result.steps)
     emit({"phase": "saving"})
     run.save_model(_writer(spec, loaded.model, loaded.tokenizer, base_is_adapter))
+    if result.state == "finished":
+        run.drop_checkpoint()  # nothing left to resume: free the optimizer state
     rows = run.metrics()
     result.final = rows[-1] if rows else {}
     return result
+
+
+def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None) -> TrainResult:
+    """Continue an interrupted (or failed, or stopped) run in its own directory from its last checkpoint.
+
+    A run keeps a checkpoint when it was started with ``save_steps``: at each periodic save the trainer's
+    weights, optimizer, scheduler, RNG and step are published atomically as ``checkpoint/``. Resuming reloads
+    the base model from ``config.yaml`` (so CLO's reference stays the original model; its log-probs come from
+    the on-disk cache), restores the checkpoint and goes on with the same learning-rate schedule and data order.
+    Rows the lost attempt logged after the checkpoint move to ``metrics.replaced.jsonl``; the status goes
+    ``interrupted`` → ``running`` → ``finished`` with ``resumed_from_step``. Raises :class:`clo.runs.RunError`,
+    touching nothing, when the run cannot be resumed (still running, finished, no checkpoint, sft-dpo).
+    """
+    from clo.runs import RunDir, RunError
+
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise RunError(f"{run.path} is not a run directory (no status.json or config.yaml).")
+    spec = TrainSpec.from_dict(run.config(), source=str(run.config_path))
+    if spec.method == "sft-dpo":
+        raise RunError(f"Run {run.id} cannot be resumed: sft-dpo trains in two stages (SFT, then DPO on the SFT "
+                       f"model), which a single checkpoint does not capture. Start it again with "
+                       f"`python -m clo train --config {run.config_path}`.")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RunError("Resuming runs in one process; start `python -m clo runs resume` without accelerate/torchrun.")
+    step = run.resume_point()
+    from clo.models import resolve_model
+
+    resolve_model(spec.model)  # the base model must still be there before anything is changed
+    run.prepare_resume(step)
+    return run_training(spec, run.path, events=events, stop_event=stop_event, create=False,
+                        resume_from=run.checkpoint_path)
 
 
 def _sft_trainer(spec, loaded, records, run, device, peft_config, callback, emit):

@@ -1,0 +1,484 @@
+"""``python -m clo bench``: CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
+in one process, plus loading, batched generation and language-detection speed.
+
+Every figure is measured here; the printed ratios compare rows measured in the same process on the same data:
+
+- ``trl_dpo``: TRL's ``DPOTrainer`` as a TRL user would run it: sigmoid loss, same trainable scope, reference
+  model copy scoring every batch (TRL's default, ``precompute_ref_log_probs=False``).
+- ``clo``: ``clo train --method clo`` (``run_training``), first run: reference log-probs computed in one
+  pass before training and cached on disk; the pass is charged to CLO per pair.
+- ``clo_cached``: the same run again: the cache is hit and no reference forward pass runs at all.
+- ``sft``: ``clo train --method sft`` (TRL's SFTTrainer on the English and target pairs of the same samples).
+
+Per row: seconds per step (median after one warm-up step), seconds per preference pair, tokens per second
+(non-padding tokens the step processed), peak memory (process RSS on CPU, sampled every 20 ms; the rise above
+the level before the phase is reported too; ``torch.cuda.max_memory_allocated`` on a GPU) and achieved model
+FLOP/s against the machine's peak (MFU). Model FLOPs per token follow the usual convention (PaLM's MFU):
+2·N forward + 2·N activation backward + 2·N_trainable weight backward, + 2·N for the reference forward of
+preference methods, N = parameters including the LM head (attention-score FLOPs left out: small at these
+lengths). The same convention for every row, so FLOP/s ratios are the inverse time ratios per token.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# --quick: small enough for a 2-core CPU in a few minutes; full: the demo preset's batch and length.
+QUICK = dict(batch_size=2, max_length=128, steps=2, gen_prompts=40, gen_tokens=24)
+FULL = dict(batch_size=8, max_length=160, steps=3, gen_prompts=40, gen_tokens=64)
+
+# dense bf16 peak of known accelerators (FLOP/s, no sparsity)
+GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Measuring tools
+# ---------------------------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _release_memory() -> None:
+    """Give freed heap back to the OS so the next phase's RSS starts low (glibc keeps it otherwise)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def peak_memory(device: str):
+    """Yields a dict filled on exit with ``peak_gb`` and ``rise_gb`` (RSS on CPU, allocated memory on CUDA)."""
+    import torch
+
+    out: dict = {}
+    _release_memory()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        yield out
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated()
+        out.update(kind="cuda_max_memory_allocated", peak_gb=round(peak / 2**30, 3),
+                   rise_gb=round((peak - before) / 2**30, 3))
+        return
+    before = _rss_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], _rss_bytes())
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    try:
+        yield out
+    finally:
+        done.set()
+        t.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        out.update(kind="rss", peak_gb=round(peak[0] / 2**30, 3), rise_gb=round((peak[0] - before) / 2**30, 3))
+
+
+def measured_peak_flops(device: str) -> tuple[float, str]:
+    """The machine's peak, estimated: a known accelerator's datasheet value, else a large matmul measured here."""
+    import torch
+
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name()
+        for key, peak in GPU_PEAKS.items():
+            if key in name:
+                return peak, f"{name} datasheet dense bf16"
+        dtype, sizes = torch.bfloat16, (4096, 8192)
+    else:
+        dtype, sizes = torch.float32, (1024, 2048, 3072)
+    # best of several short windows and sizes: a shared or throttled machine only ever makes a window slower
+    best, best_n = 0.0, 0
+    for _ in range(3):
+        for n in sizes:
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
+            a @ b
+            reps, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < 0.3:
+                a @ b
+                reps += 1
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            rate = 2 * n**3 * reps / (time.perf_counter() - t0)
+            if rate > best:
+                best, best_n = rate, n
+    return best, (f"best measured {best_n}x{best_n} {str(dtype).replace('torch.', '')} matmul, "
+                  f"{torch.get_num_threads()} threads")
+
+
+class StepClock:
+    """Timestamps of every logged step (logging_steps=1) and the cumulative token count TRL logs."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self.tokens: list[float] = []
+
+    def __call__(self, event: dict) -> None:  # an events sink for run_training
+        row = event.get("metrics")
+        if row is not None:
+            self.times.append(time.perf_counter())
+            self.tokens.append(row.get("num_tokens", 0.0))
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Cb(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "train_runtime" not in logs:
+                    clock.times.append(time.perf_counter())
+                    clock.tokens.append(float(logs.get("num_tokens", 0.0)))
+
+        return _Cb()
+
+    def summary(self) -> tuple[float, float]:
+        """(median seconds per step, tokens per step) over the steps after the first (warm-up) one."""
+        if len(self.times) < 3:
+            raise RuntimeError(f"need at least 3 logged steps to time, got {len(self.times)}")
+        dts = [b - a for a, b in zip(self.times[1:], self.times[2:])] or [self.times[1] - self.times[0]]
+        dtok = [b - a for a, b in zip(self.tokens[1:], self.tokens[2:])]
+        return statistics.median(dts), statistics.mean(dtok) if dtok else 0.0
+
+
+@dataclass
+class Row:
+    name: str
+    what: str
+    step_s: float
+    pairs_per_step: int
+    s_per_pair: float
+    tokens_per_s: float
+    peak_gb: float
+    rise_gb: float
+    flops_per_s: float
+    mfu: float
+    ref_pass_s: float = 0.0
+    ref_s_per_pair: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The phases
+# ---------------------------------------------------------------------------------------------------
+
+
+def _param_counts(model, embed_tied: bool) -> tuple[int, int]:
+    """(N for FLOPs: every parameter except the input embedding table, counted once even when tied, trainable)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = model.get_input_embeddings().weight.numel()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = total if embed_tied else total - emb  # tied: the table is the LM head, a real matmul per token
+    return n, trainable
+
+
+def _flops_per_token(n: int, n_trainable: int, reference: bool) -> float:
+    return 2 * n + 2 * n + 2 * n_trainable + (2 * n if reference else 0)
+
+
+def _bench_data(model: str, lang: str, n_samples: int, tmp: Path) -> Path:
+    from clo.data import load_crosslingual, write_jsonl
+
+    records = load_crosslingual("demo", lang)
+    if len(records) < n_samples:
+        raise ValueError(f"the bundled {lang} set has {len(records)} samples, the bench needs {n_samples}")
+    return write_jsonl(tmp / f"bench-{lang}.jsonl", records[:n_samples])
+
+
+def bench_trl_dpo(cfg: dict, data: Path, device: str, peak: float, spec_kw: dict) -> Row:
+    """TRL's DPOTrainer, defaults a TRL user gets: reference model copy, reference scored inside every step."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from clo.data import load_crosslingual
+    from clo.models import load_model
+    from clo.pairs import build_pairs, to_conversational
+    from clo.train import TrainSpec, _common_args, _quiet, apply_scope
+
+    spec = TrainSpec(**spec_kw)
+    clock = StepClock()
+    tmp = Path(tempfile.mkdtemp(prefix="clo-bench-trl-"))
+    with peak_memory(device) as mem:
+        loaded = load_model(spec.model, device=device, dtype="float32")
+        apply_scope(loaded.model, spec)
+        n, n_tr = _param_counts(loaded.model, loaded.model.config.get_text_config().tie_word_embeddings)
+        pairs = [to_conversational(p) for p in build_pairs(load_crosslingual(str(data), spec.lang))]
+        args = DPOConfig(**_common_args(spec, tmp, 2 * spec.batch_size, device), beta=spec.beta,
+                         loss_type=["sigmoid"], precompute_ref_log_probs=False)
+        trainer = DPOTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(pairs),
+                             processing_class=loaded.tokenizer, callbacks=[clock.callback()])
+        _quiet(trainer)
+        trainer.train()
+    step_s, tok = clock.summary()
+    del trainer, loaded
+    shutil.rmtree(tmp, ignore_errors=True)
+    pairs_per_step = 2 * spec.batch_size
+    flops = _flops_per_token(n, n_tr, reference=True) * tok / step_s
+    return Row("trl_dpo", "TRL DPOTrainer (sigmoid), reference model scored in every step", round(step_s, 3),
+               pairs_per_step, round(step_s / pairs_per_step, 4), round(tok / step_s, 1), mem["peak_gb"],
+               mem["rise_gb"], flops, round(flops / peak, 4))
+
+
+def bench_clo_run(name: str, cfg: dict, data: Path, device: str, peak: float, spec_kw: dict, runs: Path) -> Row:
+    """One real ``clo train`` run (CLO or SFT) through run_training, timed per logged step."""
+    from clo.models import load_model
+    from clo.train import TrainSpec, apply_scope, run_training
+
+    spec = TrainSpec(**spec_kw)
+    clock = StepClock()
+    with peak_memory(device) as mem:
+        result = run_training(spec, runs / name, events=clock)
+    step_s, tok = clock.summary()
+    probe = load_model(spec.model, device="cpu", dtype="float32")  # parameter counts for the FLOP estimate
+    apply_scope(probe.model, spec)
+    n, n_tr = _param_counts(probe.model, probe.model.config.get_text_config().tie_word_embeddings)
+    del probe
+    preference = spec.method == "clo"
+    pairs_per_step = 2 * spec.batch_size  # SFT: the same samples, one sequence per direction
+    ref_s = float(result.ref_pass_seconds or 0.0)
+    n_pairs = 2 * spec.batch_size * result.steps
+    ref_per_pair = ref_s / n_pairs if n_pairs else 0.0
+    # the reference pass is part of CLO's cost: charge it per pair, like TRL's in-step reference forward
+    s_per_pair = step_s / pairs_per_step + ref_per_pair
+    flops = _flops_per_token(n, n_tr, reference=preference) * tok / (s_per_pair * pairs_per_step)
+    what = {"clo": "clo train --method clo" + (" (reference cache hit: no reference pass)" if result.ref_cache_hit
+                                               else " (first run: one reference pass, cached)"),
+            "sft": "clo train --method sft (TRL SFTTrainer, English + target sequences)"}[spec.method]
+    return Row(name, what, round(step_s, 3), pairs_per_step, round(s_per_pair, 4), round(tok / step_s, 1),
+               mem["peak_gb"], mem["rise_gb"], flops, round(flops / peak, 4), round(ref_s, 2), round(ref_per_pair, 4),
+               extra={"ref_cache_hit": result.ref_cache_hit, "steps": result.steps,
+                      "trainable_params": result.trainable, "total_params": result.total_params})
+
+
+def bench_loading(model: str) -> dict:
+    """First load (a bundled GGUF is dequantized into the cache) against a load from the cached safetensors."""
+    from clo.models import BUNDLED, _canonical, load_model
+
+    t = time.perf_counter()
+    load_model(model)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    load_model(model)
+    cached = time.perf_counter() - t
+    bundled = _canonical(model) in BUNDLED
+    return {"first_load_s": round(first, 2), "cached_load_s": round(cached, 3),
+            "first_load_is": "GGUF dequantization + safetensors write" if bundled else "load from its folder",
+            "speedup": round(first / cached, 1) if cached else None}
+
+
+def bench_generation(model: str, lang: str, n_prompts: int, max_new_tokens: int) -> dict:
+    """Held-out prompts answered in batches (the eval path) against one prompt at a time, greedy."""
+    from clo.data import load_prompts
+    from clo.generate import GenerationOptions, generate, get_model
+
+    lm = get_model(model)
+    prompts = [p["prompt"] for p in load_prompts("demo", [lang, "en"])][:n_prompts]
+    opts = GenerationOptions(max_new_tokens=max_new_tokens)
+    generate(lm, prompts[:1], opts)  # warm-up
+    t = time.perf_counter()
+    batched = generate(lm, prompts, opts)
+    t_batched = time.perf_counter() - t
+    one = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=1)
+    t = time.perf_counter()
+    single = generate(lm, prompts, one)
+    t_single = time.perf_counter() - t
+    same = sum(a == b for a, b in zip(batched, single))
+    return {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "batch_size": opts.batch_size,
+            "batched_s": round(t_batched, 2), "one_at_a_time_s": round(t_single, 2),
+            "speedup": round(t_single / t_batched, 2), "identical_answers": f"{same}/{len(prompts)}"}
+
+
+def bench_langid() -> dict:
+    """Lines per second and accuracy of the combined detector on the bundled texts of every language."""
+    from clo import langid
+
+    data = {lang: langid.validation_lines(lang) for lang in ("en", "sw", "zh", "de", "ko", "id", "yo")}
+    langid.detect("warm up the detector")
+    total, right, t = 0, {}, time.perf_counter()
+    for lang, lines in data.items():
+        right[lang] = round(sum(langid.detect(x).lang == lang for x in lines) / len(lines), 4)
+        total += len(lines)
+    dt = time.perf_counter() - t
+    return {"lines": total, "lines_per_s": round(total / dt), "accuracy": right}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention", quick: bool = False,
+              device: str = "auto", batch_size: int | None = None, max_length: int | None = None,
+              steps: int | None = None, skip: tuple[str, ...] = (), log=print) -> dict:
+    """Run every part and return the JSON-able result (also what ``--json`` prints)."""
+    import torch
+    from accelerate import PartialState
+
+    cfg = dict(QUICK if quick else FULL)
+    cfg.update({k: v for k, v in dict(batch_size=batch_size, max_length=max_length, steps=steps).items() if v})
+    if device == "auto":
+        device = str(PartialState().device)
+    home = Path(tempfile.mkdtemp(prefix="clo-bench-home-"))
+    old_home = os.environ.get("CLO_HOME")
+    # an empty CLO_HOME: the first load really dequantizes, the first CLO run really computes its reference
+    os.environ["CLO_HOME"] = str(home)
+    try:
+        out: dict = {"config": {"model": model, "lang": lang, "scope": scope, "device": device, **cfg,
+                                "pairs_per_step": 2 * cfg["batch_size"], "timed_steps": cfg["steps"],
+                                "warmup_steps": 1},
+                     "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                                 "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
+                                 "cpus": os.cpu_count()}}
+        if device.startswith("cuda"):
+            out["machine"]["gpu"] = torch.cuda.get_device_name()
+        peak, how = measured_peak_flops(device)
+        out["machine"].update(peak_flops=peak, peak_is=how)
+        log(f"peak estimate: {peak / 1e9:.1f} GFLOP/s ({how})")
+        if "load" not in skip:
+            out["loading"] = bench_loading(model)
+            log(f"loading: {out['loading']}")
+        tmp = home / "bench"
+        tmp.mkdir()
+        n_samples = cfg["batch_size"] * (cfg["steps"] + 1)
+        data = _bench_data(model, lang, n_samples, tmp)
+        spec_kw = dict(model=model, data=str(data), lang=lang, scope=scope, batch_size=cfg["batch_size"],
+                       max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device)
+        rows: dict[str, Row] = {}
+        if "train" not in skip:
+            phases = [("trl_dpo", lambda: bench_trl_dpo(cfg, data, device, peak, {**spec_kw, "method": "clo"}))]
+            for name, method in (("clo", "clo"), ("clo_cached", "clo"), ("sft", "sft")):
+                phases.append((name, lambda name=name, method=method: bench_clo_run(
+                    name, cfg, data, device, peak, {**spec_kw, "method": method}, tmp / "runs")))
+            for name, phase in phases:
+                try:
+                    rows[name] = phase()
+                    log(_fmt(rows[name]))
+                except (torch.cuda.OutOfMemoryError, MemoryError) as e:  # a measured result too: say so, go on
+                    out.setdefault("errors", {})[name] = f"out of memory: {str(e)[:200]}"
+                    log(f"{name}: out of memory")
+                    _release_memory()
+                    if device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+            out["rows"] = {k: {**asdict(v), "flops_per_s": float(f"{v.flops_per_s:.4g}")} for k, v in rows.items()}
+            out["ratios"] = _ratios(rows)
+        if "generate" not in skip:
+            out["generation"] = bench_generation(model, lang, cfg["gen_prompts"], cfg["gen_tokens"])
+            log(f"generation: {out['generation']}")
+        if "langid" not in skip:
+            out["langid"] = bench_langid()
+            log(f"langid: {out['langid']}")
+        return out
+    finally:
+        if old_home is None:
+            os.environ.pop("CLO_HOME", None)
+        else:
+            os.environ["CLO_HOME"] = old_home
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _ratios(rows: dict[str, Row]) -> dict:
+    """CLO (and SFT) against TRL's DPOTrainer; a ratio whose rows did not both run is left out."""
+    out: dict = {}
+    base = rows.get("trl_dpo")
+    clo, cached, sft = rows.get("clo"), rows.get("clo_cached"), rows.get("sft")
+    if base and clo:
+        out["clo_vs_trl_dpo_time"] = round(clo.s_per_pair / base.s_per_pair, 3)
+        out["clo_vs_trl_dpo_memory"] = round(clo.peak_gb / base.peak_gb, 3)
+        if base.rise_gb > 0:
+            out["clo_vs_trl_dpo_memory_rise"] = round(clo.rise_gb / base.rise_gb, 3)
+    if base and cached:
+        out["clo_cached_vs_trl_dpo_time"] = round(cached.s_per_pair / base.s_per_pair, 3)
+    if base and sft:
+        out["sft_vs_trl_dpo_time"] = round(sft.s_per_pair / base.s_per_pair, 3)
+    if clo and cached:
+        out["reference_cache_saving_s"] = round(clo.ref_pass_s - cached.ref_pass_s, 2)
+    return out
+
+
+def _fmt(r: Row) -> str:
+    return (f"{r.name:11} step {r.step_s:7.2f} s  {r.s_per_pair:7.3f} s/pair  {r.tokens_per_s:8.0f} tok/s  "
+            f"peak {r.peak_gb:6.2f} GB (+{r.rise_gb:.2f})  {r.flops_per_s / 1e9:7.1f} GFLOP/s  MFU {r.mfu:.1%}"
+            + (f"  ref pass {r.ref_pass_s:.1f} s" if r.ref_pass_s else ""))
+
+
+def print_report(res: dict) -> None:
+    c = res["config"]
+    print(f"\nCLO bench — model {c['model']}, {c['lang']}, scope {c['scope']}, {c['device']}, batch {c['batch_size']} "
+          f"samples ({c['pairs_per_step']} pairs), max_length {c['max_length']}, {c['timed_steps']} timed steps")
+    if "loading" in res:
+        l = res["loading"]
+        print(f"loading: first {l['first_load_s']} s ({l['first_load_is']}), cached {l['cached_load_s']} s")
+    if "rows" in res:
+        print(f"{'row':11} {'s/step':>8} {'s/pair':>8} {'tok/s':>8} {'peak GB':>8} {'rise GB':>8} {'GFLOP/s':>8} {'MFU':>6}")
+        for r in res["rows"].values():
+            print(f"{r['name']:11} {r['step_s']:8.2f} {r['s_per_pair']:8.3f} {r['tokens_per_s']:8.0f} {r['peak_gb']:8.2f} "
+                  f"{r['rise_gb']:8.2f} {r['flops_per_s'] / 1e9:8.1f} {r['mfu']:6.1%}")
+        for k, v in res["ratios"].items():
+            print(f"  {k}: {v}")
+    if "generation" in res:
+        g = res["generation"]
+        print(f"generation: {g['prompts']} prompts × {g['max_new_tokens']} tokens: batched {g['batched_s']} s, one at "
+              f"a time {g['one_at_a_time_s']} s → {g['speedup']}× (identical answers {g['identical_answers']})")
+    if "langid" in res:
+        li = res["langid"]
+        print(f"langid: {li['lines']} lines, {li['lines_per_s']} lines/s, accuracy "
+              + ", ".join(f"{k} {v:.1%}" for k, v in li["accuracy"].items()))
+
+
+def _bench_parser(sub):
+    p = sub.add_parser("bench", help="time CLO against TRL's DPOTrainer and SFT in one process",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help=f"small case: {QUICK}")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--model", default="default")
+    p.add_argument("--lang", default="sw")
+    p.add_argument("--scope", default="attention", help="trainable scope of every trainer row")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, help="samples per step (2 preference pairs each)")
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--steps", type=int, help="timed steps after one warm-up step")
+    p.add_argument("--skip", nargs="*", default=[], choices=["load", "train", "generate", "langid"])
+    return p
+
+
+def cmd_bench(args) -> int:
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    res = run_bench(model=args.model, lang=args.lang, scope=args.scope, quick=args.quick, device=args.device,
+                    batch_size=args.batch_size, max_length=args.max_length, steps=args.steps,
+                    skip=tuple(args.skip), log=log)
+    text = json.dumps(res, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    if args.json:
+        print(text)
+    else:
+        print_report(res)
+    return 0
