@@ -1,6 +1,4 @@
 """Compare: the base model and tuned runs side by side — which language do they answer in, and is it real text?"""
-import csv
-import io
 from pathlib import Path
 
 import streamlit as st
@@ -9,6 +7,7 @@ from clo.data import DataError, load_prompts
 from clo.generate import GenerationOptions, stream
 from clo.metrics import is_echo, is_loop
 from clo.runs import list_runs
+from clo.ui_state import rows_to_csv
 from app_pages._shared import current_lang, current_model, detect_text, lang_name, language_badge, loaded_model, runs_root
 
 lang, base = current_lang(), current_model()
@@ -197,23 +196,13 @@ def show_batch(res: dict) -> None:
         st.plotly_chart(fig, key="cmp-batch-chart")
     st.dataframe(table, hide_index=True, key="cmp_batch_table")
     c1, c2 = st.columns(2)
-    c1.download_button("Download metrics (CSV)", _csv(table), file_name="clo-compare-metrics.csv", mime="text/csv",
+    c1.download_button("Download metrics (CSV)", rows_to_csv(table), file_name="clo-compare-metrics.csv", mime="text/csv",
                        icon=":material/download:", key="cmp_dl_metrics")
     rows = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference")} for r in res["responses"]]
     for r in rows:
         r["model"] = res["labels"].get(r["model"], r["model"])
-    c2.download_button("Download answers (CSV)", _csv(rows), file_name="clo-compare-answers.csv", mime="text/csv",
+    c2.download_button("Download answers (CSV)", rows_to_csv(rows), file_name="clo-compare-answers.csv", mime="text/csv",
                        icon=":material/download:", key="cmp_dl_answers")
-
-
-def _csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 opts_by_value = model_options()

@@ -1,4 +1,4 @@
-"""Runs: every run with its status, settings, results and duration; open one in Compare, stop or delete it."""
+"""Runs: every run with its status, settings, results and duration; open one in Compare, resume, stop or delete it."""
 from pathlib import Path
 
 import streamlit as st
@@ -46,6 +46,15 @@ st.markdown(f"{STATE_ICONS.get(r['state'], '')} **{r['state']}** · {r['method']
             f"{r['steps'] or 0} steps · {fmt_duration(r['duration_s'])}")
 if r["error"]:
     st.error(r["error"], icon=":material/error:")
+if r["resume_error"]:
+    st.error(f"Resume failed: {r['resume_error']}", icon=":material/error:")
+if r["note"]:
+    st.info(r["note"], icon=":material/info:")
+if r["resume_queued"]:
+    st.info("Waiting in the training queue to resume from its checkpoint; the Train page shows it when it starts.",
+            icon=":material/schedule:")
+elif r["not_resumable"]:
+    st.caption(f":material/block: Cannot resume. {r['not_resumable']}")
 
 c1, c2, c3 = st.columns(3)
 if c1.button("Open in Compare", icon=":material/compare:", disabled=not r["has_model"], key="runs_open",
@@ -55,6 +64,16 @@ if c1.button("Open in Compare", icon=":material/compare:", disabled=not r["has_m
 active = r["state"] in ("queued", "running")
 if active and c2.button("Stop", icon=":material/stop_circle:", key="runs_stop"):
     st.toast(f"{run_id}: {mgr.stop(run_id)}")
+if r["resumable"] and c2.button(f"Resume from step {r['resume_step']}", icon=":material/play_arrow:", key="runs_resume",
+                                type="primary", help="Continues this run from its checkpoint as a background job, "
+                                "in the training queue (one job at a time); the Train page shows it live."):
+    try:
+        mgr.submit_resume(run_id)
+    except (RunError, OSError) as e:
+        st.error(str(e))
+    else:
+        st.session_state["train_run"] = run_id
+        st.switch_page("app_pages/train.py")
 if c3.button("Delete…", icon=":material/delete:", key="runs_delete", disabled=active,
              help="Stop it first." if active else "Removes the run folder and its model."):
     st.session_state["runs_confirm"] = run_id

@@ -12,7 +12,8 @@ from clo.ui_state import list_datasets
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, job_manager,
                            lang_name, metrics_charts, runs_root)
 
-FIELDS = ("method", "scope", "lam", "beta", "lr", "epochs", "batch_size", "max_steps", "max_length", "limit")
+FIELDS = ("method", "scope", "lam", "beta", "lr", "epochs", "batch_size", "max_steps", "max_length", "limit",
+          "save_steps")
 FLOATS = ("lam", "beta", "lr", "epochs")
 OTHER = "__other__"
 mgr = job_manager()
@@ -97,12 +98,18 @@ def settings_form() -> TrainSpec | None:
     c1.number_input("Max steps", 0, 1_000_000, step=1, key="tr_max_steps", help="0: no limit (epochs decide)")
     c2.number_input("Max length", 16, 8192, step=16, key="tr_max_length", help="Tokens of prompt + answer.")
     c3.number_input("Samples", 0, 1_000_000, step=10, key="tr_limit", help="Use only the first N samples; 0: all")
+    c1, _, _ = st.columns(3)
+    c1.number_input("Save every N steps", 0, 1_000_000, step=10, key="tr_save_steps",
+                    help="Also saves the model and a checkpoint of the training state every N steps, which lets an "
+                         "interrupted or stopped run be resumed from the Runs page (from its last checkpoint). "
+                         "0: save only at the end; such a run cannot be resumed.")
     ss = st.session_state
     try:
         return TrainSpec(method=ss.tr_method, lang=lang, model=model or "", data=data or "", scope=ss.tr_scope,
                          lam=float(ss.tr_lam), beta=float(ss.tr_beta), lr=float(ss.tr_lr), epochs=float(ss.tr_epochs),
                          batch_size=int(ss.tr_batch_size), max_steps=int(ss.tr_max_steps) or None,
-                         max_length=int(ss.tr_max_length), limit=int(ss.tr_limit) or None)
+                         max_length=int(ss.tr_max_length), limit=int(ss.tr_limit) or None,
+                         save_steps=int(ss.get("tr_save_steps") or 0))
     except SpecError as e:
         st.error(str(e))
         return None
@@ -176,11 +183,16 @@ def live_panel() -> None:
         c1, c2 = st.columns([5, 1], vertical_alignment="center")
         c1.caption(f"{i + 1}. in the queue: `{q}` — starts when the job before it ends")
         c2.button("Cancel", key=f"tr_cancel_{q}", on_click=mgr.stop, args=(q,), icon=":material/close:")
+    status = run.status()
     if prog.error:
         st.error(prog.error, icon=":material/error:")
+    if status.get("resume_error"):
+        st.error(f"Resume failed: {status['resume_error']}", icon=":material/error:")
+    if status.get("note"):
+        st.info(status["note"], icon=":material/info:")
     metrics_charts(rows, key=f"tr-{run_id}")
     if prog.state in ("finished", "stopped") and run.has_model():
-        step = rows[-1]["step"] if rows else 0
+        step = status.get("step") or (rows[-1]["step"] if rows else 0)
         st.success(f"{'Finished' if prog.state == 'finished' else 'Stopped'} after {step} steps; the model is in "
                    f"`{run.model_path}`. Try it on the Compare page.", icon=":material/check_circle:")
     was_active = st.session_state.get("tr_was_active")

@@ -296,6 +296,10 @@ def cmd_eval(args) -> int:
     from clo.evaluate import evaluate
     from clo.generate import GenerationOptions
 
+    if args.out is not None:  # before any model loads: an evaluation can take a long time
+        from clo.cli_data import _check_out
+
+        _check_out(args.out)
     prompts = load_prompts(args.prompts, args.lang)
     if not prompts:
         from clo.data import DataError
@@ -429,7 +433,7 @@ def cmd_runs(args) -> int:
         print("no runs")
     for r in rows:
         loss = f"{r['loss']:.4g}" if isinstance(r.get("loss"), (int, float)) else "-"
-        resumable = r.get("checkpoint_step") and r["state"] in ("interrupted", "failed", "stopped")
+        resumable = r.get("resumable") and not r.get("resume_queued")
         print(f"{r['id']:40} {r['state']:11} {r['method'] or '-':8} {r['lang'] or '-':3} step {r['step'] or 0:>5}"
               f" loss {loss:>8}" + (f"  [resumable from step {r['checkpoint_step']}: clo runs resume {r['id']}]"
                                     if resumable else "") + (f"  {r['error'][:80]}" if r.get("error") else ""))
@@ -482,9 +486,36 @@ def _quiet_libraries(verbose: bool) -> None:
         pass
 
 
-def main(argv=None) -> int:
-    import os
+def _stdout_to_devnull() -> None:
+    """After the reader of stdout went away (``clo runs --json | head -1``): send what is still buffered to
+    /dev/null, so that Python's flush at exit does not raise BrokenPipeError a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured in tests): nothing to redirect
+        pass
 
+
+def main(argv=None) -> int:
+    """Run one command; returns its exit status. A closed stdout (the output piped into ``head``) ends the
+    command quietly with status 0, without a traceback (Python's recipe for SIGPIPE)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a pipe closed early shows here, while it can still be caught
+        return code
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 0
+    except SystemExit:  # argparse's --help and usage errors end here; their output may meet a closed pipe too
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_to_devnull()
+        raise
+
+
+def _main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a hub at run time
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

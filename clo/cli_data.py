@@ -41,6 +41,8 @@ def _check_out(out: str) -> None:
     parent = next((q for q in p.absolute().parents if q.exists()), None)
     if parent is not None and not parent.is_dir():
         raise DataError(f"--out cannot be created: {parent} is a file, not a folder", p)
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--out cannot be written: no permission to write in {parent}", p)
 
 
 def _translation_errors():

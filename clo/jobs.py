@@ -6,13 +6,15 @@
     jobs.position(job.run_id)                     # 0: training now, 1: next in the queue, …
     read_progress(job.run)                        # step, max_steps, ETA, phase — read from the run directory
     jobs.stop(job.run_id)                         # ends after the current step and keeps that step's model
+    jobs.submit_resume("20250101-120000-clo-sw")  # an interrupted run with a checkpoint, continued in the queue
 
 A job is a run directory created at submit time (``config.yaml`` + ``status.json`` in state ``queued``), so a
 queued job is visible as a run to every tab and to ``python -m clo runs``. The worker trains it with
 
     python -m clo train --config <run>/config.yaml --out <run>
 
-in a child process: a crash or an out-of-memory kill ends that process, not the app; closing a browser tab
+in a child process (a resume job: ``python -m clo runs resume <run>``, see :meth:`JobManager.submit_resume`):
+a crash or an out-of-memory kill ends that process, not the app; closing a browser tab
 ends nothing. All state is read back from the run directory (``status.json``, ``metrics.jsonl``), so a reloaded
 page or a second tab re-attaches to the same job. Stop is cooperative across processes
 (:meth:`clo.runs.RunDir.request_stop`). When the child ends without recording an outcome (a bad setting found
@@ -29,6 +31,7 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -56,6 +59,7 @@ __all__ = [
     "Progress",
     "read_progress",
     "train_command",
+    "resume_command",
     "cli_command",
     "save_config",
     "error_from_log",
@@ -72,6 +76,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def train_command(run_dir: Path) -> list[str]:
     """The child process of one job: the CLI, exactly as a user would run it."""
     return [sys.executable, "-m", "clo", "train", "--config", str(run_dir / "config.yaml"), "--out", str(run_dir)]
+
+
+def resume_command(run_dir: Path) -> list[str]:
+    """The child process of a resume job: ``clo runs resume`` of the run, as a user would run it."""
+    return [sys.executable, "-m", "clo", "runs", "resume", str(run_dir)]
 
 
 def cli_command(config: str | Path, out: str | Path | None = None) -> str:
@@ -160,6 +169,8 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     rows = run.metrics() if rows is None else rows
     state = st.get("state", "unknown")
     phase = st.get("phase") or {"queued": "waiting in the queue"}.get(state, state)
+    if state == "queued" and isinstance(st.get("resume_of"), dict):
+        phase = f"waiting in the queue to resume from step {st.get('resume_step', '?')}"
     if not rows:
         return Progress(state, phase, max_steps=run.config().get("max_steps"), error=st.get("error"))
     last = rows[-1]
@@ -182,12 +193,25 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
 # -- jobs --------------------------------------------------------------------------------------------------------
 
 
+def _unqueue_resume(run: RunDir, **fields) -> None:
+    """Put back the status a run had before :meth:`JobManager.submit_resume` queued it (plus ``fields``)."""
+    from clo.runs import atomic_write_text
+
+    st = run.status()
+    previous = st.get("resume_of")
+    if st.get("state") != "queued" or not isinstance(previous, dict):
+        return
+    atomic_write_text(run.status_path, json.dumps({**previous, **fields, "updated": now_iso()}, indent=2,
+                                                  ensure_ascii=False))
+
+
 @dataclass
 class Job:
     """One submitted training run. Its state lives in its run directory; this holds the process side."""
 
     run_id: str
     run_dir: Path
+    kind: str = "train"  # "train": `clo train` into the queued run; "resume": `clo runs resume` of the run
     submitted: float = field(default_factory=time.time)
     pid: int | None = None
     returncode: int | None = None
@@ -206,16 +230,19 @@ class Job:
 class JobManager:
     """FIFO queue + one worker thread; each job trains in a child process. Thread-safe; no Streamlit inside.
 
-    ``command(run_dir)`` builds the child's argv (default :func:`train_command`; tests pass a fake trainer).
+    ``command(run_dir)`` builds the child's argv (default :func:`train_command`; tests pass a fake trainer), and
+    ``resume(run_dir)`` that of a resume job (default :func:`resume_command`).
     On start the manager adopts queued runs under ``root`` whose queuing process is gone (an app restart), and
     it never starts a job while another process on this machine is training a run under ``root``.
     """
 
     def __init__(self, root: str | Path, *, command: Callable[[Path], list[str]] = train_command,
+                 resume: Callable[[Path], list[str]] = resume_command,
                  env: dict | None = None, cwd: str | Path | None = None, poll_s: float = 0.2, adopt: bool = True):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.command = command
+        self.resume_cmd = resume
         self.env = env
         self.cwd = Path(cwd) if cwd else Path.cwd()
         self.poll_s = poll_s
@@ -284,15 +311,56 @@ class JobManager:
             self._cond.notify_all()
         return job
 
+    def submit_resume(self, run_id: str) -> Job:
+        """Queue the resume of an interrupted (or stopped, or failed) run from its checkpoint, behind the jobs
+        already waiting; its process is ``python -m clo runs resume <run>`` (:func:`resume_command`). Raises
+        :class:`RunError` saying why when the run cannot be resumed (no checkpoint, running, finished, already
+        queued), changing nothing. While it waits the run is ``queued`` with the status it had in
+        ``resume_of``; cancelling it puts that status back, and so does a resume its process refuses (the
+        reason is kept in ``resume_error``)."""
+        from clo.runs import recover_run
+
+        path = safe_run_path(self.root, run_id)
+        run = RunDir(path)
+        if not run.exists():
+            raise RunError(f"No run {run_id} under {self.root}.")
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the job manager is closed")
+            if self._holds(run_id) or run_id in self.running_elsewhere():
+                raise RunError(f"Run {run_id} is already queued or training.")
+            recover_run(run)  # a run whose process is gone is interrupted, not running
+            st = run.status()
+            if st.get("state") == "queued":
+                raise RunError(f"Run {run_id} is already queued.")
+            step, why = run.resume_check(st)
+            if step is None:
+                raise RunError(f"Run {run_id} cannot be resumed: {why}.")
+            run.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
+            previous = {k: v for k, v in st.items() if k not in ("resume_error", "resume_failed_at")}
+            run.set_status("queued", resume_of=previous, resume_step=step, queued_by=os.getpid(),
+                           queued_by_started=process_start_id(os.getpid()), host=socket.gethostname(),
+                           released=False)
+            run.update_status(drop=("resume_error", "resume_failed_at"))
+            job = Job(run_id, path, kind="resume")
+            self._jobs[run_id] = job
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job
+
     def stop(self, run_id: str) -> str:
         """Cancel a queued job, or ask a running one to end after its current step (it keeps that step's model).
+        A cancelled resume leaves the run as it was before it was queued.
         Returns ``"cancelled"``, ``"stopping"`` or ``"not running"``."""
         path = safe_run_path(self.root, run_id)
         with self._cond:
             waiting = next((j for j in self._queue if j.run_id == run_id), None)
             if waiting is not None:
                 self._queue.remove(waiting)
-                RunDir(path).set_status("stopped", phase="cancelled", error="Cancelled before it started.")
+                if waiting.kind == "resume":
+                    _unqueue_resume(RunDir(path))
+                else:
+                    RunDir(path).set_status("stopped", phase="cancelled", error="Cancelled before it started.")
                 return "cancelled"
             is_active = self._active is not None and self._active.run_id == run_id
         run = RunDir(path)
@@ -379,9 +447,9 @@ class JobManager:
                 continue  # not queued by a manager (a CLI run about to start), or its manager is alive
             found.append((st.get("created") or "", p))
         for _, p in sorted(found):
-            RunDir(p).set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
-                                 host=socket.gethostname(), released=False)
-            job = Job(p.name, p)
+            st = RunDir(p).set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
+                                      host=socket.gethostname(), released=False)
+            job = Job(p.name, p, kind="resume" if isinstance(st.get("resume_of"), dict) else "train")
             self._jobs[job.run_id] = job
             self._queue.append(job)
 
@@ -418,8 +486,12 @@ class JobManager:
         env = dict(os.environ if self.env is None else self.env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
+        argv = self.resume_cmd(run.path) if job.kind == "resume" else self.command(run.path)
         with open(run.path / LOG_NAME, "ab") as out:
-            proc = subprocess.Popen(self.command(run.path), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            if job.kind == "resume":
+                out.write(f"\n--- resume from step {run.status().get('resume_step')} at {now_iso()} ---\n".encode())
+                out.flush()
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                     stdin=subprocess.DEVNULL, cwd=self.cwd, env=env)
         job.pid, job.started = proc.pid, time.time()
         with self._cond:
@@ -434,10 +506,16 @@ class JobManager:
     def _finish(self, job: Job) -> None:
         """Record an outcome the child could not record itself."""
         run, rc = job.run, job.returncode
-        state = run.status().get("state")
+        st = run.status()
+        state = st.get("state")
         if state not in ACTIVE_STATES and state != "unknown":
             return
         error = error_from_log(run.path / LOG_NAME)
+        if job.kind == "resume" and state == "queued" and isinstance(st.get("resume_of"), dict):
+            # refused before it began (the base model is gone, …): the run is as it was, with the reason
+            _unqueue_resume(run, resume_error=error or f"the resume process exited with code {rc}",
+                            resume_failed_at=now_iso(), returncode=rc)
+            return
         if rc is not None and rc < 0:
             try:
                 name = signal.Signals(-rc).name

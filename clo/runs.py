@@ -142,6 +142,8 @@ class RunDir:
     def create(cls, path: str | Path, config: dict) -> "RunDir":
         """Make a new run directory with ``config.yaml`` and a ``queued`` status. Refuses a used folder."""
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is a file, not a run directory; choose another --out (a new or empty folder).")
         if path.exists() and any(path.iterdir()) and cls(path).status().get("state") != "queued":  # a queued run is taken over by its job
             raise RunError(f"Run directory {path} already exists and is not empty; choose another --out.")
         path.mkdir(parents=True, exist_ok=True)
@@ -176,6 +178,18 @@ class RunDir:
             data["host"] = socket.gethostname()
         if state in ("stopped", "failed", "finished", "interrupted"):
             data.setdefault("ended", now_iso())
+        atomic_write_text(self.status_path, json.dumps(data, indent=2, ensure_ascii=False))
+        return data
+
+    def update_status(self, drop=(), **fields) -> dict:
+        """Change some fields of ``status.json`` without changing its state (``drop``: keys to remove)."""
+        if self.readonly or not self.status_path.exists():
+            return self.status()
+        data = self.status()
+        for key in drop:
+            data.pop(key, None)
+        data.update(fields)
+        data["updated"] = now_iso()
         atomic_write_text(self.status_path, json.dumps(data, indent=2, ensure_ascii=False))
         return data
 
@@ -266,9 +280,12 @@ class RunDir:
         return step if step > 0 else None
 
     def drop_checkpoint(self) -> None:
-        """A finished run cannot be resumed: free the space of its optimizer state."""
+        """A finished run cannot be resumed: free the space of its optimizer state, and stop naming it in
+        ``status.json``."""
         if not self.readonly:
             shutil.rmtree(self.checkpoint_path, ignore_errors=True)
+            if "checkpoint_step" in self.status():
+                self.update_status(drop=("checkpoint_step",))
 
     # -- stop requests (work across processes: the app's worker, another terminal) ---------------------
     @property
@@ -331,34 +348,59 @@ class RunDir:
         return self.set_status("interrupted", error=error, lost_at=lost_at, interrupted_at=now_iso(),
                                ended=lost_at, **fields)
 
+    def resume_check(self, status: dict | None = None) -> tuple[int | None, str | None]:
+        """``(step, None)`` when the run can be resumed from its checkpoint's ``step``, else ``(None, why)``
+        with a short reason. Reads only; a lost process is not looked for (see :meth:`resume_point`)."""
+        step, why, _ = self._resume_check(status)
+        return step, why
+
+    def _resume_check(self, status: dict | None = None) -> tuple[int | None, str | None, bool]:
+        """(step, why not, whether training it again from the start is the way out)."""
+        st = self.status() if status is None else status
+        state = st.get("state", "unknown")
+        if state == "queued" and isinstance(st.get("resume_of"), dict):  # queued by the app to be resumed
+            state = st["resume_of"].get("state", "unknown")
+        elif state == "queued":
+            return None, "it is waiting in the queue to be trained", False
+        if state == "running":
+            return None, (f"it is still running (process {st.get('pid')} on {st.get('host')}); stop it first, "
+                          "or wait for it"), False
+        if state == "finished":
+            return None, "it has already finished; there is nothing to resume", False
+        if state not in RESUMABLE_STATES:
+            return None, f"it is {state}; only an interrupted, failed or stopped run can be resumed", False
+        if self.config().get("method") == "sft-dpo":
+            return None, ("sft-dpo trains in two stages (SFT, then DPO on the SFT model), which a single "
+                          "checkpoint does not capture"), True
+        step = self.checkpoint_step()
+        if step is None:
+            every = self.config().get("save_steps") or 0
+            return None, ("it was started without save_steps, so it kept no checkpoint" if not every else
+                          f"it ended before its first checkpoint (save_steps {every})"), True
+        return step, None, False
+
     def resume_point(self) -> int:
         """The step that ``clo runs resume`` would continue from (its checkpoint's). Raises :class:`RunError`
         saying why when the run cannot be resumed. Changes nothing, except that a lost process is recorded
         (:func:`recover_run`)."""
         recover_run(self)
-        st = self.status()
-        state = st.get("state", "unknown")
-        if state == "running":
-            raise RunError(f"Run {self.id} is still running (process {st.get('pid')} on {st.get('host')}); "
-                           "stop it first, or wait for it.")
-        if state == "finished":
-            raise RunError(f"Run {self.id} has already finished; there is nothing to resume.")
-        if state not in RESUMABLE_STATES:
-            raise RunError(f"Run {self.id} is {state}; only an interrupted, failed or stopped run can be resumed.")
-        step = self.checkpoint_step()
-        if step is None:
-            every = self.config().get("save_steps") or 0
-            why = ("it was started without save_steps, so it kept no checkpoint" if not every else
-                   f"it ended before its first checkpoint (save_steps {every})")
-            raise RunError(f"Run {self.id} cannot be resumed: {why}. Start it again with "
-                           f"`python -m clo train --config {self.config_path}` (with --save-steps N to make it "
-                           "resumable).")
-        return step
+        step, why, restart = self._resume_check()
+        if step is not None:
+            return step
+        if not restart:
+            raise RunError(f"Run {self.id} cannot be resumed: {why}.")
+        raise RunError(f"Run {self.id} cannot be resumed: {why}. Start it again with "
+                       f"`python -m clo train --config {self.config_path}` (with --save-steps N to make it "
+                       "resumable).")
 
     def prepare_resume(self, step: int) -> int:
         """Before a resume from ``step``: rows that the lost attempt logged after ``step`` move to
         ``metrics.replaced.jsonl`` (annotated, nothing is dropped) so that ``metrics.jsonl`` holds each step
         once; the status becomes ``running`` with ``resumed_from_step`` and the lost attempt in ``attempts``.
+        ``saved_step`` names the step of the model already in ``model/`` (kept until this attempt saves).
+        A run queued for resume by the app (state ``queued`` with ``resume_of``, see
+        :meth:`clo.jobs.JobManager.submit_resume`) is recorded as the attempt it was before it was queued, and
+        a stop requested since it was queued is kept (the job manager cleared older ones when it queued it).
         Returns how many rows moved."""
         kept, moved = [], []
         try:
@@ -381,16 +423,25 @@ class RunDir:
                 os.fsync(f.fileno())
             atomic_write_text(self.metrics_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
         st = self.status()
-        attempt = {k: st.get(k) for k in ("state", "started", "ended", "lost_at", "interrupted_at", "error", "pid",
-                                          "host", "step", "saved_step", "checkpoint_step") if st.get(k) is not None}
+        queued = st.get("state") == "queued" and isinstance(st.get("resume_of"), dict)
+        prev = st.get("resume_of") if queued else st  # the attempt as it ended (before the app queued it)
+        attempt = {k: prev.get(k) for k in ("state", "started", "ended", "lost_at", "interrupted_at", "error", "pid",
+                                            "host", "step", "saved_step", "checkpoint_step") if prev.get(k) is not None}
         attempt["last_logged_step"] = max([r.get("step") or 0 for r in kept + moved if "step" in r], default=0)
-        for k in ("lost_at", "interrupted_at", "returncode", "traceback", "note", "duration_s", "step"):
+        # the model now in model/: a stopped run saved it at its last step, any other at its last periodic save
+        model_step = (prev.get("step") if prev.get("state") == "stopped" and prev.get("phase") == "done"
+                      and prev.get("step") else prev.get("saved_step"))
+        for k in ("lost_at", "interrupted_at", "returncode", "traceback", "note", "duration_s", "step", "resume_of",
+                  "resume_error", "resume_failed_at", "queued_by", "queued_by_started", "released"):
             st.pop(k, None)
+        if self.has_model() and model_step:
+            st["saved_step"] = model_step
         st["attempts"] = list(st.get("attempts") or []) + [attempt]
         st["resumed_from_step"] = step
         st["rows_replaced"] = len(moved)
         atomic_write_text(self.status_path, json.dumps(st, indent=2, ensure_ascii=False))
-        self.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
+        if not queued:
+            self.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
         self.set_status("running", phase="resuming", resumed_from_step=step)
         return len(moved)
 
@@ -413,6 +464,7 @@ class RunDir:
         st, cfg = self.status(), self.config()
         rows = self.metrics()
         last = rows[-1] if rows else {}
+        resume_step, why_not = self.resume_check(st)
         return {
             "id": self.id,
             "path": str(self.path),
@@ -434,6 +486,12 @@ class RunDir:
             "resumed_from_step": st.get("resumed_from_step"),
             "checkpoint_step": self.checkpoint_step(),
             "has_model": self.has_model(),
+            "resumable": resume_step is not None,
+            "resume_step": resume_step,
+            "not_resumable": why_not,
+            "resume_queued": st.get("state") == "queued" and isinstance(st.get("resume_of"), dict),
+            "resume_error": st.get("resume_error"),
+            "note": st.get("note"),
         }
 
 

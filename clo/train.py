@@ -922,10 +922,14 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
         emit({"phase": "done", "state": result.state})
         return result
     except TrainingStopped as e:
-        run.set_status("stopped", phase="done", step=0, note=f"{e}: no model saved",
+        kept = run.status().get("saved_step") if run.has_model() else None  # a resumed run's earlier model
+        note = f"{e}: the model saved earlier (step {kept}) is kept" if kept else f"{e}: no model saved"
+        if kept and run.checkpoint_step():
+            note += f", and so is the checkpoint of step {run.checkpoint_step()} (resume it again from there)"
+        run.set_status("stopped", phase="done", step=kept or 0, note=note,
                        duration_s=round(time.perf_counter() - t0, 1))
         emit({"phase": "done", "state": "stopped"})
-        return TrainResult(state="stopped", run_dir=run.path, steps=0, seconds=time.perf_counter() - t0)
+        return TrainResult(state="stopped", run_dir=run.path, steps=kept or 0, seconds=time.perf_counter() - t0)
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
         state = "stopped" if isinstance(e, KeyboardInterrupt) else "failed"

@@ -32,6 +32,9 @@ __all__ = [
     "edit_record",
     "run_table",
     "run_file_text",
+    "RESUME_HINT",
+    "csv_safe",
+    "rows_to_csv",
 ]
 
 
@@ -179,6 +182,53 @@ def run_table(root: str | Path | None = None) -> list[dict]:
             "loss": last.get("loss"), "margin": last.get("margin"), "accuracy": last.get("accuracy"),
             "clean_lpr": tgt.get("clean_lpr"), "lpr": tgt.get("lpr"),
             "duration_s": s["duration_s"], "started": s["started"], "has_model": s["has_model"],
-            "error": s["error"], "path": s["path"],
+            "error": s["error"], "path": s["path"], "note": s["note"],
+            "resumable": s["resumable"] and not s["resume_queued"], "resume_step": s["resume_step"],
+            "resume_queued": s["resume_queued"], "resume_error": s["resume_error"],
+            "not_resumable": _why_not_resumable(s, cfg),
         })
     return rows
+
+
+RESUME_HINT = "train with “Save every N steps” to be able to resume"
+
+
+def _why_not_resumable(summary: dict, cfg: dict) -> str | None:
+    """Why an interrupted, stopped or failed run cannot be resumed, in the app's words (None: it can be, or the
+    question does not arise: queued, running, finished)."""
+    if summary["resumable"] or summary["state"] not in ("interrupted", "stopped", "failed"):
+        return None
+    why = summary["not_resumable"] or "it cannot be resumed"
+    if summary["checkpoint_step"] is None and cfg.get("method") != "sft-dpo":
+        return f"No checkpoint: {why}; {RESUME_HINT}."
+    return f"{why[0].upper()}{why[1:]}."
+
+
+# -- downloads -----------------------------------------------------------------------------------------------------
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value):
+    """A cell that a spreadsheet will show as text, never run as a formula (OWASP, "CSV injection"): text that
+    starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading single quote. Numbers and
+    empty cells are left as they are (a negative metric stays a number)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """Rows (dicts with the same keys) as CSV text for a download: a header, every field quoted, and every text
+    cell passed through :func:`csv_safe` (the model answers in it are untrusted text)."""
+    import csv
+    import io
+
+    if not rows:
+        return ""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=[csv_safe(str(k)) for k in rows[0]], quoting=csv.QUOTE_ALL,
+                            extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({csv_safe(str(k)): csv_safe(v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()

@@ -8,6 +8,9 @@ jobs run as real ``python -m clo train`` child processes.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,6 +191,8 @@ def test_train_page_widgets_presets_and_cli_command(app):
     assert not at.exception
     assert texts(at.code).startswith("python -m clo train --config ")
     assert "No training job yet" in texts(at.info)
+    save = at.number_input(key="tr_save_steps")  # what makes a run resumable, and the page says so
+    assert save.value == 0 and "resumed from the Runs page" in save.help
 
 
 def test_train_settings_survive_a_visit_to_another_page(app):
@@ -203,6 +208,7 @@ def test_train_settings_survive_a_visit_to_another_page(app):
 def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root, xl_file):
     at = open_page(app, "train")
     set_training(at, xl_file, max_steps=2)
+    at.number_input(key="tr_save_steps").set_value(1).run()
     at.button(key="tr_launch").click().run()
     assert not at.exception, at.exception
     assert "Started" in texts(at.success)
@@ -214,6 +220,9 @@ def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root
     assert len(at.get("plotly_chart")) == 3  # loss, rewards, preference accuracy
     assert "Finished after 2 steps" in texts(at.success)
     assert "Step 2/2" in at.get("progress")[0].proto.text
+    # it saved every step with a checkpoint; finished, it keeps neither the checkpoint nor its mention
+    assert run.config()["save_steps"] == 1 and run.status()["saved_step"] == 2
+    assert not run.checkpoint_path.exists() and "checkpoint_step" not in run.status()
 
 
 def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_root, xl_file):
@@ -327,3 +336,70 @@ def test_open_in_compare_preselects_the_run(app, finished_run):
     assert not at.exception, at.exception
     assert at.title[0].value == "Compare"
     assert str(finished_run.path) in at.multiselect(key="cmp_models").value
+
+
+def test_an_interrupted_run_is_resumed_from_the_runs_page(app, runs_root, tiny_model, xl_file):
+    """A real training process kills itself in step 3 (CLO_FAULT, like kill -9) after its step-2 checkpoint. The
+    Runs page shows it interrupted and resumable; Resume queues `clo runs resume` as a job, which the Train page
+    shows, and which finishes the run. A run without a checkpoint says why it cannot be resumed."""
+    from app_pages._shared import _job_manager
+    from clo.train import TrainSpec
+
+    env = {**os.environ, "CLO_FAULT": "step:3", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    p = subprocess.run([sys.executable, "-m", "clo", "train", "--model", str(tiny_model), "--data", str(xl_file),
+                        "--lang", "sw", "--batch-size", "2", "--max-length", "64", "--max-steps", "4",
+                        "--save-steps", "2", "--out", str(runs_root / "killed")],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -9, p.stderr[-2000:]
+    plain = RunDir.create(runs_root / "plain", TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw").to_dict())
+    plain.set_status("interrupted", error="the training process was killed (SIGKILL)")
+
+    at = open_page(app, "runs")
+    table = at.dataframe[0].value
+    assert dict(zip(table["run"], table["status"])) == {"killed": "interrupted", "plain": "interrupted"}
+    assert at.selectbox(key="runs_sel").value == "killed"
+    assert at.button(key="runs_resume").label == "Resume from step 2"
+    at.selectbox(key="runs_sel").set_value("plain").run()
+    assert "No checkpoint: it was started without save_steps" in texts(at.caption)
+    assert "train with “Save every N steps” to be able to resume" in texts(at.caption)
+    assert "runs_resume" not in [b.key for b in at.button]
+
+    at.selectbox(key="runs_sel").set_value("killed").run()
+    at.button(key="runs_resume").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Train"  # where the job is shown live
+    assert _job_manager(str(runs_root.resolve())).wait("killed", timeout=600) == "finished"
+    at.switch_page("app_pages/train.py").run()  # the browser is on the Train page now; AppTest is told so
+    assert not at.exception, at.exception
+    assert "`killed` — finished" in texts(at.markdown) and "Finished after 4 steps" in texts(at.success)
+    run = RunDir(runs_root / "killed")
+    st = run.status()
+    assert (st["resumed_from_step"], st["attempts"][0]["state"]) == (2, "interrupted")
+    assert [r["step"] for r in run.metrics()] == [1, 2, 3, 4] and run.has_model()
+    assert not run.checkpoint_path.exists() and "checkpoint_step" not in st
+    assert "--- resume from step 2" in (run.path / "train.log").read_text()
+    at.switch_page("app_pages/runs.py").run()
+    assert "runs_resume" not in [b.key for b in at.button]  # finished: nothing to resume
+
+
+def test_a_failing_resume_shows_its_error_on_the_runs_and_train_pages(app, runs_root, tmp_path, xl_file):
+    """Resume of a run whose base model folder has since been removed: the real `clo runs resume` child refuses
+    it; both pages show why, and the run stays interrupted and resumable (nothing was changed)."""
+    from app_pages._shared import _job_manager
+    from clo.train import TrainSpec
+
+    run = RunDir.create(runs_root / "orphaned", TrainSpec(model=str(tmp_path / "gone-model"), data=str(xl_file),
+                                                          lang="sw", save_steps=1).to_dict())
+    run.checkpoint_path.mkdir()
+    (run.checkpoint_path / "trainer_state.json").write_text(json.dumps({"global_step": 1}))
+    run.set_status("interrupted", error="the training process was killed (SIGKILL)")
+    at = open_page(app, "runs")
+    at.button(key="runs_resume").click().run()
+    assert not at.exception, at.exception
+    assert _job_manager(str(runs_root.resolve())).wait("orphaned", timeout=600) == "interrupted"
+    at.switch_page("app_pages/train.py").run()
+    assert "`orphaned` — interrupted" in texts(at.markdown)
+    assert "Resume failed:" in texts(at.error) and "not available offline" in texts(at.error)
+    assert "gone-model" in run.status()["resume_error"] and run.resume_check() == (1, None)
+    at.switch_page("app_pages/runs.py").run()
+    assert "Resume failed:" in texts(at.error) and at.button(key="runs_resume").label == "Resume from step 1"

@@ -144,3 +144,39 @@ def test_english_loader_rejects_a_crosslingual_file(xl_file):
 
     with pytest.raises(DataError, match="cross-lingual"):
         load_sft(xl_file)
+
+
+@pytest.mark.parametrize("args", [["runs", "--json"], ["langs"], ["--help"]])
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, args):
+    """`python -m clo runs --json | head -1`: the reader goes away before (or while) the command writes. A pipe
+    whose reading end is already closed makes this deterministic: every write fails with EPIPE."""
+    if args[0] == "runs":
+        for i in range(3):
+            RunDir.create(tmp_path / "runs" / f"r{i}", {"method": "clo", "lang": "sw"})
+        args = [*args, "--root", str(tmp_path / "runs")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([sys.executable, "-m", "clo", *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                           cwd=ROOT, env=env, timeout=600)
+    finally:
+        os.close(write)
+    assert p.returncode == 0, p.stderr
+    assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr, p.stderr
+
+
+def test_eval_checks_its_out_path_before_any_work(tmp_path, capsys):
+    """An --out that cannot be written is refused before the models load: the model here does not even exist,
+    and the error is about --out, not about the model."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    code = main(["eval", "--model", str(tmp_path / "no-such-model"), "--prompts", "demo", "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--out is a folder" in err and "no-such-model" not in err, err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    code = main(["eval", "--model", str(tmp_path / "no-such-model"), "--out", str(a_file / "answers.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file, not a folder" in err, err
+    assert list(folder.iterdir()) == [] and a_file.read_text() == "x"

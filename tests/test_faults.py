@@ -143,7 +143,7 @@ def test_kill_mid_step_then_resume(tiny_model, xl_file, tmp_path):
     assert (st["state"], st["resumed_from_step"], st["step"]) == ("finished", 3, 6)
     assert st["attempts"][0]["state"] == "interrupted" and st["attempts"][0]["last_logged_step"] == 4
     assert "lost_at" not in st and "error" not in st
-    assert not run.checkpoint_path.exists()  # finished: nothing left to resume
+    assert not run.checkpoint_path.exists() and "checkpoint_step" not in st  # finished: nothing left to resume
     assert len(list((home / "refcache").glob("*.safetensors"))) == 1
     load_model(str(out), device="cpu")
 
@@ -222,3 +222,33 @@ def test_resume_refuses_clearly_and_touches_nothing(tmp_path, capsys, case, mess
     code = main(["runs", "resume", "nope" if case == "missing" else "r", "--root", str(tmp_path)])
     assert code == 2 and message in capsys.readouterr().err
     assert run.status_path.read_bytes() == before
+
+
+def test_a_stop_in_a_resumed_runs_reference_pass_keeps_the_earlier_model(tiny_model, xl_file, tmp_path, monkeypatch):
+    """A run stopped after step 3 (checkpoint of step 2, model of step 3) is resumed and stopped again in the
+    reference pass, before any step: the status says the step-3 model is kept (not "no model saved"), and the
+    run can still be resumed from step 2."""
+    import threading
+
+    from clo.train import resume_training, run_training
+
+    out = tmp_path / "runs" / "again"
+    spec = TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", batch_size=2, max_length=64, lr=1e-3,
+                     max_steps=6, save_steps=2)
+    stop = threading.Event()
+    first = run_training(spec, out, stop_event=stop,
+                         events=lambda e: e.get("metrics", {}).get("step") == 3 and stop.set())
+    run = RunDir(out)
+    assert (first.state, first.steps, run.checkpoint_step()) == ("stopped", 3, 2)
+    model_bytes = (run.model_path / "model.safetensors").read_bytes()
+
+    monkeypatch.setenv("CLO_HOME", str(tmp_path / "fresh-home"))  # no cached reference: the pass runs
+    stop = threading.Event()
+    second = resume_training(out, stop_event=stop, events=lambda e: e.get("phase") == "reference" and stop.set())
+    st = run.status()
+    assert (second.state, second.steps, st["state"], st["step"]) == ("stopped", 3, "stopped", 3)
+    assert "stopped during the reference pass" in st["note"], st["note"]
+    assert "the model saved earlier (step 3) is kept" in st["note"] and "checkpoint of step 2" in st["note"]
+    assert "no model saved" not in st["note"]
+    assert (run.model_path / "model.safetensors").read_bytes() == model_bytes  # untouched
+    assert run.resume_check() == (2, None) and st["attempts"][0]["state"] == "stopped"

@@ -337,3 +337,147 @@ def test_a_real_job_outlives_the_app_that_started_it(tmp_path, tiny_model, xl_fi
         st = RunDir(root / "long").status()
         if st.get("state") == "running" and pid_alive(st.get("pid"), st.get("pid_started")):
             os.kill(st["pid"], signal.SIGKILL)  # never leave a training process behind (it is ours)
+
+
+# -- resume jobs ---------------------------------------------------------------------------------------------------
+
+FAKE_RESUMER = textwrap.dedent('''
+    """Behaves like `python -m clo runs resume D`: refuses what clo refuses, else goes on from the checkpoint."""
+    import os, sys, time
+    from pathlib import Path
+    from clo.runs import RunDir, RunError
+
+    out = Path(sys.argv[-1])
+    with open(os.environ["FAKE_JOURNAL"], "a") as f:
+        f.write(f"resume {out.name}\\n")
+    run = RunDir(out)
+    try:
+        step = run.resume_point()
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    run.prepare_resume(step)
+    run.set_status("running", phase="training")
+    steps = run.config().get("max_steps") or 3
+    for s in range(step + 1, steps + 1):
+        time.sleep(0.02)
+        run.append_metrics({"step": s, "stage": "clo", "loss": 1.0 / s, "max_steps": steps})
+    run.save_model(lambda d: (d / "config.json").write_text("{}"))
+    with open(os.environ["FAKE_JOURNAL"], "a") as f:
+        f.write(f"resumed {out.name}\\n")
+    run.drop_checkpoint()
+    run.set_status("finished", phase="done", step=steps)
+''')
+
+
+def interrupted_run(path: Path, checkpoint: int | None = 1, **kw) -> RunDir:
+    """A run as a kill leaves it: interrupted, two metrics rows, and (by default) a checkpoint of step 1."""
+    import json
+
+    run = RunDir.create(path, spec(save_steps=1, **kw).to_dict())
+    for s in (1, 2):
+        run.append_metrics({"step": s, "stage": "clo", "loss": 1.0 / s, "max_steps": 3})
+    if checkpoint:
+        run.checkpoint_path.mkdir()
+        (run.checkpoint_path / "trainer_state.json").write_text(json.dumps({"global_step": checkpoint}))
+    run.set_status("interrupted", error="the training process was killed (SIGKILL)", saved_step=checkpoint,
+                   checkpoint_step=checkpoint)
+    return run
+
+
+@pytest.fixture()
+def resumer(tmp_path, fake):
+    script = tmp_path / "fake_resumer.py"
+    script.write_text(FAKE_RESUMER)
+    return lambda run_dir: [sys.executable, str(script), str(run_dir)]
+
+
+def test_a_resume_waits_its_turn_in_the_queue_and_can_be_cancelled(tmp_path, fake, resumer):
+    root = tmp_path / "runs"
+    lost = interrupted_run(root / "lost")
+    mgr = JobManager(root, command=fake[0], resume=resumer, poll_s=0.05)
+    try:
+        first = mgr.submit(spec(max_steps=100_000), run_id="first")
+        wait_for(lambda: len(first.run.metrics()) >= 1)
+        job = mgr.submit_resume("lost")
+        assert job.kind == "resume" and mgr.position("lost") == 1
+        st = lost.status()
+        assert st["state"] == "queued" and st["resume_of"]["state"] == "interrupted"  # visible to every tab
+        assert read_progress(lost).phase == "waiting in the queue to resume from step 1"
+        with pytest.raises(RunError, match="already queued"):
+            mgr.submit_resume("lost")
+        # cancelling a queued resume leaves the run exactly as it was: interrupted, still resumable
+        assert mgr.stop("lost") == "cancelled"
+        st = lost.status()
+        assert (st["state"], st["error"], st["checkpoint_step"]) == ("interrupted", "the training process was killed (SIGKILL)", 1)
+        assert "resume_of" not in st and lost.resume_check() == (1, None)
+        mgr.submit_resume("lost")
+        assert mgr.stop("first") == "stopping"
+        assert mgr.wait("lost", 60) == "finished"
+    finally:
+        mgr.close()
+    assert fake[1].read_text().split("\n")[:-1] == ["start first", "end first", "resume lost", "resumed lost"]
+    st = lost.status()
+    assert (st["resumed_from_step"], st["attempts"][0]["state"], st["attempts"][0]["error"]) == (
+        1, "interrupted", "the training process was killed (SIGKILL)")
+    assert [r["step"] for r in lost.metrics()] == [1, 2, 3] and "checkpoint_step" not in st
+    assert "--- resume from step 1" in (lost.path / "train.log").read_text()
+
+
+def test_a_queued_resume_left_by_a_closed_manager_is_adopted_as_a_resume(tmp_path, fake, resumer):
+    root = tmp_path / "runs"
+    lost = interrupted_run(root / "lost")
+    first = JobManager(root, command=fake[0], resume=resumer, poll_s=0.05)
+    try:
+        long = first.submit(spec(max_steps=100_000), run_id="long")
+        wait_for(lambda: len(long.run.metrics()) >= 1)
+        first.submit_resume("lost")
+    finally:
+        first.close()  # kills "long"; the queued resume is released to the next manager
+    assert lost.status()["state"] == "queued" and lost.status()["released"] is True
+    second = JobManager(root, command=fake[0], resume=resumer, poll_s=0.05)
+    try:
+        assert [(j.run_id, j.kind) for j in second.jobs()] == [("lost", "resume")]  # adopted, as a resume
+        assert second.wait("lost", 60) == "finished"
+    finally:
+        second.close()
+    assert fake[1].read_text().split("\n")[:-1][-2:] == ["resume lost", "resumed lost"]  # resumed, not retrained
+    assert lost.status()["resumed_from_step"] == 1
+
+
+def test_a_resume_is_refused_at_once_when_the_run_cannot_be_resumed(manager, tmp_path):
+    root = tmp_path / "runs"
+    interrupted_run(root / "no-ckpt", checkpoint=None)
+    done = interrupted_run(root / "done")
+    done.set_status("finished")
+    for run_id, why in [("no-ckpt", "before its first checkpoint"), ("done", "already finished"), ("nope", "No run nope")]:
+        before = (root / run_id / "status.json").read_bytes() if (root / run_id).exists() else None
+        with pytest.raises(RunError, match=why):
+            manager.submit_resume(run_id)
+        if before is not None:
+            assert (root / run_id / "status.json").read_bytes() == before
+    with pytest.raises(RunError):
+        manager.submit_resume("../outside")
+    assert manager.queued() == [] and manager.active() is None
+
+
+def test_a_failing_resume_shows_its_error_and_leaves_the_run_as_it_was(tmp_path):
+    """The real `python -m clo runs resume` child, refused after the run was queued: the base model folder is
+    gone. The run is interrupted again with its checkpoint, its page shows why the resume failed, and the queue
+    moves on."""
+    from clo.ui_state import run_table
+
+    root = tmp_path / "runs"
+    lost = interrupted_run(root / "lost", model=str(tmp_path / "gone-model"))
+    mgr = JobManager(root)
+    try:
+        mgr.submit_resume("lost")
+        assert mgr.wait("lost", timeout=600) == "interrupted"
+    finally:
+        mgr.close()
+    st = lost.status()
+    assert "not available offline" in st["resume_error"] and "gone-model" in st["resume_error"]
+    assert st["error"] == "the training process was killed (SIGKILL)" and st["returncode"] == 2
+    assert lost.resume_check() == (1, None) and [r["step"] for r in lost.metrics()] == [1, 2]
+    row = run_table(root)[0]
+    assert row["resumable"] and "not available offline" in row["resume_error"]

@@ -93,3 +93,67 @@ def test_model_left_in_old_folder_by_a_kill_is_restored(tmp_path):
     assert not run.has_model()
     recover_lost(tmp_path)
     assert run.has_model()
+
+
+def test_create_on_a_file_is_a_clear_run_error(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("keep me")
+    with pytest.raises(RunError, match="is a file, not a run directory"):
+        RunDir.create(f, {"method": "clo"})
+    assert f.read_text() == "keep me"
+
+
+def _with_checkpoint(run: RunDir, step: int) -> RunDir:
+    run.checkpoint_path.mkdir()
+    (run.checkpoint_path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    run.set_status("running", checkpoint_step=step)
+    return run
+
+
+def test_a_dropped_checkpoint_is_no_longer_named_in_the_status(tmp_path):
+    run = _with_checkpoint(RunDir.create(tmp_path / "r", {"method": "clo", "save_steps": 2}), 2)
+    assert run.status()["checkpoint_step"] == 2
+    run.drop_checkpoint()  # a finished run
+    run.set_status("finished")
+    assert not run.checkpoint_path.exists() and "checkpoint_step" not in run.status()
+    assert list_runs(tmp_path)[0]["checkpoint_step"] is None
+
+
+@pytest.mark.parametrize("state, config, checkpoint, resumable, why", [
+    ("interrupted", {"method": "clo", "save_steps": 2}, 2, True, None),
+    ("stopped", {"method": "clo", "save_steps": 2}, 2, True, None),
+    ("interrupted", {"method": "clo"}, None, False, "started without save_steps"),
+    ("interrupted", {"method": "clo", "save_steps": 5}, None, False, "before its first checkpoint (save_steps 5)"),
+    ("finished", {"method": "clo", "save_steps": 2}, None, False, "already finished"),
+    ("queued", {"method": "clo"}, None, False, "waiting in the queue"),
+    ("interrupted", {"method": "sft-dpo", "save_steps": 2}, None, False, "sft-dpo trains in two stages"),
+])
+def test_list_runs_says_whether_and_why_a_run_can_be_resumed(tmp_path, state, config, checkpoint, resumable, why):
+    run = RunDir.create(tmp_path / "r", config)
+    if checkpoint:
+        _with_checkpoint(run, checkpoint)
+    run.set_status(state)
+    row = list_runs(tmp_path)[0]
+    assert (row["resumable"], row["resume_step"]) == (resumable, checkpoint if resumable else None)
+    assert (row["not_resumable"] is None) if why is None else (why in row["not_resumable"])
+
+
+def test_a_resume_drops_the_lost_attempts_stop_request_but_keeps_one_made_after_queuing(tmp_path):
+    """`clo runs resume` of an interrupted run: a STOP left by the lost attempt must not end the resume. A run
+    queued for resume by the app (its stale STOP was removed then): a Stop clicked while its process starts
+    must end it."""
+    run = _with_checkpoint(RunDir.create(tmp_path / "cli", {"method": "clo", "save_steps": 1}), 1)
+    run.request_stop()
+    run.set_status("interrupted", error="killed")
+    run.prepare_resume(run.resume_point())
+    assert not run.stop_requested() and run.status()["attempts"][0]["state"] == "interrupted"
+
+    app = _with_checkpoint(RunDir.create(tmp_path / "app", {"method": "clo", "save_steps": 1}), 1)
+    app.set_status("interrupted", error="killed")
+    previous = app.status()
+    app.set_status("queued", resume_of=previous, resume_step=1)  # as JobManager.submit_resume leaves it
+    app.request_stop()  # clicked after it was queued
+    app.prepare_resume(app.resume_point())
+    st = app.status()
+    assert app.stop_requested() and st["state"] == "running" and "resume_of" not in st
+    assert (st["attempts"][0]["state"], st["attempts"][0]["error"]) == ("interrupted", "killed")

@@ -409,3 +409,36 @@ def test_no_secret_in_the_error_of_a_failed_run(tmp_path, tiny_model, monkeypatc
     status = RunDir(tmp_path / "failed").status()
     assert status["state"] == "failed" and "max_length 8" in status["error"] and status.get("traceback")
     assert_no_secret(tmp_path / "failed")
+
+
+# -- downloads ---------------------------------------------------------------------------------------------------------
+
+FORMULAS = ["=HYPERLINK(\"http://evil.example\",\"click\")", "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1", "\r=1",
+            "=cmd|' /C calc'!A0"]
+
+
+@pytest.mark.parametrize("text", FORMULAS)
+def test_csv_downloads_never_hand_a_spreadsheet_a_formula(text):
+    """A model answer (or prompt, or label) is untrusted text: in the Compare page's CSV downloads a cell that a
+    spreadsheet would read as a formula starts with a single quote (OWASP's recipe against CSV injection)."""
+    import csv
+    import io
+
+    from clo.ui_state import csv_safe, rows_to_csv
+
+    assert csv_safe(text) == "'" + text
+    rows = [{"model": "run-1", "prompt": "Habari?", "response": text, "chrf": -0.5, "n": 3, "reference": None}]
+    back = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
+    assert back[0]["response"] == "'" + text
+    assert (back[0]["chrf"], back[0]["n"], back[0]["reference"]) == ("-0.5", "3", "")  # numbers stay numbers
+    assert back[0]["prompt"] == "Habari?"
+
+
+def test_csv_safe_leaves_ordinary_text_alone():
+    from clo.ui_state import csv_safe, rows_to_csv
+
+    for text in ("Mji mkuu wa Kenya ni Nairobi.", "a = b", "1+1", "", "'quoted", " =not first"):
+        assert csv_safe(text) == text
+    assert rows_to_csv([]) == ""
+    assert rows_to_csv([{"=header": "x"}]).splitlines()[0] == '"\'=header"'
+    assert "rows_to_csv(" in (ROOT / "app_pages" / "compare.py").read_text()  # both Compare downloads use it
