@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # --quick: small enough for a 2-core CPU in a few minutes; full: the demo preset's batch and length.
-QUICK = dict(batch_size=2, max_length=128, steps=2, gen_prompts=40, gen_tokens=24)
+QUICK = dict(batch_size=2, max_length=128, steps=3, gen_prompts=40, gen_tokens=24)
 FULL = dict(batch_size=8, max_length=160, steps=3, gen_prompts=40, gen_tokens=64)
 
 # dense bf16 peak of known accelerators (FLOP/s, no sparsity)
@@ -314,6 +314,42 @@ def bench_generation(model: str, lang: str, n_prompts: int, max_new_tokens: int)
             "speedup": round(t_single / t_batched, 2), "identical_answers": f"{same}/{len(prompts)}"}
 
 
+def bench_padding(model: str, lang: str, batch_size: int, max_length: int, seed: int = 42) -> dict:
+    """Share of the computed tokens that are padding, over one epoch of the bundled set, for the shuffled
+    order and for --group-by-length (PairSampler, the collator's right-padding to the longest sequence)."""
+    from clo.data import load_crosslingual
+    from clo.models import load_model
+    from clo.pairs import build_pairs
+    from clo.train import PairSampler
+
+    tok = load_model(model).tokenizer
+    eos = tok.eos_token or ""
+
+    def n_tokens(prompt: str, answer: str) -> int:
+        p = tok.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
+                                    tokenize=True, return_dict=False)
+        return min(len(p) + len(tok(answer + eos, add_special_tokens=False)["input_ids"]), max_length)
+
+    pairs = build_pairs(load_crosslingual("demo", lang))
+    seqs = [(n_tokens(p["prompt"], p["chosen"]), n_tokens(p["prompt"], p["rejected"])) for p in pairs]
+    rows = [max(c, r) for c, r in seqs]
+
+    def waste(order: list[int]) -> float:
+        real = padded = 0
+        for i in range(0, len(order), 2 * batch_size):
+            batch = [seqs[j] for j in order[i : i + 2 * batch_size]]
+            longest = max(max(c, r) for c, r in batch)
+            real += sum(c + r for c, r in batch)
+            padded += 2 * longest * len(batch)
+        return 1 - real / padded
+
+    plain = waste(list(PairSampler(len(pairs), seed)))
+    grouped = waste(list(PairSampler(len(pairs), seed, rows, batch_size)))
+    return {"samples": len(pairs) // 2, "batch_size": batch_size, "max_length": max_length,
+            "padding_share_shuffled": round(plain, 3), "padding_share_grouped": round(grouped, 3),
+            "computed_tokens_grouped_vs_shuffled": round((1 - plain) / (1 - grouped), 3)}
+
+
 def bench_langid() -> dict:
     """Lines per second and accuracy of the combined detector on the bundled texts of every language."""
     from clo import langid
@@ -387,6 +423,10 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
                         torch.cuda.empty_cache()
             out["rows"] = {k: {**asdict(v), "flops_per_s": float(f"{v.flops_per_s:.4g}")} for k, v in rows.items()}
             out["ratios"] = _ratios(rows)
+        if "padding" not in skip:
+            out["padding"] = bench_padding(model, lang, cfg["batch_size"] if not quick else FULL["batch_size"],
+                                           cfg["max_length"] if not quick else FULL["max_length"])
+            log(f"padding: {out['padding']}")
         if "generate" not in skip:
             out["generation"] = bench_generation(model, lang, cfg["gen_prompts"], cfg["gen_tokens"])
             log(f"generation: {out['generation']}")
@@ -441,6 +481,11 @@ def print_report(res: dict) -> None:
                   f"{r['rise_gb']:8.2f} {r['flops_per_s'] / 1e9:8.1f} {r['mfu']:6.1%}")
         for k, v in res["ratios"].items():
             print(f"  {k}: {v}")
+    if "padding" in res:
+        p = res["padding"]
+        print(f"padding over one epoch of the bundled set (batch {p['batch_size']}, ≤ {p['max_length']} tokens): "
+              f"shuffled {p['padding_share_shuffled']:.1%}, --group-by-length {p['padding_share_grouped']:.1%} of "
+              f"computed tokens (grouped computes {p['computed_tokens_grouped_vs_shuffled']}× the shuffled order's)")
     if "generation" in res:
         g = res["generation"]
         print(f"generation: {g['prompts']} prompts × {g['max_new_tokens']} tokens: batched {g['batched_s']} s, one at "
@@ -464,7 +509,7 @@ def _bench_parser(sub):
     p.add_argument("--batch-size", type=int, help="samples per step (2 preference pairs each)")
     p.add_argument("--max-length", type=int)
     p.add_argument("--steps", type=int, help="timed steps after one warm-up step")
-    p.add_argument("--skip", nargs="*", default=[], choices=["load", "train", "generate", "langid"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["load", "train", "padding", "generate", "langid"])
     return p
 
 
