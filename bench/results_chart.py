@@ -26,23 +26,27 @@ def main() -> None:
                                                            "eval_s", "scores", "status", "final_metrics")},
                                        ensure_ascii=False) + "\n" for r in rows))
     names = [f"{r['name']}" for r in rows]
-    target = [r["scores"].get(r["lang"], {}).get("clean_lpr") or 0 for r in rows]
-    target_lpr = [r["scores"].get(r["lang"], {}).get("lpr") or 0 for r in rows]
-    english = [r["scores"].get("en", {}).get("clean_lpr") or 0 for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
-    x = range(len(rows))
+    score = lambda r, lang, key: r["scores"].get(lang, {}).get(key) or 0
+    x = list(range(len(rows)))
     w = 0.27
-    ax.bar([i - w for i in x], target_lpr, w, label="target LPR", color="#99d8c9")
-    ax.bar(list(x), target, w, label="target clean LPR", color="#0f766e")
-    ax.bar([i + w for i in x], english, w, label="English clean LPR", color="#6b7280")
+    # top: does it answer in the right language (LPR, clean LPR); bottom: how close to the references (chrF++),
+    # which is where over-optimisation shows when every answer is already in the right language
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(6, 1.15 * len(rows)), 7), sharex=True)
+    ax.bar([i - w for i in x], [score(r, r["lang"], "lpr") for r in rows], w, label="target LPR", color="#99d8c9")
+    ax.bar(x, [score(r, r["lang"], "clean_lpr") for r in rows], w, label="target clean LPR", color="#0f766e")
+    ax.bar([i + w for i in x], [score(r, "en", "clean_lpr") for r in rows], w, label="English clean LPR", color="#6b7280")
     ax.axhline(0.8, color="#0f766e", ls=":", lw=1)
     ax.axhline(0.95, color="#6b7280", ls=":", lw=1)
-    ax.set_xticks(list(x))
-    ax.set_xticklabels([f"{n}\n({r['lang']})" for n, r in zip(names, rows)], fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("share of held-out prompts (n = 48 each)")
+    ax.set_ylabel("share of held-out prompts (n = 48)")
     ax.set_title("Held-out prompts, SmolLM2-135M and (gemma runs) Gemma-3-270M; greedy, repetition penalty 1.2", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    bx.bar([i - w / 2 for i in x], [score(r, r["lang"], "chrf") for r in rows], w, label="target chrF++", color="#0f766e")
+    bx.bar([i + w / 2 for i in x], [score(r, "en", "chrf") for r in rows], w, label="English chrF++", color="#6b7280")
+    bx.set_ylabel("chrF++ against the reference answers")
+    bx.legend(fontsize=8, loc="upper right")
+    bx.set_xticks(x)
+    bx.set_xticklabels([f"{n}\n({r['lang']})" for n, r in zip(names, rows)], fontsize=7, rotation=35, ha="right")
     fig.tight_layout()
     FIG.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIG, dpi=130)

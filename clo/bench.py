@@ -496,12 +496,28 @@ def print_report(res: dict) -> None:
               + ", ".join(f"{k} {v:.1%}" for k, v in li["accuracy"].items()))
 
 
+def markdown_table(res: dict) -> str:
+    """The trainer rows and ratios of a result as a Markdown table (what docs/performance.md shows)."""
+    lines = ["| row | s/step | s/pair | tokens/s | peak GB | rise GB | GFLOP/s | MFU | reference pass |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in res.get("rows", {}).values():
+        ref = f"{r['ref_pass_s']:.1f} s ({r['ref_s_per_pair']:.3f} s/pair)" if r["ref_pass_s"] else \
+            ("cached: no pass" if r["extra"].get("ref_cache_hit") else "inside each step" if r["name"] == "trl_dpo" else "–")
+        lines.append(f"| `{r['name']}` | {r['step_s']:.2f} | {r['s_per_pair']:.3f} | {r['tokens_per_s']:.0f} | "
+                     f"{r['peak_gb']:.2f} | {r['rise_gb']:.2f} | {r['flops_per_s'] / 1e9:.0f} | {r['mfu']:.0%} | {ref} |")
+    for name in res.get("errors", {}):
+        lines.append(f"| `{name}` | out of memory | | | | | | | |")
+    ratios = ", ".join(f"`{k}` **{v}**" for k, v in res.get("ratios", {}).items())
+    return "\n".join(lines) + ("\n\nRatios: " + ratios if ratios else "")
+
+
 def _bench_parser(sub):
     p = sub.add_parser("bench", help="time CLO against TRL's DPOTrainer and SFT in one process",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"small case: {QUICK}")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--markdown", metavar="JSON", help="print the table of an earlier --out file and exit")
     p.add_argument("--model", default="default")
     p.add_argument("--lang", default="sw")
     p.add_argument("--scope", default="attention", help="trainable scope of every trainer row")
@@ -514,6 +530,9 @@ def _bench_parser(sub):
 
 
 def cmd_bench(args) -> int:
+    if args.markdown:
+        print(markdown_table(json.loads(Path(args.markdown).read_text(encoding="utf-8"))))
+        return 0
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     res = run_bench(model=args.model, lang=args.lang, scope=args.scope, quick=args.quick, device=args.device,
                     batch_size=args.batch_size, max_length=args.max_length, steps=args.steps,
