@@ -20,7 +20,6 @@ lengths). The same convention for every row, so FLOP/s ratios are the inverse ti
 """
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os

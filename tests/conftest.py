@@ -61,3 +61,22 @@ def write_xl(path: Path, samples=SAMPLES, lang="sw") -> Path:
 @pytest.fixture()
 def xl_file(tmp_path) -> Path:
     return write_xl(tmp_path / "xl.jsonl")
+
+
+@pytest.fixture()
+def app(monkeypatch, tmp_path, tiny_model):
+    """A fresh AppTest session of the app on a tiny model, with empty runs (tmp_path/"runs") and data folders;
+    its job manager is closed afterwards."""
+    from streamlit.testing.v1 import AppTest
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("CLO_RUNS", str(runs))
+    monkeypatch.setenv("CLO_DATA", str(tmp_path / "datasets"))
+    monkeypatch.setenv("CLO_MODEL", str(tiny_model))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    yield at
+    from app_pages._shared import _job_manager
+
+    if runs.exists():
+        _job_manager(str(runs.resolve())).close()
+    _job_manager.clear()

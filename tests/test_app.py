@@ -28,17 +28,7 @@ def runs_root(tmp_path) -> Path:
     return tmp_path / "runs"
 
 
-@pytest.fixture()
-def app(monkeypatch, runs_root, tiny_model):
-    """A fresh session of the app on a tiny model and an empty runs folder; its job manager is closed after."""
-    monkeypatch.setenv("CLO_RUNS", str(runs_root))
-    monkeypatch.setenv("CLO_MODEL", str(tiny_model))
-    at = AppTest.from_file(APP, default_timeout=120)
-    yield at
-    from app_pages._shared import _job_manager
-
-    _job_manager(str(runs_root.resolve())).close()
-    _job_manager.clear()
+# the `app` fixture (a fresh AppTest session on the tiny model, runs in tmp_path/"runs") is in conftest.py
 
 
 def open_page(at: AppTest, page: str) -> AppTest:

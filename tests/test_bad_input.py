@@ -16,7 +16,6 @@ import pickle
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from clo.cli import main
 from clo.runs import RunDir
@@ -280,18 +279,7 @@ def test_cli_unknown_language_in_pairs_and_translate(tmp_path, capsys):
 # -- the app ---------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def app(monkeypatch, tmp_path, tiny_model):
-    monkeypatch.setenv("CLO_RUNS", str(tmp_path / "runs"))
-    monkeypatch.setenv("CLO_DATA", str(tmp_path / "datasets"))
-    monkeypatch.setenv("CLO_MODEL", str(tiny_model))
-    at = AppTest.from_file(APP, default_timeout=120)
-    yield at
-    from app_pages._shared import _job_manager
-
-    if (tmp_path / "runs").exists():
-        _job_manager(str((tmp_path / "runs").resolve())).close()
-    _job_manager.clear()
+# the `app` fixture (a fresh AppTest session on the tiny model) is in conftest.py
 
 
 def errors(at) -> str:
