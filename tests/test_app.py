@@ -20,7 +20,6 @@ from streamlit.testing.v1 import AppTest
 from clo.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 
 
 @pytest.fixture()

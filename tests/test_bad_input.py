@@ -21,7 +21,6 @@ from clo.cli import main
 from clo.runs import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 
 XL_ROWS = [
     {"id": "s1", "lang": "sw", "instruction_en": "What is the capital of Kenya?",

@@ -23,7 +23,6 @@ from clo.cli import main
 from clo.runs import RunDir, RunError, safe_run_path
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 XL = {"id": "s1", "lang": "sw", "instruction_en": "What is the capital of Kenya?",
       "response_en": "The capital of Kenya is Nairobi.", "instruction": "Mji mkuu wa Kenya ni upi?",
       "response": "Mji mkuu wa Kenya ni Nairobi.", "translator": "reference"}
