@@ -31,7 +31,7 @@ PERSISTENT = (
     "sb_model_path",
     "data_source", "data_path", "data_path_limit", "data_translator", "data_review_set",
     "tr_preset", "tr_data", "tr_data_path", "tr_method", "tr_scope", "tr_lam", "tr_beta", "tr_lr", "tr_epochs",
-    "tr_batch_size", "tr_max_steps", "tr_max_length", "tr_limit", "tr_save_steps",
+    "tr_batch_size", "tr_max_steps", "tr_max_length", "tr_limit", "tr_save_steps", "tr_group_by_length",
     "cmp_models", "cmp_max_new", "cmp_rep", "cmp_sample", "cmp_prompt_mode", "cmp_heldout", "cmp_own",
     "cmp_batch_langs", "cmp_batch_n",
 )

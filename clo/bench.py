@@ -14,8 +14,8 @@ Per row: seconds per step (median after one warm-up step), seconds per preferenc
 (non-padding tokens the step processed), peak memory (process RSS on CPU, sampled every 20 ms; the rise above
 the level before the phase is reported too; ``torch.cuda.max_memory_allocated`` on a GPU) and achieved model
 FLOP/s against the machine's peak (MFU). Model FLOPs per token follow the usual convention (PaLM's MFU):
-2·N forward + 2·N activation backward + 2·N_trainable weight backward, + 2·N for the reference forward of
-preference methods, N = parameters including the LM head (attention-score FLOPs left out: small at these
+2·N forward + 2·N activation backward + 2·N_trainable weight backward, + 2·N for the reference forward where
+it runs (TRL's row: in every step; CLO's first run: in its reference pass; never on a cache hit), N = parameters including the LM head (attention-score FLOPs left out: small at these
 lengths). The same convention for every row, so FLOP/s ratios are the inverse time ratios per token.
 """
 from __future__ import annotations
@@ -265,7 +265,8 @@ def bench_clo_run(name: str, cfg: dict, data: Path, device: str, peak: float, sp
     ref_per_pair = ref_s / n_pairs if n_pairs else 0.0
     # the reference pass is part of CLO's cost: charge it per pair, like TRL's in-step reference forward
     s_per_pair = step_s / pairs_per_step + ref_per_pair
-    flops = _flops_per_token(n, n_tr, reference=preference) * tok / (s_per_pair * pairs_per_step)
+    # the reference forward counts only where it ran (a cache hit spends no FLOPs on it)
+    flops = _flops_per_token(n, n_tr, reference=preference and not result.ref_cache_hit) * tok / (s_per_pair * pairs_per_step)
     what = {"clo": "clo train --method clo" + (" (reference cache hit: no reference pass)" if result.ref_cache_hit
                                                else " (first run: one reference pass, cached)"),
             "sft": "clo train --method sft (TRL SFTTrainer, English + target sequences)"}[spec.method]

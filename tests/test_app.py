@@ -173,8 +173,10 @@ def test_train_page_widgets_presets_and_cli_command(app):
     assert {"demo", "paper"} <= {o.split(" — ")[0] for o in at.selectbox(key="tr_preset").options}
     demo, paper = load_recipe("demo"), load_recipe("paper")
     assert at.number_input(key="tr_lr").value == pytest.approx(float(demo["lr"]))  # the demo preset, applied first
+    assert at.checkbox(key="tr_group_by_length").value is True  # the demo preset batches by length
     at.selectbox(key="tr_preset").set_value("paper").run()
     assert at.number_input(key="tr_lr").value == pytest.approx(float(paper["lr"]))
+    assert at.checkbox(key="tr_group_by_length").value is False
     assert at.number_input(key="tr_max_length").value == paper["max_length"]
     at.button(key="tr_cli").click().run()
     assert not at.exception
@@ -211,6 +213,7 @@ def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root
     assert "Step 2/2" in at.get("progress")[0].proto.text
     # it saved every step with a checkpoint; finished, it keeps neither the checkpoint nor its mention
     assert run.config()["save_steps"] == 1 and run.status()["saved_step"] == 2
+    assert run.config()["group_by_length"] is at.checkbox(key="tr_group_by_length").value  # the form reaches the run
     assert not run.checkpoint_path.exists() and "checkpoint_step" not in run.status()
 
 
