@@ -193,8 +193,12 @@ def _param_counts(model, embed_tied: bool) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     emb = model.get_input_embeddings().weight.numel()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n = total if embed_tied else total - emb  # tied: the table is the LM head, a real matmul per token
-    return n, trainable
+    return _flop_params(total, emb, embed_tied), trainable
+
+
+def _flop_params(total: int, embedding: int, tied: bool) -> int:
+    """N of the FLOP estimate: the input embedding is a lookup, not a matmul, unless it is also the LM head."""
+    return total if tied else total - embedding
 
 
 def _flops_per_token(n: int, n_trainable: int, reference: bool) -> float:
@@ -210,7 +214,7 @@ def _bench_data(model: str, lang: str, n_samples: int, tmp: Path) -> Path:
     return write_jsonl(tmp / f"bench-{lang}.jsonl", records[:n_samples])
 
 
-def bench_trl_dpo(cfg: dict, data: Path, device: str, peak: float, spec_kw: dict) -> Row:
+def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
     """TRL's DPOTrainer, defaults a TRL user gets: reference model copy, reference scored inside every step."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -244,20 +248,22 @@ def bench_trl_dpo(cfg: dict, data: Path, device: str, peak: float, spec_kw: dict
                mem["rise_gb"], flops, round(flops / peak, 4))
 
 
-def bench_clo_run(name: str, cfg: dict, data: Path, device: str, peak: float, spec_kw: dict, runs: Path) -> Row:
+def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict, runs: Path) -> Row:
     """One real ``clo train`` run (CLO or SFT) through run_training, timed per logged step."""
-    from clo.models import load_model
-    from clo.train import TrainSpec, apply_scope, run_training
+    from transformers import AutoConfig
+
+    from clo.models import resolve_model
+    from clo.train import TrainSpec, run_training
 
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
     with peak_memory(device) as mem:
         result = run_training(spec, runs / name, events=clock)
     step_s, tok = clock.summary()
-    probe = load_model(spec.model, device="cpu", dtype="float32")  # parameter counts for the FLOP estimate
-    apply_scope(probe.model, spec)
-    n, n_tr = _param_counts(probe.model, probe.model.config.get_text_config().tie_word_embeddings)
-    del probe
+    # parameter counts for the FLOP estimate: the run's own counts, the embedding size from the base config
+    text = AutoConfig.from_pretrained(resolve_model(spec.model)[1]).get_text_config()
+    n = _flop_params(result.total_params, text.vocab_size * text.hidden_size, text.tie_word_embeddings)
+    n_tr = result.trainable
     preference = spec.method == "clo"
     pairs_per_step = 2 * spec.batch_size  # SFT: the same samples, one sequence per direction
     ref_s = float(result.ref_pass_seconds or 0.0)
@@ -409,10 +415,10 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
                        max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device)
         rows: dict[str, Row] = {}
         if "train" not in skip:
-            phases = [("trl_dpo", lambda: bench_trl_dpo(cfg, data, device, peak, {**spec_kw, "method": "clo"}))]
+            phases = [("trl_dpo", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"}))]
             for name, method in (("clo", "clo"), ("clo_cached", "clo"), ("sft", "sft")):
                 phases.append((name, lambda name=name, method=method: bench_clo_run(
-                    name, cfg, data, device, peak, {**spec_kw, "method": method}, tmp / "runs")))
+                    name, data, device, peak, {**spec_kw, "method": method}, tmp / "runs")))
             for name, phase in phases:
                 try:
                     rows[name] = phase()

@@ -16,6 +16,7 @@ stderr and exit with status 2; nothing already saved is touched.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -155,6 +156,29 @@ def spec_from_args(args):
     return TrainSpec.from_dict(merged, source=args.config or args.preset or "flags")
 
 
+@contextlib.contextmanager
+def _ctrl_c_stops(message: str):
+    """Yields a stop event for training: the first Ctrl-C sets it (the trainer finishes the current step and
+    keeps its model) and prints ``message``; a second Ctrl-C raises KeyboardInterrupt (abort now)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def on_sigint(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(message, file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def cmd_train(args) -> int:
     from pathlib import Path
 
@@ -187,29 +211,15 @@ def cmd_train(args) -> int:
             bar.update(m["step"] - bar.n)
             bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "margin", "accuracy") if k in m})
 
-    import signal
-    import threading
-
-    stop = threading.Event()
-
-    def on_sigint(signum, frame):  # first Ctrl-C: finish the step and save; second: abort now
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.",
-              file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    try:
-        result = run_training(spec, out, events=events, stop_event=stop)
-    except KeyboardInterrupt:
-        print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        if bar is not None:
-            bar.close()
+    with _ctrl_c_stops("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.") as stop:
+        try:
+            result = run_training(spec, out, events=events, stop_event=stop)
+        except KeyboardInterrupt:
+            print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
+            return 130
+        finally:
+            if bar is not None:
+                bar.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
                "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit,
                "trainable_params": result.trainable, "total_params": result.total_params, "final": result.final}
@@ -372,14 +382,10 @@ def _runs_parser(sub):
 
 
 def _cmd_runs_resume(args) -> int:
-    import signal
-    import threading
-
     from clo.runs import resolve_run
     from clo.train import resume_training
 
     run = resolve_run(args.run, args.root)
-    stop = threading.Event()
 
     def events(e):
         if e.get("phase") == "loading" and "model" in e:  # the checks passed: training starts
@@ -393,21 +399,12 @@ def _cmd_runs_resume(args) -> int:
             print(f"step {m['step']}/{m.get('max_steps', '?')} " + " ".join(
                 f"{k}={m[k]:.4g}" for k in ("loss", "margin", "accuracy") if k in m), file=sys.stderr)
 
-    def on_sigint(signum, frame):  # first Ctrl-C: finish the step and save; second: abort now
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print("\nStopping after the current step; Ctrl-C again to abort.", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    try:
-        result = resume_training(run.path, events=events, stop_event=stop)
-    except KeyboardInterrupt:
-        print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
-        return 130
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    with _ctrl_c_stops("\nStopping after the current step; Ctrl-C again to abort.") as stop:
+        try:
+            result = resume_training(run.path, events=events, stop_event=stop)
+        except KeyboardInterrupt:
+            print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
+            return 130
     st = run.status()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
                "resumed_from_step": st.get("resumed_from_step"), "rows_replaced": st.get("rows_replaced"),
