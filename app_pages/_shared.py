@@ -10,9 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import plotly.graph_objects as go
 import streamlit as st
 
+from clo.jobs import JobManager
+from clo.langid import detect
 from clo.languages import get_language, target_languages
+from clo.models import ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
+from clo.runs import default_runs_root
+from clo.spec import spec_fields
 
 LOCAL = "__local__"  # the sidebar choice "a folder or run directory on this machine"
 HONEST_NOTE = (
@@ -30,17 +36,26 @@ HONEST_NOTE = (
 PERSISTENT = (
     "sb_model_path",
     "data_source", "data_path", "data_path_limit", "data_translator", "data_review_set",
-    "tr_preset", "tr_data", "tr_data_path", "tr_method", "tr_scope", "tr_lam", "tr_beta", "tr_lr", "tr_epochs",
-    "tr_batch_size", "tr_max_steps", "tr_max_length", "tr_limit", "tr_save_steps", "tr_group_by_length",
+    "tr_preset", "tr_data", "tr_data_path",
     "cmp_models", "cmp_max_new", "cmp_rep", "cmp_sample", "cmp_prompt_mode", "cmp_heldout", "cmp_own",
     "cmp_batch_langs", "cmp_batch_n",
 )
 
 
+def setting_key(name: str) -> str:
+    """The session key of a TrainSpec field's widget on the Train page."""
+    return f"tr_{name}"
+
+
+def form_fields() -> list:
+    """The TrainSpec fields the Train page shows: those with a ``form`` hint (clo/spec.py)."""
+    return [f for f in spec_fields() if "form" in f.metadata]
+
+
 def init_state() -> None:
     """Every session-state default in one place (widget keys are prefixed by their page: sb_, data_, tr_, …)."""
     ss = st.session_state
-    for key in PERSISTENT:
+    for key in PERSISTENT + tuple(setting_key(f.name) for f in form_fields()):
         if key in ss:
             ss[key] = ss[key]
     env_model = os.environ.get("CLO_MODEL")
@@ -50,7 +65,8 @@ def init_state() -> None:
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("CLO_RUNS") or "runs").expanduser().resolve()
+    """The runs folder (``$CLO_RUNS`` or ./runs), as every command sees it."""
+    return default_runs_root()
 
 
 def current_model() -> str:
@@ -76,8 +92,6 @@ def lang_name(code: str | None) -> str:
 
 @st.cache_resource(show_spinner=False)
 def _job_manager(root: str):
-    from clo.jobs import JobManager
-
     return JobManager(root)
 
 
@@ -88,15 +102,11 @@ def job_manager():
 
 @st.cache_data(ttl=120, show_spinner=False)
 def available_models() -> list[dict]:
-    from clo.models import list_models
-
     return list_models()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def _loaded_model(name: str, stamp: float):
-    from clo.models import load_model
-
     return load_model(name)
 
 
@@ -110,8 +120,6 @@ def loaded_model(name: str):
 
 @st.cache_data(max_entries=20_000, show_spinner="Loading the language detectors (once, about 10 s)…")
 def detect_text(text: str) -> dict:
-    from clo.langid import detect
-
     d = detect(text)
     return {"lang": d.lang, "confidence": float(d.confidence), "reason": d.reason}
 
@@ -137,8 +145,6 @@ def _model_options() -> tuple[dict[str, str], list[dict]]:
 
 def sidebar() -> None:
     """Model and language pickers; the honest note; Gemma's license notice beside Gemma."""
-    from clo.models import BUNDLED, ModelNotFoundError, resolve_model
-
     with st.sidebar:
         options, missing = _model_options()
         if st.session_state.get("sb_model") not in options:
@@ -154,9 +160,9 @@ def sidebar() -> None:
                 resolve_model(name, trust_remote_code=False)  # the app never runs a model's own code
             except ModelNotFoundError as e:
                 st.error(str(e))
-        canon = {a: m.name for m in BUNDLED.values() for a in (m.name, *m.aliases)}.get(name.lower(), "")
-        if canon and BUNDLED[canon].notice:
-            st.info(BUNDLED[canon].notice, icon=":material/gavel:")
+        bundled = bundled_model(name) if name else None
+        if bundled and bundled.notice:
+            st.info(bundled.notice, icon=":material/gavel:")
         st.caption(HONEST_NOTE)
         for m in missing:
             st.caption(f"{m['title']}: not installed ({m['install']}).")
@@ -207,8 +213,6 @@ _COLORS = {"total": "#0f766e", "SFT (target NLL)": "#7c3aed", "cross-lingual": "
 
 def metrics_charts(rows: list[dict], key: str) -> None:
     """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step."""
-    import plotly.graph_objects as go
-
     if not rows:
         st.caption("No training step logged yet.")
         return

@@ -1,35 +1,25 @@
 """Compare: the base model and tuned runs side by side — which language do they answer in, and is it real text?"""
-from pathlib import Path
-
+import plotly.express as px
 import streamlit as st
 
+from clo.catalog import runs_with_model
 from clo.data import DataError, load_prompts
+from clo.evaluate import evaluate
+from clo.export import rows_to_csv
 from clo.generate import GenerationOptions, stream
 from clo.metrics import is_echo, is_loop
-from clo.runs import list_runs
-from clo.ui_state import rows_to_csv
+from clo.models import display_name
 from app_pages._shared import current_lang, current_model, detect_text, lang_name, language_badge, loaded_model, runs_root
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
 
 
-def base_label(name: str) -> str:
-    """``default`` → ``SmolLM2-135M-Instruct``; a folder → its name."""
-    from clo.models import BUNDLED
-
-    canon = {a: m for m in BUNDLED.values() for a in (m.name, *m.aliases)}.get(name.strip().lower())
-    if canon:
-        return canon.title.split(" (")[0]
-    return Path(name).name if "/" in name else name
-
-
 def model_options() -> dict[str, str]:
     """value (what load_model takes) → label; the sidebar's model first, then every run with a model."""
-    opts = {base: f"Base · {base_label(base)}"} if base else {}
-    for r in list_runs(runs_root()):
-        if r["has_model"] and r["state"] in ("finished", "stopped", "interrupted"):
-            opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
+    opts = {base: f"Base · {display_name(base)}"} if base else {}
+    for r in runs_with_model(runs_root()):
+        opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
     return opts
 
 
@@ -140,8 +130,6 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict
 
 
 def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
-    from clo.evaluate import evaluate
-
     st.caption("Generates answers to held-out prompts and scores them: **LPR** — answers whose every line is in "
                "the prompt's language; **clean LPR** — the same and neither echo nor loop; chrF++ against the "
                "reference answers. n is small: read small differences as noise.")
@@ -151,11 +139,10 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
     per_lang = c2.number_input("Prompts per language", 1, 48, 8, key="cmp_batch_n")
     if st.button("Run batch evaluation", type="primary", key="cmp_batch_go", disabled=not (models and langs)):
         try:
-            prompts = load_prompts("demo", langs)
+            prompts = load_prompts("demo", langs, per_lang=int(per_lang))
         except DataError as e:
             st.error(str(e))
             return
-        prompts = [p for code in langs for p in [q for q in prompts if q["lang"] == code][: int(per_lang)]]
         bar = st.progress(0.0, text="Generating…")
         order = {m: i for i, m in enumerate(models)}
 
@@ -176,8 +163,6 @@ METRIC_COLUMNS = {"clean_lpr": "clean LPR", "lpr": "LPR", "echo_rate": "echo", "
 
 
 def show_batch(res: dict) -> None:
-    import plotly.express as px
-
     table = []
     for m, per_lang in res["models"].items():
         for code, s in per_lang.items():

@@ -7,7 +7,7 @@ import streamlit as st
 from clo.data import DataError, load_sft, max_upload_mb, read_records
 from clo.pairs import build_pairs
 from clo.translate import BACKENDS, ReferenceTranslator, TranslationError, translate_records
-from clo.ui_state import dataset_path, datasets_dir, edit_record, list_datasets, load_english, parse_upload, save_dataset
+from clo.datasets import dataset_path, datasets_dir, edit_record, list_datasets, load_english, parse_upload, save_dataset
 from app_pages._shared import current_lang, detect_text, lang_name, language_badge
 
 SOURCES = {"demo": "Bundled demo set", "upload": "Upload JSONL or CSV", "file": "File on this machine"}

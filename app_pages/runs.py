@@ -1,11 +1,11 @@
 """Runs: every run with its status, settings, results and duration; open one in Compare, resume, stop or delete it."""
-from pathlib import Path
 
 import streamlit as st
 
+from clo.catalog import run_file_text, run_table
 from clo.jobs import LOG_NAME
+from clo.models import display_name
 from clo.runs import RunDir, RunError
-from clo.ui_state import run_file_text, run_table
 from app_pages._shared import STATE_ICONS, fmt_duration, job_manager, lang_name, metrics_charts, runs_root
 
 mgr = job_manager()
@@ -24,7 +24,7 @@ st.dataframe(
       "loss": r["loss"], "margin": r["margin"], "accuracy": r["accuracy"], "clean LPR": r["clean_lpr"],
       "LPR": r["lpr"], "duration": fmt_duration(r["duration_s"]), "scope": r["scope"], "lr": r["lr"],
       "λ": r["lambda"], "β": r["beta"], "epochs": r["epochs"], "batch": r["batch"],
-      "model": Path(r["model"]).name if "/" in str(r["model"]) else r["model"]} for r in rows],
+      "model": display_name(r["model"] or "")} for r in rows],
     hide_index=True, key="runs_table",
     column_config={"lr": st.column_config.NumberColumn(format="%.1e"),
                    "loss": st.column_config.NumberColumn(format="%.3f"),

@@ -4,19 +4,17 @@ from pathlib import Path
 import streamlit as st
 
 from clo.data import DataError, load_crosslingual
+from clo.datasets import list_datasets
 from clo.jobs import cli_command, read_progress, save_config
-from clo.models import BUNDLED, ModelNotFoundError, clo_home, resolve_model
-from clo.runs import RunDir, RunError, list_runs, safe_run_path
-from clo.train import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe
-from clo.ui_state import list_datasets
-from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, job_manager,
-                           lang_name, metrics_charts, runs_root)
+from clo.models import ModelNotFoundError, bundled_model, clo_home, resolve_model
+from clo.runs import RunDir, RunError, safe_run_path
+from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.train import describe_truncation
+from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
+                               job_manager, lang_name, metrics_charts, runs_root, setting_key)
 
-FIELDS = ("method", "scope", "lam", "beta", "lr", "epochs", "batch_size", "max_steps", "max_length", "limit",
-          "save_steps", "group_by_length")
-FLOATS = ("lam", "beta", "lr", "epochs")
-BOOLS = ("group_by_length",)
 OTHER = "__other__"
+DESCRIPTIONS = {"method": METHODS, "scope": SCOPES}  # a tooltip line per choice
 mgr = job_manager()
 lang, model = current_lang(), current_model()
 
@@ -41,13 +39,51 @@ def apply_preset() -> None:
         msg = str(e)
         st.session_state["tr_preset_error"] = msg if msg.startswith((source, "Unknown preset")) else f"{source}: {msg}"
         return
-    for f in FIELDS:
-        v = getattr(spec, f)
-        st.session_state[f"tr_{f}"] = (float(v) if f in FLOATS else bool(v) if f in BOOLS
-                                       else v if f in ("method", "scope") else int(v or 0))
+    for f in form_fields():
+        st.session_state[setting_key(f.name)] = widget_value(f, getattr(spec, f.name))
     # a preset made for one bundled model (demo-gemma) also picks that model in the sidebar
-    if str(recipe.get("model", "default")) in {a for m in BUNDLED.values() for a in (m.name, *m.aliases)} - {"default"}:
-        st.session_state["sb_model"] = recipe["model"]
+    wanted = bundled_model(str(recipe.get("model", "default")))
+    if wanted is not None and "default" not in wanted.aliases:
+        st.session_state["sb_model"] = wanted.name
+
+
+def widget_value(f, value):
+    """A spec value as its widget holds it (a None that means "no limit" is the hint's ``none`` number)."""
+    hint = f.metadata["form"]
+    if value is None:
+        return hint.get("none", 0)
+    if hint["widget"] == "checkbox":
+        return bool(value)
+    if hint["widget"] == "select":
+        return value
+    return type(hint.get("min", value))(value)  # float or int, as the widget's bounds are
+
+
+def spec_value(f, value):
+    """A widget's value as the spec field takes it (the reverse of :func:`widget_value`)."""
+    hint = f.metadata["form"]
+    if "none" in hint and value == hint["none"]:
+        return None
+    return value
+
+
+def setting_widget(f, col) -> None:
+    """The widget of one TrainSpec field, from its ``form`` hint (clo/spec.py)."""
+    hint, key = f.metadata["form"], setting_key(f.name)
+    label = hint.get("label", yaml_key(f))
+    tip = hint.get("help") or f.metadata.get("help")
+    if hint["widget"] == "select":
+        choices = list(f.metadata["choices"])
+        desc = DESCRIPTIONS.get(f.name, {})
+        col.selectbox(label, choices, key=key,
+                      help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
+    elif hint["widget"] == "checkbox":
+        col.checkbox(label, key=key, help=tip)
+    elif hint["widget"] == "slider":
+        col.slider(label, hint["min"], hint["max"], step=hint.get("step"), key=key, help=tip)
+    else:
+        col.number_input(label, hint.get("min"), hint.get("max"), step=hint.get("step"), key=key, help=tip,
+                         **({"format": hint["format"]} if "format" in hint else {}))
 
 
 def data_picker() -> str:
@@ -81,42 +117,17 @@ def settings_form() -> TrainSpec | None:
     if err := st.session_state.get("tr_preset_error"):
         st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
     data = data_picker()
-    c1, c2 = st.columns(2)
-    c1.selectbox("Method", list(METHODS), key="tr_method",
-                 help="\n\n".join(f"**{k}**: {v}" for k, v in METHODS.items()))
-    c2.selectbox("Trainable scope", list(SCOPES), key="tr_scope",
-                 help="\n\n".join(f"**{k}**: {v}" for k, v in SCOPES.items()))
-    c1, c2 = st.columns(2)
-    c1.slider("λ", 0.0, 1.0, step=0.05, key="tr_lam",
-              help="Weight of the target-language NLL: L = λ·NLL(target) + (1−λ)·cross-lingual loss. CLO only.")
-    c2.number_input("β", 0.001, 10.0, step=0.05, format="%.3f", key="tr_beta",
-                    help="DPO temperature: how sharply the preference loss separates chosen from rejected.")
-    c1, c2, c3 = st.columns(3)
-    c1.number_input("Learning rate", 1e-7, 1e-2, step=1e-5, format="%.1e", key="tr_lr")
-    c2.number_input("Epochs", 0.1, 100.0, step=1.0, key="tr_epochs")
-    c3.number_input("Batch size", 1, 256, step=1, key="tr_batch_size",
-                    help="Samples per step. CLO: each sample gives 2 preference pairs = 4 sequences.")
-    c1, c2, c3 = st.columns(3)
-    c1.number_input("Max steps", 0, 1_000_000, step=1, key="tr_max_steps", help="0: no limit (epochs decide)")
-    c2.number_input("Max length", 16, 8192, step=16, key="tr_max_length", help="Tokens of prompt + answer.")
-    c3.number_input("Samples", 0, 1_000_000, step=10, key="tr_limit", help="Use only the first N samples; 0: all")
-    c1, c2, _ = st.columns(3)
-    c2.checkbox("Group samples by length", key="tr_group_by_length",
-                help="Batches hold samples of similar length: less padding, about 12% faster on the demo data; "
-                     "the order of batches stays shuffled.")
-    c1.number_input("Save every N steps", 0, 1_000_000, step=10, key="tr_save_steps",
-                    help="Also saves the model and a checkpoint of the training state every N steps, which lets an "
-                         "interrupted or stopped run be resumed from the Runs page (from its last checkpoint). "
-                         "0: save only at the end; such a run cannot be resumed.")
+    rows: dict[int, list] = {}
+    for f in form_fields():
+        rows.setdefault(f.metadata["form"].get("row", 99), []).append(f)
+    for _, row in sorted(rows.items()):
+        for f, col in zip(row, st.columns(max(len(row), 2))):
+            setting_widget(f, col)
     ss = st.session_state
+    values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
     try:
-        return TrainSpec(method=ss.tr_method, lang=lang, model=model or "", data=data or "", scope=ss.tr_scope,
-                         lam=float(ss.tr_lam), beta=float(ss.tr_beta), lr=float(ss.tr_lr), epochs=float(ss.tr_epochs),
-                         batch_size=int(ss.tr_batch_size), max_steps=int(ss.tr_max_steps) or None,
-                         max_length=int(ss.tr_max_length), limit=int(ss.tr_limit) or None,
-                         save_steps=int(ss.get("tr_save_steps") or 0),
-                         group_by_length=bool(ss.get("tr_group_by_length")))
-    except SpecError as e:
+        return TrainSpec(**values, lang=lang, model=model or "", data=data or "")
+    except (SpecError, TypeError) as e:
         st.error(str(e))
         return None
 
@@ -145,19 +156,8 @@ def launch(spec: TrainSpec) -> None:
 
 
 def watched_run() -> str | None:
-    """What trains now (so a reload or a second tab re-attaches to it); else this session's last job; else the
-    newest run in the folder."""
-    active = mgr.active()
-    if active:
-        return active.run_id
-    elsewhere = mgr.running_elsewhere()
-    if elsewhere:
-        return elsewhere[0]
-    own = st.session_state.get("train_run")
-    if own and RunDir(runs_root() / own).exists():
-        return own
-    newest = list_runs(runs_root())
-    return newest[0]["id"] if newest else None
+    """What trains now, else this session's last job, else the newest run (clo.jobs decides)."""
+    return mgr.watched_run(st.session_state.get("train_run"))
 
 
 def live_panel() -> None:
@@ -196,6 +196,8 @@ def live_panel() -> None:
         st.error(f"Resume failed: {status['resume_error']}", icon=":material/error:")
     if status.get("note"):
         st.info(status["note"], icon=":material/info:")
+    if status.get("truncation"):
+        st.caption(f":material/content_cut: {describe_truncation(status['truncation'])}")
     metrics_charts(rows, key=f"tr-{run_id}")
     if prog.state in ("finished", "stopped") and run.has_model():
         step = status.get("step") or (rows[-1]["step"] if rows else 0)

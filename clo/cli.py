@@ -18,23 +18,38 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
+import signal
 import sys
+import threading
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from clo.catalog import list_runs
+from clo.cli_data import DATA_COMMANDS, check_out
+from clo.data import DataError, load_prompts, write_jsonl
+from clo.evaluate import evaluate
+from clo.generate import GenerationOptions, generate
+from clo.langid import detect
+from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError
+from clo.models import ModelNotFoundError, list_models
+from clo.runs import RunError, default_runs_root, new_run_id, resolve_run
+from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
+from clo.train import describe_truncation, resume_training, run_training
+from clo.translate import TranslationError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # OSErrors that come from a path the user gave; other OSErrors (a full disk, a broken device) keep their traceback.
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def _user_errors():
-    from clo.data import DataError
-    from clo.languages import UnknownLanguageError
-    from clo.models import ModelNotFoundError
-    from clo.runs import RunError
-    from clo.train import SpecError
-    from clo.translate import TranslationError
-
     return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError, TranslationError)
 
 
@@ -49,10 +64,6 @@ def _langs_parser(sub):
 
 
 def cmd_langs(args) -> int:
-    from dataclasses import asdict
-
-    from clo.languages import LANGUAGES, PAPER_TARGETS
-
     if args.json:
         print(json.dumps([asdict(l) for l in LANGUAGES.values()], ensure_ascii=False, indent=2))
         return 0
@@ -75,8 +86,6 @@ def _models_parser(sub):
 
 
 def cmd_models(args) -> int:
-    from clo.models import list_models
-
     rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -92,77 +101,64 @@ def cmd_models(args) -> int:
 
 
 def _train_parser(sub):
-    from clo.train import METHODS, SCOPES
-
     p = sub.add_parser(
         "train", help="train a CLO or SFT run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train one run into a run directory (config.yaml, status.json, metrics.jsonl, model/).\n"
-                    "Settings come from, in increasing priority: defaults, --preset, --config, flags.\n\n"
+                    "Settings come from, in increasing priority: defaults, --preset, --config, flags; each flag\n"
+                    "is also a key of config.yaml and of recipes (--batch-size: batch_size).\n\n"
                     "methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()) + "\n"
                     "scopes:  " + "; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
     )
     p.add_argument("--preset", help="named recipe from recipes/ (demo, paper, ...)")
     p.add_argument("--config", help="a config.yaml (e.g. from an earlier run) to reproduce")
-    p.add_argument("--method", choices=None, help="clo | sft | sft-tgt | sft-eng | sft-dpo (default clo)")
-    p.add_argument("--lang", help="target language code, e.g. sw (see `clo langs`)")
-    p.add_argument("--model", help="'default', a bundled name, a run directory, a folder or a cached HF id")
-    p.add_argument("--data", help="cross-lingual JSONL/CSV, or 'demo' for the bundled set")
-    p.add_argument("--limit", type=int, help="use only the first N samples")
-    p.add_argument("--scope", help="attention | full | lora (default attention)")
-    p.add_argument("--lora-r", type=int, dest="lora_r", help="LoRA rank")
-    p.add_argument("--lora-target", dest="lora_target", help="attention | all-linear")
-    p.add_argument("--lr", type=float, help="learning rate (paper: 5e-5)")
-    p.add_argument("--beta", type=float, help="DPO β (paper: 0.1)")
-    p.add_argument("--lambda", type=float, dest="lam", help="λ: weight of the target NLL, in [0, 1] (paper: 0.5)")
-    p.add_argument("--epochs", type=float, help="passes over the data (paper: 1)")
-    p.add_argument("--batch-size", type=int, dest="batch_size", help="samples per step (paper: 8)")
-    p.add_argument("--grad-accum", type=int, dest="grad_accum", help="gradient accumulation steps")
-    p.add_argument("--max-steps", type=int, dest="max_steps", help="stop after N optimizer steps")
-    p.add_argument("--max-length", type=int, dest="max_length", help="max tokens of prompt + answer")
-    p.add_argument("--warmup-ratio", type=float, dest="warmup_ratio", help="share of steps with warm-up")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--save-steps", type=int, dest="save_steps", help="also save every N steps")
-    p.add_argument("--device", help="auto | cpu | cuda")
-    p.add_argument("--gradient-checkpointing", action="store_true", default=None, dest="gradient_checkpointing",
-                   help="trade ~30%% speed for memory (large models)")
-    p.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None, dest="group_by_length",
-                   help="batch samples of similar length together: less padding, faster steps")
-    p.add_argument("--trust-remote-code", action="store_true", default=None, dest="trust_remote_code",
-                   help="allow a model's own Python code to run (off by default)")
     p.add_argument("--out", help="run directory to create (default runs/<time>-<method>-<lang>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_spec_arguments(p)
     return p
 
 
-SPEC_FLAGS = ("method", "lang", "model", "data", "limit", "scope", "lora_r", "lora_target", "lr", "beta", "lam",
-              "epochs", "batch_size", "grad_accum", "max_steps", "max_length", "warmup_ratio", "seed", "save_steps",
-              "device", "trust_remote_code", "gradient_checkpointing", "group_by_length")
-
-
-def spec_from_args(args):
+def spec_from_args(args) -> TrainSpec:
     """defaults ← preset ← config ← flags, validated."""
-    from clo.train import TrainSpec, load_recipe
+    return spec_from_sources(args.preset, args.config, args)
 
-    merged: dict = {}
-    if args.preset:
-        merged.update(load_recipe(args.preset))
-    if args.config:
-        merged.update(load_recipe(args.config))
-    for name in SPEC_FLAGS:
-        v = getattr(args, name, None)
-        if v is not None:
-            merged["lambda" if name == "lam" else name] = v
-    return TrainSpec.from_dict(merged, source=args.config or args.preset or "flags")
+
+class TrainProgress:
+    """What ``clo train`` and ``clo runs resume`` print while a run trains: loading messages, the reference
+    pass, and a progress bar with loss, margin and accuracy (an events sink for :func:`clo.train.run_training`)."""
+
+    def __init__(self, resumed: str | None = None):
+        self.bar = None
+        self.resumed = resumed  # "Resuming <run> from step N" once training begins
+
+    def __call__(self, e: dict) -> None:
+        phase = e.get("phase")
+        if phase == "loading" and e.get("message"):
+            print(e["message"], file=sys.stderr)
+        elif phase == "loading" and "model" in e and self.resumed:  # the checks passed: training starts
+            print(self.resumed, file=sys.stderr)
+        elif phase == "loading" and "truncation" in e:
+            print(describe_truncation(e["truncation"]), file=sys.stderr)
+        elif phase == "reference" and "rows" in e:
+            print(f"Reference pass over {e['rows']} pairs (cached for later runs)…", file=sys.stderr)
+        elif phase == "training" and "max_steps" in e:
+            self.close()
+            self.bar = tqdm(total=e["max_steps"], desc=e.get("stage", "train"), unit="step", file=sys.stderr)
+        elif phase == "training" and "metrics" in e and self.bar is not None:
+            m = e["metrics"]
+            self.bar.update(m["step"] - self.bar.n)
+            self.bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "margin", "accuracy") if k in m})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 @contextlib.contextmanager
 def _ctrl_c_stops(message: str):
     """Yields a stop event for training: the first Ctrl-C sets it (the trainer finishes the current step and
     keeps its model) and prints ``message``; a second Ctrl-C raises KeyboardInterrupt (abort now)."""
-    import signal
-    import threading
-
     stop = threading.Event()
 
     def on_sigint(signum, frame):
@@ -180,46 +176,21 @@ def _ctrl_c_stops(message: str):
 
 
 def cmd_train(args) -> int:
-    from pathlib import Path
-
-    from clo.runs import default_runs_root, new_run_id
-    from clo.train import run_training
-
     spec = spec_from_args(args)
     out = Path(args.out) if args.out else default_runs_root() / new_run_id(spec.method, spec.lang)
     # under `accelerate launch` / torchrun every rank runs this command; only rank 0 speaks (one JSON document)
     speaks = os.environ.get("RANK", "0") == "0"
     if speaks:
         print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
-
-    from tqdm import tqdm
-
-    bar = None
-
-    def events(e):
-        nonlocal bar
-        if e.get("phase") == "loading" and e.get("message"):
-            print(e["message"], file=sys.stderr)
-        elif e.get("phase") == "reference":
-            print(f"Reference pass over {e['rows']} pairs (cached for later runs)…", file=sys.stderr)
-        elif "max_steps" in e and "metrics" not in e:
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=e["max_steps"], desc=e.get("stage", "train"), unit="step", file=sys.stderr)
-        elif "metrics" in e and bar is not None:
-            m = e["metrics"]
-            bar.update(m["step"] - bar.n)
-            bar.set_postfix({k: f"{m[k]:.3g}" for k in ("loss", "margin", "accuracy") if k in m})
-
+    progress = TrainProgress()
     with _ctrl_c_stops("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.") as stop:
         try:
-            result = run_training(spec, out, events=events, stop_event=stop)
+            result = run_training(spec, out, events=progress, stop_event=stop)
         except KeyboardInterrupt:
             print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
             return 130
         finally:
-            if bar is not None:
-                bar.close()
+            progress.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
                "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit,
                "trainable_params": result.trainable, "total_params": result.total_params, "final": result.final}
@@ -256,22 +227,15 @@ def _generate_parser(sub):
 
 
 def cmd_generate(args) -> int:
-    from clo.generate import GenerationOptions, generate
-
     opts = GenerationOptions(max_new_tokens=args.max_new_tokens, do_sample=args.sample,
                              temperature=args.temperature, top_p=args.top_p,
                              repetition_penalty=args.repetition_penalty, seed=args.seed)
     answers = generate(args.model, args.prompt, opts)
     rows = [{"prompt": p, "answer": a} for p, a in zip(args.prompt, answers)]
     if args.detect:
-        try:
-            from clo.langid import detect
-
-            for r in rows:
-                d = detect(r["answer"])
-                r["lang"], r["confidence"] = d.lang, round(d.confidence, 3)
-        except ImportError:
-            pass
+        for r in rows:
+            d = detect(r["answer"])
+            r["lang"], r["confidence"] = d.lang, round(d.confidence, 3)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
     else:
@@ -302,31 +266,13 @@ def _eval_parser(sub):
 
 
 def cmd_eval(args) -> int:
-    from clo.data import load_prompts, write_jsonl
-    from clo.evaluate import evaluate
-    from clo.generate import GenerationOptions
-
     if args.out is not None:  # before any model loads: an evaluation can take a long time
-        from clo.cli_data import _check_out
-
-        _check_out(args.out)
-    prompts = load_prompts(args.prompts, args.lang)
+        check_out(args.out)
+    prompts = load_prompts(args.prompts, args.lang, per_lang=args.limit)
     if not prompts:
-        from clo.data import DataError
-
         raise DataError(f"no prompts for {', '.join(args.lang or [])}", args.prompts)
-    if args.limit:
-        by_lang: dict[str, int] = {}
-        kept = []
-        for p in prompts:
-            by_lang[p["lang"]] = by_lang.get(p["lang"], 0) + 1
-            if by_lang[p["lang"]] <= args.limit:
-                kept.append(p)
-        prompts = kept
     opts = GenerationOptions(max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
                              batch_size=args.batch_size)
-    from tqdm import tqdm
-
     bars = {}
 
     def progress(model, done, total):
@@ -382,32 +328,19 @@ def _runs_parser(sub):
 
 
 def _cmd_runs_resume(args) -> int:
-    from clo.runs import resolve_run
-    from clo.train import resume_training
-
     run = resolve_run(args.run, args.root)
-
-    def events(e):
-        if e.get("phase") == "loading" and "model" in e:  # the checks passed: training starts
-            print(f"Resuming {run.id} from step {run.status().get('resumed_from_step')} → {run.path}", file=sys.stderr)
-        elif e.get("phase") == "reference":
-            print(f"Reference pass over {e['rows']} pairs…", file=sys.stderr)
-        elif "max_steps" in e and "metrics" not in e:
-            print(f"{e.get('stage', 'train')}: continuing to step {e['max_steps']}", file=sys.stderr)
-        elif "metrics" in e:
-            m = e["metrics"]
-            print(f"step {m['step']}/{m.get('max_steps', '?')} " + " ".join(
-                f"{k}={m[k]:.4g}" for k in ("loss", "margin", "accuracy") if k in m), file=sys.stderr)
-
+    progress = TrainProgress(resumed=f"Resuming {run.id} → {run.path}")
     with _ctrl_c_stops("\nStopping after the current step; Ctrl-C again to abort.") as stop:
         try:
-            result = resume_training(run.path, events=events, stop_event=stop)
+            result = resume_training(run.path, events=progress, stop_event=stop)
         except KeyboardInterrupt:
             print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
             return 130
-    st = run.status()
+        finally:
+            progress.close()
+    status = run.status()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
-               "resumed_from_step": st.get("resumed_from_step"), "rows_replaced": st.get("rows_replaced"),
+               "resumed_from_step": status.get("resumed_from_step"), "rows_replaced": status.get("rows_replaced"),
                "seconds": round(result.seconds, 1), "ref_cache_hit": result.ref_cache_hit, "final": result.final}
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -418,8 +351,6 @@ def _cmd_runs_resume(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from clo.runs import list_runs
-
     if getattr(args, "runs_action", None) == "resume":
         return _cmd_runs_resume(args)
     rows = list_runs(args.root)
@@ -447,10 +378,26 @@ COMMANDS = {
 }
 
 
-def _all_commands() -> dict:
-    from clo.bench import _bench_parser, cmd_bench
-    from clo.cli_data import DATA_COMMANDS
+def _bench_parser(sub):
+    return _bench_suite().bench_parser(sub)
 
+
+def cmd_bench(args) -> int:
+    return _bench_suite().cmd_bench(args)
+
+
+def _bench_suite():
+    """bench/suite.py: the benchmark lives beside the other benchmarks, outside the library; the repository
+    root (this package's parent) is where it is found."""
+    root = str(REPO_ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from bench import suite
+
+    return suite
+
+
+def _all_commands() -> dict:
     return {**COMMANDS, **DATA_COMMANDS, "bench": (_bench_parser, cmd_bench)}
 
 
@@ -464,10 +411,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_libraries(verbose: bool) -> None:
-    import logging
-    import os
-    import warnings
-
     if verbose:
         return
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -17,6 +17,15 @@ import json
 import os
 import sys
 import textwrap
+from pathlib import Path
+
+from tqdm import tqdm
+
+from clo.data import DataError, load_crosslingual, load_sft, write_jsonl
+from clo.importers import import_oasst, import_table
+from clo.languages import get_language
+from clo.pairs import build_pairs
+from clo.translate import BACKENDS, TranslationError, load_translator, translate_records
 
 __all__ = ["DATA_COMMANDS", "cmd_translate", "cmd_pairs", "cmd_data"]
 
@@ -26,13 +35,9 @@ def _fail(e: Exception) -> int:
     return 2
 
 
-def _check_out(out: str) -> None:
+def check_out(out: str) -> None:
     """Refuse an --out that cannot take a file before any work is done (a translation can take hours); a file
     already there is only replaced, atomically, when the whole command succeeded."""
-    from pathlib import Path
-
-    from clo.data import DataError
-
     p = Path(out)
     if not str(out).strip():
         raise DataError("--out is empty; give the name of a .jsonl file to write")
@@ -46,8 +51,6 @@ def _check_out(out: str) -> None:
 
 
 def _translation_errors():
-    from clo.translate import TranslationError
-
     return (TranslationError,)
 
 
@@ -55,8 +58,6 @@ def _translation_errors():
 
 
 def _translate_parser(sub):
-    from clo.translate import BACKENDS
-
     p = sub.add_parser(
         "translate", help="translate an English SFT set into a cross-lingual set",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -83,7 +84,7 @@ def _translate_parser(sub):
 
 
 class _Bar:
-    """progress(done, total) → a tqdm bar on stderr (off when CLO_NO_PROGRESS is set or tqdm is missing)."""
+    """progress(done, total) → a tqdm bar on stderr (off when CLO_NO_PROGRESS is set)."""
 
     def __init__(self, desc: str):
         self.desc, self.bar = desc, None
@@ -92,10 +93,6 @@ class _Bar:
         if os.environ.get("CLO_NO_PROGRESS"):
             return
         if self.bar is None:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                return
             self.bar = tqdm(total=total, initial=done, desc=self.desc, unit="seg", file=sys.stderr, leave=True)
         self.bar.total = total
         self.bar.update(done - self.bar.n)
@@ -106,12 +103,8 @@ class _Bar:
 
 
 def cmd_translate(args) -> int:
-    from clo.data import DataError, load_sft, write_jsonl
-    from clo.languages import get_language
-    from clo.translate import load_translator, translate_records
-
     try:
-        _check_out(args.out)
+        check_out(args.out)
         lang = get_language(args.lang)
         options = {"batch_size": args.batch_size, "num_beams": args.num_beams, "device": args.device}
         translator = load_translator(args.translator, args.model,
@@ -173,10 +166,6 @@ def _block(label: str, text: str, width: int) -> str:
 
 
 def cmd_pairs(args) -> int:
-    from clo.data import load_crosslingual
-    from clo.languages import get_language
-    from clo.pairs import build_pairs
-
     records = load_crosslingual(args.data, args.lang)
     if args.limit:
         records = records[: max(0, args.limit)]
@@ -229,16 +218,12 @@ def _data_parser(sub):
 
 
 def _import_oasst(args) -> tuple[list[dict], dict]:
-    from clo.importers import import_oasst
-
     stats: dict = {}
     rows = import_oasst(args.path, limit=args.limit, stats=stats)
     return rows, stats
 
 
 def _import_table(args) -> tuple[list[dict], dict]:
-    from clo.importers import import_table
-
     rows = import_table(args.path, args.instruction_col, args.response_col, args.id_col, split=args.split,
                         source=args.source, limit=args.limit)
     return rows, {}
@@ -248,9 +233,7 @@ DATA_ACTIONS = {"import-oasst": _import_oasst, "import": _import_table}
 
 
 def cmd_data(args) -> int:
-    from clo.data import write_jsonl
-
-    _check_out(args.out)
+    check_out(args.out)
     rows, stats = DATA_ACTIONS[args.data_command](args)
     out = write_jsonl(args.out, rows)
     summary = {"records": len(rows), "out": str(out), **stats}

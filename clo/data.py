@@ -1,4 +1,4 @@
-"""Record formats (DESIGN.md §2) and their readers.
+"""Record formats (docs/design.md, "Data flow") and their readers.
 
 - English SFT: ``{"id", "instruction", "response"}`` (+ optional ``source``)
 - Cross-lingual: ``{"id", "lang", "instruction_en", "response_en", "instruction", "response", "translator"}``
@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 
 from clo.languages import get_language
@@ -218,8 +219,6 @@ def parse_bytes(name: str, raw: bytes, max_bytes: int | None = None) -> list[dic
 def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
     """Write records as JSON Lines (UTF-8, one object a line), atomically by default: a failure leaves an
     existing file at ``path`` as it was, and no temporary file behind."""
-    import tempfile
-
     path = Path(path)
     if path.is_dir():
         raise DataError("is a folder; give the name of a .jsonl file to write", path)
@@ -313,8 +312,13 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
     return rows
 
 
-def load_prompts(data: str | Path, langs: list[str] | None = None) -> list[dict]:
-    """Held-out prompts ``{id, lang, prompt[, reference]}``; ``demo`` loads every bundled language."""
+def load_prompts(data: str | Path, langs: list[str] | None = None, per_lang: int | None = None) -> list[dict]:
+    """Held-out prompts ``{id, lang, prompt[, reference]}``; ``demo`` loads every bundled language. With
+    ``per_lang``, the first N of each language (in the order of ``langs`` when given)."""
+    if per_lang:
+        rows = load_prompts(data, langs)
+        order = [get_language(l).code for l in langs] if langs else list(dict.fromkeys(r["lang"] for r in rows))
+        return [r for code in order for r in [q for q in rows if q["lang"] == code][:per_lang]]
     if str(data) == "demo":
         folder = ASSETS / "heldout"
         codes = [get_language(l).code for l in langs] if langs else sorted(p.stem for p in folder.glob("*.jsonl"))

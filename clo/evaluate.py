@@ -1,4 +1,4 @@
-"""Evaluation: generate answers to held-out prompts and score their language (DESIGN.md §4).
+"""Evaluation: generate answers to held-out prompts and score their language (docs/design.md, "Measuring the answer's language").
 
     python -m clo eval --model default --model runs/X --prompts demo --lang sw --lang en --json
 
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 from clo.generate import GenerationOptions, generate, get_model
+from clo.metrics import score_responses
+from clo.runs import RunDir
 
 __all__ = ["evaluate", "SUMMARY_KEYS"]
 
@@ -30,8 +32,6 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
     Returns ``{"models": {model: {lang: summary}}, "details": {model: {lang: full score}},
     "responses": [{model, id, lang, prompt, response, reference}], "options": {...}}``.
     """
-    from clo.metrics import score_responses
-
     opts = options or GenerationOptions()
     langs = sorted({p["lang"] for p in prompts})
     result = {"models": {}, "details": {}, "responses": [], "options": {
@@ -65,8 +65,6 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
             result["responses"].append({"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"],
                                         "response": a, "reference": p.get("reference")})
         if write_run_eval and isinstance(m, str) and _is_run_dir(m):
-            from clo.runs import RunDir
-
             RunDir(m).write_eval({"models": {name: per_lang}, "options": result["options"],
                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return result

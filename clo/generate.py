@@ -6,6 +6,7 @@ Works on a model name (``default``), a run directory (``runs/X``), a folder, or 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from clo.models import TURN_MARKERS, LoadedModel, format_prompt, load_model
@@ -92,8 +93,6 @@ def generate(model, prompts: list[str], options: GenerationOptions | None = None
 
 def stream(model, prompt: str, options: GenerationOptions | None = None):
     """Yield the answer text as it grows (for the UI). Runs generation in a background thread."""
-    import threading
-
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 

@@ -1,7 +1,7 @@
 """Training jobs: a FIFO queue and one worker that trains each job in its own process.
 
     from clo.jobs import JobManager, read_progress
-    jobs = JobManager("runs")                     # one per process; the app keeps it in st.cache_resource
+    jobs = JobManager("runs")                     # one per process; the app keeps it in status.cache_resource
     job = jobs.submit(TrainSpec(method="clo", lang="sw", data="demo", max_steps=2))
     jobs.position(job.run_id)                     # 0: training now, 1: next in the queue, …
     read_progress(job.run)                        # step, max_steps, ETA, phase — read from the run directory
@@ -31,13 +31,11 @@ Nothing here imports Streamlit.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +47,11 @@ from typing import Callable
 
 import yaml
 
-from clo.runs import RunDir, RunError, new_run_id, now_iso, owner_alive, pid_alive, process_start_id, safe_run_path
+from clo.catalog import list_runs
+from clo.process import owner_alive, pid_alive, this_host
+from clo.resume import resume_check
+from clo.runs import (DONE_STATES, RunDir, RunError, atomic_write_text, new_run_id, now_iso, phase_label, recover_run,
+                      safe_run_path)
 
 __all__ = [
     "ACTIVE_STATES",
@@ -68,7 +70,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
-DONE_STATES = ("finished", "stopped", "failed", "interrupted")
 LOG_NAME = "train.log"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,8 +103,6 @@ def save_config(spec, folder: str | Path) -> Path:
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     path = Path(folder) / f"clo-{spec.method}-{spec.lang}-{digest}.yaml"
     if not path.exists():
-        from clo.runs import atomic_write_text
-
         atomic_write_text(path, text)
     return path
 
@@ -164,15 +163,16 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     """Step, total steps, ETA and phase of ``run``. The ETA extrapolates the current stage's seconds per step
     (``elapsed_s`` counts from the start of the stage) and, when the rows are read from disk, counts down from the
     time the last row was written."""
-    st = run.status()
+    status = run.status()
     from_disk = rows is None
     rows = run.metrics() if rows is None else rows
-    state = st.get("state", "unknown")
-    phase = st.get("phase") or {"queued": "waiting in the queue"}.get(state, state)
-    if state == "queued" and isinstance(st.get("resume_of"), dict):
-        phase = f"waiting in the queue to resume from step {st.get('resume_step', '?')}"
+    state = status.get("state", "unknown")
+    phase = phase_label(status.get("phase"), state)
+    if state == "queued" and isinstance(status.get("resume_of"), dict):
+        phase = f"waiting in the queue to resume from step {status.get('resume_step', '?')}"
     if not rows:
-        return Progress(state, phase, max_steps=run.config().get("max_steps"), error=st.get("error"))
+        return Progress(state, phase, max_steps=status.get("max_steps") or run.config().get("max_steps"),
+                        error=status.get("error"))
     last = rows[-1]
     stage_rows = [r for r in rows if r.get("stage") == last.get("stage")]
     first_step = stage_rows[0].get("step", 1) - 1  # steps done before this stage
@@ -187,22 +187,10 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
             except OSError:
                 pass
         eta = max(0.0, eta)
-    return Progress(state, phase, int(last.get("step", 0)), max_steps, last.get("stage"), eta, st.get("error"))
+    return Progress(state, phase, int(last.get("step", 0)), max_steps, last.get("stage"), eta, status.get("error"))
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
-
-
-def _unqueue_resume(run: RunDir, **fields) -> None:
-    """Put back the status a run had before :meth:`JobManager.submit_resume` queued it (plus ``fields``)."""
-    from clo.runs import atomic_write_text
-
-    st = run.status()
-    previous = st.get("resume_of")
-    if st.get("state") != "queued" or not isinstance(previous, dict):
-        return
-    atomic_write_text(run.status_path, json.dumps({**previous, **fields, "updated": now_iso()}, indent=2,
-                                                  ensure_ascii=False))
 
 
 @dataclass
@@ -282,6 +270,20 @@ class JobManager:
                     return i
         return None
 
+    def watched_run(self, own: str | None = None) -> str | None:
+        """The run a live view should show: what trains now (so a reload or a second tab re-attaches to it),
+        else ``own`` (a view's last job) while it exists, else the newest run under ``root``."""
+        active = self.active()
+        if active:
+            return active.run_id
+        elsewhere = self.running_elsewhere()
+        if elsewhere:
+            return elsewhere[0]
+        if own and RunDir(self.root / own).exists():
+            return own
+        newest = list_runs(self.root)
+        return newest[0]["id"] if newest else None
+
     def running_elsewhere(self) -> list[str]:
         """Runs under ``root`` that another live process on this machine is training (an earlier app, a CLI)."""
         out = []
@@ -289,8 +291,8 @@ class JobManager:
         for p in sorted(self.root.iterdir()) if self.root.is_dir() else []:
             if not p.is_dir() or p.name.startswith(".") or (active and p.name == active.run_id):
                 continue
-            st = RunDir(p).status()
-            if st.get("state") == "running" and st.get("host") == socket.gethostname() and owner_alive(st):
+            status = RunDir(p).status()
+            if status.get("state") == "running" and status.get("host") == this_host() and owner_alive(status):
                 out.append(p.name)
         return out
 
@@ -300,8 +302,7 @@ class JobManager:
         spec.validate()
         path = self._claim_dir(run_id or new_run_id(spec.method, spec.lang), exact=run_id is not None)
         run = RunDir.create(path, spec.to_dict())
-        run.set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
-                       host=socket.gethostname())
+        run.queue()
         job = Job(path.name, path)
         with self._cond:
             if self._closed:
@@ -318,8 +319,6 @@ class JobManager:
         queued), changing nothing. While it waits the run is ``queued`` with the status it had in
         ``resume_of``; cancelling it puts that status back, and so does a resume its process refuses (the
         reason is kept in ``resume_error``)."""
-        from clo.runs import recover_run
-
         path = safe_run_path(self.root, run_id)
         run = RunDir(path)
         if not run.exists():
@@ -330,18 +329,15 @@ class JobManager:
             if self._holds(run_id) or run_id in self.running_elsewhere():
                 raise RunError(f"Run {run_id} is already queued or training.")
             recover_run(run)  # a run whose process is gone is interrupted, not running
-            st = run.status()
-            if st.get("state") == "queued":
+            status = run.status()
+            if status.get("state") == "queued":
                 raise RunError(f"Run {run_id} is already queued.")
-            step, why = run.resume_check(st)
+            step, why = resume_check(run, status)
             if step is None:
                 raise RunError(f"Run {run_id} cannot be resumed: {why}.")
             run.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
-            previous = {k: v for k, v in st.items() if k not in ("resume_error", "resume_failed_at")}
-            run.set_status("queued", resume_of=previous, resume_step=step, queued_by=os.getpid(),
-                           queued_by_started=process_start_id(os.getpid()), host=socket.gethostname(),
-                           released=False)
-            run.update_status(drop=("resume_error", "resume_failed_at"))
+            previous = {k: v for k, v in status.items() if k not in ("resume_error", "resume_failed_at")}
+            run.queue(resume_of=previous, resume_step=step)
             job = Job(run_id, path, kind="resume")
             self._jobs[run_id] = job
             self._queue.append(job)
@@ -358,9 +354,9 @@ class JobManager:
             if waiting is not None:
                 self._queue.remove(waiting)
                 if waiting.kind == "resume":
-                    _unqueue_resume(RunDir(path))
+                    RunDir(path).unqueue_resume()
                 else:
-                    RunDir(path).set_status("stopped", phase="cancelled", error="Cancelled before it started.")
+                    RunDir(path).cancel()
                 return "cancelled"
             is_active = self._active is not None and self._active.run_id == run_id
         run = RunDir(path)
@@ -404,7 +400,7 @@ class JobManager:
             self._cond.notify_all()
         for job in released:
             if job.run.status().get("state") == "queued":
-                job.run.set_status("queued", released=True)
+                job.run.release()
         if kill and proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
@@ -438,18 +434,17 @@ class JobManager:
         for p in sorted(self.root.iterdir()):
             if not p.is_dir() or p.name.startswith("."):
                 continue
-            st = RunDir(p).status()
-            if st.get("state") != "queued":
+            status = RunDir(p).status()
+            if status.get("state") != "queued":
                 continue
-            owner, host = st.get("queued_by"), st.get("host")
-            if not st.get("released") and (owner is None or owner == os.getpid() or host != socket.gethostname()
-                                           or pid_alive(owner, st.get("queued_by_started"))):
+            owner, host = status.get("queued_by"), status.get("host")
+            if not status.get("released") and (owner is None or owner == os.getpid() or host != this_host()
+                                           or pid_alive(owner, status.get("queued_by_started"))):
                 continue  # not queued by a manager (a CLI run about to start), or its manager is alive
-            found.append((st.get("created") or "", p))
+            found.append((status.get("created") or "", p))
         for _, p in sorted(found):
-            st = RunDir(p).set_status("queued", queued_by=os.getpid(), queued_by_started=process_start_id(os.getpid()),
-                                      host=socket.gethostname(), released=False)
-            job = Job(p.name, p, kind="resume" if isinstance(st.get("resume_of"), dict) else "train")
+            status = RunDir(p).queue()
+            job = Job(p.name, p, kind="resume" if isinstance(status.get("resume_of"), dict) else "train")
             self._jobs[job.run_id] = job
             self._queue.append(job)
 
@@ -466,7 +461,7 @@ class JobManager:
                 self._run(job)
             except Exception as e:  # the worker must survive anything one job does
                 log.exception("job %s failed in the worker", job.run_id)
-                job.run.set_status("failed", error=f"{type(e).__name__}: {e}")
+                job.run.fail(f"{type(e).__name__}: {e}")
             finally:
                 with self._cond:
                     self._active = None
@@ -506,24 +501,22 @@ class JobManager:
     def _finish(self, job: Job) -> None:
         """Record an outcome the child could not record itself."""
         run, rc = job.run, job.returncode
-        st = run.status()
-        state = st.get("state")
+        status = run.status()
+        state = status.get("state")
         if state not in ACTIVE_STATES and state != "unknown":
             return
         error = error_from_log(run.path / LOG_NAME)
-        if job.kind == "resume" and state == "queued" and isinstance(st.get("resume_of"), dict):
+        if job.kind == "resume" and state == "queued" and isinstance(status.get("resume_of"), dict):
             # refused before it began (the base model is gone, …): the run is as it was, with the reason
-            _unqueue_resume(run, resume_error=error or f"the resume process exited with code {rc}",
-                            resume_failed_at=now_iso(), returncode=rc)
+            run.unqueue_resume(resume_error=error or f"the resume process exited with code {rc}",
+                               resume_failed_at=now_iso(), returncode=rc)
             return
         if rc is not None and rc < 0:
             try:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
-            run.restore_interrupted_save()  # the child is gone: tidy what a kill mid-save left
-            run.clean_partial_writes()
-            run.mark_interrupted(f"the training process was killed ({name})" + (f"; last output: {error}" if error else ""),
-                                 lost_at=now_iso(), returncode=rc)
+            run.mark_lost(f"the training process was killed ({name})" + (f"; last output: {error}" if error else ""),
+                          lost_at=now_iso(), returncode=rc, signal=name)
         else:
-            run.set_status("failed", error=error or f"the training process exited with code {rc}", returncode=rc)
+            run.fail(error or f"the training process exited with code {rc}", returncode=rc)

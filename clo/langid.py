@@ -1,4 +1,4 @@
-"""Offline language identification for model answers (DESIGN.md §4).
+"""Offline language identification for model answers (docs/design.md, "Measuring the answer's language").
 
 The Language Confusion Benchmark detects each line with fastText ``lid.176`` (full model). Only the
 compressed model ships offline, and on short Swahili it is right 43% of the time, so this module combines
@@ -53,6 +53,7 @@ needs to tell Swahili from English; the LPR metric does not restrict.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import threading
 import unicodedata
@@ -60,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from clo.data import ASSETS
 from clo.languages import LANGUAGES
 
 __all__ = [
@@ -545,7 +547,7 @@ def detect_batch(texts: Iterable[str], candidates: list[str] | None = None) -> l
 
 
 def detect_lines(text: str, candidates: list[str] | None = None) -> list[LineDetection]:
-    """Split ``text`` into stripped non-blank lines and detect each (DESIGN §4).
+    """Split ``text`` into stripped non-blank lines and detect each (docs/design.md).
 
     ``counted`` is False for lines with fewer than :data:`MIN_TOKENS` tokens (:func:`count_tokens`) and for
     marker lines (no letters, code): they carry no language and the metrics skip them.
@@ -569,10 +571,6 @@ def validation_lines(lang: str, counted_only: bool = True) -> list[str]:
     ``assets/data/*/en.jsonl`` and the ``*_en`` fields of every cross-lingual file. Missing files give
     no lines. With ``counted_only`` only lines the metrics count (≥ :data:`MIN_TOKENS` tokens) are kept.
     """
-    import json
-
-    from clo.data import ASSETS
-
     sources: list[tuple[Path, tuple[str, ...]]] = []
     if lang == "en":
         sources += [(ASSETS / "demo" / "en.jsonl", ("instruction", "response"))]

@@ -1,4 +1,4 @@
-"""The CLO loss (DESIGN.md §1) as pure functions of log-prob tensors.
+"""The CLO loss (docs/design.md, "Method") as pure functions of log-prob tensors.
 
     L_CL  = mean over pairs of  -log σ(β · [ratio(chosen) - ratio(rejected)])
     L_SFT = NLL(y_t | x_t), mean over the response tokens of target-direction chosen answers

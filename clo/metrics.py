@@ -1,4 +1,4 @@
-"""Does the model answer in the asked language, and is the answer real text? (DESIGN.md §4)
+"""Does the model answer in the asked language, and is the answer real text? (docs/design.md, "Measuring the answer's language")
 
 Language Confusion Benchmark metrics (Marchisio et al., 2024) on top of :mod:`clo.langid`, plus two
 degeneration checks that language ID cannot see, and chrF++ where references exist:

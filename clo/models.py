@@ -16,6 +16,7 @@ Only safetensors weights are read, and ``trust_remote_code`` stays off unless th
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import logging
@@ -29,6 +30,8 @@ from pathlib import Path
 __all__ = [
     "BUNDLED",
     "BundledModel",
+    "bundled_model",
+    "display_name",
     "ModelNotFoundError",
     "UnsafeModelError",
     "check_model_folder",
@@ -139,8 +142,6 @@ def clo_home() -> Path:
 
 def _assemble_split_gguf(model: BundledModel, folder: Path) -> Path | None:
     """Gemma's GGUF ships split across part packages; the main package joins them and checks SHA-256."""
-    import importlib
-
     try:
         pkg = importlib.import_module(model.package)
     except ImportError:
@@ -166,6 +167,19 @@ class LoadedModel:
 def _canonical(name: str) -> str:
     key = name.strip().lower()
     return _ALIASES.get(key, key)
+
+
+def bundled_model(name: str) -> BundledModel | None:
+    """The bundled model that ``name`` (its name or an alias such as ``default``) means, else None."""
+    return BUNDLED.get(_canonical(str(name)))
+
+
+def display_name(name: str) -> str:
+    """A short name to show for a model: ``default`` → ``SmolLM2-135M-Instruct``; a folder → its last part."""
+    bundled = bundled_model(name)
+    if bundled:
+        return bundled.title.split(" (")[0]
+    return Path(name).name if "/" in str(name) else str(name)
 
 
 def resolve_model(name: str, *, trust_remote_code: bool | None = None) -> tuple[str, Path | str]:

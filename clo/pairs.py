@@ -1,4 +1,4 @@
-"""Cross-lingual preference pairs (DESIGN.md §1).
+"""Cross-lingual preference pairs (docs/design.md, "Method").
 
 Each cross-lingual sample gives two pairs, always kept together:
 

@@ -1,55 +1,112 @@
-"""Run directories (DESIGN.md §3).
+"""Run directories and the one record of a run's state, ``status.json`` (docs/design.md, "Run directories").
 
     runs/<run-id>/config.yaml     everything needed to reproduce it (`clo train --config config.yaml`)
-    runs/<run-id>/status.json     queued | running | stopped | failed | finished | interrupted, with error text
+    runs/<run-id>/status.json     the run's state: :data:`STATUS_FIELDS` below, written only by :class:`RunDir`
     runs/<run-id>/metrics.jsonl   one line per logged step
     runs/<run-id>/model/          safetensors weights (or a LoRA adapter), written atomically
     runs/<run-id>/checkpoint/     with save_steps: the trainer's state at the last save (weights, optimizer,
                                   scheduler, RNG, trainer_state.json), replaced atomically; `clo runs resume`
     runs/<run-id>/eval.json       metrics of the last evaluation
 
-Every file is replaced atomically (write to a temporary name, then ``os.replace``), so a reader never sees
-a torn file. A run whose process vanished while ``running`` is marked ``interrupted`` by :func:`recover_lost`,
-with the last sign of life of its process (``lost_at``) and the time it was found (``interrupted_at``). A
-process is identified by its pid *and* its start time, so a pid reused by another program does not keep a
-dead run "running".
+Every file is replaced atomically (write to a temporary name, then ``os.replace``), so a reader never sees a
+torn file. ``status.json`` changes only through :class:`RunDir`'s intent methods — :meth:`~RunDir.queue`,
+:meth:`~RunDir.phase`, :meth:`~RunDir.record`, :meth:`~RunDir.finish`, :meth:`~RunDir.fail`,
+:meth:`~RunDir.mark_lost`, … — and the same calls feed the live event sink (``RunDir(path, events=…)``) that
+the CLI's progress bar and the app listen to, so a phase has one name in both. Who owns a process is
+:mod:`clo.process`; resuming is :mod:`clo.resume`; listing runs is :mod:`clo.catalog`.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
+from clo.process import owner_alive, owner_fields
+from clo.testing import fault_point
+
 __all__ = [
     "RUN_STATES",
+    "DONE_STATES",
+    "PHASES",
+    "STATUS_FIELDS",
     "RunDir",
     "RunError",
     "default_runs_root",
     "new_run_id",
-    "list_runs",
-    "recover_lost",
+    "now_iso",
     "atomic_write_text",
     "safe_run_path",
-    "pid_alive",
-    "owner_alive",
-    "process_start_id",
     "recover_run",
+    "recover_lost",
     "resolve_run",
-    "fault_point",
+    "iter_runs",
+    "phase_label",
 ]
 
+log = logging.getLogger(__name__)
+
 RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")
-RESUMABLE_STATES = ("interrupted", "failed", "stopped")
-REPLACED_METRICS = "metrics.replaced.jsonl"  # rows of a lost attempt after the step a resume starts from
+DONE_STATES = ("stopped", "failed", "finished", "interrupted")
+
+# A running run's phase: one name in status.json and in the live events, and the words the app shows for it.
+PHASES = {
+    "queued": "waiting in the queue",
+    "loading": "loading model",
+    "reference": "reference pass",
+    "training": "training",
+    "saving": "saving model",
+    "resuming": "resuming",
+    "cancelled": "cancelled",
+    "done": "done",
+}
+
+# Every key status.json may hold, in one place. set_status refuses any other (a misspelt key would otherwise be
+# written and never read).
+STATUS_FIELDS = {
+    # state
+    "state": "one of RUN_STATES",
+    "phase": "one of PHASES (while running; 'done' after)",
+    "stage": "sft-dpo's stage being trained: 'sft' or 'dpo'",
+    "note": "a sentence for the user (e.g. what a stop kept)",
+    # times (UTC, ISO 8601)
+    "created": "when the run directory was made",
+    "updated": "last write of this file",
+    "started": "first time it ran",
+    "ended": "when it stopped, failed, finished or was lost",
+    "duration_s": "seconds from start to end of its last attempt",
+    # the process that trains it (clo.process)
+    "pid": "training process id", "pid_started": "its start time (tells it from a later process with its pid)",
+    "host": "machine of the training (or queuing) process",
+    # the queue (clo.jobs)
+    "queued_by": "pid of the job manager that queued it", "queued_by_started": "that process's start time",
+    "released": "true: its manager closed; the next one adopts it",
+    # progress and result
+    "n_samples": "samples it trains on", "step": "optimizer steps done at the end",
+    "truncation": "what max_length cuts: sequences, cut, lost_end, skipped_samples, policy (clo.train.fit_to_length)",
+    "max_steps": "total optimizer steps of the run, once training has begun",
+    "saved_step": "step of the model in model/", "checkpoint_step": "step of checkpoint/",
+    "ref_cache_hit": "reference log-probs read from the cache", "ref_pass_s": "seconds of the reference pass",
+    "trainable_params": "parameters that train", "total_params": "parameters of the model",
+    # failure
+    "error": "one line: what went wrong", "traceback": "its last 4,000 characters",
+    "returncode": "exit code of the training process, when a job manager saw it end",
+    "signal": "the signal that ended it, when one did",
+    "lost_at": "last sign of life of a lost process", "interrupted_at": "when the loss was found",
+    # resume (clo.resume)
+    "resume_of": "while queued to resume: the status it had before", "resume_step": "the step it resumes from",
+    "resume_error": "why its last resume was refused", "resume_failed_at": "when",
+    "resumed_from_step": "the step this attempt started from", "rows_replaced": "metrics rows moved aside",
+    "attempts": "earlier attempts, each as it ended",
+}
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -57,8 +114,15 @@ class RunError(ValueError):
     """A run id or run directory that cannot be used."""
 
 
+def phase_label(phase: str | None, state: str | None = None) -> str:
+    """The words for a phase (``reference`` → ``reference pass``); a state stands in when there is no phase."""
+    key = phase or state or "unknown"
+    return PHASES.get(key, key)
+
+
 def default_runs_root() -> Path:
-    return Path(os.environ.get("CLO_RUNS", "runs"))
+    """The runs folder: ``$CLO_RUNS``, else ``./runs`` (absolute, so that the app and the CLI name one folder)."""
+    return Path(os.environ.get("CLO_RUNS") or "runs").expanduser().resolve()
 
 
 def now_iso() -> str:
@@ -106,12 +170,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class RunDir:
-    """One run directory. Cheap to construct; reads files on demand."""
+    """One run directory. Cheap to construct; reads files on demand; the only writer of ``status.json``.
 
-    def __init__(self, path: str | Path, readonly: bool = False):
+    ``events``: a callable fed one dict per change a live view cares about (``{"phase": …}`` and
+    ``{"phase": "training", "metrics": row}``); ``readonly``: a view for the non-main ranks of a multi-process
+    run, which write nothing and send no events."""
+
+    def __init__(self, path: str | Path, readonly: bool = False, events: Callable[[dict], None] | None = None):
         self.path = Path(path)
-        # Under multi-process training (accelerate) only the main process writes; the others hold a read-only view.
         self.readonly = readonly
+        self.events = events
 
     # -- identity -------------------------------------------------------------------------------------
     @property
@@ -139,7 +207,7 @@ class RunDir:
 
     # -- creation -------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, config: dict) -> "RunDir":
+    def create(cls, path: str | Path, config: dict, events=None) -> "RunDir":
         """Make a new run directory with ``config.yaml`` and a ``queued`` status. Refuses a used folder."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -147,19 +215,29 @@ class RunDir:
         if path.exists() and any(path.iterdir()) and cls(path).status().get("state") != "queued":  # a queued run is taken over by its job
             raise RunError(f"Run directory {path} already exists and is not empty; choose another --out.")
         path.mkdir(parents=True, exist_ok=True)
-        run = cls(path)
+        run = cls(path, events=events)
         atomic_write_text(run.config_path, yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         run.set_status("queued", created=now_iso())
         return run
 
-    # -- status ---------------------------------------------------------------------------------------
+    # -- status: the low-level writer ----------------------------------------------------------------------
     def status(self) -> dict:
         try:
             return json.loads(self.status_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             return {"state": "unknown"}
 
+    def _write_status(self, data: dict) -> dict:
+        unknown = set(data) - set(STATUS_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown status.json field(s): {', '.join(sorted(unknown))} (see STATUS_FIELDS)")
+        data["updated"] = now_iso()
+        atomic_write_text(self.status_path, json.dumps(data, indent=2, ensure_ascii=False))
+        return data
+
     def set_status(self, state: str, **fields) -> dict:
+        """Set the state (and ``fields``). ``running`` records this process as the owner; a done state records
+        the end time. The intent methods below are the ways to call it."""
         if state not in RUN_STATES:
             raise ValueError(f"unknown run state {state!r}")
         if self.readonly:
@@ -170,16 +248,12 @@ class RunDir:
                 data.pop(old, None)
         data.update(fields)
         data["state"] = state
-        data["updated"] = now_iso()
         if state == "running":
             data.setdefault("started", now_iso())
-            data["pid"] = os.getpid()
-            data["pid_started"] = process_start_id(os.getpid())  # tells this process from a later one with its pid
-            data["host"] = socket.gethostname()
-        if state in ("stopped", "failed", "finished", "interrupted"):
+            data.update(owner_fields())  # pid + start time tell this process from a later one with its pid
+        if state in DONE_STATES:
             data.setdefault("ended", now_iso())
-        atomic_write_text(self.status_path, json.dumps(data, indent=2, ensure_ascii=False))
-        return data
+        return self._write_status(data)
 
     def update_status(self, drop=(), **fields) -> dict:
         """Change some fields of ``status.json`` without changing its state (``drop``: keys to remove)."""
@@ -189,9 +263,7 @@ class RunDir:
         for key in drop:
             data.pop(key, None)
         data.update(fields)
-        data["updated"] = now_iso()
-        atomic_write_text(self.status_path, json.dumps(data, indent=2, ensure_ascii=False))
-        return data
+        return self._write_status(data)
 
     def config(self) -> dict:
         try:
@@ -199,10 +271,75 @@ class RunDir:
         except (OSError, yaml.YAMLError):
             return {}
 
+    # -- status: intents ----------------------------------------------------------------------------------
+    def emit(self, event: dict) -> None:
+        """Send ``event`` to the live view, if any (never from a read-only view). A broken view never breaks
+        training."""
+        if self.events is None or self.readonly:
+            return
+        try:
+            self.events(event)
+        except Exception:
+            log.exception("event sink failed")
+
+    def queue(self, *, resume_of: dict | None = None, resume_step: int | None = None) -> dict:
+        """Queued by a job manager in this process (to resume from ``resume_step`` with the status it had in
+        ``resume_of``)."""
+        fields = {**owner_fields("queued_by"), "released": False}
+        if resume_of is not None:
+            fields.update(resume_of=resume_of, resume_step=resume_step)
+        data = self.set_status("queued", **fields)
+        if resume_of is not None:
+            data = self.update_status(drop=("resume_error", "resume_failed_at"))
+        return data
+
+    def release(self) -> dict:
+        """The job manager that queued it closed: the next manager on the runs folder adopts it."""
+        return self.set_status("queued", released=True)
+
+    def unqueue_resume(self, **fields) -> dict:
+        """Put back the status a run had before it was queued to resume (plus ``fields``)."""
+        status = self.status()
+        previous = status.get("resume_of")
+        if self.readonly or status.get("state") != "queued" or not isinstance(previous, dict):
+            return status
+        return self._write_status({**previous, **fields})
+
+    def cancel(self) -> dict:
+        """A queued job removed from the queue before it started."""
+        return self.set_status("stopped", phase="cancelled", error="Cancelled before it started.")
+
+    def phase(self, name: str, **fields) -> dict:
+        """Running, now in phase ``name`` (one of :data:`PHASES`); ``fields`` go to the status and the event.
+        Event-only details (a loading message, the rows of the reference pass) go through :meth:`emit`."""
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {name!r}")
+        data = self.set_status("running", phase=name, **fields)
+        self.emit({"phase": name, **fields})
+        return data
+
+    def record(self, **fields) -> dict:
+        """Progress that changes no state: a periodic save (``saved_step``), a checkpoint, cache facts."""
+        return self.update_status(**fields)
+
+    def finish(self, state: str, **fields) -> dict:
+        """The run ended as ``finished`` or ``stopped``, or ``failed`` (with ``error``)."""
+        if state not in ("finished", "stopped", "failed"):
+            raise ValueError(f"{state!r} is not how a run ends")
+        data = self.set_status(state, phase="done", **fields)
+        event = {"phase": "done", "state": state}
+        if fields.get("error"):
+            event["error"] = fields["error"]
+        self.emit(event)
+        return data
+
+    def fail(self, error: str, **fields) -> dict:
+        return self.finish("failed", error=error, **fields)
+
     # -- metrics --------------------------------------------------------------------------------------
     def append_metrics(self, row: dict) -> None:
-        """One line per logged step; each line is written whole and flushed, so a kill loses at most the line
-        being written and every earlier line stays readable."""
+        """One line per logged step (and the same row to the live view); each line is written whole and
+        flushed, so a kill loses at most the line being written and every earlier line stays readable."""
         if self.readonly:
             return
         line = json.dumps(row, ensure_ascii=False) + "\n"
@@ -210,6 +347,7 @@ class RunDir:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        self.emit({"phase": "training", "metrics": row})
 
     def metrics(self) -> list[dict]:
         rows = []
@@ -328,12 +466,12 @@ class RunDir:
                 removed.append(str(p.relative_to(self.path)))
         return removed
 
-    # -- lost processes and resume -----------------------------------------------------------------------
+    # -- lost processes ---------------------------------------------------------------------------------------
     def last_sign_of_life(self, status: dict | None = None) -> str | None:
         """The latest moment the run's process is known to have been alive: its last status update, metrics
         line or log line. A kill came after it (and before it was found)."""
-        st = self.status() if status is None else status
-        times = [t for t in (_parse_iso(st.get("updated")),) if t is not None]
+        status = self.status() if status is None else status
+        times = [t for t in (_parse_iso(status.get("updated")),) if t is not None]
         for p in (self.metrics_path, self.path / "train.log"):
             try:
                 times.append(p.stat().st_mtime)
@@ -341,109 +479,16 @@ class RunDir:
                 pass
         return _iso(max(times)) if times else None
 
-    def mark_interrupted(self, error: str, lost_at: str | None = None, **fields) -> dict:
-        """State ``interrupted``: ``lost_at`` (last sign of life, or when the loss was seen), ``interrupted_at``
-        (when it was recorded), ``ended`` = ``lost_at``. Metrics and the last saved model stay."""
+    def mark_lost(self, error: str, lost_at: str | None = None, **fields) -> dict:
+        """The training process is gone without recording an outcome (killed, crashed, machine restarted):
+        tidy what it left half-written, then state ``interrupted`` with ``lost_at`` (last sign of life, or when
+        the loss was seen), ``interrupted_at`` (when it was recorded) and ``ended`` = ``lost_at``. Metrics and
+        the last saved model stay."""
+        self.restore_interrupted_save()
+        self.clean_partial_writes()
         lost_at = lost_at or self.last_sign_of_life() or now_iso()
         return self.set_status("interrupted", error=error, lost_at=lost_at, interrupted_at=now_iso(),
                                ended=lost_at, **fields)
-
-    def resume_check(self, status: dict | None = None) -> tuple[int | None, str | None]:
-        """``(step, None)`` when the run can be resumed from its checkpoint's ``step``, else ``(None, why)``
-        with a short reason. Reads only; a lost process is not looked for (see :meth:`resume_point`)."""
-        step, why, _ = self._resume_check(status)
-        return step, why
-
-    def _resume_check(self, status: dict | None = None) -> tuple[int | None, str | None, bool]:
-        """(step, why not, whether training it again from the start is the way out)."""
-        st = self.status() if status is None else status
-        state = st.get("state", "unknown")
-        if state == "queued" and isinstance(st.get("resume_of"), dict):  # queued by the app to be resumed
-            state = st["resume_of"].get("state", "unknown")
-        elif state == "queued":
-            return None, "it is waiting in the queue to be trained", False
-        if state == "running":
-            return None, (f"it is still running (process {st.get('pid')} on {st.get('host')}); stop it first, "
-                          "or wait for it"), False
-        if state == "finished":
-            return None, "it has already finished; there is nothing to resume", False
-        if state not in RESUMABLE_STATES:
-            return None, f"it is {state}; only an interrupted, failed or stopped run can be resumed", False
-        if self.config().get("method") == "sft-dpo":
-            return None, ("sft-dpo trains in two stages (SFT, then DPO on the SFT model), which a single "
-                          "checkpoint does not capture"), True
-        step = self.checkpoint_step()
-        if step is None:
-            every = self.config().get("save_steps") or 0
-            return None, ("it was started without save_steps, so it kept no checkpoint" if not every else
-                          f"it ended before its first checkpoint (save_steps {every})"), True
-        return step, None, False
-
-    def resume_point(self) -> int:
-        """The step that ``clo runs resume`` would continue from (its checkpoint's). Raises :class:`RunError`
-        saying why when the run cannot be resumed. Changes nothing, except that a lost process is recorded
-        (:func:`recover_run`)."""
-        recover_run(self)
-        step, why, restart = self._resume_check()
-        if step is not None:
-            return step
-        if not restart:
-            raise RunError(f"Run {self.id} cannot be resumed: {why}.")
-        raise RunError(f"Run {self.id} cannot be resumed: {why}. Start it again with "
-                       f"`python -m clo train --config {self.config_path}` (with --save-steps N to make it "
-                       "resumable).")
-
-    def prepare_resume(self, step: int) -> int:
-        """Before a resume from ``step``: rows that the lost attempt logged after ``step`` move to
-        ``metrics.replaced.jsonl`` (annotated, nothing is dropped) so that ``metrics.jsonl`` holds each step
-        once; the status becomes ``running`` with ``resumed_from_step`` and the lost attempt in ``attempts``.
-        ``saved_step`` names the step of the model already in ``model/`` (kept until this attempt saves).
-        A run queued for resume by the app (state ``queued`` with ``resume_of``, see
-        :meth:`clo.jobs.JobManager.submit_resume`) is recorded as the attempt it was before it was queued, and
-        a stop requested since it was queued is kept (the job manager cleared older ones when it queued it).
-        Returns how many rows moved."""
-        kept, moved = [], []
-        try:
-            lines = self.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)
-        except OSError:
-            lines = []
-        for line in lines:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                moved.append({"unparsed": line.rstrip("\n")})  # the torn last line of a kill
-                continue
-            (kept if isinstance(row, dict) and (row.get("step") or 0) <= step else moved).append(row)
-        if moved:  # first the side file, then the rewrite: a kill in between duplicates rows, never loses them
-            with open(self.path / REPLACED_METRICS, "a", encoding="utf-8") as f:
-                for row in moved:
-                    f.write(json.dumps({**row, "replaced_at": now_iso(), "resumed_from_step": step},
-                                       ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            atomic_write_text(self.metrics_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-        st = self.status()
-        queued = st.get("state") == "queued" and isinstance(st.get("resume_of"), dict)
-        prev = st.get("resume_of") if queued else st  # the attempt as it ended (before the app queued it)
-        attempt = {k: prev.get(k) for k in ("state", "started", "ended", "lost_at", "interrupted_at", "error", "pid",
-                                            "host", "step", "saved_step", "checkpoint_step") if prev.get(k) is not None}
-        attempt["last_logged_step"] = max([r.get("step") or 0 for r in kept + moved if "step" in r], default=0)
-        # the model now in model/: a stopped run saved it at its last step, any other at its last periodic save
-        model_step = (prev.get("step") if prev.get("state") == "stopped" and prev.get("phase") == "done"
-                      and prev.get("step") else prev.get("saved_step"))
-        for k in ("lost_at", "interrupted_at", "returncode", "traceback", "note", "duration_s", "step", "resume_of",
-                  "resume_error", "resume_failed_at", "queued_by", "queued_by_started", "released"):
-            st.pop(k, None)
-        if self.has_model() and model_step:
-            st["saved_step"] = model_step
-        st["attempts"] = list(st.get("attempts") or []) + [attempt]
-        st["resumed_from_step"] = step
-        st["rows_replaced"] = len(moved)
-        atomic_write_text(self.status_path, json.dumps(st, indent=2, ensure_ascii=False))
-        if not queued:
-            self.stop_path.unlink(missing_ok=True)  # a stop request of the lost attempt must not end this one
-        self.set_status("running", phase="resuming", resumed_from_step=step)
-        return len(moved)
 
     def has_model(self) -> bool:
         return (self.model_path / "config.json").exists() or (self.model_path / "adapter_config.json").exists()
@@ -460,135 +505,26 @@ class RunDir:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def summary(self) -> dict:
-        st, cfg = self.status(), self.config()
-        rows = self.metrics()
-        last = rows[-1] if rows else {}
-        resume_step, why_not = self.resume_check(st)
-        return {
-            "id": self.id,
-            "path": str(self.path),
-            "state": st.get("state", "unknown"),
-            "method": cfg.get("method"),
-            "lang": cfg.get("lang"),
-            "model": cfg.get("model"),
-            "scope": cfg.get("scope"),
-            "lr": cfg.get("lr"),
-            "epochs": cfg.get("epochs"),
-            "step": last.get("step"),
-            "loss": last.get("loss"),
-            "started": st.get("started"),
-            "ended": st.get("ended"),
-            "duration_s": st.get("duration_s"),
-            "error": st.get("error"),
-            "lost_at": st.get("lost_at"),
-            "interrupted_at": st.get("interrupted_at"),
-            "resumed_from_step": st.get("resumed_from_step"),
-            "checkpoint_step": self.checkpoint_step(),
-            "has_model": self.has_model(),
-            "resumable": resume_step is not None,
-            "resume_step": resume_step,
-            "not_resumable": why_not,
-            "resume_queued": st.get("state") == "queued" and isinstance(st.get("resume_of"), dict),
-            "resume_error": st.get("resume_error"),
-            "note": st.get("note"),
-        }
-
-
-_BOOT_ID: list[str] = []
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, "boot-id:start ticks") of a process from Linux's /proc; None elsewhere or when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        rest = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3, starttime field 22
-        if not _BOOT_ID:
-            try:
-                _BOOT_ID.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
-            except OSError:
-                _BOOT_ID.append("")
-        return rest[0], f"{_BOOT_ID[0]}:{rest[19]}"
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def process_start_id(pid: int) -> str | None:
-    """When process ``pid`` started, as a string that a later process reusing the pid does not share:
-    ``linux:<boot id>:<start time in clock ticks>`` (exact, from /proc), else ``ct:<psutil create_time>``."""
-    st = _proc_stat(pid)
-    if st is not None:
-        return f"linux:{st[1]}"
-    try:
-        import psutil
-
-        return f"ct:{psutil.Process(pid).create_time():.2f}"
-    except Exception:  # psutil missing, or no such process
-        return None
-
-
-def _same_process(recorded: str, current: str | None) -> bool:
-    if current is None or recorded.split(":", 1)[0] != current.split(":", 1)[0]:
-        return True  # not comparable: trust the pid
-    if recorded.startswith("ct:"):  # psutil's create_time derives from a boot time that can drift by a second
-        try:
-            return abs(float(recorded[3:]) - float(current[3:])) < 1.5
-        except ValueError:
-            return True
-    return recorded == current
-
-
-def pid_alive(pid, started: str | None = None) -> bool:
-    """Is a process with this id running on this machine? With ``started`` (a :func:`process_start_id`
-    recorded earlier) a different process that has since been given the same pid does not count, and neither
-    does a zombie (a dead child nobody has reaped)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by another user
-    except OSError:
-        return False
-    st = _proc_stat(pid)
-    if st is not None and st[0] in ("Z", "X"):
-        return False
-    if started:
-        return _same_process(started, f"linux:{st[1]}" if st is not None else process_start_id(pid))
-    return True
-
-
-def owner_alive(status: dict) -> bool:
-    """Is the process recorded in a run's ``status.json`` (pid, its start time, host) still running? On
-    another machine (a shared runs folder) it cannot be checked and counts as alive."""
-    host = status.get("host")
-    if host and host != socket.gethostname():
-        return True
-    return pid_alive(status.get("pid"), status.get("pid_started"))
-
 
 def recover_run(run: RunDir) -> bool:
     """Tidy one run after its process is gone: put back a model/checkpoint left aside by a kill between the
-    two renames of a save, and mark a run that was ``running`` as ``interrupted`` (removing the folders its
-    process left half-written). A run whose process is alive is not touched. Returns True when it was lost."""
-    st = run.status()
-    if st.get("state") == "running" and owner_alive(st):
+    two renames of a save, and mark a run that was ``running`` as lost (:meth:`RunDir.mark_lost`). A run whose
+    process is alive is not touched. Returns True when it was lost."""
+    status = run.status()
+    if status.get("state") == "running" and owner_alive(status):
         return False  # training: a .model.* folder may be a save in progress
     run.restore_interrupted_save()
-    if st.get("state") != "running":
+    if status.get("state") != "running":
         return False
-    run.clean_partial_writes()
-    lost_at = run.last_sign_of_life(st)
-    run.mark_interrupted(f"the training process (pid {st.get('pid')} on {st.get('host')}) ended without "
-                         f"finishing; lost at {lost_at} (last sign of life), found at {now_iso()}", lost_at=lost_at)
+    lost_at = run.last_sign_of_life(status)
+    run.mark_lost(f"the training process (pid {status.get('pid')} on {status.get('host')}) ended without "
+                  f"finishing; lost at {lost_at} (last sign of life), found at {now_iso()}", lost_at=lost_at)
     return True
 
 
 def recover_lost(root: str | Path | None = None) -> list[str]:
     """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids."""
-    return [run.id for run in _iter_runs(root) if recover_run(run)]
+    return [run.id for run in iter_runs(root) if recover_run(run)]
 
 
 def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
@@ -608,28 +544,7 @@ def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
     return run
 
 
-_FAULT_HITS: dict[str, int] = {}
-
-
-def fault_point(name: str, index: int | None = None) -> None:
-    """TEST-ONLY fault injection for tests/test_faults.py; does nothing unless ``CLO_FAULT`` is set.
-
-    ``CLO_FAULT=name`` or ``name:N`` makes the process SIGKILL itself (no cleanup, like ``kill -9`` or the
-    kernel's out-of-memory killer) the N-th time (default 1) it reaches the point ``name``, or where ``index``
-    (e.g. the step number) equals N. Points: ``ref_pass`` (after a batch of the reference pass), ``step``
-    (mid-step N: gradients computed, optimizer not stepped), ``save`` (the N-th model save: new files written,
-    not yet published by the rename).
-    """
-    want = os.environ.get("CLO_FAULT")
-    if not want or want.partition(":")[0] != name:
-        return
-    _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
-    n = want.partition(":")[2]
-    if (index if index is not None else _FAULT_HITS[name]) == int(n or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _iter_runs(root: str | Path | None):
+def iter_runs(root: str | Path | None):
     root = Path(root) if root is not None else default_runs_root()
     if not root.is_dir():
         return
@@ -640,8 +555,3 @@ def _iter_runs(root: str | Path | None):
                 yield run
 
 
-def list_runs(root: str | Path | None = None) -> list[dict]:
-    """Summaries of every run under ``root``, newest first, after marking lost runs ``interrupted``."""
-    recover_lost(root)
-    rows = [run.summary() for run in _iter_runs(root)]
-    return sorted(rows, key=lambda r: r.get("started") or "", reverse=True)

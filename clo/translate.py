@@ -1,4 +1,4 @@
-"""Translation of English SFT records into a target language (DESIGN.md §2), with a shared SQLite cache.
+"""Translation of English SFT records into a target language (docs/design.md, "Data flow"), with a shared SQLite cache.
 
 Backends are looked up by name in :data:`BACKENDS`:
 
@@ -26,19 +26,15 @@ In Python (``cache=None`` is the default cache under ``$CLO_HOME``)::
 """
 from __future__ import annotations
 
-import hashlib
-import random
-import re
-import sqlite3
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from clo.data import ASSETS, SFT_FIELDS, validate_records, read_records
+from clo.data import ASSETS, SFT_FIELDS, read_records, validate_records
 from clo.languages import Language, get_language
-from clo.models import ModelNotFoundError, clo_home
+from clo.models import ModelNotFoundError
+from clo.segment import split_text
+from clo.translation_cache import TranslationCache, TranslationError, default_cache_path, open_cache
 
 __all__ = [
     "BACKENDS",
@@ -61,274 +57,12 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
-class TranslationError(ValueError):
-    """A translation that cannot start or finish; the message says why and what to do."""
-
-
 class UnsupportedLanguageError(TranslationError):
     """The chosen backend (or its checkpoint) does not cover a language."""
 
 
 class MissingReferenceError(TranslationError):
     """The ``reference`` backend was asked for a text it has no hand-written translation of."""
-
-
-# -- segmentation ---------------------------------------------------------------------------------------------
-#
-# A text becomes a list of pieces (text, translate?). Joining the pieces' texts gives the input back exactly;
-# replacing the translatable ones by their translations gives the output, with every line break, code block,
-# inline code span and URL where it was.
-
-Piece = tuple[str, bool]
-
-_FENCE_OPEN = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")
-# list bullets, numbered items, headings, block quotes: kept as they are, the text after them is translated
-_LINE_PREFIX = re.compile(r"^(\s*(?:(?:[-*+•]|\d{1,3}[.)]|#{1,6}|>)\s+)*)")
-# inline code with any number of backticks, then URLs (trailing punctuation is trimmed in _keep_spans)
-_KEEP = re.compile(r"(`+)[^`\n].*?\1|<?(?:https?|ftp)://[^\s<>\"'`]+|\bwww\.[^\s<>\"'`]+\.[^\s<>\"'`]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?…])(\s+)(?=[\"'“‘(\[]?[A-Z0-9¿¡])")
-_URL_TAIL = ".,;:!?'\")]}>"
-_HARD_LIMIT = 2000  # a "sentence" longer than this (a table row, a run-on list) is split between words
-
-
-def _keep_spans(body: str) -> list[tuple[int, int]]:
-    """Character spans of inline code and URLs inside one line."""
-    spans = []
-    for m in _KEEP.finditer(body):
-        start, end = m.span()
-        if not m.group(1):  # a URL: a sentence's full stop or a closing bracket is not part of it
-            while end > start and body[end - 1] in _URL_TAIL:
-                ch = body[end - 1]
-                if ch == ")" and body[start:end].count("(") >= body[start:end].count(")"):
-                    break
-                end -= 1
-        spans.append((start, end))
-    return spans
-
-
-def _chunk_sentences(core: str, max_chars: int) -> list[Piece]:
-    """Group whole sentences into chunks of at most ``max_chars``; the spaces between chunks are kept.
-    A single sentence longer than ``_HARD_LIMIT`` is split between words rather than truncated by the model."""
-    parts: list[str] = []  # [text, space, text, space, ..., text]
-    for i, part in enumerate(_SENTENCE_END.split(core)):
-        parts += re.split(r"(\s+)", part) if i % 2 == 0 and len(part) > _HARD_LIMIT else [part]
-    out: list[Piece] = []
-    chunk = parts[0]
-    for i in range(1, len(parts), 2):
-        space, sentence = parts[i], parts[i + 1]
-        if len(chunk) + len(space) + len(sentence) <= max_chars:
-            chunk += space + sentence
-        else:
-            out += [(chunk, True), (space, False)]
-            chunk = sentence
-    out.append((chunk, True))
-    return out
-
-
-def _split_fragment(text: str, max_chars: int) -> list[Piece]:
-    """Plain prose between kept spans: keep its outer whitespace, translate what has letters in it."""
-    core = text.strip()
-    if not core or not any(ch.isalpha() for ch in core):
-        return [(text, False)]
-    lead = text[: len(text) - len(text.lstrip())]
-    tail = text[len(text.rstrip()):]
-    pieces = [(lead, False)] if lead else []
-    pieces += _chunk_sentences(core, max_chars)
-    if tail:
-        pieces.append((tail, False))
-    return pieces
-
-
-def _split_line(line: str, max_chars: int) -> list[Piece]:
-    prefix = _LINE_PREFIX.match(line).group(1)
-    body = line[len(prefix):]
-    pieces: list[Piece] = [(prefix, False)] if prefix else []
-    pos = 0
-    for start, end in _keep_spans(body):
-        if start > pos:
-            pieces += _split_fragment(body[pos:start], max_chars)
-        pieces.append((body[start:end], False))
-        pos = end
-    if pos < len(body):
-        pieces += _split_fragment(body[pos:], max_chars)
-    return pieces
-
-
-def split_text(text: str, max_chars: int = 400) -> list[Piece]:
-    """Split ``text`` into pieces ``(text, translate)``; ``"".join(t for t, _ in pieces) == text``.
-
-    >>> split_text("Run `ls` now.\\n\\n```\\nls -l\\n```")
-    [('Run', True), (' `ls` ', False), ('now.', True), ('\\n\\n```\\nls -l\\n```', False)]
-    """
-    pieces: list[Piece] = []
-    fence: str | None = None  # the opening fence while inside a code block
-    for line in text.splitlines(keepends=True):
-        if fence is not None:
-            pieces.append((line, False))
-            stripped = line.strip()
-            if stripped.startswith(fence) and set(stripped) == {fence[0]}:
-                fence = None
-            continue
-        m = _FENCE_OPEN.match(line)
-        if m:
-            fence = m.group(1)
-            pieces.append((line, False))
-            continue
-        ending = line[len(line.rstrip("\r\n")):]
-        content = line[: len(line) - len(ending)]
-        if content:
-            pieces += _split_line(content, max_chars)
-        if ending:
-            pieces.append((ending, False))
-    return _merge_kept(pieces)
-
-
-def _merge_kept(pieces: list[Piece]) -> list[Piece]:
-    """Drop empty pieces and join neighbouring kept ones (a code block becomes one piece)."""
-    out: list[Piece] = []
-    for text, translate in pieces:
-        if not text:
-            continue
-        if out and not translate and not out[-1][1]:
-            out[-1] = (out[-1][0] + text, False)
-        else:
-            out.append((text, translate))
-    return out
-
-
-# -- cache ----------------------------------------------------------------------------------------------------
-
-
-def default_cache_path() -> Path:
-    return clo_home() / "translations.sqlite"
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS translations (
-    key        TEXT PRIMARY KEY,   -- sha256 of translator, model, src, tgt, source
-    translator TEXT NOT NULL,
-    model      TEXT NOT NULL,
-    src        TEXT NOT NULL,
-    tgt        TEXT NOT NULL,
-    source     TEXT NOT NULL,
-    target     TEXT NOT NULL,
-    created    REAL NOT NULL
-)
-"""
-
-
-class TranslationCache:
-    """SQLite cache of segment translations, shared by threads and processes.
-
-    WAL mode lets readers run beside one writer; writers take turns through the busy timeout, and a write that
-    still finds the database locked is retried with back-off. ``INSERT OR IGNORE`` makes two processes that
-    translate the same text at once harmless: the first answer stays.
-    """
-
-    def __init__(self, path: str | Path | None = None, timeout: float = 30.0, retries: int = 8):
-        self.path = Path(path).expanduser() if path else default_cache_path()
-        self.timeout = timeout
-        self.retries = retries
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._retry(self._create)
-
-    @staticmethod
-    def key(translator: str, model: str, src: str, tgt: str, text: str) -> str:
-        return hashlib.sha256("\x1f".join((translator, model, src, tgt, text)).encode("utf-8")).hexdigest()
-
-    @contextmanager
-    def _connect(self):
-        try:
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-        except sqlite3.Error as e:
-            raise TranslationError(f"cannot open the translation cache {self.path}: {e}") from e
-        try:
-            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            yield con
-        except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and _is_locked(e):
-                raise
-            raise TranslationError(
-                f"the translation cache {self.path} is unusable ({e}); delete the file to start a fresh cache"
-            ) from e
-        finally:
-            con.close()
-
-    def _retry(self, fn):
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except sqlite3.OperationalError as e:
-                if not _is_locked(e):
-                    raise TranslationError(f"the translation cache {self.path} failed: {e}") from e
-                if attempt == self.retries:
-                    raise TranslationError(f"the translation cache {self.path} stayed locked: {e}") from e
-                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
-
-    def _create(self) -> None:
-        with self._connect() as con:
-            if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                con.execute("PRAGMA journal_mode = WAL")  # persistent: set once per file
-            con.execute(_SCHEMA)
-
-    def get_many(self, translator: str, model: str, src: str, tgt: str, texts: Iterable[str]) -> dict[str, str]:
-        """Cached translations of ``texts`` (those not cached are absent)."""
-        keys = {self.key(translator, model, src, tgt, t): t for t in texts}
-        found: dict[str, str] = {}
-
-        def read():
-            with self._connect() as con:
-                items = list(keys)
-                for i in range(0, len(items), 500):
-                    chunk = items[i:i + 500]
-                    q = f"SELECT key, target FROM translations WHERE key IN ({','.join('?' * len(chunk))})"
-                    for k, target in con.execute(q, chunk):
-                        found[keys[k]] = target
-
-        self._retry(read)
-        return found
-
-    def put_many(self, translator: str, model: str, src: str, tgt: str, pairs: Iterable[tuple[str, str]]) -> None:
-        """Store ``(source, target)`` pairs in one transaction; a text already cached keeps its translation."""
-        now = time.time()
-        rows = [(self.key(translator, model, src, tgt, s), translator, model, src, tgt, s, t, now) for s, t in pairs]
-        if not rows:
-            return
-
-        def write():
-            with self._connect() as con:
-                con.execute("BEGIN IMMEDIATE")
-                try:
-                    con.executemany("INSERT OR IGNORE INTO translations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
-
-        self._retry(write)
-
-    def count(self, translator: str | None = None) -> int:
-        def read():
-            with self._connect() as con:
-                if translator is None:
-                    return con.execute("SELECT COUNT(*) FROM translations").fetchone()[0]
-                return con.execute("SELECT COUNT(*) FROM translations WHERE translator = ?", (translator,)).fetchone()[0]
-
-        return self._retry(read)
-
-
-def _is_locked(e: Exception) -> bool:
-    msg = str(e).lower()
-    return "locked" in msg or "busy" in msg
-
-
-def _open_cache(cache) -> TranslationCache | None:
-    """``None`` → the default cache, ``False`` → no cache, a path → that file, a cache → itself."""
-    if cache is False:
-        return None
-    if isinstance(cache, TranslationCache):
-        return cache
-    return TranslationCache(cache)
 
 
 # -- translators ----------------------------------------------------------------------------------------------
@@ -717,7 +451,7 @@ def translate_texts(texts: list[str], lang: str, translator: str | Translator = 
     tr.check(src, lang)
     if not texts:
         return []
-    return tr.translate(list(texts), src, lang, ids=ids, cache=_open_cache(cache) if tr.uses_cache else None,
+    return tr.translate(list(texts), src, lang, ids=ids, cache=open_cache(cache) if tr.uses_cache else None,
                         progress=progress)
 
 

@@ -18,6 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clo.runs import RunDir
+from clo.resume import resume_check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,7 +165,7 @@ def test_a_translation_model_that_is_not_installed_is_a_clear_error(app):
 
 
 def test_train_page_widgets_presets_and_cli_command(app):
-    from clo.train import load_recipe
+    from clo.spec import load_recipe
 
     at = open_page(app, "train")
     for key in ("tr_preset", "tr_data", "tr_method", "tr_scope"):
@@ -268,7 +269,8 @@ def test_launch_refuses_a_missing_data_file_before_queuing(app, runs_root):
 
 @pytest.fixture()
 def finished_run(runs_root, tiny_model, xl_file) -> RunDir:
-    from clo.train import TrainSpec, run_training
+    from clo.spec import TrainSpec
+    from clo.train import run_training
 
     result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
                           runs_root / "tuned")
@@ -335,7 +337,7 @@ def test_an_interrupted_run_is_resumed_from_the_runs_page(app, runs_root, tiny_m
     Runs page shows it interrupted and resumable; Resume queues `clo runs resume` as a job, which the Train page
     shows, and which finishes the run. A run without a checkpoint says why it cannot be resumed."""
     from app_pages._shared import _job_manager
-    from clo.train import TrainSpec
+    from clo.spec import TrainSpec
 
     env = {**os.environ, "CLO_FAULT": "step:3", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "clo", "train", "--model", str(tiny_model), "--data", str(xl_file),
@@ -378,7 +380,7 @@ def test_a_failing_resume_shows_its_error_on_the_runs_and_train_pages(app, runs_
     """Resume of a run whose base model folder has since been removed: the real `clo runs resume` child refuses
     it; both pages show why, and the run stays interrupted and resumable (nothing was changed)."""
     from app_pages._shared import _job_manager
-    from clo.train import TrainSpec
+    from clo.spec import TrainSpec
 
     run = RunDir.create(runs_root / "orphaned", TrainSpec(model=str(tmp_path / "gone-model"), data=str(xl_file),
                                                           lang="sw", save_steps=1).to_dict())
@@ -392,6 +394,6 @@ def test_a_failing_resume_shows_its_error_on_the_runs_and_train_pages(app, runs_
     at.switch_page("app_pages/train.py").run()
     assert "`orphaned` — interrupted" in texts(at.markdown)
     assert "Resume failed:" in texts(at.error) and "not available offline" in texts(at.error)
-    assert "gone-model" in run.status()["resume_error"] and run.resume_check() == (1, None)
+    assert "gone-model" in run.status()["resume_error"] and resume_check(run) == (1, None)
     at.switch_page("app_pages/runs.py").run()
     assert "Resume failed:" in texts(at.error) and at.button(key="runs_resume").label == "Resume from step 1"

@@ -353,14 +353,14 @@ BAD_PRESETS = [  # (preset file content, message)
 
 @pytest.fixture()
 def recipes(tmp_path, monkeypatch):
-    """The real recipes plus room for broken ones, in a folder of this test (clo.train reads RECIPES_DIR)."""
+    """The real recipes plus room for broken ones, in a folder of this test (clo.spec reads RECIPES_DIR)."""
     import shutil
 
-    import clo.train
+    import clo.spec
 
     folder = tmp_path / "recipes"
     shutil.copytree(ROOT / "recipes", folder)
-    monkeypatch.setattr(clo.train, "RECIPES_DIR", folder)
+    monkeypatch.setattr(clo.spec, "RECIPES_DIR", folder)
     return folder
 
 

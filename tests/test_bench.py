@@ -34,7 +34,7 @@ def test_bench_quick_json_on_tiny_model(tiny_model, tmp_path, capsys, skip):
 
 
 def test_bench_refuses_too_little_data(tiny_model):
-    from clo.bench import run_bench
+    from bench.suite import run_bench
 
     with pytest.raises(ValueError, match="needs"):
         run_bench(model=str(tiny_model), batch_size=100, steps=5, max_length=512, skip=("load", "generate", "langid"),

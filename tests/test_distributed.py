@@ -2,7 +2,7 @@
 
 The runs are real: ``python -m accelerate.commands.launch --config_file configs/accelerate/cpu-2proc.yaml -m clo
 train …`` on a tiny model. What each rank trained on is read from the ``CLO_DEBUG_SAMPLES`` diagnostic
-(clo/train.py): one JSON line per micro-batch per rank, the reference-cache decision, and a SHA-256 of each
+(clo/testing.py): one JSON line per micro-batch per rank, the reference-cache decision, and a SHA-256 of each
 rank's trainable weights at the end. Nothing is mocked.
 
 Also checks that every YAML under configs/accelerate/ is accepted by accelerate's own launcher code (the GPU

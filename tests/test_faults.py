@@ -1,7 +1,7 @@
 """Crash safety, proven by killing real training processes.
 
 Each test starts the real ``python -m clo train`` on a tiny random model and has it SIGKILL itself at a chosen
-point (``CLO_FAULT``, read by :func:`clo.runs.fault_point`: the same as ``kill -9`` or the out-of-memory killer,
+point (``CLO_FAULT``, read by :func:`clo.testing.fault_point`: the same as ``kill -9`` or the out-of-memory killer,
 no cleanup runs), then checks what a user finds afterwards with the CLI (``python -m clo runs``), RunDir and
 ``clo.models.load_model``:
 
@@ -27,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from clo.cli import main
-from clo.runs import RunDir, pid_alive, process_start_id, recover_lost
-from clo.train import TrainSpec
+from clo.process import pid_alive, process_start_id
+from clo.runs import RunDir, recover_lost
+from clo.resume import resume_check
+from clo.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
@@ -85,7 +87,7 @@ def test_kill_during_the_reference_pass(tiny_model, xl_file, tmp_path):
     assert p.returncode == KILLED, p.stderr[-2000:]
     run = RunDir(out)
     st = run.status()
-    assert (st["state"], st["phase"]) == ("running", "reference pass")  # the process had no chance to say more
+    assert (st["state"], st["phase"]) == ("running", "reference")  # the process had no chance to say more
     assert run.metrics() == [] and not run.model_path.exists()
     assert not list((home / "refcache").glob("*.safetensors"))  # no half-computed reference cache to reuse
 
@@ -251,4 +253,4 @@ def test_a_stop_in_a_resumed_runs_reference_pass_keeps_the_earlier_model(tiny_mo
     assert "the model saved earlier (step 3) is kept" in st["note"] and "checkpoint of step 2" in st["note"]
     assert "no model saved" not in st["note"]
     assert (run.model_path / "model.safetensors").read_bytes() == model_bytes  # untouched
-    assert run.resume_check() == (2, None) and st["attempts"][0]["state"] == "stopped"
+    assert resume_check(run) == (2, None) and st["attempts"][0]["state"] == "stopped"

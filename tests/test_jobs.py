@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 
 from clo.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
-from clo.runs import RunDir, RunError, list_runs, pid_alive
-from clo.train import TrainSpec
+from clo.catalog import list_runs
+from clo.process import pid_alive
+from clo.runs import RunDir, RunError
+from clo.resume import resume_check
+from clo.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,7 +289,7 @@ APP = textwrap.dedent('''
     """A stand-in for the Streamlit app: one JobManager (as in st.cache_resource) and two submitted jobs."""
     import sys, time
     from clo.jobs import JobManager
-    from clo.train import TrainSpec
+    from clo.spec import TrainSpec
 
     root, model, data = sys.argv[1:4]
     jobs = JobManager(root)
@@ -345,6 +348,7 @@ FAKE_RESUMER = textwrap.dedent('''
     """Behaves like `python -m clo runs resume D`: refuses what clo refuses, else goes on from the checkpoint."""
     import os, sys, time
     from pathlib import Path
+    from clo.resume import prepare_resume, resume_point
     from clo.runs import RunDir, RunError
 
     out = Path(sys.argv[-1])
@@ -352,11 +356,11 @@ FAKE_RESUMER = textwrap.dedent('''
         f.write(f"resume {out.name}\\n")
     run = RunDir(out)
     try:
-        step = run.resume_point()
+        step = resume_point(run)
     except RunError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    run.prepare_resume(step)
+    prepare_resume(run, step)
     run.set_status("running", phase="training")
     steps = run.config().get("max_steps") or 3
     for s in range(step + 1, steps + 1):
@@ -410,7 +414,7 @@ def test_a_resume_waits_its_turn_in_the_queue_and_can_be_cancelled(tmp_path, fak
         assert mgr.stop("lost") == "cancelled"
         st = lost.status()
         assert (st["state"], st["error"], st["checkpoint_step"]) == ("interrupted", "the training process was killed (SIGKILL)", 1)
-        assert "resume_of" not in st and lost.resume_check() == (1, None)
+        assert "resume_of" not in st and resume_check(lost) == (1, None)
         mgr.submit_resume("lost")
         assert mgr.stop("first") == "stopping"
         assert mgr.wait("lost", 60) == "finished"
@@ -465,7 +469,7 @@ def test_a_failing_resume_shows_its_error_and_leaves_the_run_as_it_was(tmp_path)
     """The real `python -m clo runs resume` child, refused after the run was queued: the base model folder is
     gone. The run is interrupted again with its checkpoint, its page shows why the resume failed, and the queue
     moves on."""
-    from clo.ui_state import run_table
+    from clo.catalog import run_table
 
     root = tmp_path / "runs"
     lost = interrupted_run(root / "lost", model=str(tmp_path / "gone-model"))
@@ -478,6 +482,6 @@ def test_a_failing_resume_shows_its_error_and_leaves_the_run_as_it_was(tmp_path)
     st = lost.status()
     assert "not available offline" in st["resume_error"] and "gone-model" in st["resume_error"]
     assert st["error"] == "the training process was killed (SIGKILL)" and st["returncode"] == 2
-    assert lost.resume_check() == (1, None) and [r["step"] for r in lost.metrics()] == [1, 2]
+    assert resume_check(lost) == (1, None) and [r["step"] for r in lost.metrics()] == [1, 2]
     row = run_table(root)[0]
     assert row["resumable"] and "not available offline" in row["resume_error"]

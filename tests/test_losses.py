@@ -69,7 +69,7 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
 
     from clo.data import load_crosslingual
     from clo.pairs import build_pairs, to_conversational
-    from clo.train import _build_clo_trainer_class, _make_collator
+    from clo.trainer import CLOConfig, CLOTrainer, PairCollator
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -80,9 +80,8 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
     trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common),
                              train_dataset=Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]),
                              processing_class=tok)
-    CLOConfig, CLOTrainer = _build_clo_trainer_class()
-    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, clo_lambda=0.0),
-                             data_collator=_make_collator(tok.pad_token_id, 128),
+    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0),
+                             data_collator=PairCollator(tok.pad_token_id, 128),
                              train_dataset=Dataset.from_list(pairs), processing_class=tok)
     assert clo_trainer.selective_head  # on CPU our head scores only answer tokens
     # perturb the policies identically so that ratios are not zero

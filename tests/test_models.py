@@ -48,7 +48,7 @@ def test_pickle_only_model_is_refused(tiny_model, tmp_path):
 
 
 def test_fallback_chat_template():
-    from clo.tiny import make_tiny_tokenizer
+    from clo.testing import make_tiny_tokenizer
 
     tok = make_tiny_tokenizer()
     tok.chat_template = None

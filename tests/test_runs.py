@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from clo.runs import RunDir, RunError, list_runs, recover_lost, safe_run_path
+from clo.catalog import list_runs
+from clo.runs import RunDir, RunError, recover_lost, safe_run_path
+from clo.resume import prepare_resume, resume_point
 
 
 def test_create_writes_config_and_queued_status(tmp_path):
@@ -145,7 +147,7 @@ def test_a_resume_drops_the_lost_attempts_stop_request_but_keeps_one_made_after_
     run = _with_checkpoint(RunDir.create(tmp_path / "cli", {"method": "clo", "save_steps": 1}), 1)
     run.request_stop()
     run.set_status("interrupted", error="killed")
-    run.prepare_resume(run.resume_point())
+    prepare_resume(run, resume_point(run))
     assert not run.stop_requested() and run.status()["attempts"][0]["state"] == "interrupted"
 
     app = _with_checkpoint(RunDir.create(tmp_path / "app", {"method": "clo", "save_steps": 1}), 1)
@@ -153,7 +155,7 @@ def test_a_resume_drops_the_lost_attempts_stop_request_but_keeps_one_made_after_
     previous = app.status()
     app.set_status("queued", resume_of=previous, resume_step=1)  # as JobManager.submit_resume leaves it
     app.request_stop()  # clicked after it was queued
-    app.prepare_resume(app.resume_point())
+    prepare_resume(app, resume_point(app))
     st = app.status()
     assert app.stop_requested() and st["state"] == "running" and "resume_of" not in st
     assert (st["attempts"][0]["state"], st["attempts"][0]["error"]) == ("interrupted", "killed")

@@ -6,7 +6,9 @@ import random
 import pytest
 import yaml
 
-from clo.train import PairSampler, TrainSpec, run_training
+from clo.spec import TrainSpec
+from clo.train import run_training
+from clo.trainer import PairSampler
 
 
 def _padded(order: list[int], row_lengths: list[int], batch_rows: int) -> tuple[int, int]:

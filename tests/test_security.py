@@ -144,7 +144,7 @@ def test_an_upload_name_cannot_place_the_saved_set_outside_the_data_folder(name,
 
 def test_a_symlink_in_the_data_folder_is_neither_offered_nor_written_through(app, tmp_path):
     from clo.data import DataError
-    from clo.ui_state import list_datasets, save_dataset
+    from clo.datasets import list_datasets, save_dataset
 
     datasets, outside = tmp_path / "datasets", tmp_path / "outside.jsonl"
     datasets.mkdir()
@@ -366,7 +366,7 @@ def assert_no_secret(folder: Path) -> list[str]:
 
 def test_no_secret_reaches_a_run_directory_or_the_job_log(tmp_path, tiny_model):
     from clo.jobs import LOG_NAME, JobManager
-    from clo.train import TrainSpec
+    from clo.spec import TrainSpec
 
     data = _write(tmp_path / "xl.jsonl", "".join(json.dumps({**XL, "id": f"s{i}"}) + "\n" for i in range(2)).encode())
     spec = TrainSpec(model=str(tiny_model), data=str(data), lang="sw", max_steps=1, batch_size=2)
@@ -385,7 +385,8 @@ def test_no_secret_reaches_a_run_directory_or_the_job_log(tmp_path, tiny_model):
 
 
 def test_no_secret_in_the_error_of_a_failed_run(tmp_path, tiny_model, monkeypatch):
-    from clo.train import SpecError, TrainSpec, run_training
+    from clo.spec import SpecError, TrainSpec
+    from clo.train import run_training
 
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
@@ -411,7 +412,7 @@ def test_csv_downloads_never_hand_a_spreadsheet_a_formula(text):
     import csv
     import io
 
-    from clo.ui_state import csv_safe, rows_to_csv
+    from clo.export import csv_safe, rows_to_csv
 
     assert csv_safe(text) == "'" + text
     rows = [{"model": "run-1", "prompt": "Habari?", "response": text, "chrf": -0.5, "n": 3, "reference": None}]
@@ -422,7 +423,7 @@ def test_csv_downloads_never_hand_a_spreadsheet_a_formula(text):
 
 
 def test_csv_safe_leaves_ordinary_text_alone():
-    from clo.ui_state import csv_safe, rows_to_csv
+    from clo.export import csv_safe, rows_to_csv
 
     for text in ("Mji mkuu wa Kenya ni Nairobi.", "a = b", "1+1", "", "'quoted", " =not first"):
         assert csv_safe(text) == text

@@ -8,7 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from clo.train import PairSampler, SpecError, TrainSpec, find_attention_modules, run_training
+from clo.scope import find_attention_modules
+from clo.spec import SpecError, TrainSpec
+from clo.train import run_training
+from clo.trainer import PairSampler
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -96,7 +99,7 @@ def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
 
     from clo.models import load_model
     from clo.runs import RunDir
-    from clo.train import _clo_trainer
+    from clo.train import build_clo_trainer
 
     samples = SAMPLES * 3  # 12 samples
     samples = [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d) in enumerate(samples)]
@@ -107,7 +110,8 @@ def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
     records = load_crosslingual(xl, "sw")
     loaded = load_model(str(tiny_model))
     run = RunDir.create(tmp_path / "run", spec.to_dict())
-    trainer = _clo_trainer(spec, loaded, records, run, "cpu", None, None, lambda e: None, tmp_path / "refcache")
+    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=records, run=run, device="cpu",
+                                ref_cache_dir=tmp_path / "refcache")
     tok = loaded.tokenizer
     sample_of = {}
     for r in records:
@@ -134,7 +138,7 @@ def test_spec_rejects_bad_settings():
 
 
 def test_every_recipe_loads_into_the_spec():
-    from clo.train import list_recipes, load_recipe
+    from clo.spec import list_recipes, load_recipe
 
     names = list_recipes()
     assert {"demo", "paper"} <= set(names)
@@ -148,7 +152,7 @@ def test_every_recipe_loads_into_the_spec():
 def test_unknown_recipe_key_is_an_error(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("method: clo\nlearning_rate: 0.1\n")
-    from clo.train import load_recipe
+    from clo.spec import load_recipe
 
     with pytest.raises(SpecError, match="learning_rate"):
         TrainSpec.from_dict(load_recipe(str(p)))
@@ -236,3 +240,63 @@ def test_demo_data_trains_in_every_paper_language(tiny_model, tmp_path, lang):
     from clo.runs import RunDir
 
     assert RunDir(out).status()["state"] == "finished" and RunDir(out).config()["lang"] == lang
+
+
+# -- truncation: what max_length cuts is reported, and cut samples are skipped whole -----------------------------------
+
+
+def _long_sample_file(tmp_path):
+    from conftest import SAMPLES, write_xl
+
+    long_answer = " ".join(["Mji mkuu wa Kenya ni Nairobi, na ni mji mkubwa sana."] * 30)
+    samples = list(SAMPLES[:3]) + [("Tell me about Nairobi.", "Nairobi is a big city.", "Niambie kuhusu Nairobi.",
+                                    long_answer)]
+    return write_xl(tmp_path / "xl-long.jsonl", samples)
+
+
+def _lengths(tokenizer, records):
+    from clo.data import load_crosslingual
+
+    out = []
+    for r in records:
+        conv = [{"role": "user", "content": r["instruction"]}, {"role": "assistant", "content": r["response"]}]
+        out.append(len(tokenizer.apply_chat_template(conv, tokenize=True, return_dict=False)))
+    return out
+
+
+def test_a_sample_whose_answer_would_be_cut_is_reported_and_skipped_whole(tiny_model, tmp_path):
+    from transformers import AutoTokenizer
+
+    from clo.data import load_crosslingual
+    from clo.runs import RunDir
+    from clo.train import fit_to_length
+
+    data = _long_sample_file(tmp_path)
+    records = load_crosslingual(str(data), "sw")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    short_max = max(_lengths(tok, records[:3])) + 40  # every short sequence fits; the long Swahili answer does not
+    assert _lengths(tok, records[3:])[0] > short_max + 100
+    spec = TrainSpec(model=str(tiny_model), data=str(data), max_length=short_max, batch_size=1, max_steps=1)
+    kept, report = fit_to_length(tok, records, spec)
+    # the long answer is the chosen side of one pair and the rejected side of the other: both would lose their end
+    assert report == {"max_length": short_max, "sequences": 16, "cut": 2, "lost_end": 2, "skipped_samples": 1,
+                      "policy": "skip"}
+    assert [r["id"] for r in kept] == ["s0", "s1", "s2"]  # the whole sample goes: both directions together
+    keep_all = TrainSpec(model=str(tiny_model), data=str(data), max_length=short_max, skip_truncated=False)
+    kept, report = fit_to_length(tok, records, keep_all)
+    assert len(kept) == 4 and report["policy"] == "cut" and report["skipped_samples"] == 0
+
+    result = run_training(spec, tmp_path / "run")
+    status = RunDir(result.run_dir).status()
+    assert status["truncation"]["skipped_samples"] == 1 and status["n_samples"] == 3
+    assert result.state == "finished"
+
+
+def test_the_cli_says_what_max_length_cuts(tiny_model, tmp_path, capsys):
+    from clo.cli import main
+
+    data = _long_sample_file(tmp_path)
+    assert main(["train", "--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "r"),
+                 "--max-steps", "1", "--batch-size", "1", "--max-length", "200"]) == 0
+    err = capsys.readouterr().err
+    assert "max_length 200 cuts 2 of 16 sequences; 2 lose their end-of-turn token: 1 sample(s) skipped" in err, err

@@ -1,4 +1,4 @@
-"""``python -m clo bench``: CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
+"""The benchmark behind ``python -m clo bench`` (a thin command in clo/cli.py): CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
 in one process, plus loading, batched generation and language-detection speed.
 
 Every figure is measured here; the printed ratios compare rows measured in the same process on the same data:
@@ -222,7 +222,9 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
     from clo.data import load_crosslingual
     from clo.models import load_model
     from clo.pairs import build_pairs, to_conversational
-    from clo.train import TrainSpec, _common_args, _quiet, apply_scope
+    from clo.scope import apply_scope
+    from clo.spec import TrainSpec
+    from clo.train import common_args, quiet
 
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
@@ -232,11 +234,11 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
         apply_scope(loaded.model, spec)
         n, n_tr = _param_counts(loaded.model, loaded.model.config.get_text_config().tie_word_embeddings)
         pairs = [to_conversational(p) for p in build_pairs(load_crosslingual(str(data), spec.lang))]
-        args = DPOConfig(**_common_args(spec, tmp, 2 * spec.batch_size, device), beta=spec.beta,
+        args = DPOConfig(**common_args(spec, tmp, 2 * spec.batch_size, device), beta=spec.beta,
                          loss_type=["sigmoid"], precompute_ref_log_probs=False)
         trainer = DPOTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(pairs),
                              processing_class=loaded.tokenizer, callbacks=[clock.callback()])
-        _quiet(trainer)
+        quiet(trainer)
         trainer.train()
     step_s, tok = clock.summary()
     del trainer, loaded
@@ -253,7 +255,8 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
     from transformers import AutoConfig
 
     from clo.models import resolve_model
-    from clo.train import TrainSpec, run_training
+    from clo.spec import TrainSpec
+    from clo.train import run_training
 
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
@@ -284,7 +287,7 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
 
 def bench_loading(model: str) -> dict:
     """First load (a bundled GGUF is dequantized into the cache) against a load from the cached safetensors."""
-    from clo.models import BUNDLED, _canonical, load_model
+    from clo.models import bundled_model, load_model
 
     t = time.perf_counter()
     load_model(model)
@@ -292,7 +295,7 @@ def bench_loading(model: str) -> dict:
     t = time.perf_counter()
     load_model(model)
     cached = time.perf_counter() - t
-    bundled = _canonical(model) in BUNDLED
+    bundled = bundled_model(model) is not None
     return {"first_load_s": round(first, 2), "cached_load_s": round(cached, 3),
             "first_load_is": "GGUF dequantization + safetensors write" if bundled else "load from its folder",
             "speedup": round(first / cached, 1) if cached else None}
@@ -326,7 +329,7 @@ def bench_padding(model: str, lang: str, batch_size: int, max_length: int, seed:
     from clo.data import load_crosslingual
     from clo.models import load_model
     from clo.pairs import build_pairs
-    from clo.train import PairSampler
+    from clo.trainer import PairSampler
 
     tok = load_model(model).tokenizer
     eos = tok.eos_token or ""
@@ -519,7 +522,7 @@ def markdown_table(res: dict) -> str:
     return "\n".join(lines) + ("\n\nRatios: " + ratios if ratios else "")
 
 
-def _bench_parser(sub):
+def bench_parser(sub):
     p = sub.add_parser("bench", help="time CLO against TRL's DPOTrainer and SFT in one process",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"small case: {QUICK}")

@@ -1,0 +1,348 @@
+"""CLO's trainer on TRL's DPOTrainer (docs/design.md, "Trainer"). Imports torch and TRL at its top: callers
+import this *module* inside the function that trains (``from clo import trainer``), so that ``import clo.train``
+and the CLI stay fast.
+
+- :class:`CLOConfig` — TRL's DPOConfig plus CLO's own fields (λ, the loss variant, the reference cache folder);
+- :class:`CLOTrainer` — CLO's loss in ``_compute_loss``, both directions of a sample in one batch
+  (:class:`PairSampler`), reference log-probs cached on disk, and answer-only scoring on a CPU
+  (:func:`add_selective_head`);
+- :func:`all_agree` / :func:`stop_requested` — decisions every rank of an ``accelerate launch`` must share.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from accelerate import PartialState
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+import trl
+from trl import DPOConfig, DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+from trl.trainer.utils import use_adapter
+
+from clo.losses import LOSS_FUNCTIONS
+from clo.testing import debug_write, fault_point
+from clo.train import TrainingStopped
+
+__all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_selective_head", "all_agree",
+           "stop_requested", "use_cpu", "ref_cache_key", "GROUP_BATCHES"]
+
+log = logging.getLogger(__name__)
+
+GROUP_BATCHES = 8  # length grouping sorts within chunks of this many batches
+
+
+class PairSampler:
+    """Shuffles samples, never pairs: yields row indices ``2s, 2s+1`` together, so a batch of an even size
+    always holds both directions of each of its samples."""
+
+    def __init__(self, n_rows: int, seed: int, lengths: list[int] | None = None, batch_samples: int = 1):
+        if n_rows % 2:
+            raise ValueError("CLO datasets hold two rows per sample")
+        self.n_samples = n_rows // 2
+        self.seed, self.epoch = seed, 0
+        # optional length grouping: tokens of each sample's longest sequence, and samples per batch
+        self.lengths = [max(lengths[2 * s], lengths[2 * s + 1]) for s in range(self.n_samples)] if lengths else None
+        self.batch_samples = max(1, batch_samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer before each epoch. The order of an epoch depends only on (seed, epoch), so a
+        run resumed from a checkpoint (``clo runs resume``) sees the order an uninterrupted run would."""
+        self.epoch = epoch
+
+    def __len__(self):
+        return 2 * self.n_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # without set_epoch the next pass still gets a new order
+        order = torch.randperm(self.n_samples, generator=generator).tolist()
+        if self.lengths is not None:
+            order = self._grouped(order, generator)
+        for s in order:
+            yield 2 * s
+            yield 2 * s + 1
+
+    def _grouped(self, order: list[int], generator) -> list[int]:
+        """Length grouping: within each chunk of ``GROUP_BATCHES`` batches of the shuffled order, samples are
+        sorted by length and cut into batches, and those batches are shuffled. Batches then hold samples of
+        similar length (less padding for the collator to add) while the epoch order stays random."""
+        b, out = self.batch_samples, []
+        for i in range(0, len(order), b * GROUP_BATCHES):
+            chunk = sorted(order[i : i + b * GROUP_BATCHES], key=lambda s: -self.lengths[s])
+            batches = [chunk[j : j + b] for j in range(0, len(chunk), b)]
+            for k in torch.randperm(len(batches), generator=generator).tolist():
+                out += batches[k]
+        return out
+
+
+class PairCollator:
+    """TRL's preference collator, plus each row's direction (``is_target``: 1 for the target-language prompt).
+    With the sample log on (clo.testing), also each row's sample index; it never reaches the model."""
+
+    def __init__(self, pad_token_id: int, max_length: int):
+        self.base = DataCollatorForPreference(pad_token_id=pad_token_id, max_length=max_length)
+        self.debug = bool(os.environ.get("CLO_DEBUG_SAMPLES"))
+
+    def __call__(self, examples):
+        out = self.base(examples)  # TRL's collator also carries the reference log-probs
+        out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])
+        if self.debug and "sample" in examples[0]:
+            out["sample"] = torch.tensor([int(e["sample"]) for e in examples])
+        return out
+
+
+# -- decisions every rank shares (`accelerate launch`) -----------------------------------------------------------
+
+
+def all_agree(flag: bool, op: str = "any") -> bool:
+    """``flag`` combined over all processes (``any``: true if one rank says so; ``all``: only if every rank
+    does). One process: ``flag`` itself, no collective. Every rank must call it at the same point."""
+    state = PartialState()
+    if state.num_processes <= 1:
+        return bool(flag)
+    t = torch.tensor([int(bool(flag))], device=state.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "any" else dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def use_cpu(spec) -> bool:
+    return spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
+
+
+def stop_requested(run, stop_event) -> bool:
+    """The stop decision, the same on every rank: the main process reads the run's STOP file (the only one
+    that owns the run directory; on several machines the others may not even see it), any rank's own
+    ``stop_event`` (e.g. its Ctrl-C) counts, and the flags are combined so that no rank leaves a collective
+    that the others still wait in."""
+    local = stop_event is not None and stop_event.is_set()
+    if not local and run is not None and PartialState().is_main_process:
+        local = run.stop_requested()
+    return all_agree(local, "any")
+
+
+# -- answer-only scoring ----------------------------------------------------------------------------------------
+
+_EXOTIC_HEAD_SCALES = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+def add_selective_head(model) -> bool:
+    """Let ``model(..., labels=L, clo_logps=True)`` return per-token log-probs of the labelled tokens only.
+
+    TRL's fused LM head scores every position (prompt and padding included) in tiles unless Triton is
+    available; on a CPU that is most of a CLO step (profiled: ~75% of step time for SmolLM2). This head runs
+    the backbone, then projects only the answer positions. It patches ``forward`` (not a submodule call), so
+    DDP's hooks still see the forward. Returns False (and patches nothing) for heads with exotic scaling.
+    """
+    text_config = model.config.get_text_config()
+    if any(getattr(text_config, a, None) is not None for a in _EXOTIC_HEAD_SCALES):
+        return False
+    softcap = getattr(text_config, "final_logit_softcapping", None)
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args, clo_logps: bool = False, labels=None, **kwargs):
+        if not clo_logps:
+            return inner(*args, labels=labels, **kwargs) if labels is not None else inner(*args, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = model.base_model(*args, **kwargs).last_hidden_state[:, :-1]  # (B, T-1, H)
+        targets = labels[:, 1:]
+        mask = targets != -100  # answer tokens only
+        head = model.get_output_embeddings()
+        logits = head(hidden[mask]).float()  # (N, V): N answer tokens, not B*T
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        logp = logits.log_softmax(-1).gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)  # (N,)
+        return torch.zeros(mask.shape, dtype=logp.dtype, device=logp.device).masked_scatter(mask, logp)
+
+    model.forward = forward
+    return True
+
+
+def ref_cache_key(*, weights: str, max_length: int, columns: list, dtype: str, device: str, head: str,
+                  config: str) -> str:
+    """The reference cache's file name (see :meth:`CLOTrainer._ref_cache_key`)."""
+    h = hashlib.sha256()
+    for part in (weights, str(max_length), dtype, device, head, trl.__version__,
+                 hashlib.sha256(config.encode()).hexdigest()):
+        h.update(part.encode() + b"\0")
+    for col in columns:
+        h.update(json.dumps(col).encode())
+    return h.hexdigest()[:32]
+
+
+# -- the trainer ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CLOConfig(DPOConfig):
+    """TRL's DPOConfig plus CLO's own fields."""
+
+    lam: float = field(default=0.5, metadata={"help": "λ: weight of the target-only NLL term"})
+    clo_loss: str = field(default="clo", metadata={"help": "preference loss variant: clo or dpo (λ = 0)"})
+    ref_cache_dir: str | None = field(default=None, metadata={"help": "folder for cached reference log-probs"})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError("lam must be in [0, 1]")
+        if self.clo_loss not in LOSS_FUNCTIONS:
+            raise ValueError(f"clo_loss must be one of {list(LOSS_FUNCTIONS)}")
+
+
+class CLOTrainer(DPOTrainer):
+    """DPOTrainer whose loss is CLO's. TRL keeps tokenization, collation, the fused LM head, the optimizer
+    loop and logging; this class changes only what CLO changes."""
+
+    _tag_names = ["trl", "dpo", "clo"]
+
+    def __init__(self, *args, events=None, should_stop=None, **kwargs):
+        self.events = events  # set first: the reference pass runs inside DPOTrainer.__init__
+        self.should_stop = should_stop
+        self.ref_cache_hit = None
+        self.ref_pass_seconds = None
+        self.selective_head = None  # decided once TRL has built the model (inside __init__)
+        super().__init__(*args, **kwargs)
+        self._ensure_head()
+
+    def _ensure_head(self) -> None:
+        if self.selective_head is None:
+            patched = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            on_cuda = self.accelerator.device.type == "cuda"  # TRL's head is compact (Triton) there: keep it
+            self.selective_head = not on_cuda and add_selective_head(patched)
+
+    def _token_logps(self, model, inputs):
+        """(B, T-1) log-probs of answer tokens (0 elsewhere), through the selective or TRL's fused head."""
+        labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+        kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
+                      use_cache=False)
+        if self.selective_head:
+            return model(**kwargs, clo_logps=True)
+        return model(**kwargs, fused_lm_head=True).log_probs
+
+    def compute_ref_log_probs(self, model, inputs):
+        if not self.selective_head:
+            return super().compute_ref_log_probs(model, inputs)
+        ctx = contextlib.nullcontext()
+        if self.ref_model is None and hasattr(self.model, "peft_config"):
+            ctx = use_adapter(self.accelerator.unwrap_model(self.model), adapter_name=None)
+        with torch.no_grad(), ctx:
+            per_token = self._token_logps(model, inputs)
+        return per_token.sum(dim=1).chunk(2, dim=0)
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "is_target" not in self._signature_columns:
+            self._signature_columns = list(self._signature_columns) + ["is_target", "sample"]
+
+    def _get_train_sampler(self, train_dataset=None):
+        ds = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return PairSampler(len(ds), self.args.seed)
+        lengths = [len(p) + max(len(c), len(r))
+                   for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+        return PairSampler(len(ds), self.args.seed, lengths, self.args.per_device_train_batch_size // 2)
+
+    # -- reference log-probs, cached on disk ------------------------------------------------------
+    def _ref_cache_key(self, dataset) -> str:
+        """What the reference log-probs depend on: the weights, the exact token ids (template included), the
+        max length, and how they were computed — compute dtype, device type, which LM head scored them, the
+        model config and the TRL version — so that a cache written by a CPU fp32 run is never read by a GPU
+        bf16 one."""
+        model = self.accelerator.unwrap_model(self.model)
+        config = model.config.to_json_string(use_diff=False) if hasattr(model, "config") else ""
+        return ref_cache_key(
+            weights=str(self._precompute_model_hash), max_length=self.args.max_length,
+            columns=[list(dataset[col]) for col in ("prompt_ids", "chosen_ids", "rejected_ids")],
+            dtype="bf16" if self.args.bf16 else "fp16" if self.args.fp16 else str(next(model.parameters()).dtype),
+            device=self.accelerator.device.type, head="answer-only" if self.selective_head else "trl-fused",
+            config=config)
+
+    def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
+        self._ensure_head()
+        cache_dir = Path(self.args.ref_cache_dir) if self.args.ref_cache_dir else None
+        key = self._ref_cache_key(dataset)
+        path = cache_dir / f"{key}.safetensors" if cache_dir else None
+        t = None
+        if path is not None and path.exists():
+            try:
+                t = load_file(str(path))
+                if t["ref_chosen_logps"].shape != t["ref_rejected_logps"].shape or len(t["ref_chosen_logps"]) != len(dataset):
+                    t = None
+            except Exception as e:  # unreadable: recompute (and rewrite) rather than fail
+                log.warning("reference cache %s unreadable (%s); recomputing", path, e)
+                t = None
+        # a hit only if every rank has the file: ranks taking different branches would leave some waiting
+        # in the reference pass's collectives (another job writing the file meanwhile; several machines)
+        self.ref_cache_hit = all_agree(t is not None, "all")
+        debug_write({"event": "ref_cache", "hit": self.ref_cache_hit})
+        if self.ref_cache_hit:
+            chosen, rejected = t["ref_chosen_logps"], t["ref_rejected_logps"]
+        else:
+            t0 = time.perf_counter()
+            if self.events:
+                self.events({"phase": "reference", "rows": len(dataset)})
+            loader = DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
+            loader = self.accelerator.prepare(loader)
+            model = self.ref_model or self.model
+            chosen, rejected = [], []
+            for batch in loader:
+                if self.should_stop is not None and self.should_stop():
+                    raise TrainingStopped("stopped during the reference pass, before the first step")
+                batch = {k: v for k, v in batch.items() if k not in ("is_target", "sample")}
+                c, r = self.compute_ref_log_probs(model, batch)
+                c, r = self.accelerator.gather_for_metrics((c, r))
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+                fault_point("ref_pass")  # test-only (CLO_FAULT); a no-op otherwise
+            chosen, rejected = torch.cat(chosen), torch.cat(rejected)
+            self.ref_pass_seconds = time.perf_counter() - t0
+            if path is not None and self.accelerator.is_main_process:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                save_file({"ref_chosen_logps": chosen.contiguous(), "ref_rejected_logps": rejected.contiguous()}, str(tmp))
+                os.replace(tmp, path)
+        self.accelerator.wait_for_everyone()
+        dataset = dataset.add_column("ref_chosen_logps", chosen.tolist())
+        return dataset.add_column("ref_rejected_logps", rejected.tolist())
+
+    # -- loss -----------------------------------------------------------------------------------
+    def _compute_loss(self, model, inputs, return_outputs):
+        mode = "train" if self.model.training else "eval"
+        completion_mask = inputs["completion_mask"]
+        shift_mask = completion_mask[..., 1:]
+        per_token = self._token_logps(model, inputs)[:, -shift_mask.size(1):]
+        logps = per_token.sum(dim=1)
+        policy_chosen, policy_rejected = logps.chunk(2, dim=0)  # batch is [chosen..., rejected...]
+        chosen_tokens = shift_mask.chunk(2, dim=0)[0].sum(dim=1)
+        if self.precompute_ref_logps:
+            ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        else:
+            ref_chosen, ref_rejected = self.compute_ref_log_probs(
+                self.ref_model or self.model, {k: v for k, v in inputs.items() if k != "is_target"})
+        fn = LOSS_FUNCTIONS[self.args.clo_loss]
+        out = fn(policy_chosen, policy_rejected, ref_chosen.to(logps.dtype), ref_rejected.to(logps.dtype),
+                 is_target=inputs["is_target"], chosen_tokens=chosen_tokens, beta=self.beta,
+                 lam=self.args.lam)
+        gathered = {}
+        for k, v in out.metrics().items():
+            gathered[k] = self.accelerator.gather_for_metrics(torch.tensor(v, device=logps.device)).mean().item()
+        for k, v in gathered.items():
+            if k != "loss":
+                self._metrics[mode][k].append(v)
+        if mode == "train":
+            n = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += n
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (out.loss, per_token) if return_outputs else out.loss
+
