@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import threading
 import time
 import traceback
@@ -31,7 +32,7 @@ from clo.spec import SFT_ROWS, SpecError, TrainSpec
 from clo.testing import debug_end, debug_watch
 
 __all__ = ["run_training", "resume_training", "TrainResult", "TrainingStopped", "build_sft_trainer",
-           "build_clo_trainer", "common_args", "quiet", "fit_to_length", "describe_truncation"]
+           "build_clo_trainer", "common_args", "quiet", "fit_to_length", "samples_used", "describe_truncation"]
 
 
 class TrainingStopped(Exception):
@@ -149,8 +150,9 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     if should_stop():
         raise TrainingStopped("stopped while loading the model, before the first step")
     records, report = fit_to_length(loaded.tokenizer, records, spec)
+    records = samples_used(records, spec, PartialState().num_processes)
     run.record(truncation=report, n_samples=len(records))
-    run.emit({"phase": "loading", "truncation": report})
+    run.emit({"phase": "loading", "truncation": report, "n_samples": len(records)})
     base_is_adapter = hasattr(loaded.model, "peft_config")
     if base_is_adapter:  # a LoRA run as the starting point: train on its merged weights
         loaded.model = loaded.model.merge_and_unload()
@@ -351,6 +353,20 @@ def fit_to_length(tokenizer, records: list[dict], spec: TrainSpec) -> tuple[list
         raise SpecError(f"max_length {spec.max_length} cuts the answer of every one of the {len(records)} "
                         "sample(s). Raise --max-length, or train on cut answers with --no-skip-truncated.")
     return keep, report
+
+
+def samples_used(records: list[dict], spec: TrainSpec, num_processes: int = 1) -> list[dict]:
+    """The samples a run with ``max_steps`` will see: when its steps cover less than one pass over the data,
+    a seeded random subset of that many samples (in data order), so that the reference pass scores only what
+    trains — a 5-step demo run scores 40 samples, not 168. Deterministic in (data, seed, steps, batch), so a
+    resumed or reproduced run picks the same samples. sft-dpo (two stages) and runs without max_steps use all."""
+    if not spec.max_steps or spec.method == "sft-dpo":
+        return records
+    need = spec.max_steps * spec.batch_size * spec.grad_accum * max(1, num_processes)
+    if need >= len(records):
+        return records
+    chosen = sorted(random.Random(spec.seed).sample(range(len(records)), need))
+    return [records[i] for i in chosen]
 
 
 def describe_truncation(t: dict) -> str:

@@ -276,7 +276,7 @@ def test_a_sample_whose_answer_would_be_cut_is_reported_and_skipped_whole(tiny_m
     tok = AutoTokenizer.from_pretrained(tiny_model)
     short_max = max(_lengths(tok, records[:3])) + 40  # every short sequence fits; the long Swahili answer does not
     assert _lengths(tok, records[3:])[0] > short_max + 100
-    spec = TrainSpec(model=str(tiny_model), data=str(data), max_length=short_max, batch_size=1, max_steps=1)
+    spec = TrainSpec(model=str(tiny_model), data=str(data), max_length=short_max, batch_size=1, max_steps=3)
     kept, report = fit_to_length(tok, records, spec)
     # the long answer is the chosen side of one pair and the rejected side of the other: both would lose their end
     assert report == {"max_length": short_max, "sequences": 16, "cut": 2, "lost_end": 2, "skipped_samples": 1,
@@ -300,3 +300,34 @@ def test_the_cli_says_what_max_length_cuts(tiny_model, tmp_path, capsys):
                  "--max-steps", "1", "--batch-size", "1", "--max-length", "200"]) == 0
     err = capsys.readouterr().err
     assert "max_length 200 cuts 2 of 16 sequences; 2 lose their end-of-turn token: 1 sample(s) skipped" in err, err
+
+
+def test_the_reference_cache_key_changes_with_dtype_device_head_and_config():
+    from clo.trainer import ref_cache_key
+
+    base = dict(weights="w1", max_length=160, columns=[[[1, 2]], [[3]], [[4]]], dtype="torch.float32",
+                device="cpu", head="answer-only", config='{"hidden_size": 32}')
+    key = ref_cache_key(**base)
+    assert key == ref_cache_key(**base)  # deterministic
+    for change in [dict(dtype="bf16"), dict(device="cuda"), dict(head="trl-fused"),
+                   dict(config='{"hidden_size": 64}'), dict(weights="w2"), dict(max_length=256),
+                   dict(columns=[[[1, 2]], [[3]], [[5]]])]:
+        assert ref_cache_key(**{**base, **change}) != key, change
+
+
+def test_a_short_run_scores_only_the_samples_it_will_train_on(tiny_model, xl_file, tmp_path):
+    from clo.data import load_crosslingual
+    from clo.runs import RunDir
+    from clo.train import samples_used
+
+    records = load_crosslingual(str(xl_file), "sw")
+    spec = TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=1, batch_size=1, max_length=256)
+    used = samples_used(records, spec)
+    assert len(used) == 1 and used == samples_used(records, spec)  # deterministic: a resume picks the same one
+    assert len(samples_used(records, spec, num_processes=2)) == 2  # one per rank
+    assert samples_used(records, TrainSpec(data=str(xl_file), max_steps=50)) == records  # steps cover the data
+    events = []
+    result = run_training(spec, tmp_path / "run", events=events.append)
+    assert RunDir(result.run_dir).status()["n_samples"] == 1
+    reference = [e for e in events if e.get("phase") == "reference" and "rows" in e]
+    assert reference and reference[0]["rows"] == 2  # one sample's two pairs, not all of them
