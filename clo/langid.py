@@ -30,8 +30,13 @@ a language outside the registry (``"it"``, ``"pt"``: wrong for any expected regi
 informative), ``"unknown"`` (confidence ≤ 0.3 — the benchmark counts such a line as wrong — or no
 detector named an ISO 639-1 language), or one of the markers. Decisions of our own:
 
-- Malay is folded into Indonesian (``ms`` → ``id``): on short lines the detectors cannot separate them, and
-  the registry already treats Standard Malay (``zsm``) as Indonesian.
+- Stages 3–4 fold Malay into Indonesian (``ms`` → ``id``): on short lines those detectors cannot separate
+  them. Stage 5, the **neighbour guard** (:func:`_guard`; docs/evaluation.md), then re-examines every
+  Latin-script registry answer with py3langid (140 languages: Lingala, Kinyarwanda, Igbo, Hausa…), the
+  lexicon of the guessed language (:mod:`clo.lexicon`), letters no registry language uses, and Malay word
+  frequencies (``wordfreq``), answering the neighbour's code (``ln``, ``rw``, ``ms``…) or ``unknown``. Han
+  text with written-Cantonese characters is ``yue``. Figures on real text nobody here wrote:
+  :mod:`clo.langcheck`.
 - Romanised labels (CLD3's ``zh-Latn``, ``ja-Latn``…) map to ``"unknown"``: pinyin is not Chinese script.
 - Han-dominant lines are ``zh`` whatever the variety (Cantonese and Wu are not told apart).
 
