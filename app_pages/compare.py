@@ -7,6 +7,7 @@ from clo.data import DataError, load_prompts
 from clo.evaluate import evaluate
 from clo.export import rows_to_csv
 from clo.generate import GenerationOptions, stream
+from clo.lexicon import marked_markdown, real_words_caption
 from clo.metrics import is_echo, is_loop
 from clo.models import display_name
 from app_pages._shared import current_lang, current_model, detect_text, lang_name, language_badge, loaded_model, runs_root
@@ -53,14 +54,16 @@ def answer_checks(prompt: str, prompt_lang: str, answer: str) -> None:
         st.warning("Empty answer.", icon=":material/block:")
         return
     language_badge(detect_text(answer), prompt_lang)
+    st.caption(real_words_caption(answer, prompt_lang) + " Unknown words are marked in the answer.")
     if is_echo(prompt, answer):
         st.warning("Echo: the answer mostly repeats the prompt.", icon=":material/content_copy:")
     if is_loop(answer):
         st.warning("Loop: one phrase repeats to fill the answer.", icon=":material/repeat:")
 
 
-def show_answer(text: str) -> None:
-    st.markdown(text.replace("$", "\\$") if text else "_(nothing)_")
+def show_answer(text: str, lang: str | None = None) -> None:
+    """The answer; once it is complete (``lang`` given), with the words the lexicon does not know marked."""
+    st.markdown((marked_markdown(text, lang) if lang else text.replace("$", "\\$")) if text else "_(nothing)_")
 
 
 def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
@@ -95,7 +98,7 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
             with col:
                 st.markdown(f"**{labels.get(m, m)}**")
                 if m in last["answers"]:
-                    show_answer(last["answers"][m])
+                    show_answer(last["answers"][m], last["lang"])
                     answer_checks(last["prompt"], last["lang"], last["answers"][m])
 
 
@@ -124,7 +127,7 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict
                 del streams[m], texts[m]
     for m, text in texts.items():
         with slots[m].container():
-            show_answer(text)
+            show_answer(text, prompt_lang)
             answer_checks(prompt, prompt_lang, text)
     return texts
 
@@ -158,7 +161,8 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
         show_batch(st.session_state["cmp_batch"])
 
 
-METRIC_COLUMNS = {"clean_lpr": "clean LPR", "lpr": "LPR", "echo_rate": "echo", "loop_rate": "loop", "wpr": "WPR",
+METRIC_COLUMNS = {"clean_lpr": "clean LPR", "clean_lpr_strict": "clean LPR (strict)", "real_word_rate": "real words",
+                  "lpr": "LPR", "echo_rate": "echo", "loop_rate": "loop", "wpr": "WPR",
                   "chrf": "chrF++", "n": "n", "excluded": "excluded"}
 
 
@@ -170,10 +174,10 @@ def show_batch(res: dict) -> None:
                           **{label: s.get(k) for k, label in METRIC_COLUMNS.items()}})
     long = [{"model": r["model"], "lang": lang_name(r["lang"]), "metric": k,
              "value": r[k] / 100 if k == "chrF++" else r[k]}
-            for r in table for k in ("clean LPR", "LPR", "chrF++") if r[k] is not None]
+            for r in table for k in ("clean LPR", "LPR", "real words", "chrF++") if r[k] is not None]
     if long:
         fig = px.bar(long, x="model", y="value", color="metric", barmode="group", facet_col="lang", text_auto=".2f",
-                     range_y=[0, 1.1], color_discrete_map={"clean LPR": "#0f766e", "LPR": "#5eead4", "chrF++": "#a78bfa"},
+                     range_y=[0, 1.1], color_discrete_map={"clean LPR": "#0f766e", "LPR": "#5eead4", "real words": "#f59e0b", "chrF++": "#a78bfa"},
                      labels={"value": "rate (chrF++ / 100)", "model": "", "metric": ""})
         fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]} prompts</b>"))
         fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},

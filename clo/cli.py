@@ -32,10 +32,10 @@ from tqdm import tqdm
 from clo.catalog import list_runs
 from clo.cli_data import DATA_COMMANDS, check_out
 from clo.data import DataError, load_prompts, write_jsonl
-from clo.evaluate import evaluate
+from clo.evaluate import evaluate, load_responses, score_answers
 from clo.generate import GenerationOptions, generate
 from clo.langid import detect
-from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError
+from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
 from clo.models import ModelNotFoundError, list_models
 from clo.runs import RunError, default_runs_root, new_run_id, resolve_run
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
@@ -253,7 +253,8 @@ def _eval_parser(sub):
     p = sub.add_parser("eval", help="score whether models answer in the prompt's language",
                        description="Generate answers to held-out prompts and report LPR, clean LPR, echo/loop rates, "
                                    "WPR and chrF++ per model and language. A run directory gets eval.json.")
-    p.add_argument("--model", action="append", required=True, help="model or run directory (repeatable)")
+    p.add_argument("--model", action="append", help="model or run directory (repeatable)")
+    p.add_argument("--responses", help="score existing answers instead: JSONL of {id, lang, prompt, response[, model]}")
     p.add_argument("--prompts", default="demo", help="held-out prompts JSONL ({id, lang, prompt[, reference]}) or 'demo'")
     p.add_argument("--lang", action="append", help="only these languages (repeatable; default: all in the file)")
     p.add_argument("--limit", type=int, help="first N prompts per language")
@@ -268,6 +269,12 @@ def _eval_parser(sub):
 def cmd_eval(args) -> int:
     if args.out is not None:  # before any model loads: an evaluation can take a long time
         check_out(args.out)
+    if bool(args.responses) == bool(args.model):
+        raise DataError("give --model (generate answers) or --responses FILE (score existing answers), not both")
+    if args.responses:
+        codes = {get_language(l).code for l in args.lang or []}
+        rows = [r for r in load_responses(args.responses) if not codes or r["lang"] in codes]
+        return _print_eval(args, score_answers(rows))
     prompts = load_prompts(args.prompts, args.lang, per_lang=args.limit)
     if not prompts:
         raise DataError(f"no prompts for {', '.join(args.lang or [])}", args.prompts)
@@ -282,17 +289,22 @@ def cmd_eval(args) -> int:
     result = evaluate(args.model, prompts, options=opts, progress=progress)
     for bar in bars.values():
         bar.close()
+    return _print_eval(args, result)
+
+
+def _print_eval(args, result: dict) -> int:
     if args.out:
         write_jsonl(args.out, result["responses"])
     if args.json:
         print(json.dumps({"models": result["models"], "options": result["options"]}, ensure_ascii=False))
         return 0
-    print(f"{'model':32} {'lang':4} {'n':>3} {'excl':>4} {'LPR':>6} {'cleanLPR':>8} {'echo':>6} {'loop':>6} {'WPR':>6} {'chrF++':>6}")
+    print(f"{'model':32} {'lang':4} {'n':>3} {'excl':>4} {'LPR':>6} {'cleanLPR':>8} {'realW':>6} {'echo':>6} {'loop':>6} "
+          f"{'WPR':>6} {'chrF++':>6}")
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
     for model, langs in result["models"].items():
         for lang, m in langs.items():
             print(f"{model[-32:]:32} {lang:4} {m['n']:>3} {m['excluded']:>4} {fmt(m['lpr']):>6} {fmt(m['clean_lpr']):>8} "
-                  f"{fmt(m['echo_rate']):>6} {fmt(m['loop_rate']):>6} {fmt(m['wpr']):>6} {fmt(m['chrf']):>6}")
+                  f"{fmt(m['real_word_rate']):>6} {fmt(m['echo_rate']):>6} {fmt(m['loop_rate']):>6} {fmt(m['wpr']):>6} {fmt(m['chrf']):>6}")
     print("n is small: see the 95% intervals with --json.", file=sys.stderr)
     return 0
 

@@ -1,23 +1,32 @@
 """Evaluation: generate answers to held-out prompts and score their language (docs/design.md, "Measuring the answer's language").
 
     python -m clo eval --model default --model runs/X --prompts demo --lang sw --lang en --json
+    python -m clo eval --responses answers.jsonl --json      # answers produced elsewhere: no model loads
 
-For each model and language: LPR, clean LPR (right language and neither echo nor loop), echo and loop
-rates, WPR for non-Latin scripts, chrF++ against reference answers, n and excluded. A run directory that is
-evaluated gets the result in its ``eval.json``.
+For each model and language: LPR, clean LPR (right language, neither echo nor loop, real words), clean LPR
+counting excluded answers as failures, the real-word rate, echo and loop rates, WPR for non-Latin scripts,
+chrF++ against reference answers, n and excluded (docs/evaluation.md). A run directory that is evaluated
+gets the result in its ``eval.json``.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from clo.data import DataError, read_records
 from clo.generate import GenerationOptions, generate, get_model
+from clo.languages import get_language
 from clo.metrics import score_responses
 from clo.runs import RunDir
 
-__all__ = ["evaluate", "SUMMARY_KEYS"]
+__all__ = ["evaluate", "score_answers", "load_responses", "SUMMARY_KEYS", "RESPONSE_FIELDS"]
 
-SUMMARY_KEYS = ("lpr", "clean_lpr", "echo_rate", "loop_rate", "wpr", "chrf", "n", "excluded")
+SUMMARY_KEYS = ("lpr", "clean_lpr", "clean_lpr_strict", "real_word_rate", "echo_rate", "loop_rate", "wpr", "chrf",
+                "n", "excluded")
+_SUMMARY_EXTRA = ("lpr_ci", "clean_lpr_ci", "clean_lpr_strict_ci", "real_word_rate_ci", "real_word_rate_reason",
+                  "chrf_ci", "line_accuracy")
+RESPONSE_FIELDS = ("id", "lang", "prompt", "response")  # optional: "model", "reference"
+DEFAULT_MODEL_NAME = "responses"  # the model name of rows without "model"
 
 
 def _is_run_dir(name: str) -> bool:
@@ -48,16 +57,7 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
 
         answers = generate(lm, [p["prompt"] for p in prompts], opts, progress=prog)
         gen_s = time.perf_counter() - t0
-        per_lang, details = {}, {}
-        for lang in langs:
-            recs = [{"prompt": p["prompt"], "response": a, "reference": p.get("reference")}
-                    for p, a in zip(prompts, answers) if p["lang"] == lang]
-            score = score_responses(recs, lang)
-            details[lang] = score
-            per_lang[lang] = {k: score.get(k) for k in SUMMARY_KEYS}
-            for k in ("lpr_ci", "clean_lpr_ci", "chrf_ci", "line_accuracy"):
-                if k in score:
-                    per_lang[lang][k] = score[k]
+        per_lang, details = _score_model(prompts, answers, langs)
         result["models"][name] = per_lang
         result["details"][name] = details
         result["generation_seconds"] = {**result.get("generation_seconds", {}), name: round(gen_s, 1)}
@@ -67,4 +67,65 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
         if write_run_eval and isinstance(m, str) and _is_run_dir(m):
             RunDir(m).write_eval({"models": {name: per_lang}, "options": result["options"],
                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return result
+
+
+def _score_model(prompts: list[dict], answers: list[str], langs: list[str]) -> tuple[dict, dict]:
+    """Per-language summaries (:data:`SUMMARY_KEYS` and intervals) and full scores of one model's answers."""
+    per_lang, details = {}, {}
+    for lang in langs:
+        recs = [{"prompt": p["prompt"], "response": a, "reference": p.get("reference")}
+                for p, a in zip(prompts, answers) if p["lang"] == lang]
+        score = score_responses(recs, lang)
+        details[lang] = score
+        per_lang[lang] = {k: score.get(k) for k in SUMMARY_KEYS}
+        per_lang[lang].update({k: score[k] for k in _SUMMARY_EXTRA if k in score})
+    return per_lang, details
+
+
+def load_responses(path) -> list[dict]:
+    """Rows ``{"id", "lang", "prompt", "response"[, "model", "reference"]}`` from a JSON Lines (or CSV) file.
+
+    ``response`` may be empty (an empty answer is scored, as excluded); the other fields must be non-empty
+    strings, ``lang`` a known language, and ``(model, id)`` unique. Any fault is one :class:`DataError`
+    naming the file and line."""
+    rows = read_records(path)
+    seen: dict[tuple[str, str], int] = {}
+    for row in rows:
+        line = row.get("_line")
+        for f in RESPONSE_FIELDS:
+            v = row.get(f)
+            if v is None:
+                raise DataError(f"field {f!r} is missing (needed: {', '.join(RESPONSE_FIELDS)}; optional: model, reference)",
+                                path, line)
+            if not isinstance(v, str):
+                raise DataError(f"field {f!r} must be a string, got {type(v).__name__}", path, line)
+            if f != "response" and not v.strip():
+                raise DataError(f"field {f!r} is empty", path, line)
+        for f in ("model", "reference"):
+            if row.get(f) is not None and not isinstance(row[f], str):
+                raise DataError(f"field {f!r} must be a string, got {type(row[f]).__name__}", path, line)
+        try:
+            row["lang"] = get_language(row["lang"]).code
+        except ValueError as e:
+            raise DataError(str(e), path, line) from None
+        row["model"] = (row.get("model") or "").strip() or DEFAULT_MODEL_NAME
+        key = (row["model"], row["id"])
+        if key in seen:
+            raise DataError(f"duplicate id {row['id']!r} for model {row['model']!r} (first on line {seen[key]})", path, line)
+        seen[key] = line
+    return rows
+
+
+def score_answers(rows: list[dict]) -> dict:
+    """Score answers that already exist (rows as :func:`load_responses` returns them), one block per model;
+    no model is loaded. Same shape as :func:`evaluate`: ``{"models", "details", "responses", "options"}``."""
+    result = {"models": {}, "details": {}, "responses": [], "options": {"source": "responses", "n_prompts": len(rows),
+                                                                          "langs": sorted({r["lang"] for r in rows})}}
+    for name in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == name]
+        langs = sorted({r["lang"] for r in mine})
+        result["models"][name], result["details"][name] = _score_model(mine, [r["response"] for r in mine], langs)
+        result["responses"] += [{"model": name, **{k: r.get(k) for k in ("id", "lang", "prompt", "response", "reference")}}
+                                for r in mine]
     return result

@@ -12,7 +12,11 @@ degeneration checks that language ID cannot see, and chrF++ where references exi
   (the benchmark's ``acc``).
 - **echo_rate** / **loop_rate** — the answer mostly copies the prompt (:func:`is_echo`) / one short n-gram
   repeats to fill it (:func:`is_loop`); shares of all responses.
-- **clean_lpr** — like LPR, but a response must also be neither echo nor loop.
+- **real_word_rate** — mean over responses of the share of their words that a lexicon of the expected
+  language accepts (:mod:`clo.lexicon`); ``None`` with ``real_word_rate_reason`` where no lexicon exists.
+- **clean_lpr** — like LPR, but a response must also be neither echo nor loop, and its real-word rate must
+  reach :data:`clo.lexicon.REAL_WORD_MIN` (where the language has a lexicon).
+- **clean_lpr_strict** — clean LPR with excluded responses (empty, no counted line) counted as failures.
 - **chrF++** — sacrebleu ``CHRF(word_order=2)`` against references: corpus-level, and per response.
 
 The data sets here are small (48 held-out prompts a language), so every rate comes with a 95% Wilson
@@ -43,6 +47,7 @@ from typing import Callable, Iterable, Sequence
 
 from clo.langid import LineDetection, detect_lines
 from clo.languages import get_language
+from clo.lexicon import REAL_WORD_MIN, no_lexicon_reason, real_word_rate
 
 __all__ = [
     "ECHO_MIN_COPY",
@@ -84,7 +89,10 @@ WPR_MIN_LETTERS = 4  # LCB: an English word "longer than 3 letters"
 
 _CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 _TOKEN_RE = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_]|[\u0300-\u036f])+")
-_ENGLISH_WORD_RE = re.compile(r"(?<![^\W\d_])[a-z]{%d,}(?![^\W\d_])" % WPR_MIN_LETTERS)
+# Latin letters only on either side: English glued to Han or kana ("用python编程") is still a word, as in the
+# benchmark, which segments Chinese and Japanese before looking words up.
+_LATIN = "A-Za-z\u00c0-\u024f\u1e00-\u1eff"
+_ENGLISH_WORD_RE = re.compile(r"(?<![%s])[a-z]{%d,}(?![%s])" % (_LATIN, WPR_MIN_LETTERS, _LATIN))
 
 
 def tokenize(text: str) -> list[str]:
@@ -311,6 +319,8 @@ class ResponseCheck:
     loop: bool
     echo_score: float
     loop_score: float
+    real_word_rate: float | None = None  # None: no lexicon for the language, or no word (see real_words_reason)
+    real_words_reason: str = ""
     chrf: float | None = None
     chrf_stats: list[float] | None = field(default=None, repr=False)
 
@@ -319,8 +329,21 @@ class ResponseCheck:
         return self.line_pass is None
 
     @property
+    def real_words_pass(self) -> bool | None:
+        """The real-word rate reaches the language's threshold; ``None`` where there is no rate."""
+        return None if self.real_word_rate is None else self.real_word_rate >= REAL_WORD_MIN[self.lang]
+
+    @property
     def clean_pass(self) -> bool | None:
-        return None if self.excluded else bool(self.line_pass and not self.echo and not self.loop)
+        """Right language, no echo, no loop and real words (where a lexicon exists); ``None``: excluded."""
+        if self.excluded:
+            return None
+        return bool(self.line_pass and not self.echo and not self.loop and self.real_words_pass is not False)
+
+    @property
+    def clean_pass_strict(self) -> bool:
+        """:attr:`clean_pass` with an excluded response (empty, no counted line) counted as a failure."""
+        return bool(self.clean_pass)
 
     @property
     def line_accuracy(self) -> float | None:
@@ -346,6 +369,9 @@ class ResponseCheck:
             "loop": self.loop,
             "echo_score": round(self.echo_score, 4),
             "loop_score": round(self.loop_score, 4),
+            "real_word_rate": None if self.real_word_rate is None else round(self.real_word_rate, 4),
+            "real_words_reason": self.real_words_reason,
+            "real_words_pass": self.real_words_pass,
             "clean_pass": self.clean_pass,
             "excluded": self.excluded,
             "line_accuracy": self.line_accuracy,
@@ -364,6 +390,7 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
     code = get_language(lang).code
     lines = detect_lines(response or "")
     lp = line_pass(lines, code)
+    words = real_word_rate("\n".join(l.text for l in lines if not l.detection.is_marker), code)
     return ResponseCheck(
         lang=code,
         prompt=prompt or "",
@@ -377,6 +404,8 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
         loop=is_loop(response or ""),
         echo_score=echo_score(prompt or "", response or ""),
         loop_score=loop_score(response or ""),
+        real_word_rate=words.rate,
+        real_words_reason=words.reason,
     )
 
 
@@ -425,6 +454,19 @@ def lpr(checks: list[ResponseCheck]) -> float | None:
 def clean_lpr(checks: list[ResponseCheck]) -> float | None:
     """LPR that also requires the response to be neither echo nor loop."""
     return _share(_rate(c.clean_pass for c in checks))
+
+
+@register("clean_lpr_strict", higher_is_better=True)
+def clean_lpr_strict(checks: list[ResponseCheck]) -> float | None:
+    """Clean LPR over all responses: an excluded one (empty, no counted line) counts as a failure."""
+    return _share(_rate(c.clean_pass_strict for c in checks))
+
+
+@register("real_word_rate", higher_is_better=True)
+def real_word_rate_metric(checks: list[ResponseCheck]) -> float | None:
+    """Mean share of an answer's words that the language's lexicon accepts (None: no lexicon)."""
+    vals = [c.real_word_rate for c in checks if c.real_word_rate is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
 @register("wpr", higher_is_better=True)
@@ -506,6 +548,7 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
     counts = {
         "lpr": _rate(c.line_pass for c in checks),
         "clean_lpr": _rate(c.clean_pass for c in checks),
+        "clean_lpr_strict": _rate(c.clean_pass_strict for c in checks),
         "wpr": _rate(c.word_pass for c in checks),
         "echo_rate": _rate(c.echo for c in checks),
         "loop_rate": _rate(c.loop for c in checks),
@@ -519,6 +562,12 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
         "lpr_ci": _round(wilson_interval(*counts["lpr"])),
         "clean_lpr": _round(values["clean_lpr"]),
         "clean_lpr_ci": _round(wilson_interval(*counts["clean_lpr"])),
+        "clean_lpr_strict": _round(values["clean_lpr_strict"]),
+        "clean_lpr_strict_ci": _round(wilson_interval(*counts["clean_lpr_strict"])),
+        "real_word_rate": _round(values["real_word_rate"]),
+        "real_word_rate_ci": _round(_mean_interval([c.real_word_rate for c in checks if c.real_word_rate is not None],
+                                                   n_bootstrap, seed)),
+        "real_word_rate_reason": _real_words_reason(checks, code),
         "wpr": _round(values["wpr"]),
         "wpr_ci": _round(wilson_interval(*counts["wpr"])) if values["wpr"] is not None else None,
         "line_accuracy": _round(values["line_accuracy"]),
@@ -536,7 +585,21 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
     return out
 
 
-_AGGREGATED = ("lpr", "clean_lpr", "wpr", "line_accuracy", "echo_rate", "loop_rate", "chrf")
+def _mean_interval(values: list[float], n_bootstrap: int, seed: int) -> tuple[float, float] | None:
+    """Seeded bootstrap interval of a mean (rows ``[value, 1]``: the sum over the count)."""
+    if not values:
+        return None
+    return bootstrap_interval([[v, 1.0] for v in values], lambda row: row[0] / row[1], n_bootstrap, seed)
+
+
+def _real_words_reason(checks: list[ResponseCheck], code: str) -> str | None:
+    """Why there is no real-word rate (no lexicon; no words), or None when there is one."""
+    if any(c.real_word_rate is not None for c in checks):
+        return None
+    return no_lexicon_reason(code) or "no words to check"
+
+
+_AGGREGATED = ("lpr", "clean_lpr", "clean_lpr_strict", "real_word_rate", "wpr", "line_accuracy", "echo_rate", "loop_rate", "chrf")
 
 
 def aggregate(per_lang: dict[str, dict]) -> dict:
@@ -553,7 +616,7 @@ def aggregate(per_lang: dict[str, dict]) -> dict:
         out[key] = _round(sum(vals) / len(vals)) if vals else None
     out["n"] = sum(s.get("n", 0) for s in per_lang.values())
     out["excluded"] = sum(s.get("excluded", 0) for s in per_lang.values())
-    for key in ("lpr", "clean_lpr", "wpr", "echo_rate", "loop_rate"):
+    for key in ("lpr", "clean_lpr", "clean_lpr_strict", "wpr", "echo_rate", "loop_rate"):
         pairs = [s["counts"][key] for s in per_lang.values() if "counts" in s and key in s["counts"]]
         k, n = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
         out[f"{key}_ci"] = _round(wilson_interval(k, n)) if n and out.get(key) is not None else None

@@ -180,3 +180,39 @@ def test_eval_checks_its_out_path_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "is a file, not a folder" in err, err
     assert list(folder.iterdir()) == [] and a_file.read_text() == "x"
+
+
+def test_eval_scores_existing_responses_without_a_model(tmp_path, capsys):
+    rows = [
+        {"id": "1", "lang": "sw", "prompt": "Kwa nini anga ni la buluu?", "model": "mine",
+         "response": "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu zaidi."},
+        {"id": "1", "lang": "sw", "prompt": "Kwa nini anga ni la buluu?", "model": "theirs",
+         "response": "Kuwa ziyeka vakuno mwena. Inamatika na piahekezieki naiyimana kwa sasa."},
+        {"id": "2", "lang": "yo", "prompt": "Báwo ni?", "response": "Mo wà dáadáa, ẹ ṣé púpọ̀ fún ìbéèrè yín lónìí."},
+    ]
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert main(["eval", "--responses", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["models"]) == {"mine", "theirs", "responses"}
+    mine = out["models"]["mine"]["sw"]
+    assert {"clean_lpr", "clean_lpr_strict", "lpr", "real_word_rate", "real_word_rate_ci"} <= set(mine)
+    assert mine["clean_lpr"] == 1.0 and out["models"]["theirs"]["sw"]["clean_lpr"] == 0.0
+    assert out["models"]["responses"]["yo"]["real_word_rate"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"id": 1, "lang": "sw", "prompt": "p", "response": "r"}\n', "field 'id' must be a string"),
+    ('{"id": "1", "lang": "sw", "prompt": "p"}\n', "field 'response' is missing"),
+    ('{"id": "1", "lang": "xx", "prompt": "p", "response": "r"}\n', "line 1"),
+    ('{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n',
+     "duplicate id"),
+    ("not json\n", "not valid JSON"),
+])
+def test_eval_responses_bad_input_is_one_error_line(tmp_path, capsys, content, message):
+    path = tmp_path / "answers.jsonl"
+    path.write_text(content, encoding="utf-8")
+    assert main(["eval", "--responses", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert main(["eval", "--responses", str(path), "--model", "default"]) == 2

@@ -226,3 +226,28 @@ def test_docstring_examples():
     from clo import metrics
 
     assert doctest.testmod(metrics).failed == 0
+
+
+def test_wpr_finds_english_glued_to_han_and_kana():
+    from clo.metrics import english_words, word_pass
+
+    assert english_words("我喜欢用python编程") == ["python"]
+    assert english_words("私はpythonでプログラムを書きます") == ["python"]
+    assert english_words("我喜欢用Python编程") == []  # capitalised names are not flagged, as in the benchmark
+    assert word_pass("我喜欢用python编程，每天都写很多代码。", "zh") is False
+
+
+def test_clean_lpr_needs_real_words_and_strict_counts_excluded():
+    from clo.metrics import score_responses
+
+    recs = [
+        {"prompt": "Kwa nini anga ni la buluu?",
+         "response": "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu zaidi."},
+        {"prompt": "Kwa nini anga ni la buluu?", "response": ""},
+    ]
+    s = score_responses(recs, "sw", details=True)
+    assert s["clean_lpr"] == 1.0 and s["clean_lpr_strict"] == 0.5 and s["excluded"] == 1
+    assert s["real_word_rate"] >= 0.9 and s["real_word_rate_reason"] is None
+    assert s["responses"][0]["real_words_pass"] is True
+    yo = score_responses([{"prompt": "Báwo ni?", "response": "Mo wà dáadáa, ẹ ṣé púpọ̀ fún ìbéèrè yín lónìí."}], "yo")
+    assert yo["real_word_rate"] is None and "Yoruba" in yo["real_word_rate_reason"]

