@@ -437,7 +437,45 @@ def cmd_runs(args) -> int:
     return 0
 
 
+# -- serve, arena (workshop mode, docs/workshop.md) ----------------------------------------------------------
+
+
+def _serve_parser(sub):
+    from clo.serve import API_KEY_ENV, ServeSettings
+
+    d = ServeSettings()
+    p = sub.add_parser("serve", help="serve a model or run as an OpenAI-compatible endpoint",
+                       description="OpenAI-compatible /v1/chat/completions (streaming too) and /v1/models for a "
+                                   "model or run. Binds 127.0.0.1 unless --host says otherwise. docs/workshop.md")
+    p.add_argument("--model", default="default", help="'default', a run directory, a folder or a cached HF id")
+    p.add_argument("--model-id", dest="model_id", help="the name clients use (default: the run/folder name)")
+    p.add_argument("--host", default=d.host, help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=d.port)
+    p.add_argument("--api-key", dest="api_key", help=f"require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens_limit, dest="max_tokens_limit",
+                   help="the most tokens one request may ask for")
+    p.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, dest="max_request_bytes")
+    p.add_argument("--batch-window", type=float, default=d.batch_window_s, dest="batch_window_s",
+                   help="seconds to gather concurrent requests into one batch")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, dest="max_batch")
+    return p
+
+
+def cmd_serve(args) -> int:
+    from clo.serve import API_KEY_ENV, ServeSettings, serve
+
+    settings = ServeSettings(host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+                             max_tokens_limit=args.max_tokens_limit, max_request_bytes=args.max_request_bytes,
+                             batch_window_s=args.batch_window_s, max_batch=args.max_batch)
+    print(f"Loading {args.model}…", file=sys.stderr)
+    print(f"Serving on http://{args.host}:{args.port}/v1" + (" (API key required)" if settings.api_key else "")
+          + " — Ctrl-C stops", file=sys.stderr)
+    serve(args.model, settings, args.model_id)
+    return 0
+
+
 COMMANDS = {
+    "serve": (_serve_parser, cmd_serve),
     "train": (_train_parser, cmd_train),
     "generate": (_generate_parser, cmd_generate),
     "models": (_models_parser, cmd_models),
