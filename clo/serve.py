@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hmac
 import json
-import os
 import threading
 import time
 import uuid
@@ -221,7 +221,9 @@ def build_app(model, settings: ServeSettings | None = None, model_id: str | None
     aliases = {name, asked, lm.name}  # the id, or what was given on the command line
     batcher = Batcher(lm, settings.batch_window_s, settings.max_batch)
     created = int(time.time())
-    tok = lm.tokenizer
+    # a private copy for counting tokens: a fast tokenizer's padding state is shared, and generation pads in a
+    # worker thread while requests are counted here
+    tok = copy.deepcopy(lm.tokenizer)
 
     def check_key(request: Request) -> None:
         if not settings.api_key:
@@ -263,7 +265,7 @@ def build_app(model, settings: ServeSettings | None = None, model_id: str | None
                            code="model_not_found")
         msgs = _messages(data, settings)
         opts = _options(data, settings)
-        prompt_tokens = len(tok.apply_chat_template(msgs, tokenize=True, add_generation_prompt=True))
+        prompt_tokens = count(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
         if prompt_tokens > settings.max_prompt_tokens:
             raise APIError(400, f"The prompt has {prompt_tokens} tokens; the limit is {settings.max_prompt_tokens}.",
                            param="messages", code="context_length_exceeded")
