@@ -18,6 +18,7 @@ import contextlib
 import copy
 import hmac
 import json
+import logging
 import threading
 import time
 import uuid
@@ -37,6 +38,7 @@ from clo.generate import GenerationOptions, generate, get_model, stream
 __all__ = ["ServeSettings", "Batcher", "build_app", "serve", "running_server", "API_KEY_ENV"]
 
 API_KEY_ENV = "CLO_API_KEY"
+log = logging.getLogger("clo.serve")
 ROLES = ("system", "user", "assistant")
 
 
@@ -129,6 +131,7 @@ class Batcher:
                 try:
                     answers = await loop.run_in_executor(self.executor, self._run, [it[0] for it in items], opts)
                 except Exception as e:  # reported to each waiting request as a 500 in OpenAI's shape
+                    log.error("generation failed", exc_info=e)
                     for it in items:
                         if not it[2].done():
                             it[2].set_exception(e)
@@ -334,7 +337,8 @@ def build_app(model, settings: ServeSettings | None = None, model_id: str | None
     async def on_http_error(request, exc: HTTPException):
         return APIError(exc.status_code, exc.detail or "error", code=None).response()
 
-    async def on_any_error(request, exc: Exception):
+    async def on_any_error(request, exc: Exception):  # the traceback goes to the server's log, never to the client
+        log.error("error answering %s", request.url.path, exc_info=exc)
         return APIError(500, f"internal error: {type(exc).__name__}", type_="server_error").response()
 
     @contextlib.asynccontextmanager
