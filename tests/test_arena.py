@@ -159,3 +159,24 @@ def test_decided_votes_become_pairs_clo_train_reads(tmp_path):
 
     with pytest.raises(DataError, match="rejected"):
         load_crosslingual(bad, "sw")
+
+
+def test_exported_votes_train_with_plain_dpo(tiny_model, tmp_path, capsys):
+    """`clo arena export` then `clo train --method clo --lambda 0` on the pairs: the class's votes, trained on."""
+    from clo.cli import main
+    from clo.runs import RunDir
+
+    db = tmp_path / "arena.sqlite"
+    arena = Arena(db)
+    code = arena.create_round(MODELS, PROMPTS, GenerationOptions(max_new_tokens=8), generate_fn=Counting())
+    for s in ("s1", "s2"):
+        while (m := arena.next_matchup(code, s)) is not None:
+            arena.record_vote(code, s, m, "A" if s == "s1" else "B")
+    out = tmp_path / "pairs.jsonl"
+    assert main(["arena", "--db", str(db), "export", code.lower(), "--out", str(out), "--csv", str(tmp_path / "v.csv")]) == 0
+    assert len(out.read_text().splitlines()) == 12
+    assert main(["arena", "--db", str(db), "export", "NOPE", "--out", str(out)]) == 2
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_model), "--data", str(out), "--lang", "sw", "--method", "clo",
+                 "--lambda", "0", "--max-steps", "1", "--batch-size", "2", "--out", str(run), "--json"]) == 0
+    assert RunDir(run).status()["state"] == "finished" and RunDir(run).has_model()
