@@ -487,9 +487,8 @@ def cmd_serve(args) -> int:
     settings = ServeSettings(host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                              max_tokens_limit=args.max_tokens_limit, max_request_bytes=args.max_request_bytes,
                              batch_window_s=args.batch_window_s, max_batch=args.max_batch)
-    print(f"Loading {args.model}…", file=sys.stderr)
-    print(f"Serving on http://{args.host}:{args.port}/v1" + (" (API key required)" if settings.api_key else "")
-          + " — Ctrl-C stops", file=sys.stderr)
+    print(f"Loading {args.model}, then serving it on http://{args.host}:{args.port}/v1"
+          + (" (API key required)" if settings.api_key else "") + " — Ctrl-C stops", file=sys.stderr)
     serve(args.model, settings, args.model_id)
     return 0
 

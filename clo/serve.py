@@ -294,11 +294,14 @@ def build_app(model, settings: ServeSettings | None = None, model_id: str | None
         loop = asyncio.get_running_loop()
         q: asyncio.Queue = asyncio.Queue()
         done = object()
+        gone = threading.Event()  # the client went away: stop generating (closing stream() cancels it)
 
         def work():
             try:
                 with batcher.lock:
                     for text in stream(lm, prompt, opts):
+                        if gone.is_set():
+                            break
                         loop.call_soon_threadsafe(q.put_nowait, text)
             except Exception as e:  # noqa: BLE001 - ends the stream with an error event
                 loop.call_soon_threadsafe(q.put_nowait, e)
@@ -313,18 +316,22 @@ def build_app(model, settings: ServeSettings | None = None, model_id: str | None
         thread.start()
         yield chunk({"role": "assistant", "content": ""})
         sent = ""
-        while True:
-            item = await q.get()
-            if item is done:
-                break
-            if isinstance(item, Exception):
-                err = {"error": {"message": f"generation failed: {type(item).__name__}", "type": "server_error",
-                                 "param": None, "code": None}}
-                yield "data: " + json.dumps(err) + "\n\n"
-                return
-            if item.startswith(sent) and len(item) > len(sent):  # the answer only grows (clean_answer trims)
-                yield chunk({"content": item[len(sent):]})
-                sent = item
+        try:
+            while True:
+                item = await q.get()
+                if item is done:
+                    break
+                if isinstance(item, Exception):
+                    log.error("generation failed", exc_info=item)
+                    err = {"error": {"message": f"generation failed: {type(item).__name__}", "type": "server_error",
+                                     "param": None, "code": None}}
+                    yield "data: " + json.dumps(err) + "\n\n"
+                    return
+                if item.startswith(sent) and len(item) > len(sent):  # the answer only grows (clean_answer trims)
+                    yield chunk({"content": item[len(sent):]})
+                    sent = item
+        finally:
+            gone.set()
         yield chunk({}, finish(count(sent)))
         if (data.get("stream_options") or {}).get("include_usage"):
             yield "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": now, "model": name,
