@@ -6,11 +6,12 @@ import os
 import streamlit as st
 
 from clo.arena import Arena, ArenaError, model_label
+from clo.catalog import runs_with_model
 from clo.data import DataError, load_prompts, parse_bytes
 from clo.generate import GenerationOptions, generate
 from clo.judge import JUDGE_KEY_ENV, JudgeError, judge_round
 from clo.languages import target_languages
-from clo.runs import list_runs
+from clo.models import display_name
 from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
 
 st.title("Arena")
@@ -23,11 +24,10 @@ ss = st.session_state
 
 def model_options() -> dict[str, str]:
     base = current_model()
-    opts = {base: f"Base · {model_label(base)}"} if base else {}
-    opts.setdefault("default", "Base · default (SmolLM2-135M-Instruct)")
-    for r in list_runs(runs_root()):
-        if r["has_model"] and r["state"] in ("finished", "stopped", "interrupted"):
-            opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
+    opts = {base: f"Base · {display_name(base)}"} if base else {}
+    opts.setdefault("default", f"Base · {display_name('default')}")
+    for r in runs_with_model(runs_root()):
+        opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
     return opts
 
 
@@ -37,12 +37,7 @@ def prompt_set() -> list[dict]:
         langs = st.multiselect("Languages", [l.code for l in target_languages()] + ["en"], default=[current_lang()],
                                format_func=lang_name, key="ar_langs")
         n = st.number_input("Prompts per language", 1, 50, 4, key="ar_n")
-        rows, per = [], {}
-        for p in load_prompts("demo", langs or None):
-            per[p["lang"]] = per.get(p["lang"], 0) + 1
-            if per[p["lang"]] <= n:
-                rows.append(p)
-        return rows
+        return load_prompts("demo", langs or None, per_lang=int(n))
     if source == "Upload":
         up = st.file_uploader("Prompts (JSON Lines or CSV: id, lang, prompt)", type=["jsonl", "json", "csv"],
                               key="ar_upload")

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from clo.generate import GenerationOptions, generate
 from clo.metrics import wilson_interval
-from clo.models import clo_home
+from clo.models import clo_home, display_name
 from clo.export import rows_to_csv
 
 __all__ = ["Arena", "VOTES", "REAL_LANG", "default_db", "model_label", "bradley_terry", "leaderboard",
@@ -69,8 +69,8 @@ def default_db() -> Path:
 
 
 def model_label(model: str) -> str:
-    """What the reveal shows: a run's id or a model's name, never a full path."""
-    return Path(model).name if ("/" in model or os.sep in model) else model
+    """What the reveal shows: a run's id or a model's name, never a full path (clo.models.display_name)."""
+    return display_name(model)
 
 
 def _pair(a: str, b: str) -> str:

@@ -16,7 +16,7 @@ PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2"
 
 @pytest.fixture(scope="module")
 def three_models(tmp_path_factory, tiny_model, tiny_gpt2):
-    from clo.tiny import make_tiny_model
+    from clo.testing import make_tiny_model
 
     return [str(tiny_model), str(tiny_gpt2), str(make_tiny_model(tmp_path_factory.mktemp("m") / "tiny-qwen2", "qwen2"))]
 

@@ -51,7 +51,7 @@ def _start(cmd, env, log_path, port) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, tiny_model, tiny_gpt2):
-    from clo.tiny import make_tiny_model
+    from clo.testing import make_tiny_model
 
     tmp = tmp_path_factory.mktemp("arena_load")
     db = tmp / "arena.sqlite"
