@@ -47,7 +47,10 @@ ZH_SINGLE_MIN_FREQ = 150_000  # a lone Han character is a word when jieba counts
 # Calibrated on the "tune" half of the bundled reference answers against the same answers with the letters
 # of every word shuffled (scripts/calibrate_real_words.py; figures for both halves in docs/evaluation.md):
 # the lowest value that still keeps ≥ 97.5% of the tune-half references, rounded down to 0.05.
-REAL_WORD_MIN = {"sw": 0.75, "id": 0.85, "de": 0.95, "ko": 0.5, "en": 0.95, "zh": 0.65}
+# Korean: the ko_KR hunspell list accepts only about half of the words of real Korean answers (mean 0.46 on the
+# tune half of the bundled references, 0.49 on the report half, against 0.21 for shuffled syllables), so no
+# threshold separates them: the rate is reported, but it does not decide "clean" (None: no gate).
+REAL_WORD_MIN: dict[str, float | None] = {"sw": 0.75, "id": 0.85, "de": 0.95, "ko": None, "en": 0.95, "zh": 0.65}
 
 _WORD_RE = re.compile(r"(?:[^\W\d_]|[\u0300-\u036f])+(?:['’\-](?:[^\W\d_]|[\u0300-\u036f])+)*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -184,7 +187,8 @@ def real_words_pass(text: str, lang: str) -> bool | None:
     """The answer's real-word rate reaches :data:`REAL_WORD_MIN` for ``lang``; ``None`` where there is no
     rate (no lexicon, no word): such answers are judged on language, echo and loop alone."""
     r = real_word_rate(text, lang)
-    return None if r.rate is None else r.rate >= REAL_WORD_MIN[r.lang]
+    threshold = REAL_WORD_MIN.get(r.lang)
+    return None if r.rate is None or threshold is None else r.rate >= threshold
 
 
 def marked_markdown(text: str, lang: str) -> str:
@@ -204,5 +208,7 @@ def real_words_caption(text: str, lang: str) -> str:
         return f"Real words: n/a ({r.reason})."
     source = f"hunspell {HUNSPELL[r.lang][1]}" if r.lang in HUNSPELL else "jieba's dictionary"
     unit = "characters" if r.lang == "zh" else "words"
-    flag = "" if r.rate >= REAL_WORD_MIN[r.lang] else f" — below {REAL_WORD_MIN[r.lang]:.0%}, not clean"
+    threshold = REAL_WORD_MIN.get(r.lang)
+    flag = ("; the dictionary is too weak to judge this language by it" if threshold is None else
+            "" if r.rate >= threshold else f" — below {threshold:.0%}, not clean")
     return f"Real words: {r.rate:.0%} ({r.known} of {r.total} {unit} known to {source}){flag}."

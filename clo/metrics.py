@@ -292,7 +292,8 @@ class ResponseCheck:
     @property
     def real_words_pass(self) -> bool | None:
         """The real-word rate reaches the language's threshold; ``None`` where there is no rate."""
-        return None if self.real_word_rate is None else self.real_word_rate >= REAL_WORD_MIN[self.lang]
+        threshold = REAL_WORD_MIN.get(self.lang)
+        return None if self.real_word_rate is None or threshold is None else self.real_word_rate >= threshold
 
     @property
     def clean_pass(self) -> bool | None:

@@ -69,6 +69,10 @@ def main(argv=None) -> int:
         for h in ("tune", "report"):
             r = [x for x in rates[h] if x is not None]
             n = [x for x in noise[h] if x is not None]
+            if thr is None:  # measured, but no gate (clo.lexicon: the dictionary cannot separate real from noise)
+                print(f"| {lang} | {h} | {len(r)} | {sum(r) / len(r):.3f} | {min(r):.3f} | – | {sum(n) / len(n):.3f} | "
+                      f"{max(n):.3f} | – | none ({suggested:.2f}) |")
+                continue
             print(f"| {lang} | {h} | {len(r)} | {sum(r) / len(r):.3f} | {min(r):.3f} | {sum(x >= thr for x in r) / len(r):.1%} "
                   f"| {sum(n) / len(n):.3f} | {max(n):.3f} | {sum(x >= thr for x in n) / len(n):.1%} | "
                   f"{thr:.2f} ({suggested:.2f}) |")
