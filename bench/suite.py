@@ -41,6 +41,8 @@ from pathlib import Path
 QUICK = dict(batch_size=2, max_length=128, steps=3, gen_prompts=40, gen_tokens=24)
 FULL = dict(batch_size=8, max_length=160, steps=3, gen_prompts=40, gen_tokens=64)
 
+TRAINER_ROWS = ("trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached", "sft")
+
 # dense bf16 peak of known accelerators (FLOP/s, no sparsity)
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
 
@@ -409,11 +411,14 @@ def bench_langid() -> dict:
 
 def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention", quick: bool = False,
               device: str = "auto", batch_size: int | None = None, max_length: int | None = None,
-              steps: int | None = None, skip: tuple[str, ...] = (), log=print) -> dict:
-    """Run every part and return the JSON-able result (also what ``--json`` prints)."""
+              steps: int | None = None, skip: tuple[str, ...] = (), log=print,
+              rows: tuple[str, ...] | None = None) -> dict:
+    """Run every part and return the JSON-able result (also what ``--json`` prints). ``rows``: only these trainer
+    rows (default: all of :data:`TRAINER_ROWS`)."""
     import torch
     from accelerate import PartialState
 
+    wanted = tuple(rows) if rows else TRAINER_ROWS  # (`rows` is reused below for the results)
     cfg = dict(QUICK if quick else FULL)
     cfg.update({k: v for k, v in dict(batch_size=batch_size, max_length=max_length, steps=steps).items() if v})
     if device == "auto":
@@ -451,7 +456,12 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
             for name, method in (("clo", "clo"), ("clo_cached", "clo"), ("sft", "sft")):
                 phases.append((name, lambda name=name, method=method: bench_clo_run(
                     name, data, device, peak, {**spec_kw, "method": method}, tmp / "runs")))
+            unknown = set(wanted) - set(TRAINER_ROWS)
+            if unknown:
+                raise ValueError(f"unknown trainer rows {sorted(unknown)}; known: {list(TRAINER_ROWS)}")
             for name, phase in phases:
+                if name not in wanted:
+                    continue
                 try:
                     rows[name] = phase()
                     log(_fmt(rows[name]))

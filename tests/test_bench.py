@@ -59,3 +59,31 @@ def test_bench_refuses_too_little_data(tiny_model):
     with pytest.raises(ValueError, match="needs"):
         run_bench(model=str(tiny_model), batch_size=100, steps=5, max_length=512, skip=("load", "generate", "langid"),
                   log=lambda m: None)
+
+
+def test_gpu_check_script_runs_scaled_down_on_cpu(tmp_path):
+    """bench/gpu_check.sh end to end, on the CPU with Qwen2.5-3B's shape divided by 32 and a tiny batch: one JSON
+    with both scopes, every CLO and TRL row (tokens/s, MFU, peak memory) and the ratios. Nothing is timed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "gpu-check.json"
+    env = {**os.environ, "PY": sys.executable, "CLO_HOME": str(tmp_path / "home"), "CHECK_TIMEOUT": "1200"}
+    p = subprocess.run(["bash", str(root / "bench" / "gpu_check.sh"), "--divide", "32", "--device", "cpu",
+                        "--batch-size", "1", "--max-length", "256", "--steps", "2", "--work", str(tmp_path / "work"),
+                        "--out", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=1300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["shape"] == "qwen2.5-3b" and res["divide"] == 32 and set(res["scopes"]) == {"attention", "full"}
+    for scope, s in res["summary"].items():
+        assert set(s["rows"]) == {"trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached"}, scope
+        for r in s["rows"].values():
+            assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["peak_gb"] > 0
+        for k in ("clo_vs_trl_dpo_time", "clo_vs_trl_dpo_memory", "clo_vs_trl_dpo_precomputed_time",
+                  "clo_vs_trl_dpo_precomputed_memory"):
+            assert s["ratios"][k] > 0, (scope, k)
+    assert res["scopes"]["full"]["rows"]["clo"]["extra"]["trainable_params"] > \
+        res["scopes"]["attention"]["rows"]["clo"]["extra"]["trainable_params"]

@@ -24,7 +24,7 @@ from conftest import SAMPLES, write_xl
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
-N = 8  # samples used (--limit 8 of 12): two ranks × 2 samples a step → 2 steps an epoch
+N = 8  # samples used (--limit 8 of 12; --max-length 96 keeps all 8 whole): two ranks × 2 samples a step → 2 steps an epoch
 TIMEOUT = 300  # generous: only a guard against a hang (a rank stuck in a collective), never asserted on
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
@@ -51,7 +51,7 @@ def setup(tmp_path_factory, tiny_model):
 def _cmd(setup, out: Path, *extra: str, config: str = "cpu-2proc.yaml") -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
             "-m", "clo", "train", "--model", str(setup["model"]), "--data", str(setup["xl"]), "--lang", "sw",
-            "--limit", str(N), "--max-length", "64", "--device", "cpu", "--out", str(out), *extra]
+            "--limit", str(N), "--max-length", "96", "--device", "cpu", "--out", str(out), *extra]
 
 
 def _launch(setup, name: str, *extra: str):
