@@ -61,6 +61,7 @@ def test_bench_refuses_too_little_data(tiny_model):
                   log=lambda m: None)
 
 
+@pytest.mark.slow  # ≈ 4 min on the shared 2-core CPU: 8 trainer runs of the scaled-down shape
 def test_gpu_check_script_runs_scaled_down_on_cpu(tmp_path):
     """bench/gpu_check.sh end to end, on the CPU with Qwen2.5-3B's shape divided by 32 and a tiny batch: one JSON
     with both scopes, every CLO and TRL row (tokens/s, MFU, peak memory) and the ratios. Nothing is timed."""
