@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.suite import TRAINER_ROWS  # noqa: E402  (light: torch is imported inside its functions)
+
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -62,6 +64,13 @@ def build(shape: str, folder: Path, divide: int = 1) -> tuple[Path, int]:
     return folder, n
 
 
+def _summary(res: dict) -> dict:
+    """Per row: tokens/s, MFU and peak memory; plus the ratios (what the GPU check is read for)."""
+    rows = {name: {"tokens_per_s": r["tokens_per_s"], "mfu": r["mfu"], "peak_gb": r["peak_gb"],
+                   "s_per_pair": r["s_per_pair"]} for name, r in res.get("rows", {}).items()}
+    return {"rows": rows, "ratios": res.get("ratios", {}), "errors": res.get("errors", {})}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-3b")
@@ -69,7 +78,9 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=4, help="samples per step (2 preference pairs each)")
     ap.add_argument("--max-length", type=int, default=512)
     ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--scope", default="attention")
+    ap.add_argument("--scope", default="attention", help="trainable scope; several, comma-separated, give one "
+                    "JSON with a result per scope (scopes) on the same random model")
+    ap.add_argument("--rows", help=f"comma-separated trainer rows (default: all of {','.join(TRAINER_ROWS)})")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--work", help="folder for the random model (default: a temporary folder)")
     ap.add_argument("--out", help="write the JSON result here too")
@@ -79,15 +90,22 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="clo-gpu-shapes-"))
     folder, n = build(args.shape, work / args.shape, args.divide)
     print(f"{args.shape} (divide {args.divide}): {n / 1e9:.2f} B parameters in {folder}", file=sys.stderr)
-    res = run_bench(model=str(folder), scope=args.scope, device=args.device, batch_size=args.batch_size,
-                    max_length=args.max_length, steps=args.steps, skip=("load", "generate", "langid"),
-                    log=lambda m: print(m, file=sys.stderr, flush=True))
-    res["config"].update(shape=args.shape, divide=args.divide, parameters=n)
-    text = json.dumps(res, indent=2)
+    rows = tuple(args.rows.split(",")) if args.rows else None
+    results = {}
+    for scope in args.scope.split(","):
+        res = run_bench(model=str(folder), scope=scope, device=args.device, batch_size=args.batch_size,
+                        max_length=args.max_length, steps=args.steps, skip=("load", "padding", "generate", "langid"),
+                        log=lambda m: print(m, file=sys.stderr, flush=True), rows=rows)
+        res["config"].update(shape=args.shape, divide=args.divide, parameters=n)
+        print_report(res)
+        results[scope] = res
+    out = results[args.scope] if "," not in args.scope else {
+        "shape": args.shape, "divide": args.divide, "parameters": n, "device": args.device,
+        "scopes": results, "summary": {scope: _summary(r) for scope, r in results.items()}}
+    text = json.dumps(out, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
-    print_report(res)
     return 0
 
 

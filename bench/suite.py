@@ -5,6 +5,9 @@ Every figure is measured here; the printed ratios compare rows measured in the s
 
 - ``trl_dpo``: TRL's ``DPOTrainer`` as a TRL user would run it: sigmoid loss, same trainable scope, reference
   model copy scoring every batch (TRL's default, ``precompute_ref_log_probs=False``).
+- ``trl_dpo_precomputed``: the same with ``precompute_ref_log_probs=True``, TRL's best single-process setting: no
+  reference copy in memory, one reference pass over the data before training, charged per pair like CLO's. The
+  fair anchor: ``ratios`` has CLO against both TRL rows (``clo_vs_trl_dpo_*``, ``clo_vs_trl_dpo_precomputed_*``).
 - ``clo``: ``clo train --method clo`` (``run_training``), first run: reference log-probs computed in one
   pass before training and cached on disk; the pass is charged to CLO per pair.
 - ``clo_cached``: the same run again: the cache is hit and no reference forward pass runs at all.
@@ -37,6 +40,8 @@ from pathlib import Path
 # --quick: small enough for a 2-core CPU in a few minutes; full: the demo preset's batch and length.
 QUICK = dict(batch_size=2, max_length=128, steps=3, gen_prompts=40, gen_tokens=24)
 FULL = dict(batch_size=8, max_length=160, steps=3, gen_prompts=40, gen_tokens=64)
+
+TRAINER_ROWS = ("trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached", "sft")
 
 # dense bf16 peak of known accelerators (FLOP/s, no sparsity)
 GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
@@ -214,8 +219,11 @@ def _bench_data(model: str, lang: str, n_samples: int, tmp: Path) -> Path:
     return write_jsonl(tmp / f"bench-{lang}.jsonl", records[:n_samples])
 
 
-def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
-    """TRL's DPOTrainer, defaults a TRL user gets: reference model copy, reference scored inside every step."""
+def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precompute: bool = False) -> Row:
+    """TRL's DPOTrainer. ``precompute=False``: the defaults a TRL user gets (a reference model copy scores every
+    batch inside the step). ``precompute=True``: TRL's best single-process setting
+    (``precompute_ref_log_probs=True``): no reference copy, one reference pass over the data before training —
+    timed and charged per pair, as CLO's first run is charged for its own pass."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -226,6 +234,16 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
     from clo.spec import TrainSpec
     from clo.train import common_args, quiet
 
+    class TimedDPOTrainer(DPOTrainer):  # TRL's trainer unchanged; its reference pass is only timed
+        ref_pass_s = 0.0
+
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            t0 = time.perf_counter()
+            try:
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            finally:
+                self.ref_pass_s += time.perf_counter() - t0
+
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
     tmp = Path(tempfile.mkdtemp(prefix="clo-bench-trl-"))
@@ -234,20 +252,31 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict) -> Row:
         apply_scope(loaded.model, spec)
         n, n_tr = _param_counts(loaded.model, loaded.model.config.get_text_config().tie_word_embeddings)
         pairs = [to_conversational(p) for p in build_pairs(load_crosslingual(str(data), spec.lang))]
+        # the same reference batch as CLO's pass (build_clo_trainer): 2 × samples per step
         args = DPOConfig(**common_args(spec, tmp, 2 * spec.batch_size, device), beta=spec.beta,
-                         loss_type=["sigmoid"], precompute_ref_log_probs=False)
-        trainer = DPOTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(pairs),
-                             processing_class=loaded.tokenizer, callbacks=[clock.callback()])
+                         loss_type=["sigmoid"], precompute_ref_log_probs=precompute,
+                         precompute_ref_batch_size=2 * spec.batch_size)
+        trainer = TimedDPOTrainer(model=loaded.model, args=args, train_dataset=Dataset.from_list(pairs),
+                                  processing_class=loaded.tokenizer, callbacks=[clock.callback()])
         quiet(trainer)
+        has_ref_copy = trainer.ref_model is not None
         trainer.train()
     step_s, tok = clock.summary()
+    ref_s, n_pairs = trainer.ref_pass_s, len(pairs)
     del trainer, loaded
     shutil.rmtree(tmp, ignore_errors=True)
     pairs_per_step = 2 * spec.batch_size
-    flops = _flops_per_token(n, n_tr, reference=True) * tok / step_s
-    return Row("trl_dpo", "TRL DPOTrainer (sigmoid), reference model scored in every step", round(step_s, 3),
-               pairs_per_step, round(step_s / pairs_per_step, 4), round(tok / step_s, 1), mem["peak_gb"],
-               mem["rise_gb"], flops, round(flops / peak, 4))
+    ref_per_pair = ref_s / n_pairs if precompute and n_pairs else 0.0
+    s_per_pair = step_s / pairs_per_step + ref_per_pair
+    flops = _flops_per_token(n, n_tr, reference=True) * tok / (s_per_pair * pairs_per_step)
+    if precompute:
+        name, what = "trl_dpo_precomputed", ("TRL DPOTrainer (sigmoid), precompute_ref_log_probs=True: one "
+                                             "reference pass before training, no reference copy")
+    else:
+        name, what = "trl_dpo", "TRL DPOTrainer (sigmoid), reference model scored in every step"
+    return Row(name, what, round(step_s, 3), pairs_per_step, round(s_per_pair, 4), round(tok / step_s, 1),
+               mem["peak_gb"], mem["rise_gb"], flops, round(flops / peak, 4), round(ref_s, 2) if precompute else 0.0,
+               round(ref_per_pair, 4), extra={"reference_model_copy": has_ref_copy, "pairs": n_pairs})
 
 
 def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict, runs: Path) -> Row:
@@ -382,11 +411,14 @@ def bench_langid() -> dict:
 
 def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention", quick: bool = False,
               device: str = "auto", batch_size: int | None = None, max_length: int | None = None,
-              steps: int | None = None, skip: tuple[str, ...] = (), log=print) -> dict:
-    """Run every part and return the JSON-able result (also what ``--json`` prints)."""
+              steps: int | None = None, skip: tuple[str, ...] = (), log=print,
+              rows: tuple[str, ...] | None = None) -> dict:
+    """Run every part and return the JSON-able result (also what ``--json`` prints). ``rows``: only these trainer
+    rows (default: all of :data:`TRAINER_ROWS`)."""
     import torch
     from accelerate import PartialState
 
+    wanted = tuple(rows) if rows else TRAINER_ROWS  # (`rows` is reused below for the results)
     cfg = dict(QUICK if quick else FULL)
     cfg.update({k: v for k, v in dict(batch_size=batch_size, max_length=max_length, steps=steps).items() if v})
     if device == "auto":
@@ -418,11 +450,18 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
                        max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device)
         rows: dict[str, Row] = {}
         if "train" not in skip:
-            phases = [("trl_dpo", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"}))]
+            phases = [("trl_dpo", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"})),
+                      ("trl_dpo_precomputed", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"},
+                                                                    precompute=True))]
             for name, method in (("clo", "clo"), ("clo_cached", "clo"), ("sft", "sft")):
                 phases.append((name, lambda name=name, method=method: bench_clo_run(
                     name, data, device, peak, {**spec_kw, "method": method}, tmp / "runs")))
+            unknown = set(wanted) - set(TRAINER_ROWS)
+            if unknown:
+                raise ValueError(f"unknown trainer rows {sorted(unknown)}; known: {list(TRAINER_ROWS)}")
             for name, phase in phases:
+                if name not in wanted:
+                    continue
                 try:
                     rows[name] = phase()
                     log(_fmt(rows[name]))
@@ -454,26 +493,30 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
 
 
 def _ratios(rows: dict[str, Row]) -> dict:
-    """CLO (and SFT) against TRL's DPOTrainer; a ratio whose rows did not both run is left out."""
+    """CLO (and SFT) against TRL's DPOTrainer in both settings; a ratio whose rows did not both run is left out.
+    ``…_vs_trl_dpo_*``: TRL's default (reference copy in every step); ``…_vs_trl_dpo_precomputed_*``: TRL at its
+    best in one process (reference precomputed, its pass charged per pair like CLO's)."""
     out: dict = {}
-    base = rows.get("trl_dpo")
     clo, cached, sft = rows.get("clo"), rows.get("clo_cached"), rows.get("sft")
-    if base and clo:
-        out["clo_vs_trl_dpo_time"] = round(clo.s_per_pair / base.s_per_pair, 3)
-        out["clo_vs_trl_dpo_memory"] = round(clo.peak_gb / base.peak_gb, 3)
-        if base.rise_gb > 0:
-            out["clo_vs_trl_dpo_memory_rise"] = round(clo.rise_gb / base.rise_gb, 3)
-    if base and cached:
-        out["clo_cached_vs_trl_dpo_time"] = round(cached.s_per_pair / base.s_per_pair, 3)
-    if base and sft:
-        out["sft_vs_trl_dpo_time"] = round(sft.s_per_pair / base.s_per_pair, 3)
+    for key, base in (("trl_dpo", rows.get("trl_dpo")), ("trl_dpo_precomputed", rows.get("trl_dpo_precomputed"))):
+        if base is None:
+            continue
+        if clo:
+            out[f"clo_vs_{key}_time"] = round(clo.s_per_pair / base.s_per_pair, 3)
+            out[f"clo_vs_{key}_memory"] = round(clo.peak_gb / base.peak_gb, 3)
+            if base.rise_gb > 0:
+                out[f"clo_vs_{key}_memory_rise"] = round(clo.rise_gb / base.rise_gb, 3)
+        if cached:
+            out[f"clo_cached_vs_{key}_time"] = round(cached.s_per_pair / base.s_per_pair, 3)
+        if sft:
+            out[f"sft_vs_{key}_time"] = round(sft.s_per_pair / base.s_per_pair, 3)
     if clo and cached:
         out["reference_cache_saving_s"] = round(clo.ref_pass_s - cached.ref_pass_s, 2)
     return out
 
 
 def _fmt(r: Row) -> str:
-    return (f"{r.name:11} step {r.step_s:7.2f} s  {r.s_per_pair:7.3f} s/pair  {r.tokens_per_s:8.0f} tok/s  "
+    return (f"{r.name:19} step {r.step_s:7.2f} s  {r.s_per_pair:7.3f} s/pair  {r.tokens_per_s:8.0f} tok/s  "
             f"peak {r.peak_gb:6.2f} GB (+{r.rise_gb:.2f})  {r.flops_per_s / 1e9:7.1f} GFLOP/s  MFU {r.mfu:.1%}"
             + (f"  ref pass {r.ref_pass_s:.1f} s" if r.ref_pass_s else ""))
 
@@ -486,9 +529,9 @@ def print_report(res: dict) -> None:
         l = res["loading"]
         print(f"loading: first {l['first_load_s']} s ({l['first_load_is']}), cached {l['cached_load_s']} s")
     if "rows" in res:
-        print(f"{'row':11} {'s/step':>8} {'s/pair':>8} {'tok/s':>8} {'peak GB':>8} {'rise GB':>8} {'GFLOP/s':>8} {'MFU':>6}")
+        print(f"{'row':19} {'s/step':>8} {'s/pair':>8} {'tok/s':>8} {'peak GB':>8} {'rise GB':>8} {'GFLOP/s':>8} {'MFU':>6}")
         for r in res["rows"].values():
-            print(f"{r['name']:11} {r['step_s']:8.2f} {r['s_per_pair']:8.3f} {r['tokens_per_s']:8.0f} {r['peak_gb']:8.2f} "
+            print(f"{r['name']:19} {r['step_s']:8.2f} {r['s_per_pair']:8.3f} {r['tokens_per_s']:8.0f} {r['peak_gb']:8.2f} "
                   f"{r['rise_gb']:8.2f} {r['flops_per_s'] / 1e9:8.1f} {r['mfu']:6.1%}")
         for k, v in res["ratios"].items():
             print(f"  {k}: {v}")

@@ -11,6 +11,11 @@ environment variable is set, and the tiny models are built only when asked for.
 
 - **Fault points** (``CLO_FAULT=name[:N]``) — the process SIGKILLs itself at a named point
   (tests/test_faults.py), the same as ``kill -9`` or the out-of-memory killer.
+- **FSDP on a CPU** (``CLO_TEST_FSDP_ON_CPU=1``) — accelerate 1.15 turns its FSDP integration on only for
+  accelerators (CUDA, XPU, …): on a CPU under ``accelerate launch`` with an FSDP config it silently falls back to
+  DDP. With this set, :func:`fsdp_on_cpu` switches the trainer's accelerator to FSDP after it is built, so the
+  real FSDP2 code (``fully_shard`` over gloo, DTensor shards, the full-state-dict gather, FSDP checkpoints) runs on
+  two CPU processes (tests/test_distributed.py). Never needed on a GPU.
 - **Sample log** (``CLO_DEBUG_SAMPLES=<path>``) — each process appends JSON lines to ``<path>.rank<N>``: one per
   training micro-batch, the reference-cache decision, and at the end of each stage its step count, stop flag and a
   SHA-256 of its trainable weights (tests/test_distributed.py: ranks see disjoint data, end with equal weights).
@@ -24,9 +29,10 @@ import signal
 from pathlib import Path
 
 __all__ = ["make_tiny_tokenizer", "make_tiny_model", "ARCHS", "fault_point", "FAULT_ENV", "DEBUG_SAMPLES_ENV",
-           "debug_write", "debug_watch", "debug_end"]
+           "debug_write", "debug_watch", "debug_end", "fsdp_on_cpu", "FSDP_CPU_ENV"]
 
 FAULT_ENV = "CLO_FAULT"
+FSDP_CPU_ENV = "CLO_TEST_FSDP_ON_CPU"
 DEBUG_SAMPLES_ENV = "CLO_DEBUG_SAMPLES"
 
 # -- tiny models ------------------------------------------------------------------------------------------------
@@ -139,6 +145,29 @@ def fault_point(name: str, index: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+# -- FSDP on a CPU ----------------------------------------------------------------------------------------------
+
+
+def fsdp_on_cpu(trainer) -> bool:
+    """Does nothing unless ``CLO_TEST_FSDP_ON_CPU`` is set. Called right after a trainer has built its accelerator:
+    when ``accelerate launch`` asked for FSDP (``ACCELERATE_USE_FSDP``) but accelerate set the CPU processes up for
+    DDP (``MULTI_CPU``: its state enables FSDP only for accelerator types), switch the accelerator to FSDP with the
+    plugin the launcher's environment describes, as it would be on a GPU. Returns whether it switched."""
+    if not os.environ.get(FSDP_CPU_ENV) or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return False
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if state.distributed_type != DistributedType.MULTI_CPU:
+        return False
+    # both shared states: every later AcceleratorState() copies PartialState's fields over its own
+    PartialState().distributed_type = state.distributed_type = DistributedType.FSDP
+    state.fsdp_plugin = FullyShardedDataParallelPlugin()  # from the FSDP_* variables the launcher set
+    trainer.is_fsdp_enabled = True
+    return True
+
+
 # -- the per-rank sample log ------------------------------------------------------------------------------------
 
 
@@ -185,8 +214,11 @@ def debug_end(trainer, stage: str, stopped: bool) -> None:
     h, names = hashlib.sha256(), []
     for name, p in sorted(model.named_parameters(), key=lambda np: np[0]):
         if p.requires_grad:
+            t = p.detach()
+            if hasattr(t, "full_tensor"):  # an FSDP2 shard (DTensor): every rank gathers the whole parameter
+                t = t.full_tensor()
             h.update(name.encode())
-            h.update(p.detach().float().cpu().numpy().tobytes())
+            h.update(t.float().cpu().numpy().tobytes())
             names.append(name)
     debug_write({"event": "end", "stage": stage, "steps": trainer.state.global_step, "stopped": stopped,
                  "checksum": h.hexdigest(), "params": names})

@@ -124,12 +124,34 @@ def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.E
                        f"model), which a single checkpoint does not capture. Start it again with "
                        f"`python -m clo train --config {run.config_path}`.")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RunError("Resuming runs in one process; start `python -m clo runs resume` without accelerate/torchrun.")
-    step = resume_point(run)
-    resolve_model(spec.model)  # the base model must still be there before anything is changed
-    prepare_resume(run, step)
+        _prepare_resume_on_main(run, spec)  # under accelerate launch: the main process does the bookkeeping
+    else:
+        step = resume_point(run)
+        resolve_model(spec.model)  # the base model must still be there before anything is changed
+        prepare_resume(run, step)
     return run_training(spec, run.path, events=events, stop_event=stop_event, create=False,
                         resume_from=run.checkpoint_path)
+
+
+def _prepare_resume_on_main(run: RunDir, spec: TrainSpec) -> None:
+    """``clo runs resume`` under ``accelerate launch`` (e.g. an FSDP run, whose checkpoint only a sharded run can
+    load): the main process checks and prepares the run (it alone writes the run directory); every rank learns
+    whether that worked, so that none waits alone for the others."""
+    from accelerate import PartialState
+
+    from clo.trainer import all_agree, use_cpu
+
+    dist = PartialState(cpu=use_cpu(spec))
+    error = None
+    if dist.is_main_process:
+        try:
+            step = resume_point(run)
+            resolve_model(spec.model)
+            prepare_resume(run, step)
+        except Exception as e:  # noqa: BLE001 - re-raised below, after every rank has heard of it
+            error = e
+    if not all_agree(error is None, "all"):
+        raise error or RunError(f"Run {run.id} cannot be resumed: the main process refused (see its message).")
 
 
 def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from=None) -> TrainResult:
@@ -188,7 +210,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
         loaded.model = trainer.model
     result.state = "stopped" if stopped else "finished"
     run.phase("saving", step=result.steps)
-    run.save_model(_writer(spec, loaded.model, loaded.tokenizer, base_is_adapter))
+    save_whole_model(run, _writer(spec, loaded.model, loaded.tokenizer, base_is_adapter), loaded.model)
     if result.state == "finished":
         run.drop_checkpoint()  # nothing left to resume: free the optimizer state
     rows = run.metrics()
@@ -213,8 +235,8 @@ def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event):
     trainer checkpoint at each periodic save, for `clo runs resume`."""
     from clo.callbacks import RunCallback
 
-    def save(model):
-        run.save_model(_writer(spec, model, loaded.tokenizer, base_is_adapter))
+    def save(model):  # called by every rank
+        save_whole_model(run, _writer(spec, model, loaded.tokenizer, base_is_adapter), model)
 
     return RunCallback(run, stage, stop_event=stop_event, step_offset=offset, save=save, save_every=spec.save_steps,
                        checkpoint=spec.method != "sft-dpo")
@@ -410,19 +432,72 @@ def _check_prompt_lengths(tokenizer, prompts: list, spec: TrainSpec) -> None:
         )
 
 
+def gathered_state_dict(model):
+    """The whole model's weights when they are sharded across processes, else None (the model itself holds
+    them: one process, DDP, ZeRO-2). **Every rank must call it** at the same point: the gather is a collective.
+
+    - FSDP (FSDP2's DTensor shards, or an FSDP1 wrapper): torch's full state dict, offloaded to the CPU; the main
+      process gets every tensor, the others an empty dict (``accelerator.get_state_dict`` does the same).
+    - DeepSpeed ZeRO-3 (parameters partitioned, ``ds_id``): gathered layer by layer into CPU copies on the main
+      process. Written from DeepSpeed's documented API, not run: DeepSpeed is not installed here.
+    """
+    import torch
+
+    params = list(model.parameters())
+    if any(hasattr(p, "ds_id") for p in params):
+        import deepspeed
+
+        rank0 = torch.distributed.get_rank() == 0
+        out = {}
+        for prefix, module in model.named_modules():
+            local = list(module.parameters(recurse=False))
+            with deepspeed.zero.GatheredParameters(local, modifier_rank=None):
+                if rank0:
+                    for name, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+                        out[f"{prefix}.{name}" if prefix else name] = t.detach().cpu().clone()
+        return out
+    fsdp1 = any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())
+    if not fsdp1 and not any(hasattr(p, "full_tensor") for p in params):  # DTensor: FSDP2's shards
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    out = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    # a tied weight (the LM head = the input embedding) comes back as two separate copies, which save_pretrained
+    # would both write: keep only the first name, as an unsharded save does (loading ties them again)
+    kept = {n for n, _ in model.named_parameters()}
+    for alias in {n for n, _ in model.named_parameters(remove_duplicate=False)} - kept:
+        out.pop(alias, None)
+    return out
+
+
+def save_whole_model(run: RunDir, writer, model) -> None:
+    """Save ``model`` through ``writer`` (:func:`_writer`) as the run's ``model/``; called by **every** rank. Sharded
+    weights (FSDP, ZeRO-3) are first gathered by all ranks together (:func:`gathered_state_dict`), so the saved
+    model is whole; the main process alone writes it (``RunDir.save_model`` is a no-op on the others)."""
+    writer.state_dict = gathered_state_dict(model)
+    run.save_model(writer)
+
+
 def _writer(spec: TrainSpec, model, tokenizer, base_is_adapter: bool = False):
-    """A function that writes ``model`` + tokenizer into a folder (used through RunDir.save_model)."""
+    """A function that writes ``model`` + tokenizer into a folder (used through RunDir.save_model). Its
+    ``state_dict`` attribute, when set (:func:`save_whole_model`), gives the weights to write instead of the
+    model's own (gathered from the shards of a sharded model)."""
 
     def write(folder: Path):
-        m = model
+        m, state_dict = model, write.state_dict
         if hasattr(m, "peft_config") and (spec.method == "sft-dpo" or base_is_adapter):
+            if state_dict is not None:
+                raise RunError("saving a merged LoRA model from sharded (FSDP/ZeRO-3) weights is not supported: "
+                               "use ZeRO-2 or DDP for sft-dpo with --scope lora, or a full base model")
             # the adapter sits on a merged model (SFT stage, or a LoRA run used as base): save full weights,
             # merging a copy so that the live model keeps training after a periodic save
             m = copy.deepcopy(m).merge_and_unload()
-        m.save_pretrained(folder, safe_serialization=True)
+        extra = {} if state_dict is None else {"state_dict": state_dict}
+        m.save_pretrained(folder, safe_serialization=True, **extra)
         tokenizer.save_pretrained(folder)
         if hasattr(m, "peft_config"):
             base = str(Path(spec.model).resolve()) if Path(spec.model).exists() else spec.model
             (folder / "clo_base.json").write_text(json.dumps({"base_model": base}))
 
+    write.state_dict = None
     return write

@@ -31,7 +31,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from clo.losses import LOSS_FUNCTIONS
-from clo.testing import debug_write, fault_point
+from clo.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.train import TrainingStopped
 
 __all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_selective_head", "all_agree",
@@ -215,6 +215,10 @@ class CLOTrainer(DPOTrainer):
         super().__init__(*args, **kwargs)
         self._ensure_head()
 
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        fsdp_on_cpu(self)  # test-only (CLO_TEST_FSDP_ON_CPU); a no-op otherwise
+
     def _ensure_head(self) -> None:
         if self.selective_head is None:
             patched = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
@@ -248,10 +252,21 @@ class CLOTrainer(DPOTrainer):
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
         if self.args.train_sampling_strategy != "group_by_length":
-            return PairSampler(len(ds), self.args.seed)
-        lengths = [len(p) + max(len(c), len(r))
-                   for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
-        return PairSampler(len(ds), self.args.seed, lengths, self.args.per_device_train_batch_size // 2)
+            self._pair_sampler = PairSampler(len(ds), self.args.seed)
+        else:
+            lengths = [len(p) + max(len(c), len(r))
+                       for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+            self._pair_sampler = PairSampler(len(ds), self.args.seed, lengths, self.args.per_device_train_batch_size // 2)
+        return self._pair_sampler
+
+    def _run_epoch(self, model, epoch, *args, **kwargs):
+        # The epoch's order depends on (seed, epoch). Under several processes, a resumed epoch's loader is
+        # accelerate's skip_first_batches wrapper around the sharded one, through which set_epoch never reaches
+        # the sampler: it would replay epoch 0's order. Set it here, before the epoch's first batch is drawn.
+        sampler = getattr(self, "_pair_sampler", None)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)
 
     # -- reference log-probs, cached on disk ------------------------------------------------------
     def _ref_cache_key(self, dataset) -> str:
@@ -294,6 +309,11 @@ class CLOTrainer(DPOTrainer):
                 self.events({"phase": "reference", "rows": len(dataset)})
             loader = DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False)
             loader = self.accelerator.prepare(loader)
+            # Under FSDP, TRL loads a second model for this pass (the policy is sharded only in train()). The
+            # policy, still unsharded and untouched, *is* the reference here: score with it (its answer-only
+            # head included) and drop TRL's copy now rather than after the pass.
+            if self.is_fsdp_enabled:
+                self.ref_model = None
             model = self.ref_model or self.model
             chosen, rejected = [], []
             for batch in loader:

@@ -17,20 +17,40 @@ def test_bench_quick_json_on_tiny_model(tiny_model, tmp_path, capsys, skip):
     printed = json.loads(capsys.readouterr().out)  # one JSON object on stdout, progress on stderr
     assert printed == json.loads(out.read_text())
     rows = printed["rows"]
-    assert set(rows) == {"trl_dpo", "clo", "clo_cached", "sft"}
+    assert set(rows) == {"trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached", "sft"}
     for r in rows.values():
         assert r["step_s"] > 0 and r["s_per_pair"] > 0 and r["tokens_per_s"] > 0
         assert r["peak_gb"] > 0 and 0 < r["mfu"] < 1
     # the first CLO run computes its reference log-probs once; the second finds them cached and runs no pass
     assert rows["clo"]["extra"]["ref_cache_hit"] is False and rows["clo"]["ref_pass_s"] > 0
     assert rows["clo_cached"]["extra"]["ref_cache_hit"] is True and rows["clo_cached"]["ref_pass_s"] == 0
+    # TRL's default keeps a reference copy and scores it in every step; precomputed, it has no copy and one pass
+    assert rows["trl_dpo"]["extra"]["reference_model_copy"] is True and rows["trl_dpo"]["ref_pass_s"] == 0
+    pre = rows["trl_dpo_precomputed"]
+    assert pre["extra"]["reference_model_copy"] is False and pre["ref_pass_s"] > 0
+    assert pre["extra"]["pairs"] == 2 * 2 * 4  # batch 2 samples × (3 timed + 1 warm-up steps), 2 pairs a sample
+    assert pre["s_per_pair"] > pre["step_s"] / pre["pairs_per_step"]  # its pass is charged per pair
     ratios = printed["ratios"]
-    for k in ("clo_vs_trl_dpo_time", "clo_vs_trl_dpo_memory", "clo_cached_vs_trl_dpo_time", "reference_cache_saving_s"):
+    for k in ("clo_vs_trl_dpo_time", "clo_vs_trl_dpo_memory", "clo_cached_vs_trl_dpo_time", "reference_cache_saving_s",
+              "clo_vs_trl_dpo_precomputed_time", "clo_vs_trl_dpo_precomputed_memory",
+              "clo_cached_vs_trl_dpo_precomputed_time", "sft_vs_trl_dpo_precomputed_time"):
         assert isinstance(ratios[k], float) and ratios[k] > 0
     gen = printed["generation"]
     assert gen["prompts"] == 40 and gen["identical_answers"] == "40/40"  # batching changes speed, not answers
     assert printed["loading"]["cached_load_s"] > 0
     assert printed["machine"]["peak_flops"] > 0
+    # the printed report and --markdown show every row and the new ratios
+    from bench.suite import markdown_table, print_report
+
+    print_report(printed)
+    report = capsys.readouterr().out
+    table = markdown_table(printed)
+    for name in rows:
+        assert f"\n{name} " in report and f"| `{name}` |" in table
+    for k in ("clo_vs_trl_dpo_precomputed_time", "clo_vs_trl_dpo_precomputed_memory"):
+        assert f"{k}: " in report and f"`{k}` **" in table
+    assert main(["bench", "--markdown", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == table
 
 
 def test_bench_refuses_too_little_data(tiny_model):
@@ -39,3 +59,32 @@ def test_bench_refuses_too_little_data(tiny_model):
     with pytest.raises(ValueError, match="needs"):
         run_bench(model=str(tiny_model), batch_size=100, steps=5, max_length=512, skip=("load", "generate", "langid"),
                   log=lambda m: None)
+
+
+@pytest.mark.slow  # ≈ 4 min on the shared 2-core CPU: 8 trainer runs of the scaled-down shape
+def test_gpu_check_script_runs_scaled_down_on_cpu(tmp_path):
+    """bench/gpu_check.sh end to end, on the CPU with Qwen2.5-3B's shape divided by 32 and a tiny batch: one JSON
+    with both scopes, every CLO and TRL row (tokens/s, MFU, peak memory) and the ratios. Nothing is timed."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "gpu-check.json"
+    env = {**os.environ, "PY": sys.executable, "CLO_HOME": str(tmp_path / "home"), "CHECK_TIMEOUT": "1200"}
+    p = subprocess.run(["bash", str(root / "bench" / "gpu_check.sh"), "--divide", "32", "--device", "cpu",
+                        "--batch-size", "1", "--max-length", "256", "--steps", "2", "--work", str(tmp_path / "work"),
+                        "--out", str(out)], cwd=root, env=env, capture_output=True, text=True, timeout=1300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["shape"] == "qwen2.5-3b" and res["divide"] == 32 and set(res["scopes"]) == {"attention", "full"}
+    for scope, s in res["summary"].items():
+        assert set(s["rows"]) == {"trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached"}, scope
+        for r in s["rows"].values():
+            assert r["tokens_per_s"] > 0 and 0 < r["mfu"] < 1 and r["peak_gb"] > 0
+        for k in ("clo_vs_trl_dpo_time", "clo_vs_trl_dpo_memory", "clo_vs_trl_dpo_precomputed_time",
+                  "clo_vs_trl_dpo_precomputed_memory"):
+            assert s["ratios"][k] > 0, (scope, k)
+    assert res["scopes"]["full"]["rows"]["clo"]["extra"]["trainable_params"] > \
+        res["scopes"]["attention"]["rows"]["clo"]["extra"]["trainable_params"]

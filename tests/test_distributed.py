@@ -24,7 +24,7 @@ from conftest import SAMPLES, write_xl
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
-N = 8  # samples used (--limit 8 of 12): two ranks × 2 samples a step → 2 steps an epoch
+N = 8  # samples used (--limit 8 of 12; --max-length 96 keeps all 8 whole): two ranks × 2 samples a step → 2 steps an epoch
 TIMEOUT = 300  # generous: only a guard against a hang (a rank stuck in a collective), never asserted on
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
@@ -48,10 +48,10 @@ def setup(tmp_path_factory, tiny_model):
     return {"base": base, "xl": xl, "model": tiny_model, "env": env}
 
 
-def _cmd(setup, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu-2proc.yaml"),
+def _cmd(setup, out: Path, *extra: str, config: str = "cpu-2proc.yaml") -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
             "-m", "clo", "train", "--model", str(setup["model"]), "--data", str(setup["xl"]), "--lang", "sw",
-            "--limit", str(N), "--max-length", "64", "--device", "cpu", "--out", str(out), *extra]
+            "--limit", str(N), "--max-length", "96", "--device", "cpu", "--out", str(out), *extra]
 
 
 def _launch(setup, name: str, *extra: str):
@@ -158,12 +158,13 @@ def test_two_processes_sft(setup):
     assert not set(rows[0]) & set(rows[1]) and len(set(rows[0]) | set(rows[1])) == 2 * N
 
 
-def _start(setup, name: str, *extra: str):
+def _start(setup, name: str, *extra: str, cmd: list[str] | None = None, env: dict | None = None):
     out, dbg = setup["base"] / name / "run", setup["base"] / f"{name}.dbg"
-    out.parent.mkdir()
+    out.parent.mkdir(exist_ok=True)
     log = open(_log(out), "w")  # a file, not a pipe: nobody reads while it trains
     # its own session: on failure the launcher and both ranks are ended together, and only them
-    p = subprocess.Popen(_cmd(setup, out, *extra), cwd=ROOT, env={**setup["env"], "CLO_DEBUG_SAMPLES": str(dbg)},
+    p = subprocess.Popen(cmd or _cmd(setup, out, *extra), cwd=ROOT,
+                         env={**setup["env"], "CLO_DEBUG_SAMPLES": str(dbg), **(env or {})},
                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     log.close()
     return p, out, dbg
@@ -186,14 +187,15 @@ def _wait_for_step(p, run: Path, dbg: Path) -> None:
         time.sleep(0.05)
 
 
-def _finish(p, run: Path, dbg: Path) -> None:
+def _finish(p, run: Path, dbg: Path, code: int = 0) -> None:
     try:
         p.wait(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         _end(p, dbg)
         pytest.fail(f"the ranks did not end (one waits in a collective?):\n{_output(run)}")
-    assert p.returncode == 0, _output(run)
-    assert "Traceback" not in _output(run), _output(run)
+    assert p.returncode == code, _output(run)
+    if code == 0:
+        assert "Traceback" not in _output(run), _output(run)
 
 
 def _end(p, dbg: Path) -> None:
@@ -266,14 +268,20 @@ def test_accelerate_configs_are_accepted_by_accelerate(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HOME", str(tmp_path))
     names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-    assert names == ["cpu-2proc.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml", "fsdp.yaml"]
+    assert names == ["cpu-2proc.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml", "fsdp-cpu-2proc.yaml", "fsdp.yaml"]
     for name in names:
         cfg = load_config_from_file(str(CONFIGS / name))  # unknown keys raise here
-        assert cfg.num_processes == (2 if name.startswith("cpu") else 8)
-        assert cfg.mixed_precision == ("no" if name.startswith("cpu") else "bf16")
+        on_cpu = "cpu" in name
+        assert cfg.num_processes == (2 if on_cpu else 8)
+        assert cfg.mixed_precision == ("no" if on_cpu else "bf16")
 
     args, _, _ = _launch_args("cpu-2proc.yaml")
     assert args.multi_gpu and args.num_processes == 2  # torchrun: two processes (`--cpu` would start one)
+    args, _, _ = _launch_args("fsdp-cpu-2proc.yaml")
+    assert args.use_fsdp and args.num_processes == 2
+    env = prepare_multi_gpu_env(args)
+    assert env["FSDP_VERSION"] == "2" and env["FSDP_STATE_DICT_TYPE"] == "FULL_STATE_DICT"
+    assert env["FSDP_SYNC_MODULE_STATES"] == "false"  # accelerate implements it with a GPU only
 
     for name, stage in (("deepspeed-zero2.yaml", 2), ("deepspeed-zero3.yaml", 3)):
         args, defaults, mp_from_config = _launch_args(name)
@@ -304,3 +312,78 @@ def test_fsdp_wraps_the_decoder_layer_of_each_paper_family():
     assert LlamaForCausalLM._no_split_modules == ["LlamaDecoderLayer"]
     assert MistralForCausalLM._no_split_modules == ["MistralDecoderLayer"]
     assert Qwen2ForCausalLM._no_split_modules == ["Qwen2DecoderLayer"]
+
+
+# -- sharded training (FSDP2) ------------------------------------------------------------------------
+
+
+FSDP = {"CLO_TEST_FSDP_ON_CPU": "1"}  # clo.testing.fsdp_on_cpu: accelerate enables FSDP only on accelerators
+FSDP_RUN = ("--batch-size", "2", "--max-steps", "6", "--save-steps", "3", "--lr", "1e-3")
+
+
+def _fsdp_cmd(setup, out: Path, *extra: str) -> list[str]:
+    return _cmd(setup, out, *FSDP_RUN, *extra, config="fsdp-cpu-2proc.yaml")
+
+
+def _tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_fsdp_saves_a_whole_model_and_resumes_after_a_kill(setup, clo_run):
+    """FSDP2 over gloo on two CPU processes (every parameter sharded in halves, DTensor): the saved model/ is
+    whole — every tensor of the unsharded model at full shape, equal to what both ranks end with — and loadable;
+    a run killed mid-step resumes (under the same launch) from its sharded checkpoint to the uninterrupted
+    run's weights. ``clo_run`` (DDP) is the unsharded save beside it."""
+    import torch
+
+    from clo.models import load_model
+    from clo.runs import RunDir
+
+    # 1. uninterrupted
+    p, run, dbg_base = _start(setup, "fsdp", cmd=_fsdp_cmd(setup, setup["base"] / "fsdp" / "run"), env=FSDP)
+    _finish(p, run, dbg_base)
+    dbg = _debug(dbg_base)
+    e0, e1 = _events(dbg[0], "end")[0], _events(dbg[1], "end")[0]
+    assert e0["steps"] == e1["steps"] == 6 and e0["checksum"] == e1["checksum"]
+    assert _saved_checksum(run, e0["params"]) == e0["checksum"]  # the gathered save is what the ranks trained
+    st = RunDir(run).status()
+    assert (st["state"], st["step"]) == ("finished", 6) and not (run / "checkpoint").exists()
+    assert [r["step"] for r in RunDir(run).metrics()] == [1, 2, 3, 4, 5, 6]
+    saved, base = _tensors(run / "model" / "model.safetensors"), _tensors(setup["model"] / "model.safetensors")
+    assert {k: tuple(v.shape) for k, v in saved.items()} == {k: tuple(v.shape) for k, v in base.items()}
+    ddp_model = clo_run[0] / "model" / "model.safetensors"  # the same model saved unsharded (DDP)
+    assert abs((run / "model" / "model.safetensors").stat().st_size - ddp_model.stat().st_size) < 256  # header only
+    for k in base:
+        if not any(k.endswith(f"{x}.weight") for x in ("q_proj", "k_proj", "v_proj", "o_proj")):
+            assert torch.equal(saved[k], base[k]), k  # attention scope: the frozen rest is saved untouched
+    load_model(str(run), device="cpu")
+
+    # 2. killed in step 5 (both ranks: CLO_FAULT kills each process at its own fault point), checkpoint of step 3
+    p, killed, kdbg = _start(setup, "fsdpkill", cmd=_fsdp_cmd(setup, setup["base"] / "fsdpkill" / "run"),
+                             env={**FSDP, "CLO_FAULT": "step:5"})
+    _finish(p, killed, kdbg, code=1)  # the launcher reports its killed ranks
+    rd = RunDir(killed)
+    assert rd.checkpoint_step() == 3 and rd.status()["saved_step"] == 3
+    ckpt = {f.name for f in (killed / "checkpoint").iterdir()}
+    assert {"pytorch_model_fsdp.bin", "optimizer.bin", "rng_state_0.pth", "rng_state_1.pth", "scheduler.pt"} <= ckpt
+    lost = {r["step"]: r for r in rd.metrics()}
+    assert sorted(lost) == [1, 2, 3, 4]
+
+    # 3. resumed under the same launch: the sharded checkpoint needs a sharded run to load it
+    resume = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "fsdp-cpu-2proc.yaml"),
+              "-m", "clo", "runs", "resume", str(killed)]
+    p, _, rdbg = _start(setup, "fsdpkill", cmd=resume, env={**FSDP, "CLO_DEBUG_SAMPLES": str(kdbg) + ".resume"})
+    _finish(p, killed, rdbg)
+    st = rd.status()
+    assert (st["state"], st["step"], st["resumed_from_step"]) == ("finished", 6, 3), st
+    assert st["attempts"][0]["state"] == "interrupted"
+    rows = rd.metrics()
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for key in ("loss", "margin", "lr", "grad_norm"):  # step 4 again from the checkpoint: as the lost attempt
+        assert rows[3][key] == pytest.approx(lost[4][key], rel=1e-5, abs=1e-7), key
+    resumed, whole = _tensors(killed / "model" / "model.safetensors"), saved
+    for k in whole:  # the resumed run ends where the uninterrupted one did
+        torch.testing.assert_close(resumed[k], whole[k], rtol=1e-5, atol=1e-6)
+    load_model(str(killed), device="cpu")
