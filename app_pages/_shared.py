@@ -177,6 +177,7 @@ STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which som
     "queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
     "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
     "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]", "unknown": ":gray[:material/help:]",
+    "unreadable": ":red[:material/broken_image:]",
 }
 
 

@@ -163,7 +163,7 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     """Step, total steps, ETA and phase of ``run``. The ETA extrapolates the current stage's seconds per step
     (``elapsed_s`` counts from the start of the stage) and, when the rows are read from disk, counts down from the
     time the last row was written."""
-    status = run.status()
+    status = run.shown_status()
     from_disk = rows is None
     rows = run.metrics() if rows is None else rows
     state = status.get("state", "unknown")
@@ -171,15 +171,16 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     if state == "queued" and isinstance(status.get("resume_of"), dict):
         phase = f"waiting in the queue to resume from step {status.get('resume_step', '?')}"
     if not rows:
-        return Progress(state, phase, max_steps=status.get("max_steps") or run.config().get("max_steps"),
-                        error=status.get("error"))
+        max_steps = status.get("max_steps") or run.config().get("max_steps")
+        return Progress(state, phase, max_steps=max_steps if isinstance(max_steps, int) else None,
+                        error=None if status.get("error") is None else str(status["error"]))
     last = rows[-1]
     stage_rows = [r for r in rows if r.get("stage") == last.get("stage")]
     first_step = stage_rows[0].get("step", 1) - 1  # steps done before this stage
     done_here = last.get("step", 0) - first_step
-    max_steps = last.get("max_steps")
+    max_steps = last.get("max_steps") if isinstance(last.get("max_steps"), int) else None
     eta = None
-    if state == "running" and max_steps and done_here > 0 and last.get("elapsed_s") is not None:
+    if state == "running" and max_steps and done_here > 0 and isinstance(last.get("elapsed_s"), (int, float)):
         eta = last["elapsed_s"] / done_here * (max_steps - last["step"])
         if from_disk:
             try:
