@@ -39,7 +39,7 @@ from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError
 from clo.models import ModelNotFoundError, list_models
 from clo.runs import RunError, default_runs_root, new_run_id, resolve_run
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
-from clo.train import describe_truncation, resume_training, run_training
+from clo.train import StopRequest, describe_truncation, resume_training, run_training
 from clo.translate import TranslationError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -155,24 +155,73 @@ class TrainProgress:
             self.bar = None
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+STOP_DEADLINE_ENV = "CLO_STOP_DEADLINE_S"  # seconds a stop may take to end the current step (default below)
+STOP_DEADLINE_S = 120.0
+
+
+def _say(text: str) -> None:
+    """Print to stderr, quietly doing nothing when it is gone (SIGHUP: the terminal closed)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _stop_deadline() -> float:
+    try:
+        value = float(os.environ.get(STOP_DEADLINE_ENV) or STOP_DEADLINE_S)
+    except ValueError:
+        value = STOP_DEADLINE_S
+    return value if value > 0 else STOP_DEADLINE_S
+
+
 @contextlib.contextmanager
-def _ctrl_c_stops(message: str):
-    """Yields a stop event for training: the first Ctrl-C sets it (the trainer finishes the current step and
-    keeps its model) and prints ``message``; a second Ctrl-C raises KeyboardInterrupt (abort now)."""
-    stop = threading.Event()
+def _stop_on_signals():
+    """Yields the :class:`~clo.train.StopRequest` of ``clo train`` and ``clo runs resume``. The first SIGINT
+    (Ctrl-C), SIGTERM (``kill``, ``docker stop``, systemd, the app's job manager) or SIGHUP (the terminal closed)
+    asks training to end after the current step and keep that step's model; the run ends ``stopped`` with the
+    signal named. A second signal, or the steps not ending within ``CLO_STOP_DEADLINE_S`` seconds (default 120),
+    aborts at once: ``KeyboardInterrupt`` carrying the signal's name, and the run is marked ``interrupted`` (its
+    last saved model and checkpoint stay). Every rank of an ``accelerate launch`` has its own handler; the stop
+    decision is shared through :func:`clo.trainer.stop_requested`."""
+    stop = StopRequest()
+    deadline = _stop_deadline()
+    late: list[float] = []
+    main_thread = threading.main_thread()
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
         if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print(message, file=sys.stderr)
+            e = KeyboardInterrupt(f"the current step did not end within {late[0]:g} s of the stop" if late else "")
+            e.signal = stop.signal or name
+            raise e
+        again = "Ctrl-C" if name == "SIGINT" else "a second signal"
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+        def on_deadline():
+            late.append(deadline)
+            signal.pthread_kill(main_thread.ident, signum)  # the main thread runs the handler, and aborts
+
+        stop.request(name, deadline_s=deadline, on_deadline=on_deadline)
+        _say(f"\n{name}: stopping after the current step (the model of that step is kept); {again} aborts now.")
+
+    previous = {}
+    if threading.current_thread() is main_thread:
+        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        stop.settle()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _aborted(e: KeyboardInterrupt, where) -> int:
+    """What the CLI says after an abort; the exit status is 128 + the signal's number, as a shell reports it."""
+    name = getattr(e, "signal", None) or "SIGINT"
+    _say(f"Aborted by {name}; run marked interrupted in {where} (its last saved model and checkpoint are kept; "
+         f"`python -m clo runs resume {where}` continues a run that has a checkpoint).")
+    return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
 def cmd_train(args) -> int:
@@ -183,12 +232,11 @@ def cmd_train(args) -> int:
     if speaks:
         print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
     progress = TrainProgress()
-    with _ctrl_c_stops("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.") as stop:
+    with _stop_on_signals() as stop:
         try:
             result = run_training(spec, out, events=progress, stop_event=stop)
-        except KeyboardInterrupt:
-            print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            return _aborted(e, out)
         finally:
             progress.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
@@ -330,12 +378,11 @@ def _runs_parser(sub):
 def _cmd_runs_resume(args) -> int:
     run = resolve_run(args.run, args.root)
     progress = TrainProgress(resumed=f"Resuming {run.id} → {run.path}")
-    with _ctrl_c_stops("\nStopping after the current step; Ctrl-C again to abort.") as stop:
+    with _stop_on_signals() as stop:
         try:
             result = resume_training(run.path, events=progress, stop_event=stop)
-        except KeyboardInterrupt:
-            print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            return _aborted(e, run.path)
         finally:
             progress.close()
     status = run.status()
