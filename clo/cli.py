@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -37,7 +40,7 @@ from clo.generate import GenerationOptions, generate
 from clo.langid import detect
 from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError
 from clo.models import ModelNotFoundError, list_models
-from clo.runs import RunError, default_runs_root, new_run_id, resolve_run
+from clo.runs import RunDir, RunError, default_runs_root, new_run_id, resolve_run
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
 from clo.train import StopRequest, describe_truncation, resume_training, run_training
 from clo.translate import TranslationError
@@ -45,12 +48,71 @@ from clo.translate import TranslationError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# OSErrors that come from a path the user gave; other OSErrors (a full disk, a broken device) keep their traceback.
-_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+# OS errors about a path the user chose (exit status 2): missing, in the way, not allowed, read-only
+_PATH_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _user_errors():
     return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError, TranslationError)
+
+
+class RunFailure(Exception):
+    """An error while a run trains, with its run folder: the error line then says what the folder kept."""
+
+    def __init__(self, cause: BaseException, run_dir: str | Path):
+        super().__init__(str(cause))
+        self.cause, self.run_dir = cause, Path(run_dir)
+
+
+def _errno_of(e: BaseException) -> int | None:
+    """The OS error behind ``e``; Rust libraries (safetensors, tokenizers) only write it as "(os error N)"."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    found = re.search(r"os error (\d+)", str(e))
+    return int(found.group(1)) if found else None
+
+
+def _kept(run_dir: Path) -> str:
+    """What a failed run's folder still holds, and whether its end could be recorded."""
+    run = RunDir(run_dir)
+    if not run.exists():
+        return "nothing was written"
+    status, n = run.status(), len(run.metrics())
+    kept = [f"metrics.jsonl ({n} step{'s' if n != 1 else ''})" if n else "no metrics"]
+    kept.append(f"the model of step {status.get('saved_step') or status.get('step')}" if run.has_model()
+                else "no model")
+    if run.checkpoint_step():
+        kept.append(f"the checkpoint of step {run.checkpoint_step()}")
+    state = status.get("state")
+    end = (f"the run is marked {state}" if state in ("failed", "stopped", "interrupted") else
+           "its end could not be recorded (the next `python -m clo runs` marks it interrupted)")
+    return f"kept {', '.join(kept)}; {end}"
+
+
+def _error_line(e: BaseException, run_dir: Path | None = None) -> tuple[str, int]:
+    """One line for any failure, with what to do, and the exit status: 2 when the input or a path the user
+    chose is the problem, 1 otherwise (a full disk, an I/O error, a bug)."""
+    code = _errno_of(e)
+    path = getattr(e, "filename", None) or run_dir
+    what = getattr(e, "strerror", None) or " ".join(str(e).split())
+    where = f"{path}: " if path else ""
+    kept = f" In {run_dir}: {_kept(run_dir)}." if run_dir is not None else ""
+    if code in _NO_SPACE:
+        go_on = (f" Free some space (or choose an --out on a disk with room), then resume it with `python -m clo "
+                 f"runs resume {run_dir}` if it has a checkpoint, or train it again with `python -m clo train --config "
+                 f"{run_dir / 'config.yaml'}`." if run_dir is not None and RunDir(run_dir).exists() else
+                 " Free some space, or choose a folder on a disk with room.")
+        return f"{where}{what}.{kept}{go_on}", 1
+    if code in _PATH_ERRNOS:
+        hint = {errno.EROFS: " choose a folder that can be written to (--out, --root, CLO_RUNS, CLO_HOME).",
+                errno.EACCES: " check its permissions, or choose another folder.",
+                errno.EPERM: " check its permissions, or choose another folder."}.get(code, "")
+        return f"{where}{what}{';' if hint else ''}{hint}{kept}", 2
+    if code is not None:
+        return f"{where}{what} (an I/O error: check the disk).{kept}", 1
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return f"{text[:800]}.{kept} Run with -v for the traceback.", 1
 
 
 # -- langs ------------------------------------------------------------------------------------------
@@ -237,6 +299,10 @@ def cmd_train(args) -> int:
             result = run_training(spec, out, events=progress, stop_event=stop)
         except KeyboardInterrupt as e:
             return _aborted(e, out)
+        except _user_errors():
+            raise
+        except Exception as e:
+            raise RunFailure(e, out) from e
         finally:
             progress.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
@@ -383,6 +449,10 @@ def _cmd_runs_resume(args) -> int:
             result = resume_training(run.path, events=progress, stop_event=stop)
         except KeyboardInterrupt as e:
             return _aborted(e, run.path)
+        except _user_errors():
+            raise
+        except Exception as e:
+            raise RunFailure(e, run.path) from e
         finally:
             progress.close()
     status = run.status()
@@ -513,12 +583,21 @@ def _main(argv=None) -> int:
     try:
         return run(args)
     except _user_errors() as e:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except _PATH_ERRORS as e:  # a path given on the command line that cannot be used (a file where a folder goes, …)
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: main() ends quietly
+    except KeyboardInterrupt:
+        _say("error: interrupted (Ctrl-C); what was already written is kept.")
+        return 130
+    except Exception as e:  # never a traceback (-v shows it): one line with what to do
+        if args.verbose:
+            traceback.print_exc()
+        line, code = _error_line(e.cause, e.run_dir) if isinstance(e, RunFailure) else _error_line(e)
+        _say(f"error: {line}")
+        return code
 
 
 if __name__ == "__main__":

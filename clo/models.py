@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clo.runs import check_free_space
+
 __all__ = [
     "BUNDLED",
     "BundledModel",
@@ -503,6 +505,8 @@ def _dequantize_to_cache(spec: BundledModel, gguf: Path, progress=None) -> Path:
     _strip_quantization(model)
     if not tokenizer.chat_template and not spec.chat:
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
+    check_free_space(target.parent, sum(p.numel() for p in model.parameters()) * 4 + 16 * 2**20,
+                     f"the cached copy of {spec.name} (nothing was written; later loads would dequantize again)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.", dir=target.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -17,6 +17,7 @@ the CLI's progress bar and the app listen to, so a phase has one name in both. W
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -51,6 +52,7 @@ __all__ = [
     "resolve_run",
     "iter_runs",
     "read_run_file",
+    "check_free_space",
     "phase_label",
 ]
 
@@ -428,11 +430,15 @@ class RunDir:
         return rows
 
     # -- model and checkpoint ---------------------------------------------------------------------------
-    def save_model(self, write_fn) -> Path:
+    def save_model(self, write_fn, need: int | None = None) -> Path:
         """``write_fn(folder)`` writes the model into a fresh temporary folder, which then replaces ``model/``
-        in one rename. An older ``model/`` is kept until the new one is complete."""
+        in one rename. An older ``model/`` is kept until the new one is complete. ``need``: the bytes the save
+        writes; with less free space it is refused before anything is written (:func:`check_free_space`)."""
         if self.readonly:
             return self.model_path
+        if need:
+            kept = "the model saved earlier is kept" if self.has_model() else "no model was saved"
+            check_free_space(self.path, need, f"the model of {self.id} ({kept})")
         tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.path))
         try:
             write_fn(tmp)
@@ -616,6 +622,26 @@ def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
     if not run.exists():
         raise RunError(f"{where}: no status.json or config.yaml there.")
     return run
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def check_free_space(path: str | Path, need: int, what: str) -> None:
+    """Refuse early, before anything is written, when the file system of ``path`` (its nearest existing folder)
+    has less than ``need`` bytes free: ``OSError(ENOSPC)`` naming ``path``, ``what`` needs the space, and how much
+    there is."""
+    folder = Path(path).expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot be measured: the write itself will tell
+    if free < need:
+        raise OSError(errno.ENOSPC, f"not enough free space for {what}: it needs about {_mb(need)} and "
+                                    f"{_mb(free)} is free", str(path))
 
 
 def read_run_file(path: Path) -> tuple[dict | None, str | None]:

@@ -27,7 +27,7 @@ from clo.data import load_crosslingual
 from clo.models import clo_home, load_model, resolve_model
 from clo.pairs import build_pairs, to_conversational
 from clo.resume import prepare_resume, resume_point
-from clo.runs import RunDir, RunError, now_iso
+from clo.runs import RunDir, RunError, check_free_space, now_iso
 from clo.scope import apply_scope, count_trainable
 from clo.spec import SFT_ROWS, SpecError, TrainSpec
 from clo.testing import debug_end, debug_watch
@@ -211,9 +211,14 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
         loaded.model = loaded.model.merge_and_unload()
     device = str(next(loaded.model.parameters()).device)
     peft_config = apply_scope(loaded.model, spec)
+    save_bytes = _save_bytes(loaded.model, spec, peft_config, base_is_adapter)
+    check_free_space(run.path, _run_bytes(save_bytes, loaded.model, spec), "this run's model" + (
+        " and checkpoint" if spec.save_steps and spec.method != "sft-dpo" else "") + " (nothing was saved; the run "
+        "is marked failed)")
     resume = str(resume_from) if resume_from else None  # the base model loads above; the checkpoint's weights,
     # optimizer, scheduler, RNG and step replace it in train(): the reference stays the base model
-    common = dict(spec=spec, run=run, loaded=loaded, base_is_adapter=base_is_adapter, stop_event=stop_event)
+    common = dict(spec=spec, run=run, loaded=loaded, base_is_adapter=base_is_adapter, stop_event=stop_event,
+                  save_bytes=save_bytes)
     result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
     stopped = False
     if spec.method in SFT_ROWS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
@@ -243,7 +248,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     if isinstance(stop_event, StopRequest):
         stop_event.settle()  # the steps are over: a stop's deadline never cuts the save short
     run.phase("saving", step=result.steps)
-    run.save_model(_writer(spec, loaded.model, loaded.tokenizer, base_is_adapter))
+    run.save_model(_writer(spec, loaded.model, loaded.tokenizer, base_is_adapter), need=save_bytes)
     if result.state == "finished":
         run.drop_checkpoint()  # nothing left to resume: free the optimizer state
     rows = run.metrics()
@@ -263,13 +268,31 @@ def _run_stage(trainer, stage: str, should_stop, resume: str | None, result: Tra
     return stopped
 
 
-def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event):
+def _save_bytes(model, spec: TrainSpec, peft_config, base_is_adapter: bool) -> int:
+    """About what one save of the run's model writes: fp32 weights (a LoRA run: only its adapters, unless they
+    are merged into full weights), plus 1 MB for the tokenizer and configs."""
+    params = model.parameters()
+    if peft_config is not None and spec.method != "sft-dpo" and not base_is_adapter:
+        params = (p for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in params) * 4 + 2**20
+
+
+def _run_bytes(save_bytes: int, model, spec: TrainSpec) -> int:
+    """Free space a run needs beyond what its folder holds: one more model (a save writes the new one before the
+    old one goes) and, with save_steps, one more checkpoint (weights and AdamW's two moments), plus 8 MB."""
+    need = save_bytes + 8 * 2**20
+    if spec.save_steps and spec.method != "sft-dpo":
+        need += save_bytes + 8 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return need
+
+
+def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event, save_bytes):
     """The run's callback for one stage: metrics, live events, periodic saves; one-stage methods also keep a
     trainer checkpoint at each periodic save, for `clo runs resume`."""
     from clo.callbacks import RunCallback
 
     def save(model):
-        run.save_model(_writer(spec, model, loaded.tokenizer, base_is_adapter))
+        run.save_model(_writer(spec, model, loaded.tokenizer, base_is_adapter), need=save_bytes)
 
     return RunCallback(run, stage, stop_event=stop_event, step_offset=offset, save=save, save_every=spec.save_steps,
                        checkpoint=spec.method != "sft-dpo")
