@@ -84,9 +84,15 @@ def _kept(run_dir: Path) -> str:
                 else "no model")
     if run.checkpoint_step():
         kept.append(f"the checkpoint of step {run.checkpoint_step()}")
-    state = status.get("state")
-    end = (f"the run is marked {state}" if state in ("failed", "stopped", "interrupted") else
-           "its end could not be recorded (the next `python -m clo runs` marks it interrupted)")
+    state, shown = status.get("state"), run.shown_status().get("state")
+    if state in ("failed", "stopped", "interrupted"):
+        end = f"the run is marked {state}"
+    elif state == "running" and status.get("pid") == os.getpid():  # this process trained it, and has ended that
+        end = "its end could not be recorded (the next `python -m clo runs` marks it interrupted)"
+    elif shown == "interrupted":
+        end = "it could not be marked interrupted (`python -m clo runs` shows it so, and records it once it can)"
+    else:
+        end = f"it is {shown}"
     return f"kept {', '.join(kept)}; {end}"
 
 
@@ -99,10 +105,12 @@ def _error_line(e: BaseException, run_dir: Path | None = None) -> tuple[str, int
     where = f"{path}: " if path else ""
     kept = f" In {run_dir}: {_kept(run_dir)}." if run_dir is not None else ""
     if code in _NO_SPACE:
-        go_on = (f" Free some space (or choose an --out on a disk with room), then resume it with `python -m clo "
-                 f"runs resume {run_dir}` if it has a checkpoint, or train it again with `python -m clo train --config "
-                 f"{run_dir / 'config.yaml'}`." if run_dir is not None and RunDir(run_dir).exists() else
-                 " Free some space, or choose a folder on a disk with room.")
+        go_on = " Free some space, or choose a folder on a disk with room."
+        if run_dir is not None and RunDir(run_dir).exists():
+            go_on = (f" Free some space, then resume it with `python -m clo runs resume {run_dir}`"
+                     if RunDir(run_dir).checkpoint_step() else
+                     f" Free some space (or choose an --out on a disk with room), then train it again with "
+                     f"`python -m clo train --config {run_dir / 'config.yaml'}`") + "."
         return f"{where}{what}.{kept}{go_on}", 1
     if code in _PATH_ERRNOS:
         hint = {errno.EROFS: " choose a folder that can be written to (--out, --root, CLO_RUNS, CLO_HOME).",

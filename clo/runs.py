@@ -246,15 +246,15 @@ class RunDir:
         """What ``status.json`` says (see :meth:`read_status` for a file that cannot be used)."""
         return self.read_status()[0]
 
-    def shown_status(self) -> dict:
+    def shown_status(self, config: tuple[dict, str | None] | None = None) -> dict:
         """The status as the listings, the app and resume show it: :meth:`status`, except that the state is
         ``unreadable`` (the reason and what to do in ``error``) when ``config.yaml`` or ``status.json`` cannot be
         used; ``unknown`` when it says ``running`` without naming a process that can be checked (pid, its start
         time and host); ``interrupted`` when that process is gone but the loss could not be recorded (a read-only
         folder)."""
         status, why = self.read_status()
-        cfg, cfg_why = self.read_config()
-        if cfg_why is None and not self.config_path.exists() and self.status_path.exists():
+        cfg, cfg_why = self.read_config() if config is None else config  # (config: read_config() already read)
+        if cfg_why is None and not cfg and not self.config_path.exists() and self.status_path.exists():
             cfg_why = "config.yaml is missing"
         whys = [w for w in (why, cfg_why) if w]
         if whys:

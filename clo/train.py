@@ -213,8 +213,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     peft_config = apply_scope(loaded.model, spec)
     save_bytes = _save_bytes(loaded.model, spec, peft_config, base_is_adapter)
     check_free_space(run.path, _run_bytes(save_bytes, loaded.model, spec), "this run's model" + (
-        " and checkpoint" if spec.save_steps and spec.method != "sft-dpo" else "") + " (nothing was saved; the run "
-        "is marked failed)")
+        " and checkpoint" if spec.save_steps and spec.method != "sft-dpo" else ""))
     resume = str(resume_from) if resume_from else None  # the base model loads above; the checkpoint's weights,
     # optimizer, scheduler, RNG and step replace it in train(): the reference stays the base model
     common = dict(spec=spec, run=run, loaded=loaded, base_is_adapter=base_is_adapter, stop_event=stop_event,

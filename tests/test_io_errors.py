@@ -85,7 +85,8 @@ def test_a_disk_too_small_for_the_model_is_refused_before_the_first_step(small_f
     assert main(train_args(tiny_model, xl_file, disk / "run")) == 1
     line = one_error_line(capsys.readouterr().err)
     assert f"{disk / 'run'}: not enough free space for this run's model" in line and "is free" in line, line
-    assert "Free some space" in line and "nothing was saved; the run is marked failed" in line
+    assert "kept no metrics, no model; the run is marked failed. Free some space" in line
+    assert f"train it again with `python -m clo train --config {disk / 'run' / 'config.yaml'}`" in line
     run = RunDir(disk / "run")
     st = run.status()
     assert st["state"] == "failed" and "not enough free space" in st["error"]
