@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 
@@ -92,7 +93,12 @@ def lang_name(code: str | None) -> str:
 
 @st.cache_resource(show_spinner=False)
 def _job_manager(root: str):
-    return JobManager(root)
+    mgr = JobManager(root)
+    # the app shutting down (Ctrl-C, SIGTERM: Streamlit then exits normally) stops the job it trains as cleanly as a
+    # Ctrl-C would: after its current step, with that step's model (JobManager.close). A killed app (SIGKILL) or
+    # one without its terminal (SIGHUP) leaves it training: the next app finds it.
+    atexit.register(mgr.close)
+    return mgr
 
 
 def job_manager():
@@ -177,6 +183,7 @@ STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which som
     "queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
     "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
     "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]", "unknown": ":gray[:material/help:]",
+    "unreadable": ":red[:material/broken_image:]",
 }
 
 

@@ -83,7 +83,7 @@ if st.session_state.get("runs_confirm") == run_id:
     if y.button("Yes, delete it", type="primary", key="runs_delete_yes"):
         try:
             mgr.delete(run_id)
-        except RunError as e:
+        except (RunError, OSError) as e:
             st.error(str(e))
         else:
             st.session_state.pop("runs_confirm", None)

@@ -196,7 +196,7 @@ def live_panel() -> None:
         st.error(f"Resume failed: {status['resume_error']}", icon=":material/error:")
     if status.get("note"):
         st.info(status["note"], icon=":material/info:")
-    if status.get("truncation"):
+    if isinstance(status.get("truncation"), dict):
         st.caption(f":material/content_cut: {describe_truncation(status['truncation'])}")
     metrics_charts(rows, key=f"tr-{run_id}")
     if prog.state in ("finished", "stopped") and run.has_model():

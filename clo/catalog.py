@@ -14,9 +14,20 @@ from clo.runs import RunDir, iter_runs, recover_lost
 __all__ = ["list_runs", "run_summary", "run_table", "run_file_text", "runs_with_model", "RESUME_HINT"]
 
 
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value) -> int | float | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def run_summary(run: RunDir) -> dict:
-    """What the listings show of one run: state, settings, last step, times, model and resume facts."""
-    status, cfg = run.status(), run.config()
+    """What the listings show of one run: state, settings, last step, times, model and resume facts. A run whose
+    files cannot be used is state ``unreadable`` with the reason in ``error`` (:meth:`RunDir.shown_status`); a
+    value of the wrong type in a file is shown as missing."""
+    config = run.read_config()
+    status, cfg = run.shown_status(config), config[0]
     rows = run.metrics()
     last = rows[-1] if rows else {}
     resume_step, why_not = resume_check(run, status)
@@ -24,37 +35,56 @@ def run_summary(run: RunDir) -> dict:
         "id": run.id,
         "path": str(run.path),
         "state": status.get("state", "unknown"),
-        "method": cfg.get("method"),
-        "lang": cfg.get("lang"),
-        "model": cfg.get("model"),
-        "scope": cfg.get("scope"),
-        "lr": cfg.get("lr"),
-        "epochs": cfg.get("epochs"),
-        "step": last.get("step"),
-        "loss": last.get("loss"),
-        "started": status.get("started"),
-        "ended": status.get("ended"),
-        "duration_s": status.get("duration_s"),
-        "error": status.get("error"),
-        "lost_at": status.get("lost_at"),
-        "interrupted_at": status.get("interrupted_at"),
-        "resumed_from_step": status.get("resumed_from_step"),
+        "method": _text(cfg.get("method")),
+        "lang": _text(cfg.get("lang")),
+        "model": _text(cfg.get("model")),
+        "scope": _text(cfg.get("scope")),
+        "lr": _number(cfg.get("lr")),
+        "epochs": _number(cfg.get("epochs")),
+        "step": _number(last.get("step")),
+        "loss": _number(last.get("loss")),
+        "started": _text(status.get("started")),
+        "ended": _text(status.get("ended")),
+        "duration_s": _number(status.get("duration_s")),
+        "error": None if status.get("error") is None else str(status.get("error")),
+        "lost_at": _text(status.get("lost_at")),
+        "interrupted_at": _text(status.get("interrupted_at")),
+        "resumed_from_step": _number(status.get("resumed_from_step")),
         "checkpoint_step": run.checkpoint_step(),
         "has_model": run.has_model(),
         "resumable": resume_step is not None,
         "resume_step": resume_step,
         "not_resumable": why_not,
         "resume_queued": status.get("state") == "queued" and isinstance(status.get("resume_of"), dict),
-        "resume_error": status.get("resume_error"),
-        "note": status.get("note"),
+        "resume_error": _text(status.get("resume_error")),
+        "note": _text(status.get("note")),
     }
+
+
+_SUMMARY_KEYS = ("id", "path", "state", "method", "lang", "model", "scope", "lr", "epochs", "step", "loss", "started",
+                 "ended", "duration_s", "error", "lost_at", "interrupted_at", "resumed_from_step", "checkpoint_step",
+                 "has_model", "resumable", "resume_step", "not_resumable", "resume_queued", "resume_error", "note")
+
+
+def _unreadable_summary(run: RunDir, e: Exception) -> dict:
+    """The row of a run that :func:`run_summary` could not read at all (so that one run never hides the rest)."""
+    row = dict.fromkeys(_SUMMARY_KEYS)
+    row.update(id=run.id, path=str(run.path), state="unreadable", has_model=False, resumable=False,
+               resume_queued=False, error=f"its files cannot be read ({type(e).__name__}: {e}). Fix them or delete "
+                                          "the run; the other runs are not affected.")
+    return row
 
 
 def list_runs(root: str | Path | None = None) -> list[dict]:
     """Summaries of every run under ``root`` (default ``./runs`` or ``$CLO_RUNS``), newest first, after
-    marking lost runs ``interrupted``."""
+    marking lost runs ``interrupted``. One run's files never keep the others from being listed."""
     recover_lost(root)
-    rows = [run_summary(run) for run in iter_runs(root)]
+    rows = []
+    for run in iter_runs(root):
+        try:
+            rows.append(run_summary(run))
+        except Exception as e:  # noqa: BLE001 - a run folder the readers above did not foresee
+            rows.append(_unreadable_summary(run, e))
     return sorted(rows, key=lambda r: r.get("started") or "", reverse=True)
 
 
@@ -85,15 +115,17 @@ def run_table(root: str | Path | None = None) -> list[dict]:
         run = RunDir(s["path"])
         cfg, metrics = run.config(), run.metrics()
         last = metrics[-1] if metrics else {}
-        ev = (run.eval() or {}).get("models", {})
-        per_lang = next(iter(ev.values()), {}) if ev else {}
-        tgt = per_lang.get(cfg.get("lang"), {}) if isinstance(per_lang, dict) else {}
+        models = (run.eval() or {}).get("models")
+        per_lang = next(iter(models.values()), {}) if isinstance(models, dict) and models else {}
+        tgt = per_lang.get(s["lang"]) if isinstance(per_lang, dict) else None
+        tgt = tgt if isinstance(tgt, dict) else {}
         rows.append({
             "run": s["id"], "state": s["state"], "method": s["method"], "lang": s["lang"], "model": s["model"],
-            "scope": s["scope"], "lr": s["lr"], "lambda": cfg.get("lambda"), "beta": cfg.get("beta"),
-            "epochs": s["epochs"], "batch": cfg.get("batch_size"), "steps": s["step"],
-            "loss": last.get("loss"), "margin": last.get("margin"), "accuracy": last.get("accuracy"),
-            "clean_lpr": tgt.get("clean_lpr"), "lpr": tgt.get("lpr"),
+            "scope": s["scope"], "lr": s["lr"], "lambda": _number(cfg.get("lambda")), "beta": _number(cfg.get("beta")),
+            "epochs": s["epochs"], "batch": _number(cfg.get("batch_size")), "steps": s["step"],
+            "loss": _number(last.get("loss")), "margin": _number(last.get("margin")),
+            "accuracy": _number(last.get("accuracy")),
+            "clean_lpr": _number(tgt.get("clean_lpr")), "lpr": _number(tgt.get("lpr")),
             "duration_s": s["duration_s"], "started": s["started"], "has_model": s["has_model"],
             "error": s["error"], "path": s["path"], "note": s["note"],
             "resumable": s["resumable"] and not s["resume_queued"], "resume_step": s["resume_step"],

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -39,16 +42,17 @@ from clo.generate import GenerationOptions, generate
 from clo.langid import detect
 from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
 from clo.models import ModelNotFoundError, list_models
-from clo.runs import RunError, default_runs_root, new_run_id, resolve_run
+from clo.runs import RunDir, RunError, default_runs_root, new_run_id, resolve_run
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
-from clo.train import describe_truncation, resume_training, run_training
+from clo.train import StopRequest, describe_truncation, resume_training, run_training
 from clo.translate import TranslationError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# OSErrors that come from a path the user gave; other OSErrors (a full disk, a broken device) keep their traceback.
-_PATH_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+# OS errors about a path the user chose (exit status 2): missing, in the way, not allowed, read-only
+_PATH_ERRNOS = {errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _user_errors():
@@ -56,6 +60,72 @@ def _user_errors():
 
     return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError, TranslationError, ArenaError,
             JudgeError)
+
+
+class RunFailure(Exception):
+    """An error while a run trains, with its run folder: the error line then says what the folder kept."""
+
+    def __init__(self, cause: BaseException, run_dir: str | Path):
+        super().__init__(str(cause))
+        self.cause, self.run_dir = cause, Path(run_dir)
+
+
+def _errno_of(e: BaseException) -> int | None:
+    """The OS error behind ``e``; Rust libraries (safetensors, tokenizers) only write it as "(os error N)"."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    found = re.search(r"os error (\d+)", str(e))
+    return int(found.group(1)) if found else None
+
+
+def _kept(run_dir: Path) -> str:
+    """What a failed run's folder still holds, and whether its end could be recorded."""
+    run = RunDir(run_dir)
+    if not run.exists():
+        return "nothing was written"
+    status, n = run.status(), len(run.metrics())
+    kept = [f"metrics.jsonl ({n} step{'s' if n != 1 else ''})" if n else "no metrics"]
+    kept.append(f"the model of step {status.get('saved_step') or status.get('step')}" if run.has_model()
+                else "no model")
+    if run.checkpoint_step():
+        kept.append(f"the checkpoint of step {run.checkpoint_step()}")
+    state, shown = status.get("state"), run.shown_status().get("state")
+    if state in ("failed", "stopped", "interrupted"):
+        end = f"the run is marked {state}"
+    elif state == "running" and status.get("pid") == os.getpid():  # this process trained it, and has ended that
+        end = "its end could not be recorded (the next `python -m clo runs` marks it interrupted)"
+    elif shown == "interrupted":
+        end = "it could not be marked interrupted (`python -m clo runs` shows it so, and records it once it can)"
+    else:
+        end = f"it is {shown}"
+    return f"kept {', '.join(kept)}; {end}"
+
+
+def _error_line(e: BaseException, run_dir: Path | None = None) -> tuple[str, int]:
+    """One line for any failure, with what to do, and the exit status: 2 when the input or a path the user
+    chose is the problem, 1 otherwise (a full disk, an I/O error, a bug)."""
+    code = _errno_of(e)
+    path = getattr(e, "filename", None) or run_dir
+    what = getattr(e, "strerror", None) or " ".join(str(e).split())
+    where = f"{path}: " if path else ""
+    kept = f" In {run_dir}: {_kept(run_dir)}." if run_dir is not None else ""
+    if code in _NO_SPACE:
+        go_on = " Free some space, or choose a folder on a disk with room."
+        if run_dir is not None and RunDir(run_dir).exists():
+            go_on = (f" Free some space, then resume it with `python -m clo runs resume {run_dir}`"
+                     if RunDir(run_dir).checkpoint_step() else
+                     f" Free some space (or choose an --out on a disk with room), then train it again with "
+                     f"`python -m clo train --config {run_dir / 'config.yaml'}`") + "."
+        return f"{where}{what}.{kept}{go_on}", 1
+    if code in _PATH_ERRNOS:
+        hint = {errno.EROFS: " choose a folder that can be written to (--out, --root, CLO_RUNS, CLO_HOME).",
+                errno.EACCES: " check its permissions, or choose another folder.",
+                errno.EPERM: " check its permissions, or choose another folder."}.get(code, "")
+        return f"{where}{what}{';' if hint else ''}{hint}{kept}", 2
+    if code is not None:
+        return f"{where}{what} (an I/O error: check the disk).{kept}", 1
+    text = " ".join(f"{type(e).__name__}: {e}".split())
+    return f"{text[:800]}.{kept} Run with -v for the traceback.", 1
 
 
 # -- langs ------------------------------------------------------------------------------------------
@@ -160,24 +230,73 @@ class TrainProgress:
             self.bar = None
 
 
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+STOP_DEADLINE_ENV = "CLO_STOP_DEADLINE_S"  # seconds a stop may take to end the current step (default below)
+STOP_DEADLINE_S = 120.0
+
+
+def _say(text: str) -> None:
+    """Print to stderr, quietly doing nothing when it is gone (SIGHUP: the terminal closed)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _stop_deadline() -> float:
+    try:
+        value = float(os.environ.get(STOP_DEADLINE_ENV) or STOP_DEADLINE_S)
+    except ValueError:
+        value = STOP_DEADLINE_S
+    return value if value > 0 else STOP_DEADLINE_S
+
+
 @contextlib.contextmanager
-def _ctrl_c_stops(message: str):
-    """Yields a stop event for training: the first Ctrl-C sets it (the trainer finishes the current step and
-    keeps its model) and prints ``message``; a second Ctrl-C raises KeyboardInterrupt (abort now)."""
-    stop = threading.Event()
+def _stop_on_signals():
+    """Yields the :class:`~clo.train.StopRequest` of ``clo train`` and ``clo runs resume``. The first SIGINT
+    (Ctrl-C), SIGTERM (``kill``, ``docker stop``, systemd, the app's job manager) or SIGHUP (the terminal closed)
+    asks training to end after the current step and keep that step's model; the run ends ``stopped`` with the
+    signal named. A second signal, or the steps not ending within ``CLO_STOP_DEADLINE_S`` seconds (default 120),
+    aborts at once: ``KeyboardInterrupt`` carrying the signal's name, and the run is marked ``interrupted`` (its
+    last saved model and checkpoint stay). Every rank of an ``accelerate launch`` has its own handler; the stop
+    decision is shared through :func:`clo.trainer.stop_requested`."""
+    stop = StopRequest()
+    deadline = _stop_deadline()
+    late: list[float] = []
+    main_thread = threading.main_thread()
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
         if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        print(message, file=sys.stderr)
+            e = KeyboardInterrupt(f"the current step did not end within {late[0]:g} s of the stop" if late else "")
+            e.signal = stop.signal or name
+            raise e
+        again = "Ctrl-C" if name == "SIGINT" else "a second signal"
 
-    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+        def on_deadline():
+            late.append(deadline)
+            signal.pthread_kill(main_thread.ident, signum)  # the main thread runs the handler, and aborts
+
+        stop.request(name, deadline_s=deadline, on_deadline=on_deadline)
+        _say(f"\n{name}: stopping after the current step (the model of that step is kept); {again} aborts now.")
+
+    previous = {}
+    if threading.current_thread() is main_thread:
+        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        stop.settle()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _aborted(e: KeyboardInterrupt, where) -> int:
+    """What the CLI says after an abort; the exit status is 128 + the signal's number, as a shell reports it."""
+    name = getattr(e, "signal", None) or "SIGINT"
+    _say(f"Aborted by {name}; run marked interrupted in {where} (its last saved model and checkpoint are kept; "
+         f"`python -m clo runs resume {where}` continues a run that has a checkpoint).")
+    return 128 + int(getattr(signal, name, signal.SIGINT))
 
 
 def cmd_train(args) -> int:
@@ -188,12 +307,15 @@ def cmd_train(args) -> int:
     if speaks:
         print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
     progress = TrainProgress()
-    with _ctrl_c_stops("\nStopping after the current step (the model of that step is kept); Ctrl-C again to abort.") as stop:
+    with _stop_on_signals() as stop:
         try:
             result = run_training(spec, out, events=progress, stop_event=stop)
-        except KeyboardInterrupt:
-            print(f"Aborted; run marked stopped in {out}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            return _aborted(e, out)
+        except _user_errors():
+            raise
+        except Exception as e:
+            raise RunFailure(e, out) from e
         finally:
             progress.close()
     summary = {"state": result.state, "run_dir": str(result.run_dir), "steps": result.steps,
@@ -362,12 +484,15 @@ def _runs_parser(sub):
 def _cmd_runs_resume(args) -> int:
     run = resolve_run(args.run, args.root)
     progress = TrainProgress(resumed=f"Resuming {run.id} → {run.path}")
-    with _ctrl_c_stops("\nStopping after the current step; Ctrl-C again to abort.") as stop:
+    with _stop_on_signals() as stop:
         try:
             result = resume_training(run.path, events=progress, stop_event=stop)
-        except KeyboardInterrupt:
-            print(f"Aborted; run marked stopped in {run.path}", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as e:
+            return _aborted(e, run.path)
+        except _user_errors():
+            raise
+        except Exception as e:
+            raise RunFailure(e, run.path) from e
         finally:
             progress.close()
     status = run.status()
@@ -582,12 +707,21 @@ def _main(argv=None) -> int:
     try:
         return run(args)
     except _user_errors() as e:
+        if args.verbose:
+            traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except _PATH_ERRORS as e:  # a path given on the command line that cannot be used (a file where a folder goes, …)
-        where = f": {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: main() ends quietly
+    except KeyboardInterrupt:
+        _say("error: interrupted (Ctrl-C); what was already written is kept.")
+        return 130
+    except Exception as e:  # never a traceback (-v shows it): one line with what to do
+        if args.verbose:
+            traceback.print_exc()
+        line, code = _error_line(e.cause, e.run_dir) if isinstance(e, RunFailure) else _error_line(e)
+        _say(f"error: {line}")
+        return code
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     """Step, total steps, ETA and phase of ``run``. The ETA extrapolates the current stage's seconds per step
     (``elapsed_s`` counts from the start of the stage) and, when the rows are read from disk, counts down from the
     time the last row was written."""
-    status = run.status()
+    status = run.shown_status()
     from_disk = rows is None
     rows = run.metrics() if rows is None else rows
     state = status.get("state", "unknown")
@@ -171,15 +171,16 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     if state == "queued" and isinstance(status.get("resume_of"), dict):
         phase = f"waiting in the queue to resume from step {status.get('resume_step', '?')}"
     if not rows:
-        return Progress(state, phase, max_steps=status.get("max_steps") or run.config().get("max_steps"),
-                        error=status.get("error"))
+        max_steps = status.get("max_steps") or run.config().get("max_steps")
+        return Progress(state, phase, max_steps=max_steps if isinstance(max_steps, int) else None,
+                        error=None if status.get("error") is None else str(status["error"]))
     last = rows[-1]
     stage_rows = [r for r in rows if r.get("stage") == last.get("stage")]
     first_step = stage_rows[0].get("step", 1) - 1  # steps done before this stage
     done_here = last.get("step", 0) - first_step
-    max_steps = last.get("max_steps")
+    max_steps = last.get("max_steps") if isinstance(last.get("max_steps"), int) else None
     eta = None
-    if state == "running" and max_steps and done_here > 0 and last.get("elapsed_s") is not None:
+    if state == "running" and max_steps and done_here > 0 and isinstance(last.get("elapsed_s"), (int, float)):
         eta = last["elapsed_s"] / done_here * (max_steps - last["step"])
         if from_disk:
             try:
@@ -191,6 +192,20 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------
+
+
+def _stop_child(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM (the child stops after its current step and keeps its model), a second SIGTERM after ``timeout``
+    (it aborts and marks its run interrupted), SIGKILL 5 seconds after that."""
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        try:
+            proc.send_signal(sig)
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            return
 
 
 @dataclass
@@ -388,10 +403,13 @@ class JobManager:
         return RunDir(self.root / run_id).status().get("state", "unknown")
 
     def close(self, kill: bool = True, timeout: float = 10.0) -> None:
-        """Stop the worker. With ``kill`` the current child gets SIGINT (the run is marked stopped), then
-        SIGKILL after ``timeout``. Without it the child keeps training on its own (this manager's worker still
-        records its exit) and ``close`` returns at once. Queued jobs stay queued on disk, released to the next
-        manager on ``root`` (in this process or another), which adopts them."""
+        """Stop the worker. With ``kill`` (the app shutting down) the current child is stopped as cleanly as a
+        Ctrl-C: SIGTERM, so that it ends after its current step, saves that step's model and marks the run
+        ``stopped`` (signal ``SIGTERM``); if it has not ended after ``timeout`` seconds, a second SIGTERM aborts it
+        (the child marks the run ``interrupted``), and SIGKILL follows 5 seconds later. Without ``kill`` the child
+        keeps training on its own (this manager's worker still records its exit) and ``close`` returns at once.
+        Queued jobs stay queued on disk, released to the next manager on ``root`` (in this process or another),
+        which adopts them."""
         with self._cond:
             self._closed = True
             proc = self._proc
@@ -402,13 +420,9 @@ class JobManager:
             if job.run.status().get("state") == "queued":
                 job.run.release()
         if kill and proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_child(proc, timeout)
         if kill or proc is None or proc.poll() is not None:
-            self._thread.join(timeout=timeout + 5)
+            self._thread.join(timeout=timeout + 10)
 
     # -- internals -------------------------------------------------------------------------------------------
     def _holds(self, run_id: str) -> bool:
@@ -493,7 +507,7 @@ class JobManager:
             self._proc = proc
             closed = self._closed
         if closed:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # closed while it started: stop after its first step
         job.returncode = proc.wait()
         job.ended = time.time()
         self._finish(job)

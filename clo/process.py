@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 
-__all__ = ["process_start_id", "pid_alive", "owner_alive", "owner_fields", "this_host"]
+__all__ = ["process_start_id", "pid_alive", "owner_alive", "owner_known", "owner_fields", "this_host"]
 
 
 def this_host() -> str:
@@ -91,11 +91,19 @@ def pid_alive(pid, started: str | None = None) -> bool:
     return True
 
 
+def owner_known(status: dict) -> bool:
+    """Does a run's ``status.json`` name its process fully: a pid, that process's start time and its host? Only
+    then can :func:`owner_alive` tell a live owner from a dead one (a status without them is shown ``unknown``)."""
+    pid, started, host = status.get("pid"), status.get("pid_started"), status.get("host")
+    return (isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 and isinstance(started, str)
+            and bool(started) and isinstance(host, str) and bool(host))
+
+
 def owner_alive(status: dict) -> bool:
     """Is the process recorded in a run's ``status.json`` (pid, its start time, host) still running? On
     another machine (a shared runs folder) it cannot be checked and counts as alive."""
     host = status.get("host")
-    if host and host != this_host():
+    if isinstance(host, str) and host and host != this_host():
         return True
     return pid_alive(status.get("pid"), status.get("pid_started"))
 

@@ -25,8 +25,10 @@ _DROP_ON_RESUME = ("lost_at", "interrupted_at", "returncode", "traceback", "note
 
 def _check(run: RunDir, status: dict | None = None) -> tuple[int | None, str | None, bool]:
     """(step, why not, whether training it again from the start is the way out)."""
-    status = run.status() if status is None else status
+    status = run.shown_status() if status is None else status
     state = status.get("state", "unknown")
+    if state in ("unreadable", "unknown") and status.get("error"):
+        return None, f"it is {state}: {status['error'].rstrip('.')}", False
     if state == "queued" and isinstance(status.get("resume_of"), dict):  # queued by the app to be resumed
         state = status["resume_of"].get("state", "unknown")
     elif state == "queued":
@@ -81,14 +83,15 @@ def prepare_resume(run: RunDir, step: int) -> int:
     Returns how many rows moved."""
     kept, moved = [], []
     try:
-        lines = run.metrics_path.read_text(encoding="utf-8").splitlines(keepends=True)
+        lines = run.metrics_path.read_bytes().splitlines(keepends=True)
     except OSError:
         lines = []
     for line in lines:
+        text = line.decode("utf-8", errors="replace")
         try:
-            row = json.loads(line)
+            row = json.loads(text)
         except json.JSONDecodeError:
-            moved.append({"unparsed": line.rstrip("\n")})  # the torn last line of a kill
+            moved.append({"unparsed": text.rstrip("\n")})  # the torn last line of a kill
             continue
         (kept if isinstance(row, dict) and (row.get("step") or 0) <= step else moved).append(row)
     if moved:  # first the side file, then the rewrite: a kill in between duplicates rows, never loses them

@@ -17,6 +17,7 @@ the CLI's progress bar and the app listen to, so a phase has one name in both. W
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,12 +31,13 @@ from typing import Callable
 
 import yaml
 
-from clo.process import owner_alive, owner_fields
+from clo.process import owner_alive, owner_fields, owner_known
 from clo.testing import fault_point
 
 __all__ = [
     "RUN_STATES",
     "DONE_STATES",
+    "READ_STATES",
     "PHASES",
     "STATUS_FIELDS",
     "RunDir",
@@ -49,13 +51,22 @@ __all__ = [
     "recover_lost",
     "resolve_run",
     "iter_runs",
+    "read_run_file",
+    "check_free_space",
     "phase_label",
 ]
 
 log = logging.getLogger(__name__)
 
-RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")
+RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")  # what status.json says
 DONE_STATES = ("stopped", "failed", "finished", "interrupted")
+# What a reader reports when status.json cannot say (RunDir.status / shown_status); never written.
+READ_STATES = {
+    "unknown": "no status.json (yet), or it says running without a process that can be checked (pid, its start "
+               "time and host)",
+    "unreadable": "config.yaml or status.json cannot be used (unreadable, not UTF-8, malformed, not a mapping, "
+                  "missing): the reason is in error",
+}
 
 # A running run's phase: one name in status.json and in the live events, and the words the app shows for it.
 PHASES = {
@@ -73,7 +84,7 @@ PHASES = {
 # written and never read).
 STATUS_FIELDS = {
     # state
-    "state": "one of RUN_STATES",
+    "state": "one of RUN_STATES (readers may also report one of READ_STATES, which is never written)",
     "phase": "one of PHASES (while running; 'done' after)",
     "stage": "sft-dpo's stage being trained: 'sft' or 'dpo'",
     "note": "a sentence for the user (e.g. what a stop kept)",
@@ -221,11 +232,59 @@ class RunDir:
         return run
 
     # -- status: the low-level writer ----------------------------------------------------------------------
+    def read_status(self) -> tuple[dict, str | None]:
+        """``(status, None)``; ``({"state": "unreadable", "error": why}, why)`` when ``status.json`` cannot be used;
+        ``({"state": "unknown"}, None)`` when there is none."""
+        data, why = read_run_file(self.status_path)
+        if why is None and data is not None and data.get("state") not in RUN_STATES:
+            why = f"status.json names no known state (state: {str(data.get('state'))[:40]!r})"
+        if why is not None:
+            return {"state": "unreadable", "error": why}, why
+        return (data if data is not None else {"state": "unknown"}), None
+
     def status(self) -> dict:
+        """What ``status.json`` says (see :meth:`read_status` for a file that cannot be used)."""
+        return self.read_status()[0]
+
+    def shown_status(self, config: tuple[dict, str | None] | None = None) -> dict:
+        """The status as the listings, the app and resume show it: :meth:`status`, except that the state is
+        ``unreadable`` (the reason and what to do in ``error``) when ``config.yaml`` or ``status.json`` cannot be
+        used; ``unknown`` when it says ``running`` without naming a process that can be checked (pid, its start
+        time and host); ``interrupted`` when that process is gone but the loss could not be recorded (a read-only
+        folder)."""
+        status, why = self.read_status()
+        cfg, cfg_why = self.read_config() if config is None else config  # (config: read_config() already read)
+        if cfg_why is None and not cfg and not self.config_path.exists() and self.status_path.exists():
+            cfg_why = "config.yaml is missing"
+        whys = [w for w in (why, cfg_why) if w]
+        if whys:
+            return {**(status if why is None else {}), "state": "unreadable",
+                    "error": "; ".join(whys) + ". Fix the file or delete the run; the other runs are not affected."}
+        if status.get("state") == "running":
+            if not owner_known(status):
+                return {**status, "state": "unknown", "error": (
+                    f"status.json says running but does not name its process fully (pid {status.get('pid')!r}, "
+                    f"start time {status.get('pid_started')!r}, host {status.get('host')!r}), so whether it still "
+                    "trains cannot be checked. If nothing trains it, delete the run.")}
+            if not owner_alive(status):
+                return {**status, "state": "interrupted", "error": (
+                    f"the training process (pid {status.get('pid')} on {status.get('host')}) is gone; the loss "
+                    "could not be recorded in status.json (is the folder read-only?)")}
+        return status
+
+    def _stored_status(self) -> dict:
+        """The status a write starts from: what ``status.json`` holds, or ``{}``. A file that cannot be used is
+        moved aside to ``status.json.unreadable`` (with a warning), never silently overwritten."""
+        data, why = self.read_status()
+        if why is None:
+            return {} if data == {"state": "unknown"} and not self.status_path.exists() else data
+        aside = self.path / "status.json.unreadable"
         try:
-            return json.loads(self.status_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return {"state": "unknown"}
+            os.replace(self.status_path, aside)
+            log.warning("run %s: %s; moved it to %s and wrote a new status.json", self.id, why, aside)
+        except OSError as e:
+            log.warning("run %s: %s; could not move it aside (%s)", self.id, why, e)
+        return {}
 
     def _write_status(self, data: dict) -> dict:
         unknown = set(data) - set(STATUS_FIELDS)
@@ -242,7 +301,7 @@ class RunDir:
             raise ValueError(f"unknown run state {state!r}")
         if self.readonly:
             return self.status()
-        data = self.status() if self.status_path.exists() else {}
+        data = self._stored_status()
         if state in ("queued", "running"):
             for old in ("error", "ended"):  # a restarted run drops the old error and end time
                 data.pop(old, None)
@@ -257,19 +316,22 @@ class RunDir:
 
     def update_status(self, drop=(), **fields) -> dict:
         """Change some fields of ``status.json`` without changing its state (``drop``: keys to remove)."""
-        if self.readonly or not self.status_path.exists():
-            return self.status()
-        data = self.status()
+        data, why = self.read_status()
+        if self.readonly or why is not None or not self.status_path.exists():
+            return data
         for key in drop:
             data.pop(key, None)
         data.update(fields)
         return self._write_status(data)
 
+    def read_config(self) -> tuple[dict, str | None]:
+        """``(settings, None)``, or ``({}, why)`` when ``config.yaml`` cannot be used (``({}, None)``: none)."""
+        data, why = read_run_file(self.config_path)
+        return (data or {}), why
+
     def config(self) -> dict:
-        try:
-            return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            return {}
+        """The settings in ``config.yaml``; ``{}`` when there are none or they cannot be read (:meth:`read_config`)."""
+        return self.read_config()[0]
 
     # -- status: intents ----------------------------------------------------------------------------------
     def emit(self, event: dict) -> None:
@@ -350,24 +412,33 @@ class RunDir:
         self.emit({"phase": "training", "metrics": row})
 
     def metrics(self) -> list[dict]:
+        """The logged rows up to the first line that is not a whole row (the torn last line of a kill, bytes that
+        are not UTF-8, a line that is not an object with an integer ``step``): everything before it is kept."""
         rows = []
         try:
-            with open(self.metrics_path, encoding="utf-8") as f:
+            with open(self.metrics_path, "rb") as f:
                 for line in f:
                     try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError:
-                        break  # a torn last line after a kill: everything before it is kept
+                        row = json.loads(line.decode("utf-8"))
+                    except (UnicodeDecodeError, json.JSONDecodeError):
+                        break
+                    if not isinstance(row, dict) or not isinstance(row.get("step"), int) or isinstance(row["step"], bool):
+                        break
+                    rows.append(row)
         except OSError:
             pass
         return rows
 
     # -- model and checkpoint ---------------------------------------------------------------------------
-    def save_model(self, write_fn) -> Path:
+    def save_model(self, write_fn, need: int | None = None) -> Path:
         """``write_fn(folder)`` writes the model into a fresh temporary folder, which then replaces ``model/``
-        in one rename. An older ``model/`` is kept until the new one is complete."""
+        in one rename. An older ``model/`` is kept until the new one is complete. ``need``: the bytes the save
+        writes; with less free space it is refused before anything is written (:func:`check_free_space`)."""
         if self.readonly:
             return self.model_path
+        if need:
+            kept = "the model saved earlier is kept" if self.has_model() else "no model was saved"
+            check_free_space(self.path, need, f"the model of {self.id} ({kept})")
         tmp = Path(tempfile.mkdtemp(prefix=".model.", dir=self.path))
         try:
             write_fn(tmp)
@@ -500,10 +571,8 @@ class RunDir:
         atomic_write_text(self.path / "eval.json", json.dumps(result, indent=2, ensure_ascii=False))
 
     def eval(self) -> dict | None:
-        try:
-            return json.loads((self.path / "eval.json").read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return None
+        """The last evaluation; None when there is none or ``eval.json`` cannot be used."""
+        return read_run_file(self.path / "eval.json")[0]
 
 
 def recover_run(run: RunDir) -> bool:
@@ -511,8 +580,10 @@ def recover_run(run: RunDir) -> bool:
     two renames of a save, and mark a run that was ``running`` as lost (:meth:`RunDir.mark_lost`). A run whose
     process is alive is not touched. Returns True when it was lost."""
     status = run.status()
-    if status.get("state") == "running" and owner_alive(status):
-        return False  # training: a .model.* folder may be a save in progress
+    if status.get("state") == "unreadable":
+        return False  # whether it trains cannot be known: leave it as it is (shown unreadable)
+    if status.get("state") == "running" and (not owner_known(status) or owner_alive(status)):
+        return False  # training (or it cannot be checked): a .model.* folder may be a save in progress
     run.restore_interrupted_save()
     if status.get("state") != "running":
         return False
@@ -523,8 +594,17 @@ def recover_run(run: RunDir) -> bool:
 
 
 def recover_lost(root: str | Path | None = None) -> list[str]:
-    """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids."""
-    return [run.id for run in iter_runs(root) if recover_run(run)]
+    """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids. A run whose loss
+    cannot be written (a read-only folder, a full disk) is left as it is, with a warning; the listings still
+    show it ``interrupted`` (:meth:`RunDir.shown_status`)."""
+    lost = []
+    for run in iter_runs(root):
+        try:
+            if recover_run(run):
+                lost.append(run.id)
+        except OSError as e:
+            log.warning("run %s: could not record that its process is gone (%s)", run.id, e)
+    return lost
 
 
 def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
@@ -542,6 +622,56 @@ def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
     if not run.exists():
         raise RunError(f"{where}: no status.json or config.yaml there.")
     return run
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB"
+
+
+def check_free_space(path: str | Path, need: int, what: str) -> None:
+    """Refuse early, before anything is written, when the file system of ``path`` (its nearest existing folder)
+    has less than ``need`` bytes free: ``OSError(ENOSPC)`` naming ``path``, ``what`` needs the space, and how much
+    there is."""
+    folder = Path(path).expanduser().absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot be measured: the write itself will tell
+    if free < need:
+        raise OSError(errno.ENOSPC, f"not enough free space for {what}: it needs about {_mb(need)} and "
+                                    f"{_mb(free)} is free", str(path))
+
+
+def read_run_file(path: Path) -> tuple[dict | None, str | None]:
+    """A run's JSON or YAML file (by its suffix) as a mapping: ``(data, None)``; ``(None, None)`` when it does
+    not exist; ``(None, why)`` when it cannot be used: unreadable (a folder, no permission), not UTF-8, empty or
+    half-written, malformed, or not a mapping. Never raises."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"{path.name} cannot be read ({e.strerror or e})"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, f"{path.name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
+    if not text.strip():
+        return None, f"{path.name} is empty (half-written?)"
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as e:
+        return None, f"{path.name} is not valid JSON (line {e.lineno}: {e.msg}; half-written?)"
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return None, f"{path.name} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else "")
+    except (ValueError, RecursionError) as e:
+        return None, f"{path.name} cannot be parsed ({type(e).__name__})"
+    if not isinstance(data, dict):
+        return None, f"{path.name} holds a {type(data).__name__}, not a mapping"
+    return data, None
 
 
 def iter_runs(root: str | Path | None):

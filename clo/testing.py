@@ -10,7 +10,8 @@ environment variable is set, and the tiny models are built only when asked for.
       python -c "from clo.testing import make_tiny_model; print(make_tiny_model('/tmp/tiny-llama'))"
 
 - **Fault points** (``CLO_FAULT=name[:N]``) — the process SIGKILLs itself at a named point
-  (tests/test_faults.py), the same as ``kill -9`` or the out-of-memory killer.
+  (tests/test_faults.py), the same as ``kill -9`` or the out-of-memory killer; ``name:N:hang`` waits there
+  forever instead (tests/test_signals.py: a step that does not end when asked to stop).
 - **FSDP on a CPU** (``CLO_TEST_FSDP_ON_CPU=1``) — accelerate 1.15 turns its FSDP integration on only for
   accelerators (CUDA, XPU, …): on a CPU under ``accelerate launch`` with an FSDP config it silently falls back to
   DDP. With this set, :func:`fsdp_on_cpu` switches the trainer's accelerator to FSDP after it is built, so the
@@ -26,6 +27,7 @@ import hashlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 __all__ = ["make_tiny_tokenizer", "make_tiny_model", "ARCHS", "fault_point", "FAULT_ENV", "DEBUG_SAMPLES_ENV",
@@ -135,13 +137,17 @@ def fault_point(name: str, index: int | None = None) -> None:
     """Does nothing unless ``CLO_FAULT`` is set. ``CLO_FAULT=name`` or ``name:N`` makes the process SIGKILL itself
     (no cleanup) the N-th time (default 1) it reaches the point ``name``, or where ``index`` (e.g. the step number)
     equals N. Points: ``ref_pass`` (after a batch of the reference pass), ``step`` (mid-step N: gradients computed,
-    optimizer not stepped), ``save`` (the N-th model save: new files written, not yet published by the rename)."""
+    optimizer not stepped), ``save`` (the N-th model save: new files written, not yet published by the rename).
+    ``name:N:hang`` makes it wait there instead, until a signal ends the wait (a step that never ends)."""
     want = os.environ.get(FAULT_ENV)
     if not want or want.partition(":")[0] != name:
         return
     _FAULT_HITS[name] = _FAULT_HITS.get(name, 0) + 1
-    n = want.partition(":")[2]
+    _, n, action = (want.split(":") + ["", ""])[:3]
     if (index if index is not None else _FAULT_HITS[name]) == int(n or 1):
+        if action == "hang":
+            while True:
+                time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
 
 

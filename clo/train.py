@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import random
 import threading
@@ -26,17 +27,44 @@ from clo.data import load_crosslingual
 from clo.models import clo_home, load_model, resolve_model
 from clo.pairs import build_pairs, to_conversational
 from clo.resume import prepare_resume, resume_point
-from clo.runs import RunDir, RunError
+from clo.runs import RunDir, RunError, check_free_space, now_iso
 from clo.scope import apply_scope, count_trainable
 from clo.spec import SFT_ROWS, SpecError, TrainSpec
 from clo.testing import debug_end, debug_watch
 
-__all__ = ["run_training", "resume_training", "TrainResult", "TrainingStopped", "build_sft_trainer",
+log = logging.getLogger(__name__)
+
+__all__ = ["run_training", "resume_training", "TrainResult", "TrainingStopped", "StopRequest", "build_sft_trainer",
            "build_clo_trainer", "common_args", "quiet", "fit_to_length", "samples_used", "describe_truncation"]
 
 
 class TrainingStopped(Exception):
     """A stop request arrived before the first optimizer step (while loading or in the reference pass)."""
+
+
+class StopRequest(threading.Event):
+    """A request to end training after the current step, keeping that step's model: a ``threading.Event`` that
+    also says who asked (``signal``: ``"SIGTERM"``, … when a signal did) and that can hold a deadline: when the
+    steps have not ended ``deadline_s`` seconds after the request, ``on_deadline`` runs (the CLI then aborts, as
+    on a second signal). The deadline covers the steps only: it is lifted once the final save begins."""
+
+    def __init__(self):
+        super().__init__()
+        self.signal: str | None = None
+        self._timer: threading.Timer | None = None
+
+    def request(self, signal: str | None = None, *, deadline_s: float | None = None, on_deadline=None) -> None:
+        self.signal = signal
+        self.set()
+        if deadline_s and on_deadline is not None and self._timer is None:
+            self._timer = threading.Timer(deadline_s, on_deadline)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def settle(self) -> None:
+        """The steps are over: the save that follows is never cut short by the deadline."""
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 @dataclass
@@ -87,22 +115,47 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
         run.emit({"phase": "loading", "model": spec.model})
         result = _train_stages(spec, run, records, stop_event, resume_from)
         result.seconds = time.perf_counter() - t0
+        by = _stopped_by(stop_event) if result.state == "stopped" else {}
+        if by:
+            by["note"] = f"stopped by {by['signal']} after step {result.steps}; the model of that step is kept"
         run.finish(result.state, step=result.steps, duration_s=round(result.seconds, 1),
                    ref_cache_hit=result.ref_cache_hit, ref_pass_s=result.ref_pass_seconds,
-                   trainable_params=result.trainable, total_params=result.total_params)
+                   trainable_params=result.trainable, total_params=result.total_params, **by)
         return result
     except TrainingStopped as e:
         kept = run.status().get("saved_step") if run.has_model() else None  # a resumed run's earlier model
         note = f"{e}: the model saved earlier (step {kept}) is kept" if kept else f"{e}: no model saved"
         if kept and run.checkpoint_step():
             note += f", and so is the checkpoint of step {run.checkpoint_step()} (resume it again from there)"
-        run.finish("stopped", step=kept or 0, note=note, duration_s=round(time.perf_counter() - t0, 1))
+        run.finish("stopped", step=kept or 0, note=note, duration_s=round(time.perf_counter() - t0, 1),
+                   **_stopped_by(stop_event))
         return TrainResult(state="stopped", run_dir=run.path, steps=kept or 0, seconds=time.perf_counter() - t0)
+    except KeyboardInterrupt as e:  # a second signal (or a stop that missed its deadline): abort now
+        name = getattr(e, "signal", None) or "SIGINT"
+        _record_end(run.mark_lost, f"aborted by {name} before the current step ended" + (
+            f" ({e})" if str(e) else "") + "; the last saved model and checkpoint are kept", lost_at=now_iso(),
+            signal=name, duration_s=round(time.perf_counter() - t0, 1))
+        raise
     except BaseException as e:
         msg = f"{type(e).__name__}: {e}"
-        fields = dict(error=msg, traceback=traceback.format_exc()[-4000:], duration_s=round(time.perf_counter() - t0, 1))
-        run.finish("stopped" if isinstance(e, KeyboardInterrupt) else "failed", **fields)
+        _record_end(run.fail, msg, traceback=traceback.format_exc()[-4000:],
+                    duration_s=round(time.perf_counter() - t0, 1))
         raise
+
+
+def _stopped_by(stop_event) -> dict:
+    """``{"signal": name}`` when a signal asked for the stop."""
+    name = getattr(stop_event, "signal", None)
+    return {"signal": name} if stop_event is not None and stop_event.is_set() and name else {}
+
+
+def _record_end(write, *args, **fields) -> None:
+    """Record how a run ended without hiding why it ended: when the record itself cannot be written (the disk
+    that just filled up), the original error goes on, and the next listing finds the process gone."""
+    try:
+        write(*args, **fields)
+    except OSError as e:
+        log.warning("could not record the end of the run in status.json: %s", e)
 
 
 def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None) -> TrainResult:
@@ -180,9 +233,13 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
         loaded.model = loaded.model.merge_and_unload()
     device = str(next(loaded.model.parameters()).device)
     peft_config = apply_scope(loaded.model, spec)
+    save_bytes = _save_bytes(loaded.model, spec, peft_config, base_is_adapter)
+    check_free_space(run.path, _run_bytes(save_bytes, loaded.model, spec), "this run's model" + (
+        " and checkpoint" if spec.save_steps and spec.method != "sft-dpo" else ""))
     resume = str(resume_from) if resume_from else None  # the base model loads above; the checkpoint's weights,
     # optimizer, scheduler, RNG and step replace it in train(): the reference stays the base model
-    common = dict(spec=spec, run=run, loaded=loaded, base_is_adapter=base_is_adapter, stop_event=stop_event)
+    common = dict(spec=spec, run=run, loaded=loaded, base_is_adapter=base_is_adapter, stop_event=stop_event,
+                  save_bytes=save_bytes)
     result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
     stopped = False
     if spec.method in SFT_ROWS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
@@ -209,8 +266,10 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
         stopped = _run_stage(trainer, stage, should_stop, resume, result)
         loaded.model = trainer.model
     result.state = "stopped" if stopped else "finished"
+    if isinstance(stop_event, StopRequest):
+        stop_event.settle()  # the steps are over: a stop's deadline never cuts the save short
     run.phase("saving", step=result.steps)
-    save_whole_model(run, _writer(spec, loaded.model, loaded.tokenizer, base_is_adapter), loaded.model)
+    save_whole_model(run, _writer(spec, loaded.model, loaded.tokenizer, base_is_adapter), loaded.model, need=save_bytes)
     if result.state == "finished":
         run.drop_checkpoint()  # nothing left to resume: free the optimizer state
     rows = run.metrics()
@@ -230,13 +289,31 @@ def _run_stage(trainer, stage: str, should_stop, resume: str | None, result: Tra
     return stopped
 
 
-def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event):
+def _save_bytes(model, spec: TrainSpec, peft_config, base_is_adapter: bool) -> int:
+    """About what one save of the run's model writes: fp32 weights (a LoRA run: only its adapters, unless they
+    are merged into full weights), plus 1 MB for the tokenizer and configs."""
+    params = model.parameters()
+    if peft_config is not None and spec.method != "sft-dpo" and not base_is_adapter:
+        params = (p for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in params) * 4 + 2**20
+
+
+def _run_bytes(save_bytes: int, model, spec: TrainSpec) -> int:
+    """Free space a run needs beyond what its folder holds: one more model (a save writes the new one before the
+    old one goes) and, with save_steps, one more checkpoint (weights and AdamW's two moments), plus 8 MB."""
+    need = save_bytes + 8 * 2**20
+    if spec.save_steps and spec.method != "sft-dpo":
+        need += save_bytes + 8 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return need
+
+
+def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event, save_bytes):
     """The run's callback for one stage: metrics, live events, periodic saves; one-stage methods also keep a
     trainer checkpoint at each periodic save, for `clo runs resume`."""
     from clo.callbacks import RunCallback
 
     def save(model):  # called by every rank
-        save_whole_model(run, _writer(spec, model, loaded.tokenizer, base_is_adapter), model)
+        save_whole_model(run, _writer(spec, model, loaded.tokenizer, base_is_adapter), model, need=save_bytes)
 
     return RunCallback(run, stage, stop_event=stop_event, step_offset=offset, save=save, save_every=spec.save_steps,
                        checkpoint=spec.method != "sft-dpo")
@@ -470,12 +547,12 @@ def gathered_state_dict(model):
     return out
 
 
-def save_whole_model(run: RunDir, writer, model) -> None:
+def save_whole_model(run: RunDir, writer, model, need: int | None = None) -> None:
     """Save ``model`` through ``writer`` (:func:`_writer`) as the run's ``model/``; called by **every** rank. Sharded
     weights (FSDP, ZeRO-3) are first gathered by all ranks together (:func:`gathered_state_dict`), so the saved
     model is whole; the main process alone writes it (``RunDir.save_model`` is a no-op on the others)."""
     writer.state_dict = gathered_state_dict(model)
-    run.save_model(writer)
+    run.save_model(writer, need=need)
 
 
 def _writer(spec: TrainSpec, model, tokenizer, base_is_adapter: bool = False):

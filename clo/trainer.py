@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from accelerate import PartialState
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 import trl
 from trl import DPOConfig, DPOTrainer
@@ -35,7 +36,7 @@ from clo.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.train import TrainingStopped
 
 __all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_selective_head", "all_agree",
-           "stop_requested", "use_cpu", "ref_cache_key", "GROUP_BATCHES"]
+           "stop_requested", "use_cpu", "ref_cache_key", "read_ref_cache", "GROUP_BATCHES"]
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,34 @@ def ref_cache_key(*, weights: str, max_length: int, columns: list, dtype: str, d
     return h.hexdigest()[:32]
 
 
+def _tensors_sha256(tensors: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode() + b"\0" + tensors[name].float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def read_ref_cache(path: Path, rows: int) -> tuple[dict | None, str | None]:
+    """The cached reference log-probs at ``path`` and None, or None and what is wrong with them: a file that
+    does not read as safetensors (cut short, overwritten), one without the checksum this version writes, values
+    that do not match their checksum, the wrong shape or length, or values that are not finite."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            t = {k: f.get_tensor(k) for k in ("ref_chosen_logps", "ref_rejected_logps")}
+    except Exception as e:  # SafetensorError, a missing tensor, an unreadable file
+        return None, f"{type(e).__name__}: {e}"
+    if "sha256" not in meta:
+        return None, "it has no checksum (written by an earlier version)"
+    if t["ref_chosen_logps"].shape != (rows,) or t["ref_rejected_logps"].shape != (rows,):
+        return None, f"it holds {tuple(t['ref_chosen_logps'].shape)} values for {rows} rows"
+    if _tensors_sha256(t) != meta["sha256"]:
+        return None, "its values do not match their checksum"
+    if not all(bool(torch.isfinite(v).all()) for v in t.values()):
+        return None, "it holds values that are not finite"
+    return t, None
+
+
 # -- the trainer ------------------------------------------------------------------------------------------------
 
 
@@ -290,13 +319,16 @@ class CLOTrainer(DPOTrainer):
         path = cache_dir / f"{key}.safetensors" if cache_dir else None
         t = None
         if path is not None and path.exists():
-            try:
-                t = load_file(str(path))
-                if t["ref_chosen_logps"].shape != t["ref_rejected_logps"].shape or len(t["ref_chosen_logps"]) != len(dataset):
-                    t = None
-            except Exception as e:  # unreadable: recompute (and rewrite) rather than fail
-                log.warning("reference cache %s unreadable (%s); recomputing", path, e)
-                t = None
+            t, problem = read_ref_cache(path, len(dataset))
+            if problem and self.accelerator.is_main_process:  # never used: moved aside, then computed again
+                aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
+                try:
+                    os.replace(path, aside)
+                    log.warning("reference cache %s is damaged (%s); moved it to %s and computing the reference "
+                                "log-probs again", path, problem, aside)
+                except OSError as e:
+                    log.warning("reference cache %s is damaged (%s) and could not be moved aside (%s); computing "
+                                "the reference log-probs again", path, problem, e)
         # a hit only if every rank has the file: ranks taking different branches would leave some waiting
         # in the reference pass's collectives (another job writing the file meanwhile; several machines)
         self.ref_cache_hit = all_agree(t is not None, "all")
@@ -330,7 +362,8 @@ class CLOTrainer(DPOTrainer):
             if path is not None and self.accelerator.is_main_process:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(f".tmp{os.getpid()}")
-                save_file({"ref_chosen_logps": chosen.contiguous(), "ref_rejected_logps": rejected.contiguous()}, str(tmp))
+                tensors = {"ref_chosen_logps": chosen.contiguous(), "ref_rejected_logps": rejected.contiguous()}
+                save_file(tensors, str(tmp), metadata={"sha256": _tensors_sha256(tensors)})
                 os.replace(tmp, path)
         self.accelerator.wait_for_everyone()
         dataset = dataset.add_column("ref_chosen_logps", chosen.tolist())

@@ -4,6 +4,8 @@ threads and processes, so that a text is translated once per key across runs (do
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import random
 import sqlite3
 import time
@@ -14,6 +16,9 @@ from typing import Iterable
 from clo.models import clo_home
 
 __all__ = ["TranslationCache", "TranslationError", "default_cache_path", "open_cache"]
+
+log = logging.getLogger(__name__)
+_CHECKED: set[str] = set()  # cache files found whole by this process (checked once per process)
 
 
 class TranslationError(ValueError):
@@ -53,6 +58,7 @@ class TranslationCache:
         self.timeout = timeout
         self.retries = retries
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._retry(self._check)
         self._retry(self._create)
 
     @staticmethod
@@ -87,6 +93,54 @@ class TranslationCache:
                 if attempt == self.retries:
                     raise TranslationError(f"the translation cache {self.path} stayed locked: {e}") from e
                 time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+
+    def _check(self) -> None:
+        """Once per process and file: is it a whole SQLite database (``PRAGMA quick_check``) with a readable
+        table? A file that is not — overwritten, cut short, the wrong kind of file — is moved aside with a warning
+        naming it, and a fresh cache starts: its translations are made again by the translator, never read from
+        a damaged file."""
+        key = str(self.path.resolve())
+        if key in _CHECKED or not self.path.exists():
+            return
+        problem = None
+        try:
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            try:
+                found = [r[0] for r in con.execute("PRAGMA quick_check").fetchall()]
+                if found != ["ok"]:
+                    problem = "; ".join(str(f) for f in found[:3])
+                else:
+                    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    if "translations" in tables:
+                        con.execute("SELECT key, target FROM translations LIMIT 1").fetchall()
+            finally:
+                con.close()
+        except sqlite3.OperationalError as e:
+            if _is_locked(e):
+                raise  # another process is writing: retried
+            problem = str(e)
+        except sqlite3.DatabaseError as e:
+            problem = str(e)
+        if problem:
+            self._move_aside(problem)
+        _CHECKED.add(key)
+
+    def _move_aside(self, problem: str) -> None:
+        stamp = f"broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
+        aside = self.path.with_name(f"{self.path.name}.{stamp}")
+        try:
+            os.replace(self.path, aside)
+            for extra in ("-wal", "-shm", "-journal"):
+                side = self.path.with_name(self.path.name + extra)
+                if side.exists():
+                    os.replace(side, aside.with_name(aside.name + extra))
+        except FileNotFoundError:
+            return  # another process moved it first
+        except OSError as e:
+            raise TranslationError(f"the translation cache {self.path} is damaged ({problem}) and cannot be moved "
+                                   f"aside ({e.strerror or e}); delete it to start a fresh cache") from e
+        log.warning("the translation cache %s is damaged (%s); moved it to %s and starting a fresh cache (its "
+                    "texts are translated again)", self.path, problem, aside)
 
     def _create(self) -> None:
         with self._connect() as con:

@@ -459,3 +459,30 @@ def test_cli_translate_reference_demo(tmp_path):
     rows = load_crosslingual(out, "sw")
     assert [r["id"] for r in rows] == ["demo-001", "demo-002", "demo-003"]
     assert BACKENDS["reference"].default_model is None
+
+
+@pytest.mark.parametrize("damage", ["not-a-database", "cut-short"])
+def test_a_damaged_translation_cache_is_moved_aside_and_rebuilt(damage, tiny_m2m100, tmp_path, caplog):
+    """The cache file is overwritten, or cut short after a checkpoint: the next open runs PRAGMA quick_check,
+    moves the file aside with a warning naming both paths, and the texts are translated again into a fresh cache."""
+    from clo import translation_cache
+
+    path = tmp_path / "c.sqlite"
+    tr = load_translator("m2m100", str(tiny_m2m100), batch_size=4, **FAST)
+    out = translate_texts(EN, "sw", tr, cache=TranslationCache(path))
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # every row in the main file
+    con.close()
+    data = path.read_bytes()
+    path.write_bytes(b"not a database " * 200 if damage == "not-a-database" else data[: len(data) // 2])
+    translation_cache._CHECKED.clear()  # as a new process would
+    with caplog.at_level("WARNING", logger="clo.translation_cache"):
+        cache = TranslationCache(path)
+    (aside,) = tmp_path.glob("c.sqlite.broken-*")
+    warning = "\n".join(r.getMessage() for r in caplog.records)
+    assert str(path) in warning and str(aside) in warning and "is damaged" in warning
+    assert aside.read_bytes()[:15] == (b"not a database " if damage == "not-a-database" else data[:15])
+    assert cache.count() == 0
+    generated = tr.stats.generate_calls
+    assert translate_texts(EN, "sw", tr, cache=cache) == out  # translated again: the same greedy output
+    assert tr.stats.generate_calls > generated and cache.count("m2m100") == 10
