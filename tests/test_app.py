@@ -117,6 +117,36 @@ def test_data_page_translates_previews_and_fixes(app):
     assert first["translator"] == "reference+edited"
 
 
+def test_data_page_previews_the_bundled_set_and_keeps_hand_edits(app):
+    at = open_page(app, "data")
+    # the bundled Swahili side previews before anything is translated, with the badge legend
+    assert at.selectbox(key="data_review_set").value == "__bundled__"
+    assert "✗ Rejected" in texts(at.markdown) and "wrong language" in texts(at.markdown)
+    assert "the language this side should be in" in texts(at.caption)
+    at.text_input(key="data_search").input("demo-002").run()
+    assert "1 match" in texts(at.caption)
+    # a fix to the bundled set goes to a copy in the data folder
+    at.text_area(key="data_fix_i_demo-002").input("Swali langu lililorekebishwa?")
+    next(b for b in at.button if b.label == "Save fix").click().run()
+    assert not at.exception, at.exception
+    path = Path(at.session_state["data_review_set"])
+    assert path.name == "demo-sw.jsonl"
+    # translating again asks first; "Keep my edits" keeps the fix, and the replaced file is kept as a version
+    at.button(key="data_translate").click().run()
+    assert "you fixed by hand" in texts(at.warning) and path.read_text().count("+edited") == 1
+    at.button(key="data_keep_edits").click().run()
+    assert not at.exception, at.exception
+    assert "hand-fixed record (demo-002) kept" in texts(at.success)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    fixed = next(r for r in rows if r["id"] == "demo-002")
+    assert fixed["instruction"] == "Swali langu lililorekebishwa?" and fixed["translator"] == "reference+edited"
+    assert len(list((path.parent / ".versions").glob("demo-sw.*.jsonl"))) == 1
+    # "Write a new set" leaves the edited file alone
+    at.button(key="data_translate").click().run()
+    at.button(key="data_new_set").click().run()
+    assert "demo-sw-2.jsonl" in texts(at.success) and path.read_text().count("+edited") == 1
+
+
 @pytest.mark.parametrize("name, content, where", [
     ("broken.jsonl", b'{"id": "1", "instruction": "Hi?", "response": "Hello."}\n{"id": "2", "instruction": \n',
      "broken.jsonl, line 2: not valid JSON"),
