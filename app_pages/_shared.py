@@ -15,8 +15,8 @@ import streamlit as st
 
 from clo.jobs import JobManager
 from clo.langid import detect
-from clo.languages import get_language, target_languages
-from clo.models import ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
+from clo.languages import get_language, language_name, target_languages
+from clo.models import BUNDLED, ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
 from clo.runs import default_runs_root
 from clo.spec import spec_fields
 
@@ -80,11 +80,8 @@ def current_lang() -> str:
 
 
 def lang_name(code: str | None) -> str:
-    """English name of a registry language; detector labels outside it (``unknown``, ``code``, …) capitalized."""
-    try:
-        return get_language(code).name
-    except ValueError:  # a detector's own label: an ISO code outside the registry, or unknown/code/empty
-        return code if code and len(code) <= 3 else (code or "unknown").capitalize()
+    """English name of any language label (clo.languages.language_name): never a raw code on a page."""
+    return language_name(code)
 
 
 # -- cached resources ---------------------------------------------------------------------------------------------
@@ -180,18 +177,31 @@ STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which som
 }
 
 
+def model_guide() -> None:
+    """Which bundled model shows what, with the figures of docs/results.md; how to get the one not installed."""
+    installed = {m["name"]: m["available"] for m in available_models()}
+    for m in BUNDLED.values():
+        how = (f" Preset **{m.preset}** on the Train page." if installed.get(m.name)
+               else f" Not installed here: `{m.install}`, then pick it in the sidebar (preset **{m.preset}**).")
+        st.markdown(f"**{m.title.split(' (')[0]}** — {m.finding}{how}")
+
+
 def fmt_duration(seconds) -> str:
+    """m:ss (h:mm:ss from an hour); ``—`` when unknown."""
     if seconds is None:
-        return "–"
+        return "—"
     s = int(round(float(seconds)))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def language_badge(det: dict, expected: str | None = None, *, prefix: str = "") -> None:
-    """Detected language and confidence; green when it is ``expected``, red when not, grey without one."""
+def language_badge(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> None:
+    """Detected language and confidence; green when it is ``expected``, red when not, grey without one.
+    ``rejected``: a preference pair's rejected answer, in the wrong language on purpose: orange when it is."""
     label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}"
     if expected is None:
         st.badge(label, icon=":material/language:", color="gray")
+    elif rejected and det["lang"] == expected:
+        st.badge(label, icon=":material/swap_horiz:", color="orange")
     elif det["lang"] == expected:
         st.badge(label, icon=":material/check_circle:", color="green")
     else:
@@ -211,13 +221,18 @@ _COLORS = {"total": "#0f766e", "SFT (target NLL)": "#7c3aed", "cross-lingual": "
            "target prompts": "#ea580c"}
 
 
-def metrics_charts(rows: list[dict], key: str) -> None:
-    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step."""
+_Y_AXES = {"Loss": "loss (nats)", "Rewards": "β · log-ratio (nats)",
+           "Preference accuracy": "share of pairs"}
+
+
+def metrics_charts(rows: list[dict], key: str, *, stacked: bool = False) -> None:
+    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step;
+    side by side, or ``stacked`` one under the other (a narrow column)."""
     if not rows:
         st.caption("No training step logged yet.")
         return
     steps = [r.get("step") for r in rows]
-    cols = st.columns(len(_SERIES))
+    cols = [st.container() for _ in _SERIES] if stacked else st.columns(len(_SERIES))
     for col, (title, series) in zip(cols, _SERIES.items()):
         fig = go.Figure()
         for label, k, dash in series:
@@ -228,9 +243,9 @@ def metrics_charts(rows: list[dict], key: str) -> None:
         if not fig.data:
             col.caption(f"**{title}** — not logged by this method (SFT has no preference pairs).")
             continue
-        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=290,
-                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="step",
-                          legend={"orientation": "h", "y": -0.3}, uirevision=title)
+        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=260 if stacked else 300,
+                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="optimizer step",
+                          yaxis_title=_Y_AXES[title], legend={"orientation": "h", "y": -0.35}, uirevision=title)
         if len(rows) <= 10:
             fig.update_xaxes(dtick=1)  # whole steps, not 1.5
         if title == "Preference accuracy":

@@ -240,8 +240,11 @@ def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root
     assert not at.exception
     assert [r["step"] for r in run.metrics()] == [1, 2]
     assert len(at.get("plotly_chart")) == 3  # loss, rewards, preference accuracy
-    assert "Finished after 2 steps" in texts(at.success)
+    assert "Finished after 2 steps in " in texts(at.success)  # with its duration
     assert "Step 2/2" in at.get("progress")[0].proto.text
+    status = run.status()  # the reference pass reported each batch
+    assert status["ref_done"] == status["ref_total"] >= 1 and status["ref_elapsed_s"] >= 0
+    assert f"measured by run `{run.id}`" in texts(at.caption)  # the next launch's time estimate comes from it
     # it saved every step with a checkpoint; finished, it keeps neither the checkpoint nor its mention
     assert run.config()["save_steps"] == 1 and run.status()["saved_step"] == 2
     assert run.config()["group_by_length"] is at.checkbox(key="tr_group_by_length").value  # the form reaches the run
@@ -253,7 +256,9 @@ def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_ro
     set_training(at, xl_file, max_steps=100_000)
     at.button(key="tr_launch").click().run()
     long_run = RunDir(runs_root / at.session_state["train_run"])
-    # a second launch while the first trains waits in the queue, and the page says so
+    # while it trains the form shows its settings read-only; editing them for a second job queues that job
+    assert at.number_input(key="tr_max_steps").disabled and at.button(key="tr_launch").disabled
+    at.button(key="tr_unlock").click().run()
     at.number_input(key="tr_max_steps").set_value(2).run()
     at.button(key="tr_launch").click().run()
     assert "Queued" in texts(at.info) and "one job trains at a time" in texts(at.info)
