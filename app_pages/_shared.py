@@ -186,6 +186,27 @@ def model_guide() -> None:
         st.markdown(f"**{m.title.split(' (')[0]}** — {m.finding}{how}")
 
 
+NUMBER_FORMATS = {  # one format per quantity, on every page
+    "rate": "{:.2f}",  # LPR, clean LPR, echo, loop, WPR, preference accuracy: shares in [0, 1]
+    "chrf": "{:.1f}",  # chrF++, 0–100
+    "loss": "{:.3f}",  # losses and reward margins, in nats
+    "lr": "{:.1e}",
+    "weight": "{:g}",  # λ, β, epochs
+    "count": "{:,.0f}",  # steps, n, samples
+}
+MISSING = "—"
+
+
+def fmt_number(value, kind: str) -> str:
+    """``value`` in the format of its quantity ``kind`` (:data:`NUMBER_FORMATS`); ``—`` when there is none."""
+    if value is None or value == "":
+        return MISSING
+    try:
+        return NUMBER_FORMATS[kind].format(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def fmt_duration(seconds) -> str:
     """m:ss (h:mm:ss from an hour); ``—`` when unknown."""
     if seconds is None:

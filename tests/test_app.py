@@ -324,6 +324,8 @@ def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
     answers = at.session_state["cmp_answers"]
     assert set(answers["answers"]) == set(models.value) and answers["lang"] == "sw"
     assert all(answers["answers"].values())
+    assert "Reference answer" in texts(at.markdown)  # the held-out prompt's own answer, beside the models'
+    assert set(answers["infos"]) == set(models.value) and all(i["tokens"] <= 16 for i in answers["infos"].values())
     # own prompt: its language is detected and shown
     at.radio(key="cmp_prompt_mode").set_value("own").run()
     at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.").run()
@@ -338,8 +340,10 @@ def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert {"clean LPR", "LPR", "chrF++", "echo", "loop"} <= set(table.columns)
-    assert set(table["lang"]) == {"sw", "en"} and len(table) == 4
+    assert set(table["prompts in"]) == {"Swahili", "English"} and len(table) == 4  # names, not codes
+    assert "None" not in table.astype(str).values and (table["WPR"] == "—").all()  # WPR: Latin-script targets
     assert at.download_button(key="cmp_dl_metrics").label == "Download metrics (CSV)"
+    assert "The answers" in texts(at.markdown) and at.radio(key="cmp_ans_lang").value == "sw"  # readable in the app
     assert finished_run.eval() is not None  # the run keeps its evaluation (shown on the Runs page)
 
 
@@ -347,6 +351,7 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
     at = open_page(app, "runs")
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tuned"] and table["status"][0] == "finished"
+    assert "None" not in table.astype(str).values and table["clean LPR"][0] == "—"  # not evaluated yet
     assert at.selectbox(key="runs_sel").value == "tuned"
     at.button(key="runs_delete").click().run()
     assert "cannot be undone" in texts(at.warning)
@@ -359,12 +364,27 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
     assert "No runs yet" in texts(at.info)
 
 
-def test_open_in_compare_preselects_the_run(app, finished_run):
+def test_a_run_link_opens_that_run(app, runs_root, finished_run, tiny_model, xl_file):
+    from clo.spec import TrainSpec
+    from clo.train import run_training
+
+    run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
+                 runs_root / "newer")
+    app.query_params["run"] = "tuned"
     at = open_page(app, "runs")
+    assert at.selectbox(key="runs_sel").value == "tuned"  # not the newest run
+    at.switch_page("app_pages/train.py").run()
+    assert "`tuned`" in texts(at.markdown)
+
+
+def test_open_in_compare_preselects_the_run_and_starts_fresh(app, finished_run):
+    at = open_page(app, "runs")
+    at.session_state["cmp_answers"] = {"prompt": "stale", "lang": "sw", "answers": {}}
     at.button(key="runs_open").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Compare"
     assert str(finished_run.path) in at.multiselect(key="cmp_models").value
+    assert "cmp_answers" not in at.session_state  # no answer from other models or settings
 
 
 def test_an_interrupted_run_is_resumed_from_the_runs_page(app, runs_root, tiny_model, xl_file):
