@@ -131,12 +131,12 @@ def _model_options() -> tuple[dict[str, str], list[dict]]:
         if m["kind"] == "bundled":
             value = "default" if "default" in m["aliases"] else m["name"]
             if m["available"]:
-                options[value] = f"{m['title']} — bundled, {m['license']}"
+                options[value] = m["title"].split(" (")[0]  # the license is shown under the picker
             else:
                 missing.append(m)
         elif m["available"]:
             options[m["name"]] = f"{m['name']} — Hugging Face cache"
-    options[LOCAL] = "A folder or run directory on this machine…"
+    options[LOCAL] = "Folder or run directory…"
     return options, missing
 
 
@@ -148,6 +148,9 @@ def sidebar() -> None:
             st.session_state["sb_model"] = "default" if "default" in options else LOCAL
         st.selectbox("Model", list(options), format_func=options.get, key="sb_model",
                      help="The base model that Train starts from and Compare answers with.")
+        picked = bundled_model(st.session_state["sb_model"]) if st.session_state["sb_model"] != LOCAL else None
+        if picked is not None:
+            st.caption(f"Bundled with the app · {picked.license}")
         if st.session_state["sb_model"] == LOCAL:
             st.text_input("Model folder or run directory", key="sb_model_path", placeholder="runs/… or /path/to/model",
                           help="A transformers model folder (safetensors), a LoRA adapter or a CLO run directory.")
@@ -215,18 +218,25 @@ def fmt_duration(seconds) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def language_badge(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> None:
-    """Detected language and confidence; green when it is ``expected``, red when not, grey without one.
-    ``rejected``: a preference pair's rejected answer, in the wrong language on purpose: orange when it is."""
-    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}"
+def badge_markdown(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> str:
+    """Detected language and confidence as an inline markdown badge: green when it is ``expected``, red when
+    not, grey without one; ``rejected`` (a pair's rejected answer, in the wrong language on purpose): orange
+    when it is."""
+    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}".replace("[", "(").replace("]", ")")
     if expected is None:
-        st.badge(label, icon=":material/language:", color="gray")
+        color, icon = "gray", "language"
     elif rejected and det["lang"] == expected:
-        st.badge(label, icon=":material/swap_horiz:", color="orange")
+        color, icon = "orange", "swap_horiz"
     elif det["lang"] == expected:
-        st.badge(label, icon=":material/check_circle:", color="green")
+        color, icon = "green", "check_circle"
     else:
-        st.badge(label, icon=":material/error:", color="red")
+        color, icon = "red", "error"
+    return f":{color}-badge[:material/{icon}: {label}]"
+
+
+def language_badge(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> None:
+    """:func:`badge_markdown` on its own line."""
+    st.markdown(badge_markdown(det, expected, prefix=prefix, rejected=rejected))
 
 
 _SERIES = {  # chart → (label, metrics.jsonl key, line dash)

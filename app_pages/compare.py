@@ -66,6 +66,11 @@ def answer_checks(prompt: str, prompt_lang: str, answer: str, info: dict | None 
         st.warning("Loop: one phrase repeats to fill the answer.", icon=":material/repeat:")
 
 
+def short(text: str, n: int = 64) -> str:
+    """A picker's text, short enough not to be cut off in a narrow column."""
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
 def show_answer(text: str) -> None:
     st.markdown(text.replace("$", "\\$") if text else "_(nothing)_")
 
@@ -80,7 +85,7 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
             st.warning(f"{e}. Write your own prompt instead.")
             return
         idx = st.selectbox("Held-out prompt", range(len(prompts)), key="cmp_heldout",
-                           format_func=lambda i: f"[{prompts[i]['lang']}] {prompts[i]['prompt']}")
+                           format_func=lambda i: short(f"{lang_name(prompts[i]['lang'])} · {prompts[i]['prompt']}"))
         prompt, prompt_lang = prompts[idx]["prompt"], prompts[idx]["lang"]
         reference = prompts[idx].get("reference")
         st.caption(f"A {lang_name(prompt_lang)} prompt: a green badge means the answer is in {lang_name(prompt_lang)} "

@@ -9,7 +9,7 @@ from clo.pairs import build_pairs
 from clo.translate import BACKENDS, ReferenceTranslator, TranslationError, translate_records
 from clo.datasets import (dataset_path, datasets_dir, edit_record, edited_ids, free_dataset_path, keep_edits,
                           list_datasets, load_english, parse_upload, previous_versions, save_dataset, search_records)
-from app_pages._shared import current_lang, detect_text, lang_name, language_badge
+from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name
 
 SOURCES = {"demo": "Bundled demo set", "upload": "Upload JSONL or CSV", "file": "File on this machine"}
 PAGE_SIZES = (3, 10, 25, 50)
@@ -55,10 +55,9 @@ def english_set() -> tuple[str, list[dict] | None, str]:
 
 def translate_panel(source: str, rows: list[dict]) -> None:
     refs = ReferenceTranslator().languages()
-    names = {"reference": f"Bundled references ({', '.join(refs) or 'none yet'})", "m2m100": "M2M100 (the paper's)",
-             "nllb": "NLLB-200"}
+    names = {"reference": "Bundled references", "m2m100": "M2M100 (the paper's)", "nllb": "NLLB-200"}
     default = 0 if source == "demo" and lang in refs else 1
-    c1, c2, c3 = st.columns([2, 3, 1])
+    c1, c2, c3 = st.columns([2, 2, 1])
     translator = c1.selectbox("Translator", list(names), index=default, format_func=names.get, key="data_translator")
     model = None
     if BACKENDS[translator].default_model:
@@ -66,7 +65,8 @@ def translate_panel(source: str, rows: list[dict]) -> None:
                               key=f"data_mt_{translator}", help="Nothing is downloaded: put the checkpoint in a local "
                               "folder or the Hugging Face cache first.")
     else:
-        c2.caption("Hand-written translations of the bundled demo and held-out texts — only those texts.")
+        c2.caption(f"Hand-written translations of the bundled demo and held-out texts — only those texts "
+                   f"({', '.join(map(lang_name, refs)) or 'none yet'}).")
     limit = c3.number_input("Records", 1, max(1, len(rows)), len(rows), key=f"data_tr_limit_{source}_{len(rows)}")
     target = dataset_path(source, lang)
     try:
@@ -169,11 +169,8 @@ LEGEND = ("Each badge is the language detected in that text, with the detector's
 
 
 def text_with_badge(label: str, text: str, expected: str, *, rejected: bool = False) -> None:
-    det = detect_text(text)
-    c1, c2 = st.columns([3, 2], vertical_alignment="center")
-    c1.markdown(f"**{label}**")
-    with c2:
-        language_badge(det, expected, rejected=rejected)
+    """A label with the detected-language badge beside it (wrapping below in a narrow column), then the text."""
+    st.markdown(f"**{label}** &nbsp; {badge_markdown(detect_text(text), expected, rejected=rejected)}")
     st.text(text)
 
 
@@ -218,13 +215,13 @@ def review(path: Path | None) -> None:
         return
     if note := st.session_state.pop("data_saved_note", None):
         st.success(note)
-    c1, c2, c3, c4 = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+    c1, c3, c4 = st.columns([3, 1, 1], vertical_alignment="bottom")
     query = c1.text_input("Search", key="data_search", placeholder="an id or any word, English or translated",
                           help="Shows the samples whose id, English or translated text contains this.")
-    suspect_only = c2.toggle(f"Only suspect translations", key="data_suspect",
+    per_page = c3.selectbox("Per page", PAGE_SIZES, key="data_per_page")
+    suspect_only = st.toggle("Only suspect translations", key="data_suspect",
                              help=f"Samples whose translated instruction or response is not detected as "
                                   f"{lang_name(lang)}.")
-    per_page = c3.selectbox("Per page", PAGE_SIZES, key="data_per_page")
     rows_shown = search_records(rows, query)
     if suspect_only:
         rows_shown = [r for r in rows_shown if detect_text(r["instruction"])["lang"] != r["lang"]
@@ -280,7 +277,7 @@ labels = {p: Path(p).name for p in options}
 try:
     load_crosslingual("demo", lang)
     options.append(BUNDLED)
-    labels[BUNDLED] = f"Bundled demo set ({lang_name(lang)}, ships with the app; fixes are saved as a copy)"
+    labels[BUNDLED] = f"Bundled demo set ({lang_name(lang)})"
 except DataError:
     pass  # no bundled set in this language
 if not options:
@@ -290,5 +287,7 @@ else:
         st.session_state["data_review_set"] = wanted
     if st.session_state.get("data_review_set") not in options:
         st.session_state["data_review_set"] = options[0]
-    choice = st.selectbox("Cross-lingual set", options, format_func=labels.get, key="data_review_set")
+    choice = st.selectbox("Cross-lingual set", options, format_func=labels.get, key="data_review_set",
+                          help="Your sets in the data folder, newest first, and the bundled demo set, which ships "
+                               "with the app (a fix to it is saved as a copy in the data folder).")
     review(None if choice == BUNDLED else Path(choice))

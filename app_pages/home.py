@@ -28,7 +28,8 @@ steps = [
     ("app_pages/runs.py", "4 · Runs", ":material/folder_open:",
      "Every run with its settings and results; open one in Compare or delete it."),
 ]
-for col, (path, label, icon, text) in zip(st.columns(len(steps)), steps):
+cols = st.columns(2) + st.columns(2)  # two by two: four in a row cut the links off in a narrow window
+for col, (path, label, icon, text) in zip(cols, steps):
     with col.container(border=True):
         st.page_link(path, label=label, icon=icon)
         st.caption(text)

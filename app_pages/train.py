@@ -139,10 +139,8 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
         st.session_state["tr_preset"] = next(iter(ps), None)
     disabled = locked is not None
     if locked is not None:
-        c1, c2 = st.columns([3, 2], vertical_alignment="center")
-        c1.info(f"The settings of **{locked.id}**, which is {locked.status().get('state', 'running')}: read-only "
-                "until it ends.", icon=":material/lock:")
-        c2.button("Edit settings for the next job", key="tr_unlock", icon=":material/edit:",
+        st.info(f"The settings of **{locked.id}**: read-only while it is queued or training.", icon=":material/lock:")
+        st.button("Edit settings for the next job", key="tr_unlock", icon=":material/edit:",
                   on_click=lambda: st.session_state.update(tr_unlocked=locked.id),
                   help="Change the settings and queue another job: it starts when this one ends.")
     st.selectbox("Preset", list(ps), key="tr_preset", on_change=apply_preset, disabled=disabled,
@@ -155,18 +153,14 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
     if err := st.session_state.get("tr_preset_error"):
         st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
     data = data_picker(disabled)
-    rows: dict[int, list] = {}
-    for f in form_fields():
-        rows.setdefault(f.metadata["form"].get("row", 99), []).append(f)
-    for _, row in sorted(rows.items()):
-        boxes = [f for f in row if f.metadata["form"]["widget"] == "checkbox"]
-        others = [f for f in row if f not in boxes]
-        for i in range(0, len(others), 2):  # two to a row: a third would cut labels and values in a narrow column
-            pair = others[i:i + 2]
-            for f, col in zip(pair, st.columns(2)):
-                setting_widget(f, col, disabled)
-        for f in boxes:  # a checkbox's label is a sentence: a line of its own
-            setting_widget(f, st, disabled)
+    fields = sorted(form_fields(), key=lambda f: f.metadata["form"].get("row", 99))  # stable: the spec's order
+    boxes = [f for f in fields if f.metadata["form"]["widget"] == "checkbox"]
+    others = [f for f in fields if f not in boxes]
+    for i in range(0, len(others), 2):  # two to a row: a third would cut labels and values in a narrow column
+        for f, col in zip(others[i:i + 2], st.columns(2)):
+            setting_widget(f, col, disabled)
+    for f in boxes:  # a checkbox's label is a sentence: a line of its own
+        setting_widget(f, st, disabled)
     ss = st.session_state
     values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
     try:
@@ -335,17 +329,16 @@ with left:
                                                      else ":material/rocket_launch:")
     locked = locked_run()
     spec = settings_form(locked)
-    b1, b2 = st.columns(2)
-    if b1.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=spec is None or locked is not None,
+    if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=spec is None or locked is not None,
                  key="tr_launch", width="stretch",
                  help="A job is running with these settings." if locked is not None else None):
         launch(spec)
-    if b2.button("Show CLI command", icon=":material/terminal:", disabled=spec is None, key="tr_cli", width="stretch"):
+    if spec is not None and locked is None:
+        time_estimate(spec)  # right under Launch
+    if st.button("Show CLI command", icon=":material/terminal:", disabled=spec is None, key="tr_cli"):
         path = save_config(spec, clo_home() / "configs")
         st.code(cli_command(path), language="bash", wrap_lines=True)
         st.caption(f"`{path}` holds these settings; a finished run keeps its own copy as `config.yaml`.")
-    if spec is not None and locked is None:
-        time_estimate(spec)
 with right:
     polling = any(RunDir(runs_root() / r).status().get("state") in ("queued", "running")
                   for r in filter(None, [watched_run()]))
