@@ -134,7 +134,8 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
     ps = presets()
     if "tr_preset" not in st.session_state:
         st.session_state["tr_preset"] = "demo" if "demo" in ps else next(iter(ps), None)
-        apply_preset()
+        if locked is None:  # a running job's settings were filled in already: the preset must not replace them
+            apply_preset()
     if st.session_state.get("tr_preset") not in ps:
         st.session_state["tr_preset"] = next(iter(ps), None)
     disabled = locked is not None
@@ -267,15 +268,14 @@ def live_panel() -> None:
     rows = run.metrics()
     prog = read_progress(run, rows)
     cfg = run.config()
-    head, stop_col = st.columns([4, 1], vertical_alignment="center")
-    head.markdown(f"#### {STATE_ICONS.get(prog.state, '')} `{run_id}` — {prog.state}\n"
-                  f"{cfg.get('method')} · {lang_name(cfg.get('lang'))} · model `{display_name(cfg.get('model') or '')}`")
+    st.markdown(f"#### {STATE_ICONS.get(prog.state, '')} `{run_id}` — {prog.state}\n"
+                f"{cfg.get('method')} · {lang_name(cfg.get('lang'))} · model `{display_name(cfg.get('model') or '')}`")
+    st.progress(prog.fraction, text=progress_text(run, prog))
     if prog.active:
         stopping = run.stop_requested()
-        stop_col.button("Stopping…" if stopping else "Stop", icon=":material/stop_circle:", key="tr_stop",
-                        disabled=stopping, on_click=mgr.stop, args=(run_id,),
-                        help="Ends after the current step and keeps that step's model.")
-    st.progress(prog.fraction, text=progress_text(run, prog))
+        st.button("Stopping…" if stopping else "Stop", icon=":material/stop_circle:", key="tr_stop",
+                  disabled=stopping, on_click=mgr.stop, args=(run_id,),
+                  help="Ends after the current step and keeps that step's model.")
     for i, q in enumerate(j.run_id for j in mgr.queued()):
         c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.caption(f"{i + 1}. in the queue: `{q}` — starts when the job before it ends")

@@ -258,6 +258,11 @@ def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_ro
     long_run = RunDir(runs_root / at.session_state["train_run"])
     # while it trains the form shows its settings read-only; editing them for a second job queues that job
     assert at.number_input(key="tr_max_steps").disabled and at.button(key="tr_launch").disabled
+    reloaded = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a reload is a new session
+    reloaded.run()
+    reloaded.switch_page("app_pages/train.py").run()
+    assert reloaded.number_input(key="tr_max_steps").value == 100_000  # the job's settings, not the preset's
+    assert reloaded.number_input(key="tr_batch_size").value == 2 and reloaded.number_input(key="tr_max_steps").disabled
     at.button(key="tr_unlock").click().run()
     at.number_input(key="tr_max_steps").set_value(2).run()
     at.button(key="tr_launch").click().run()
