@@ -16,8 +16,8 @@ import streamlit as st
 
 from clo.jobs import JobManager
 from clo.langid import detect
-from clo.languages import get_language, target_languages
-from clo.models import ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
+from clo.languages import get_language, language_name, target_languages
+from clo.models import BUNDLED, ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
 from clo.runs import default_runs_root
 from clo.spec import spec_fields
 
@@ -81,11 +81,8 @@ def current_lang() -> str:
 
 
 def lang_name(code: str | None) -> str:
-    """English name of a registry language; detector labels outside it (``unknown``, ``code``, …) capitalized."""
-    try:
-        return get_language(code).name
-    except ValueError:  # a detector's own label: an ISO code outside the registry, or unknown/code/empty
-        return code if code and len(code) <= 3 else (code or "unknown").capitalize()
+    """English name of any language label (clo.languages.language_name): never a raw code on a page."""
+    return language_name(code)
 
 
 # -- cached resources ---------------------------------------------------------------------------------------------
@@ -140,12 +137,12 @@ def _model_options() -> tuple[dict[str, str], list[dict]]:
         if m["kind"] == "bundled":
             value = "default" if "default" in m["aliases"] else m["name"]
             if m["available"]:
-                options[value] = f"{m['title']} — bundled, {m['license']}"
+                options[value] = m["title"].split(" (")[0]  # the license is shown under the picker
             else:
                 missing.append(m)
         elif m["available"]:
             options[m["name"]] = f"{m['name']} — Hugging Face cache"
-    options[LOCAL] = "A folder or run directory on this machine…"
+    options[LOCAL] = "Folder or run directory…"
     return options, missing
 
 
@@ -157,6 +154,9 @@ def sidebar() -> None:
             st.session_state["sb_model"] = "default" if "default" in options else LOCAL
         st.selectbox("Model", list(options), format_func=options.get, key="sb_model",
                      help="The base model that Train starts from and Compare answers with.")
+        picked = bundled_model(st.session_state["sb_model"]) if st.session_state["sb_model"] != LOCAL else None
+        if picked is not None:
+            st.caption(f"Bundled with the app · {picked.license}")
         if st.session_state["sb_model"] == LOCAL:
             st.text_input("Model folder or run directory", key="sb_model_path", placeholder="runs/… or /path/to/model",
                           help="A transformers model folder (safetensors), a LoRA adapter or a CLO run directory.")
@@ -187,22 +187,63 @@ STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which som
 }
 
 
+def model_guide() -> None:
+    """Which bundled model shows what, with the figures of docs/results.md; how to get the one not installed."""
+    installed = {m["name"]: m["available"] for m in available_models()}
+    for m in BUNDLED.values():
+        how = (f" Preset **{m.preset}** on the Train page." if installed.get(m.name)
+               else f" Not installed here: `{m.install}`, then pick it in the sidebar (preset **{m.preset}**).")
+        st.markdown(f"**{m.title.split(' (')[0]}** — {m.finding}{how}")
+
+
+NUMBER_FORMATS = {  # one format per quantity, on every page
+    "rate": "{:.2f}",  # LPR, clean LPR, echo, loop, WPR, preference accuracy: shares in [0, 1]
+    "chrf": "{:.1f}",  # chrF++, 0–100
+    "loss": "{:.3f}",  # losses and reward margins, in nats
+    "lr": "{:.1e}",
+    "weight": "{:g}",  # λ, β, epochs
+    "count": "{:,.0f}",  # steps, n, samples
+}
+MISSING = "—"
+
+
+def fmt_number(value, kind: str) -> str:
+    """``value`` in the format of its quantity ``kind`` (:data:`NUMBER_FORMATS`); ``—`` when there is none."""
+    if value is None or value == "":
+        return MISSING
+    try:
+        return NUMBER_FORMATS[kind].format(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def fmt_duration(seconds) -> str:
+    """m:ss (h:mm:ss from an hour); ``—`` when unknown."""
     if seconds is None:
-        return "–"
+        return "—"
     s = int(round(float(seconds)))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
-def language_badge(det: dict, expected: str | None = None, *, prefix: str = "") -> None:
-    """Detected language and confidence; green when it is ``expected``, red when not, grey without one."""
-    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}"
+def badge_markdown(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> str:
+    """Detected language and confidence as an inline markdown badge: green when it is ``expected``, red when
+    not, grey without one; ``rejected`` (a pair's rejected answer, in the wrong language on purpose): orange
+    when it is."""
+    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}".replace("[", "(").replace("]", ")")
     if expected is None:
-        st.badge(label, icon=":material/language:", color="gray")
+        color, icon = "gray", "language"
+    elif rejected and det["lang"] == expected:
+        color, icon = "orange", "swap_horiz"
     elif det["lang"] == expected:
-        st.badge(label, icon=":material/check_circle:", color="green")
+        color, icon = "green", "check_circle"
     else:
-        st.badge(label, icon=":material/error:", color="red")
+        color, icon = "red", "error"
+    return f":{color}-badge[:material/{icon}: {label}]"
+
+
+def language_badge(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> None:
+    """:func:`badge_markdown` on its own line."""
+    st.markdown(badge_markdown(det, expected, prefix=prefix, rejected=rejected))
 
 
 _SERIES = {  # chart → (label, metrics.jsonl key, line dash)
@@ -218,13 +259,18 @@ _COLORS = {"total": "#0f766e", "SFT (target NLL)": "#7c3aed", "cross-lingual": "
            "target prompts": "#ea580c"}
 
 
-def metrics_charts(rows: list[dict], key: str) -> None:
-    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step."""
+_Y_AXES = {"Loss": "loss (nats)", "Rewards": "β · log-ratio (nats)",
+           "Preference accuracy": "share of pairs"}
+
+
+def metrics_charts(rows: list[dict], key: str, *, stacked: bool = False) -> None:
+    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step;
+    side by side, or ``stacked`` one under the other (a narrow column)."""
     if not rows:
         st.caption("No training step logged yet.")
         return
     steps = [r.get("step") for r in rows]
-    cols = st.columns(len(_SERIES))
+    cols = [st.container() for _ in _SERIES] if stacked else st.columns(len(_SERIES))
     for col, (title, series) in zip(cols, _SERIES.items()):
         fig = go.Figure()
         for label, k, dash in series:
@@ -235,9 +281,9 @@ def metrics_charts(rows: list[dict], key: str) -> None:
         if not fig.data:
             col.caption(f"**{title}** — not logged by this method (SFT has no preference pairs).")
             continue
-        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=290,
-                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="step",
-                          legend={"orientation": "h", "y": -0.3}, uirevision=title)
+        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=260 if stacked else 300,
+                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="optimizer step",
+                          yaxis_title=_Y_AXES[title], legend={"orientation": "h", "y": -0.35}, uirevision=title)
         if len(rows) <= 10:
             fig.update_xaxes(dtick=1)  # whole steps, not 1.5
         if title == "Preference accuracy":

@@ -10,7 +10,8 @@ from clo.generate import GenerationOptions, stream
 from clo.lexicon import marked_markdown, real_words_caption
 from clo.metrics import is_echo, is_loop
 from clo.models import display_name
-from app_pages._shared import current_lang, current_model, detect_text, lang_name, language_badge, loaded_model, runs_root
+from app_pages._shared import (MISSING, current_lang, current_model, detect_text, fmt_number, lang_name, language_badge,
+                               loaded_model, runs_root)
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
@@ -29,6 +30,8 @@ def pick_models(opts: dict[str, str]) -> list[str]:
     opened = ss.pop("compare_open", None)  # "Open in Compare" on the Runs page
     if opened in opts:
         ss["cmp_models"] = [m for m in (base, opened) if m in opts]
+        for stale in ("cmp_answers", "cmp_batch"):  # answers of other models or settings: start fresh
+            ss.pop(stale, None)
     elif "cmp_models" in ss:
         ss["cmp_models"] = [m for m in ss["cmp_models"] if m in opts][:3]
     else:
@@ -48,8 +51,12 @@ def gen_options() -> GenerationOptions:
     return GenerationOptions(max_new_tokens=int(n), repetition_penalty=float(rp), do_sample=sample)
 
 
-def answer_checks(prompt: str, prompt_lang: str, answer: str) -> None:
-    """Badge: detected language and confidence (green when it is the prompt's); warnings for echo and loop."""
+def answer_checks(prompt: str, prompt_lang: str, answer: str, info: dict | None = None) -> None:
+    """Badge: detected language and confidence (green when it is the prompt's); warnings for echo and loop;
+    a note when the answer ran out of tokens (``info``: ``{tokens, cut}`` from clo.generate)."""
+    if info and info.get("cut"):
+        st.caption(f":material/content_cut: cut at {info['tokens']} tokens (Max new tokens): the answer did not end "
+                   "by itself.")
     if not answer.strip():
         st.warning("Empty answer.", icon=":material/block:")
         return
@@ -59,6 +66,11 @@ def answer_checks(prompt: str, prompt_lang: str, answer: str) -> None:
         st.warning("Echo: the answer mostly repeats the prompt.", icon=":material/content_copy:")
     if is_loop(answer):
         st.warning("Loop: one phrase repeats to fill the answer.", icon=":material/repeat:")
+
+
+def short(text: str, n: int = 64) -> str:
+    """A picker's text, short enough not to be cut off in a narrow column."""
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
 def show_answer(text: str, lang: str | None = None) -> None:
@@ -76,35 +88,46 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
             st.warning(f"{e}. Write your own prompt instead.")
             return
         idx = st.selectbox("Held-out prompt", range(len(prompts)), key="cmp_heldout",
-                           format_func=lambda i: f"[{prompts[i]['lang']}] {prompts[i]['prompt']}")
+                           format_func=lambda i: short(f"{lang_name(prompts[i]['lang'])} · {prompts[i]['prompt']}"))
         prompt, prompt_lang = prompts[idx]["prompt"], prompts[idx]["lang"]
+        reference = prompts[idx].get("reference")
         st.caption(f"A {lang_name(prompt_lang)} prompt: a green badge means the answer is in {lang_name(prompt_lang)} "
                    "too.")
     else:
+        reference = None
         prompt = st.text_area("Your prompt", key="cmp_own", placeholder="Habari! Unaweza kunieleza kuhusu mvua?").strip()
         prompt_lang = detect_text(prompt)["lang"] if prompt else lang
         if prompt:
             st.caption(f"Prompt detected as {lang_name(prompt_lang)}.")
     go = st.button("Answer", type="primary", icon=":material/play_arrow:", key="cmp_go",
                    disabled=not (prompt and models))
-    cols = st.columns(max(len(models), 1))
+    cols = st.columns(max(len(models), 1) + (1 if reference else 0))
+    if reference:
+        with cols[-1].container(border=True):
+            st.markdown("**Reference answer**")
+            st.caption("hand-written, shipped with the held-out prompts (what chrF++ compares against)")
+            show_answer(reference)
     if go:
-        answers = stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols)
-        st.session_state["cmp_answers"] = {"prompt": prompt, "lang": prompt_lang, "answers": answers}
+        answers, infos = stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols)
+        st.session_state["cmp_answers"] = {"prompt": prompt, "lang": prompt_lang, "answers": answers, "infos": infos,
+                                           "models": list(models), "options": repr(opts)}
         return
     last = st.session_state.get("cmp_answers")
-    if last and last["prompt"] == prompt:
+    if last and last["prompt"] == prompt and last.get("options") == repr(opts):
         for col, m in zip(cols, models):
             with col:
                 st.markdown(f"**{labels.get(m, m)}**")
                 if m in last["answers"]:
                     show_answer(last["answers"][m], last["lang"])
-                    answer_checks(last["prompt"], last["lang"], last["answers"][m])
+                    answer_checks(last["prompt"], last["lang"], last["answers"][m], last.get("infos", {}).get(m))
+                else:
+                    st.caption("Press **Answer** to hear from this model too.")
 
 
-def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict[str, str]:
-    """Stream every model's answer into its column at once (round robin over the token streams)."""
-    slots, streams, texts = {}, {}, {}
+def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> tuple[dict[str, str], dict[str, dict]]:
+    """Stream every model's answer into its column at once (round robin over the token streams). Returns the
+    answers and, per model, ``{tokens, cut}``."""
+    slots, streams, texts, infos = {}, {}, {}, {}
     for col, m in zip(cols, models):
         with col:
             st.markdown(f"**{labels.get(m, m)}**")
@@ -120,7 +143,9 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict
                 texts[m] = next(streams[m])
                 with slots[m].container():
                     show_answer(texts[m] + " ▌")
-            except StopIteration:
+            except StopIteration as done:
+                if done.value is not None:
+                    infos[m] = {"tokens": done.value.tokens, "cut": done.value.cut}
                 del streams[m]
             except Exception as e:
                 slots[m].error(f"{type(e).__name__}: {e}")
@@ -128,8 +153,8 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> dict
     for m, text in texts.items():
         with slots[m].container():
             show_answer(text, prompt_lang)
-            answer_checks(prompt, prompt_lang, text)
-    return texts
+            answer_checks(prompt, prompt_lang, text, infos.get(m))
+    return texts, infos
 
 
 def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
@@ -161,37 +186,80 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
         show_batch(st.session_state["cmp_batch"])
 
 
-METRIC_COLUMNS = {"clean_lpr": "clean LPR", "clean_lpr_strict": "clean LPR (strict)", "real_word_rate": "real words",
-                  "lpr": "LPR", "echo_rate": "echo", "loop_rate": "loop", "wpr": "WPR",
-                  "chrf": "chrF++", "n": "n", "excluded": "excluded"}
+METRIC_COLUMNS = {  # key → (column, quantity, tooltip)
+    "clean_lpr": ("clean LPR", "rate", "answers in the prompt's language with neither echo nor loop"),
+    "clean_lpr_strict": ("clean LPR (strict)", "rate", "clean LPR with answers too short to tell their language "
+                                                         "counted as failures"),
+    "real_word_rate": ("real words", "rate", f"mean share of an answer's words a dictionary of the language knows "
+                                             f"({MISSING}: no dictionary, e.g. Yoruba)"),
+    "lpr": ("LPR", "rate", "answers whose every line is in the prompt's language"),
+    "echo_rate": ("echo", "rate", "answers that mostly repeat the prompt"),
+    "loop_rate": ("loop", "rate", "answers where one phrase repeats to fill the answer"),
+    "wpr": ("WPR", "rate", f"answers with no English word; only for targets in a non-Latin script ({MISSING}: "
+                           "does not apply, e.g. Swahili and English are both in Latin script)"),
+    "chrf": ("chrF++", "chrf", f"similarity to the reference answers, 0–100 ({MISSING}: no references)"),
+    "n": ("n", "count", "answers scored"),
+    "excluded": ("excluded", "count", "answers too short to tell their language"),
+}
+ANSWERS_PER_PAGE = 5
 
 
 def show_batch(res: dict) -> None:
-    table = []
+    table, raw = [], []
     for m, per_lang in res["models"].items():
         for code, s in per_lang.items():
-            table.append({"model": res["labels"].get(m, m), "lang": code,
-                          **{label: s.get(k) for k, label in METRIC_COLUMNS.items()}})
+            raw.append({"model": res["labels"].get(m, m), "lang": code,
+                        **{col: s.get(k) for k, (col, _, _) in METRIC_COLUMNS.items()}})
+            table.append({"model": res["labels"].get(m, m), "prompts in": lang_name(code),
+                          **{col: fmt_number(s.get(k), kind) for k, (col, kind, _) in METRIC_COLUMNS.items()}})
     long = [{"model": r["model"], "lang": lang_name(r["lang"]), "metric": k,
              "value": r[k] / 100 if k == "chrF++" else r[k]}
-            for r in table for k in ("clean LPR", "LPR", "real words", "chrF++") if r[k] is not None]
+            for r in raw for k in ("clean LPR", "LPR", "real words", "chrF++") if r[k] is not None]
     if long:
         fig = px.bar(long, x="model", y="value", color="metric", barmode="group", facet_col="lang", text_auto=".2f",
                      range_y=[0, 1.1], color_discrete_map={"clean LPR": "#0f766e", "LPR": "#5eead4", "real words": "#f59e0b", "chrF++": "#a78bfa"},
-                     labels={"value": "rate (chrF++ / 100)", "model": "", "metric": ""})
+                     labels={"value": "share of answers (chrF++ / 100)", "model": "", "metric": ""})
         fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]} prompts</b>"))
         fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                           legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
         st.plotly_chart(fig, key="cmp-batch-chart")
-    st.dataframe(table, hide_index=True, key="cmp_batch_table")
+    st.dataframe(table, hide_index=True, key="cmp_batch_table",
+                 column_config={col: st.column_config.TextColumn(col, help=tip)
+                                for col, _, tip in METRIC_COLUMNS.values()})
     c1, c2 = st.columns(2)
-    c1.download_button("Download metrics (CSV)", rows_to_csv(table), file_name="clo-compare-metrics.csv", mime="text/csv",
+    c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv", mime="text/csv",
                        icon=":material/download:", key="cmp_dl_metrics")
-    rows = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference")} for r in res["responses"]]
+    rows = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut")}
+            for r in res["responses"]]
     for r in rows:
         r["model"] = res["labels"].get(r["model"], r["model"])
     c2.download_button("Download answers (CSV)", rows_to_csv(rows), file_name="clo-compare-answers.csv", mime="text/csv",
                        icon=":material/download:", key="cmp_dl_answers")
+    show_batch_answers(res)
+
+
+def show_batch_answers(res: dict) -> None:
+    """The answers themselves, prompt by prompt, every model side by side with its language badge."""
+    st.markdown("##### The answers")
+    by_prompt: dict[tuple, list] = {}
+    for r in res["responses"]:
+        by_prompt.setdefault((r["lang"], r["id"], r["prompt"]), []).append(r)
+    langs = list(dict.fromkeys(k[0] for k in by_prompt))
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    pick = c1.radio("Prompts in", langs, format_func=lang_name, horizontal=True, key="cmp_ans_lang")
+    items = [(k, v) for k, v in by_prompt.items() if k[0] == pick]
+    pages = max(1, -(-len(items) // ANSWERS_PER_PAGE))
+    page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"cmp_ans_page_{pick}")
+    for (code, _, prompt), answers in items[(page - 1) * ANSWERS_PER_PAGE: page * ANSWERS_PER_PAGE]:
+        with st.container(border=True):
+            st.markdown(f"**{prompt}**".replace("$", "\\$"))
+            if answers[0].get("reference"):
+                st.caption(f"Reference answer: {answers[0]['reference']}")
+            for col, r in zip(st.columns(len(answers)), answers):
+                with col:
+                    st.caption(res["labels"].get(r["model"], r["model"]))
+                    show_answer(r["response"])
+                    answer_checks(prompt, code, r["response"], r)
 
 
 opts_by_value = model_options()

@@ -6,7 +6,8 @@ from clo.catalog import run_file_text, run_table
 from clo.jobs import LOG_NAME
 from clo.models import display_name
 from clo.runs import RunDir, RunError
-from app_pages._shared import STATE_ICONS, fmt_duration, job_manager, lang_name, metrics_charts, runs_root
+from app_pages._shared import (MISSING, STATE_ICONS, fmt_duration, fmt_number, job_manager, lang_name, metrics_charts,
+                               runs_root)
 
 mgr = job_manager()
 st.title("Runs")
@@ -19,22 +20,30 @@ if not rows:
     st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
+COLUMNS = {  # column → (runs-table key, quantity, tooltip); every cell a formatted text, "—" where there is none
+    "steps": ("steps", "count", "optimizer steps done"),
+    "loss": ("loss", "loss", "the last logged training loss (nats)"),
+    "margin": ("margin", "loss", f"chosen minus rejected reward at the last step ({MISSING}: SFT has no pairs)"),
+    "accuracy": ("accuracy", "rate", f"share of pairs whose chosen answer wins ({MISSING}: SFT has no pairs)"),
+    "clean LPR": ("clean_lpr", "rate", f"from the run's last evaluation on Compare ({MISSING}: not evaluated yet)"),
+    "LPR": ("lpr", "rate", f"from the run's last evaluation on Compare ({MISSING}: not evaluated yet)"),
+    "lr": ("lr", "lr", "learning rate"), "λ": ("lambda", "weight", "weight of the SFT term"),
+    "β": ("beta", "weight", "DPO temperature"), "epochs": ("epochs", "weight", "passes over the data"),
+    "batch": ("batch", "count", "samples per batch"),
+}
 st.dataframe(
-    [{"run": r["run"], "status": r["state"], "method": r["method"], "lang": r["lang"], "steps": r["steps"],
-      "loss": r["loss"], "margin": r["margin"], "accuracy": r["accuracy"], "clean LPR": r["clean_lpr"],
-      "LPR": r["lpr"], "duration": fmt_duration(r["duration_s"]), "scope": r["scope"], "lr": r["lr"],
-      "λ": r["lambda"], "β": r["beta"], "epochs": r["epochs"], "batch": r["batch"],
-      "model": display_name(r["model"] or "")} for r in rows],
+    [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "language": lang_name(r["lang"]),
+      **{col: fmt_number(r[key], kind) for col, (key, kind, _) in COLUMNS.items()},
+      "duration": fmt_duration(r["duration_s"]), "scope": r["scope"] or MISSING,
+      "model": display_name(r["model"] or "") or MISSING} for r in rows],
     hide_index=True, key="runs_table",
-    column_config={"lr": st.column_config.NumberColumn(format="%.1e"),
-                   "loss": st.column_config.NumberColumn(format="%.3f"),
-                   "margin": st.column_config.NumberColumn(format="%.3f"),
-                   "accuracy": st.column_config.NumberColumn(format="%.2f"),
-                   "clean LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation"),
-                   "LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation")},
+    column_config={col: st.column_config.TextColumn(col, help=tip) for col, (_, _, tip) in COLUMNS.items()}
+    | {"duration": st.column_config.TextColumn("duration", help="from start to end (m:ss)")},
 )
 
 by_id = {r["run"]: r for r in rows}
+if (wanted := st.query_params.get("run")) in by_id and st.session_state.get("runs_linked") != wanted:
+    st.session_state["runs_sel"] = st.session_state["runs_linked"] = wanted  # a ?run=<id> deep link, once
 if st.session_state.get("runs_sel") not in by_id:
     st.session_state["runs_sel"] = rows[0]["run"]
 run_id = st.selectbox("Run", list(by_id), key="runs_sel",
@@ -43,7 +52,8 @@ r = by_id[run_id]
 run = RunDir(r["path"])
 st.markdown(f"{STATE_ICONS.get(r['state'], '')} **{r['state']}** · {r['method']} · {lang_name(r['lang'])} · "
             f"model `{r['model']}` · "
-            f"{r['steps'] or 0} steps · {fmt_duration(r['duration_s'])}")
+            f"{fmt_number(r['steps'] or 0, 'count')} steps · took {fmt_duration(r['duration_s'])}")
+st.caption(f"Link to this run: `?run={run_id}` on the Runs or the Train page.")
 if r["error"]:
     st.error(r["error"], icon=":material/error:")
 if r["resume_error"]:

@@ -5,13 +5,14 @@ import streamlit as st
 
 from clo.data import DataError, load_crosslingual
 from clo.datasets import list_datasets
-from clo.jobs import cli_command, read_progress, save_config
-from clo.models import ModelNotFoundError, bundled_model, clo_home, resolve_model
+from clo.estimate import estimate_run
+from clo.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
+from clo.models import ModelNotFoundError, bundled_model, clo_home, display_name, resolve_model
 from clo.runs import RunDir, RunError, safe_run_path
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
-from clo.train import describe_truncation
+from clo.train import describe_truncation, samples_used
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
-                               job_manager, lang_name, metrics_charts, runs_root, setting_key)
+                               job_manager, lang_name, metrics_charts, model_guide, runs_root, setting_key)
 
 OTHER = "__other__"
 DESCRIPTIONS = {"method": METHODS, "scope": SCOPES}  # a tooltip line per choice
@@ -67,9 +68,10 @@ def spec_value(f, value):
     return value
 
 
-def setting_widget(f, col) -> None:
+def setting_widget(f, col, disabled: bool = False) -> None:
     """The widget of one TrainSpec field, from its ``form`` hint (clo/spec.py)."""
     hint, key = f.metadata["form"], setting_key(f.name)
+    col = _Disabled(col, disabled)
     label = hint.get("label", yaml_key(f))
     tip = hint.get("help") or f.metadata.get("help")
     if hint["widget"] == "select":
@@ -86,7 +88,29 @@ def setting_widget(f, col) -> None:
                          **({"format": hint["format"]} if "format" in hint else {}))
 
 
-def data_picker() -> str:
+class _Disabled:
+    """A column whose widgets are all drawn with ``disabled`` (the settings of a running job are read-only)."""
+
+    def __init__(self, col, disabled: bool):
+        self.col, self.disabled = col, disabled
+
+    def __getattr__(self, name):
+        fn = getattr(self.col, name)
+        return lambda *a, **kw: fn(*a, disabled=self.disabled, **kw)
+
+
+def fill_from_run(run: RunDir) -> None:
+    """Put a run's settings (its config.yaml) into the form, as a reloaded page shows the job it trains."""
+    try:
+        spec = TrainSpec.from_dict(run.config(), source=str(run.config_path))
+    except SpecError:
+        return
+    for f in form_fields():
+        st.session_state[setting_key(f.name)] = widget_value(f, getattr(spec, f.name))
+    st.session_state["train_data"] = spec.data
+
+
+def data_picker(disabled: bool = False) -> str:
     sets = [str(p) for p in list_datasets(lang)]
     options = ["demo", *sets, OTHER]
     labels = {"demo": f"Bundled demo set ({lang_name(lang)})", OTHER: "Another file…"} | {p: Path(p).name for p in sets}
@@ -97,32 +121,47 @@ def data_picker() -> str:
         st.session_state["tr_data"], st.session_state["tr_data_path"] = OTHER, wanted
     if st.session_state.get("tr_data") not in options:
         st.session_state["tr_data"] = sets[0] if sets else "demo"
-    choice = st.selectbox("Cross-lingual set", options, format_func=labels.get, key="tr_data")
+    choice = st.selectbox("Cross-lingual set", options, format_func=labels.get, key="tr_data", disabled=disabled)
     if choice == OTHER:
-        return st.text_input("File", key="tr_data_path", placeholder="/path/to/crosslingual.jsonl").strip()
+        return st.text_input("File", key="tr_data_path", placeholder="/path/to/crosslingual.jsonl",
+                             disabled=disabled).strip()
     return choice
 
 
-def settings_form() -> TrainSpec | None:
-    """The settings widgets; returns a validated spec, or None after showing what is wrong."""
+def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
+    """The settings widgets; returns a validated spec, or None after showing what is wrong. ``locked``: the job
+    that trains now, whose settings the form shows, read-only."""
     ps = presets()
     if "tr_preset" not in st.session_state:
         st.session_state["tr_preset"] = "demo" if "demo" in ps else next(iter(ps), None)
-        apply_preset()
+        if locked is None:  # a running job's settings were filled in already: the preset must not replace them
+            apply_preset()
     if st.session_state.get("tr_preset") not in ps:
         st.session_state["tr_preset"] = next(iter(ps), None)
-    st.selectbox("Preset", list(ps), key="tr_preset", on_change=apply_preset,
-                 format_func=lambda k: f"{k} — {ps[k]}" if ps.get(k) else k,
+    disabled = locked is not None
+    if locked is not None:
+        st.info(f"The settings of **{locked.id}**: read-only while it is queued or training.", icon=":material/lock:")
+        st.button("Edit settings for the next job", key="tr_unlock", icon=":material/edit:",
+                  on_click=lambda: st.session_state.update(tr_unlocked=locked.id),
+                  help="Change the settings and queue another job: it starts when this one ends.")
+    st.selectbox("Preset", list(ps), key="tr_preset", on_change=apply_preset, disabled=disabled,
                  help="Fills the settings below from recipes/<name>.yaml; change any of them afterwards.")
+    if ps.get(st.session_state.get("tr_preset")):
+        st.caption(ps[st.session_state["tr_preset"]])
+    if "demo-gemma" not in ps:
+        st.caption(":material/lightbulb: The **demo-gemma** preset (Gemma 3 270M, real Swahili words) appears "
+                   "after `make install-extras`.")
     if err := st.session_state.get("tr_preset_error"):
         st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
-    data = data_picker()
-    rows: dict[int, list] = {}
-    for f in form_fields():
-        rows.setdefault(f.metadata["form"].get("row", 99), []).append(f)
-    for _, row in sorted(rows.items()):
-        for f, col in zip(row, st.columns(max(len(row), 2))):
-            setting_widget(f, col)
+    data = data_picker(disabled)
+    fields = sorted(form_fields(), key=lambda f: f.metadata["form"].get("row", 99))  # stable: the spec's order
+    boxes = [f for f in fields if f.metadata["form"]["widget"] == "checkbox"]
+    others = [f for f in fields if f not in boxes]
+    for i in range(0, len(others), 2):  # two to a row: a third would cut labels and values in a narrow column
+        for f, col in zip(others[i:i + 2], st.columns(2)):
+            setting_widget(f, col, disabled)
+    for f in boxes:  # a checkbox's label is a sentence: a line of its own
+        setting_widget(f, st, disabled)
     ss = st.session_state
     values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
     try:
@@ -132,11 +171,27 @@ def settings_form() -> TrainSpec | None:
         return None
 
 
+def time_estimate(spec: TrainSpec) -> None:
+    """How long this would take here, from the newest comparable finished run (clo.estimate)."""
+    try:
+        n = len(load_crosslingual(spec.data, spec.lang)[: spec.limit or None])
+    except (DataError, OSError, ValueError):
+        return
+    est = estimate_run(spec, n, runs_root())
+    if est is None:
+        st.caption(f":material/timer: No time estimate yet: the first {display_name(spec.model)} {spec.method} run "
+                   "on this machine measures it. The preset's description gives a 2-core CPU's time.")
+        return
+    ref = f", {fmt_duration(est.reference_s)} of it the reference pass (skipped when cached)" if est.reference_s else ""
+    st.caption(f":material/timer: About **{fmt_duration(est.seconds)}** for {est.steps} steps here{ref}; "
+               f"measured by run `{est.basis}`.")
+
+
 def launch(spec: TrainSpec) -> None:
     """Check what can be checked here, then queue the job. A refusal creates nothing and touches no other run."""
     try:
         resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
-        n = len(load_crosslingual(spec.data, spec.lang))
+        records = load_crosslingual(spec.data, spec.lang)[: spec.limit or None]
     except (ModelNotFoundError, DataError, SpecError, OSError) as e:
         st.error(str(e))
         return
@@ -146,18 +201,58 @@ def launch(spec: TrainSpec) -> None:
     except (SpecError, RunError, OSError) as e:
         st.error(str(e))
         return
-    st.session_state["train_run"] = job.run_id
+    used, n = len(samples_used(records, spec)), len(records)
+    samples = f"{used} of {n} samples ({spec.max_steps} steps × {spec.batch_size})" if used < n else f"{n} samples"
+    ss = st.session_state
+    ss["train_run"] = job.run_id
+    ss.pop("tr_unlocked", None)
     if ahead:
-        st.info(f"Queued **{job.run_id}** ({n} samples): one job trains at a time, and {len(ahead)} "
-                f"{'is' if len(ahead) == 1 else 'are'} ahead of it ({', '.join(ahead)}). It starts by itself.",
-                icon=":material/schedule:")
+        ss["tr_launch_note"] = ("info", f"Queued **{job.run_id}** ({samples}): one job trains at a time, and "
+                                f"{len(ahead)} {'is' if len(ahead) == 1 else 'are'} ahead of it ({', '.join(ahead)}). "
+                                "It starts by itself.")
     else:
-        st.success(f"Started **{job.run_id}** on {n} samples.", icon=":material/rocket_launch:")
+        ss["tr_launch_note"] = ("success", f"Started **{job.run_id}** on {samples}.")
+    st.rerun()  # draw the form read-only with the job's settings at once
 
 
 def watched_run() -> str | None:
-    """What trains now, else this session's last job, else the newest run (clo.jobs decides)."""
+    """A ``?run=<id>`` deep link, else what trains now, else this session's last job, else the newest run."""
+    wanted = st.query_params.get("run")
+    if wanted:
+        try:
+            if RunDir(safe_run_path(runs_root(), wanted)).exists():
+                return wanted
+        except RunError:
+            pass
     return mgr.watched_run(st.session_state.get("train_run"))
+
+
+def progress_text(run: RunDir, prog) -> str:
+    """What the run waits for or does, with how far it is and how long is left."""
+    if prog.state == "queued":
+        pos = mgr.position(run.id)
+        ahead = ([mgr.active().run_id] if mgr.active() else []) + mgr.running_elsewhere()
+        ahead += [j.run_id for j in mgr.queued()][: max(0, (pos or 1) - 1)]
+        if not ahead:
+            return f"Starting the training process… · {prog.phase}"
+        first = RunDir(runs_root() / ahead[0])
+        p0 = read_progress(first)
+        eta = f", ETA {fmt_duration(p0.eta_s)}" if p0.eta_s is not None else ""
+        return (f"In the queue, position {pos or len(ahead)}: waits for {len(ahead)} job{'s' if len(ahead) > 1 else ''} "
+                f"(`{ahead[0]}`: {p0.phase}, step {p0.step}/{p0.max_steps or '?'}{eta})")
+    if prog.in_reference:
+        eta = f" · ETA {fmt_duration(prog.ref_eta_s)}" if prog.ref_eta_s is not None else ""
+        return (f"Reference pass: batch {prog.ref_done}/{prog.ref_total}{eta} · scores the frozen model's "
+                "log-probs once, before step 1")
+    total = f"{prog.max_steps}" if prog.max_steps else "?"
+    if prog.state == "running" and prog.phase == "loading model":
+        since = f" · {fmt_duration(prog.phase_s)} so far" if prog.phase_s is not None else ""
+        return f"Loading the model{since} (a model's first load here converts it once; later loads are quick)"
+    eta = f" · ETA {fmt_duration(prog.eta_s)}" if prog.eta_s is not None else ""
+    stage = f" ({prog.stage})" if prog.stage and run.config().get("method") == "sft-dpo" else ""
+    if prog.state in ("finished", "stopped", "failed", "interrupted") and prog.duration_s is not None:
+        eta = f" · took {fmt_duration(prog.duration_s)}"
+    return f"Step {prog.step}/{total}{stage}{eta} · {prog.phase}"
 
 
 def live_panel() -> None:
@@ -173,20 +268,16 @@ def live_panel() -> None:
     rows = run.metrics()
     prog = read_progress(run, rows)
     cfg = run.config()
-    head, stop_col = st.columns([5, 1], vertical_alignment="center")
-    head.markdown(f"#### {STATE_ICONS.get(prog.state, '')} `{run_id}` — {prog.state}\n"
-                  f"{cfg.get('method')} · {lang_name(cfg.get('lang'))} · model `{cfg.get('model')}`")
+    st.markdown(f"#### {STATE_ICONS.get(prog.state, '')} `{run_id}` — {prog.state}\n"
+                f"{cfg.get('method')} · {lang_name(cfg.get('lang'))} · model `{display_name(cfg.get('model') or '')}`")
+    st.progress(prog.fraction, text=progress_text(run, prog))
     if prog.active:
         stopping = run.stop_requested()
-        stop_col.button("Stopping…" if stopping else "Stop", icon=":material/stop_circle:", key="tr_stop",
-                        disabled=stopping, on_click=mgr.stop, args=(run_id,),
-                        help="Ends after the current step and keeps that step's model.")
-    total = f"{prog.max_steps}" if prog.max_steps else "?"
-    eta = f" · ETA {fmt_duration(prog.eta_s)}" if prog.eta_s is not None else ""
-    stage = f" ({prog.stage})" if prog.stage and cfg.get("method") == "sft-dpo" else ""
-    st.progress(prog.fraction, text=f"Step {prog.step}/{total}{stage}{eta} · {prog.phase}")
+        st.button("Stopping…" if stopping else "Stop", icon=":material/stop_circle:", key="tr_stop",
+                  disabled=stopping, on_click=mgr.stop, args=(run_id,),
+                  help="Ends after the current step and keeps that step's model.")
     for i, q in enumerate(j.run_id for j in mgr.queued()):
-        c1, c2 = st.columns([5, 1], vertical_alignment="center")
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
         c1.caption(f"{i + 1}. in the queue: `{q}` — starts when the job before it ends")
         c2.button("Cancel", key=f"tr_cancel_{q}", on_click=mgr.stop, args=(q,), icon=":material/close:")
     status = run.status()
@@ -198,28 +289,53 @@ def live_panel() -> None:
         st.info(status["note"], icon=":material/info:")
     if isinstance(status.get("truncation"), dict):
         st.caption(f":material/content_cut: {describe_truncation(status['truncation'])}")
-    metrics_charts(rows, key=f"tr-{run_id}")
+    metrics_charts(rows, key=f"tr-{run_id}", stacked=True)
     if prog.state in ("finished", "stopped") and run.has_model():
         step = status.get("step") or (rows[-1]["step"] if rows else 0)
-        st.success(f"{'Finished' if prog.state == 'finished' else 'Stopped'} after {step} steps; the model is in "
-                   f"`{run.model_path}`. Try it on the Compare page.", icon=":material/check_circle:")
+        took = f" in {fmt_duration(prog.duration_s)}" if prog.duration_s is not None else ""
+        st.success(f"{'Finished' if prog.state == 'finished' else 'Stopped'} after {step} steps{took}; the model is "
+                   f"in `{run.model_path}`. Try it on the Compare page.", icon=":material/check_circle:")
     was_active = st.session_state.get("tr_was_active")
     st.session_state["tr_was_active"] = prog.active
     if was_active and not prog.active:
         st.rerun()  # the job ended: redraw the page once so that the panel stops polling quickly
 
 
+def locked_run() -> RunDir | None:
+    """The job whose settings the form shows read-only: the watched run while it is queued or training (unless
+    this session chose to edit the next job's settings). Its settings are filled in once per run."""
+    run_id = watched_run()
+    if run_id is None:
+        return None
+    run = RunDir(runs_root() / run_id)
+    if run.status().get("state") not in ACTIVE_STATES or st.session_state.get("tr_unlocked") == run_id:
+        return None
+    if st.session_state.get("tr_filled_from") != run_id:
+        fill_from_run(run)
+        st.session_state["tr_filled_from"] = run_id
+    return run
+
+
 st.title("Train")
-st.caption(f"Base model `{model or '—'}` and target language {lang_name(lang)} come from the sidebar. "
-           "Training runs in a background process: closing or reloading this tab does not stop it.")
-left, right = st.columns([2, 3], gap="large")
+st.caption(f"Base model `{display_name(model) if model else '—'}` and target language {lang_name(lang)} come from the "
+           "sidebar. Training runs in a background process: closing or reloading this tab does not stop it.")
+with st.expander("Which model shows the paper's point?", icon=":material/lightbulb:"):
+    model_guide()
+left, right = st.columns([1, 1], gap="large")
 with left:
-    spec = settings_form()
-    b1, b2 = st.columns(2)
-    if b1.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=spec is None,
-                 key="tr_launch", width="stretch"):
+    if note := st.session_state.pop("tr_launch_note", None):
+        kind, text = note
+        (st.info if kind == "info" else st.success)(text, icon=":material/schedule:" if kind == "info"
+                                                     else ":material/rocket_launch:")
+    locked = locked_run()
+    spec = settings_form(locked)
+    if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=spec is None or locked is not None,
+                 key="tr_launch", width="stretch",
+                 help="A job is running with these settings." if locked is not None else None):
         launch(spec)
-    if b2.button("Show CLI command", icon=":material/terminal:", disabled=spec is None, key="tr_cli", width="stretch"):
+    if spec is not None and locked is None:
+        time_estimate(spec)  # right under Launch
+    if st.button("Show CLI command", icon=":material/terminal:", disabled=spec is None, key="tr_cli"):
         path = save_config(spec, clo_home() / "configs")
         st.code(cli_command(path), language="bash", wrap_lines=True)
         st.caption(f"`{path}` holds these settings; a finished run keeps its own copy as `config.yaml`.")

@@ -293,7 +293,7 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
     if rows and "instruction_en" not in rows[0] and "instruction" in rows[0] and "response" in rows[0]:
         raise DataError(
             "this is an English SFT file (instruction/response only); CLO needs a cross-lingual set. "
-            "Translate it first: python -m clo translate --data FILE --lang L --translator m2m100 --out OUT.jsonl",
+            "Translate it first (on the Data page, or with python -m clo translate).",
             path,
         )
     if rows and "chosen" in rows[0] and "instruction_en" not in rows[0]:

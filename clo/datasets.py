@@ -5,6 +5,11 @@ writes each translated set there as ``<source>-<lang>.jsonl`` (cross-lingual rec
 fixes to a translation back into the same file; the Train page offers every file there for the chosen
 language. A run's ``config.yaml`` names the file by its absolute path.
 
+Nothing a user wrote is lost: every overwrite keeps the file it replaces in ``<data folder>/.versions/``
+(:func:`save_dataset`, :func:`previous_versions`), and re-translating a set whose records were fixed by hand
+(``translator`` ending in ``+edited``) can keep those records (:func:`keep_edits`) or go to a new file
+(:func:`free_dataset_path`).
+
     >>> from clo.datasets import parse_upload
     >>> kind, rows = parse_upload("mine.jsonl", b'{"id": "1", "instruction": "Hi?", "response": "Hello."}\\n')
     >>> kind, rows[0]["instruction"]
@@ -15,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import time
 from pathlib import Path
 
 from clo.data import SFT_FIELDS, XL_FIELDS, DataError, load_sft, parse_bytes, validate_records, write_jsonl
@@ -30,7 +37,16 @@ __all__ = [
     "parse_upload",
     "load_english",
     "edit_record",
+    "edited_ids",
+    "keep_edits",
+    "free_dataset_path",
+    "previous_versions",
+    "search_records",
+    "EDITED",
 ]
+
+EDITED = "+edited"  # the end of a record's ``translator`` once a person fixed its translation
+VERSIONS = ".versions"  # the data folder's subfolder with the files that overwrites replaced
 
 
 # -- the data folder ---------------------------------------------------------------------------------------------
@@ -51,12 +67,42 @@ def dataset_path(source: str, lang: str) -> Path:
 
 
 def save_dataset(rows: list[dict], path: str | Path) -> Path:
-    """Write cross-lingual records atomically (a reader never sees half a file), only inside the data folder."""
+    """Write cross-lingual records atomically (a reader never sees half a file), only inside the data folder.
+    A file already there is first copied to ``.versions/<name>.<time>.jsonl``, so no overwrite loses a set."""
     folder, path = datasets_dir().resolve(), Path(path)
     if path.resolve().parent != folder or path.is_symlink():
         raise DataError(f"data sets are saved in {folder} only", path)
     validate_records(rows, XL_FIELDS, path)
+    if path.is_file():
+        versions = folder / VERSIONS
+        versions.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = versions / f"{path.stem}.{stamp}.jsonl"
+        n = 2
+        while backup.exists():
+            backup, n = versions / f"{path.stem}.{stamp}-{n}.jsonl", n + 1
+        shutil.copy2(path, backup)
     return write_jsonl(path, rows)
+
+
+def previous_versions(path: str | Path) -> list[Path]:
+    """The copies :func:`save_dataset` kept of ``path`` before it overwrote it, newest first."""
+    path = Path(path)
+    folder = path.parent / VERSIONS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob(f"{path.stem}.*.jsonl") if p.name[len(path.stem) + 1:][:1].isdigit()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def free_dataset_path(source: str, lang: str) -> Path:
+    """:func:`dataset_path`, or the first ``<source>-<lang>-N.jsonl`` not taken yet (a new set beside the old)."""
+    path = dataset_path(source, lang)
+    n = 2
+    while path.exists():
+        path = path.with_name(f"{dataset_path(source, lang).stem}-{n}.jsonl")
+        n += 1
+    return path
 
 
 def list_datasets(lang: str | None = None) -> list[Path]:
@@ -130,12 +176,43 @@ def edit_record(rows: list[dict], record_id: str, instruction: str, response: st
             found = True
             changed = (r["instruction"], r["response"]) != (instruction, response)
             r = {**r, "instruction": instruction, "response": response}
-            if changed and not str(r.get("translator", "")).endswith("+edited"):
-                r["translator"] = f"{r.get('translator') or 'unknown'}+edited"
+            if changed and not str(r.get("translator", "")).endswith(EDITED):
+                r["translator"] = f"{r.get('translator') or 'unknown'}{EDITED}"
         out.append(r)
     if not found:
         raise DataError(f"no record with id {record_id!r}")
     return out
+
+
+def edited_ids(rows: list[dict]) -> list[str]:
+    """Ids of the records whose translation a person fixed (``translator`` ends in ``+edited``)."""
+    return [r["id"] for r in rows if str(r.get("translator", "")).endswith(EDITED)]
+
+
+def keep_edits(new_rows: list[dict], old_rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """``new_rows`` (a fresh translation) with each hand-fixed record of ``old_rows`` in place of its new
+    translation, when both hold the same English texts (a changed English text makes the old fix stale).
+    Returns (rows, ids kept)."""
+    fixed = {r["id"]: r for r in old_rows if str(r.get("translator", "")).endswith(EDITED)}
+    out, kept = [], []
+    for r in new_rows:
+        old = fixed.get(r["id"])
+        if old is not None and (old["instruction_en"], old["response_en"]) == (r["instruction_en"], r["response_en"]) \
+                and old.get("lang") == r.get("lang"):
+            out.append({k: v for k, v in old.items() if not k.startswith("_")})
+            kept.append(r["id"])
+        else:
+            out.append(r)
+    return out, kept
+
+
+def search_records(rows: list[dict], query: str) -> list[dict]:
+    """The records whose id or any text (English or translated) contains ``query`` (case-insensitive)."""
+    q = query.strip().casefold()
+    if not q:
+        return rows
+    keys = ("id", "instruction_en", "response_en", "instruction", "response", "translator")
+    return [r for r in rows if any(q in str(r.get(k, "")).casefold() for k in keys)]
 
 
 # -- runs --------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from clo.data import DataError, read_records
-from clo.generate import GenerationOptions, generate, get_model
+from clo.generate import GenerationOptions, generate_answers, get_model
 from clo.languages import get_language
 from clo.metrics import score_responses
 from clo.runs import RunDir
@@ -39,7 +39,8 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
     """Generate and score. ``models``: names/run dirs/LoadedModels. ``prompts``: held-out records with ``lang``.
 
     Returns ``{"models": {model: {lang: summary}}, "details": {model: {lang: full score}},
-    "responses": [{model, id, lang, prompt, response, reference}], "options": {...}}``.
+    "responses": [{model, id, lang, prompt, response, reference, tokens, cut}], "options": {...}}``
+    (``cut``: the answer ran out of ``max_new_tokens``).
     """
     opts = options or GenerationOptions()
     langs = sorted({p["lang"] for p in prompts})
@@ -55,15 +56,17 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
             if progress:
                 progress(_name, done, total)
 
-        answers = generate(lm, [p["prompt"] for p in prompts], opts, progress=prog)
+        full = generate_answers(lm, [p["prompt"] for p in prompts], opts, progress=prog)
+        answers = [a.text for a in full]
         gen_s = time.perf_counter() - t0
         per_lang, details = _score_model(prompts, answers, langs)
         result["models"][name] = per_lang
         result["details"][name] = details
         result["generation_seconds"] = {**result.get("generation_seconds", {}), name: round(gen_s, 1)}
-        for p, a in zip(prompts, answers):
+        for p, a in zip(prompts, full):
             result["responses"].append({"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"],
-                                        "response": a, "reference": p.get("reference")})
+                                        "response": a.text, "reference": p.get("reference"), "tokens": a.tokens,
+                                        "cut": a.cut})
         if write_run_eval and isinstance(m, str) and _is_run_dir(m):
             RunDir(m).write_eval({"models": {name: per_lang}, "options": result["options"],
                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})

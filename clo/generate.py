@@ -1,6 +1,8 @@
 """Generation: batched (left padding), greedy by default, stopping at the end-of-turn token, and streaming.
 
 Works on a model name (``default``), a run directory (``runs/X``), a folder, or an already loaded model.
+:func:`generate_answers` and :func:`stream` also tell how many tokens an answer took and whether it was cut at
+``max_new_tokens`` (it stopped because it ran out of tokens, not because it ended).
 
     python -m clo generate --model default "Habari, unaweza kunisaidia?"
 """
@@ -11,7 +13,14 @@ from dataclasses import dataclass, field
 
 from clo.models import TURN_MARKERS, LoadedModel, format_prompt, load_model
 
-__all__ = ["GenerationOptions", "generate", "stream", "get_model"]
+__all__ = ["GenerationOptions", "Answer", "generate", "generate_answers", "stream", "get_model"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    tokens: int  # new tokens generated (up to and including the end-of-turn token)
+    cut: bool  # stopped at max_new_tokens without an end-of-turn token: the text ends mid-way
 
 
 @dataclass
@@ -70,8 +79,20 @@ def clean_answer(text: str) -> str:
 
 
 def generate(model, prompts: list, options: GenerationOptions | None = None, progress=None) -> list[str]:
-    """Answers for ``prompts`` (strings, or lists of chat messages), in order. Batched with left padding; same
-    greedy text as one at a time."""
+    """Answers for ``prompts`` (strings, or lists of chat messages), in order. Batched with left padding; same greedy text as one at a time."""
+    return [a.text for a in generate_answers(model, prompts, options, progress)]
+
+
+def _answer(ids: list[int], stop: set[int], max_new_tokens: int, cleaned: str, raw: str) -> Answer:
+    """An :class:`Answer` from the new token ids of one answer (padding after an end-of-turn token dropped)."""
+    n = next((i + 1 for i, t in enumerate(ids) if t in stop), len(ids))
+    ended = any(t in stop for t in ids) or cleaned != raw.strip()  # a base model's new turn ends it too
+    return Answer(cleaned, n, not ended and n >= max_new_tokens)
+
+
+def generate_answers(model, prompts: list, options: GenerationOptions | None = None,
+                     progress=None) -> list[Answer]:
+    """:func:`generate` with each answer's token count and whether it was cut at ``max_new_tokens``."""
     import torch
 
     opts = options or GenerationOptions()
@@ -82,7 +103,8 @@ def generate(model, prompts: list, options: GenerationOptions | None = None, pro
     texts = [render(tok, p) for p in prompts]
     # longest first keeps padding small inside each batch; results are put back in order
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    out: list[str | None] = [None] * len(texts)
+    out: list[Answer | None] = [None] * len(texts)
+    stop = set(_stop_ids(tok))
     net.eval()
     for start in range(0, len(order), opts.batch_size):
         idx = order[start : start + opts.batch_size]
@@ -93,14 +115,16 @@ def generate(model, prompts: list, options: GenerationOptions | None = None, pro
             gen = net.generate(**enc, **opts.kwargs(tok))
         new = gen[:, enc["input_ids"].shape[1] :]
         for j, i in enumerate(idx):
-            out[i] = clean_answer(tok.decode(new[j], skip_special_tokens=True))
+            raw = tok.decode(new[j], skip_special_tokens=True)
+            out[i] = _answer(new[j].tolist(), stop, opts.max_new_tokens, clean_answer(raw), raw)
         if progress:
             progress(min(start + len(idx), len(texts)), len(texts))
     return out  # type: ignore[return-value]
 
 
 def stream(model, prompt, options: GenerationOptions | None = None):
-    """Yield the answer text as it grows (for the UI). Runs generation in a background thread."""
+    """Yield the answer text as it grows (for the UI). Runs generation in a background thread. When the answer
+    is complete, the generator returns its :class:`Answer` (``StopIteration.value``; None if it was abandoned)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
@@ -120,20 +144,21 @@ def stream(model, prompt, options: GenerationOptions | None = None):
     enc = tok([render(tok, prompt)], return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     error: list[BaseException] = []
+    result: list = []
     cancel = _Cancelled()
 
     def work():
         try:
             with torch.no_grad():
-                net.generate(**enc, **opts.kwargs(tok), streamer=streamer,
-                             stopping_criteria=StoppingCriteriaList([cancel]))
+                result.append(net.generate(**enc, **opts.kwargs(tok), streamer=streamer,
+                                           stopping_criteria=StoppingCriteriaList([cancel])))
         except BaseException as e:  # surfaced to the caller below
             error.append(e)
             streamer.end()
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
-    text = ""
+    text = cut = ""
     try:
         for piece in streamer:
             text += piece
@@ -146,3 +171,7 @@ def stream(model, prompt, options: GenerationOptions | None = None):
         thread.join(timeout=60)
     if error:
         raise error[0]
+    if not result:
+        return None
+    new = result[0][0, enc["input_ids"].shape[1]:].tolist()
+    return _answer(new, set(_stop_ids(tok)), opts.max_new_tokens, cut, text)

@@ -42,6 +42,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -145,14 +146,26 @@ class Progress:
     stage: str | None = None
     eta_s: float | None = None
     error: str | None = None
+    ref_done: int | None = None  # the reference pass: batches scored, of ref_total, and its ETA
+    ref_total: int | None = None
+    ref_eta_s: float | None = None
+    phase_s: float | None = None  # seconds since the current phase began (loading, reference, …)
+    duration_s: float | None = None  # a run that ended: seconds from its start to its end
 
     @property
     def fraction(self) -> float:
         if self.state == "finished":
             return 1.0
+        if self.in_reference:
+            return max(0.0, min(1.0, (self.ref_done or 0) / self.ref_total))
         if not self.max_steps:
             return 0.0
         return max(0.0, min(1.0, self.step / self.max_steps))
+
+    @property
+    def in_reference(self) -> bool:
+        """In the reference pass with its batch count known (the bar then shows that pass, not the steps)."""
+        return self.state == "running" and self.phase == phase_label("reference") and bool(self.ref_total)
 
     @property
     def active(self) -> bool:
@@ -170,10 +183,20 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     phase = phase_label(status.get("phase"), state)
     if state == "queued" and isinstance(status.get("resume_of"), dict):
         phase = f"waiting in the queue to resume from step {status.get('resume_step', '?')}"
+    clock = time.time() if now is None else now
+    common = dict(error=status.get("error"), duration_s=status.get("duration_s") if state in DONE_STATES else None)
+    if state == "running":
+        since = _since(status.get("phase_started") or status.get("started"), clock)
+        common["phase_s"] = since
+        if status.get("phase") == "reference" and status.get("ref_total"):
+            done, total = int(status.get("ref_done") or 0), int(status["ref_total"])
+            common.update(ref_done=done, ref_total=total)
+            elapsed = status.get("ref_elapsed_s")
+            if done > 0 and elapsed is not None:
+                common["ref_eta_s"] = max(0.0, elapsed / done * (total - done) - (_since(status.get("updated"), clock) or 0))
     if not rows:
         max_steps = status.get("max_steps") or run.config().get("max_steps")
-        return Progress(state, phase, max_steps=max_steps if isinstance(max_steps, int) else None,
-                        error=None if status.get("error") is None else str(status["error"]))
+        return Progress(state, phase, max_steps=max_steps if isinstance(max_steps, int) else None, **common)
     last = rows[-1]
     stage_rows = [r for r in rows if r.get("stage") == last.get("stage")]
     first_step = stage_rows[0].get("step", 1) - 1  # steps done before this stage
@@ -188,7 +211,15 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
             except OSError:
                 pass
         eta = max(0.0, eta)
-    return Progress(state, phase, int(last.get("step", 0)), max_steps, last.get("stage"), eta, status.get("error"))
+    return Progress(state, phase, int(last.get("step", 0)), max_steps, last.get("stage"), eta, **common)
+
+
+def _since(iso: str | None, now: float) -> float | None:
+    """Seconds from the ISO time ``iso`` to ``now`` (None when ``iso`` is missing or unreadable)."""
+    try:
+        return max(0.0, now - datetime.fromisoformat(iso).timestamp())
+    except (TypeError, ValueError):
+        return None
 
 
 # -- jobs --------------------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Language", "LANGUAGES", "UnknownLanguageError", "get_language", "target_languages"]
+from lingua import IsoCode639_1, IsoCode639_3, Language as _LinguaLanguage
+
+__all__ = ["Language", "LANGUAGES", "UnknownLanguageError", "get_language", "target_languages", "language_name"]
 
 
 @dataclass(frozen=True)
@@ -88,3 +90,33 @@ def target_languages() -> list[Language]:
     first = [LANGUAGES[c] for c in PAPER_TARGETS]
     rest = [l for c, l in LANGUAGES.items() if c != "en" and c not in PAPER_TARGETS]
     return first + rest
+
+
+# Detector labels outside the registry and outside lingua's 75 languages (fastText lid.176 knows 176): the ones
+# that turn up on tiny models' answers. lingua supplies every other name.
+_MORE_NAMES = {"ceb": "Cebuano", "war": "Waray", "ilo": "Iloko", "mg": "Malagasy", "jv": "Javanese",
+               "su": "Sundanese", "rw": "Kinyarwanda", "ny": "Chichewa", "sn": "Shona", "ha": "Hausa",
+               "ig": "Igbo", "am": "Amharic", "sco": "Scots", "la": "Latin", "eo": "Esperanto", "fy": "Frisian",
+               "lb": "Luxembourgish", "gd": "Scottish Gaelic", "ht": "Haitian Creole", "mt": "Maltese",
+               "unknown": "Unknown", "code": "Code", "und": "Unknown"}
+
+
+def language_name(code: str | None) -> str:
+    """An English name for any language label a detector gives (``xh`` → ``Xhosa``): the registry's name, else
+    lingua's ISO 639 table, else a short table of the rest; a label nobody knows reads ``Unlisted (xx)``."""
+    if not code:
+        return "Unknown"
+    try:
+        return get_language(code).name
+    except ValueError:
+        pass
+    key = str(code).strip().lower().replace("__label__", "")
+    if key in _MORE_NAMES:
+        return _MORE_NAMES[key]
+    for table, finder in ((IsoCode639_1, _LinguaLanguage.from_iso_code_639_1),
+                          (IsoCode639_3, _LinguaLanguage.from_iso_code_639_3)):
+        try:
+            return finder(table.from_str(key)).name.title()
+        except ValueError:
+            continue
+    return f"Unlisted ({key})"

@@ -88,6 +88,8 @@ class BundledModel:
     chat: bool  # instruction-tuned with a chat template
     notice: str = ""
     aliases: tuple[str, ...] = ()
+    preset: str = ""  # the recipe made for it (recipes/<preset>.yaml)
+    finding: str = ""  # what its demo run shows, in figures measured in docs/results.md
 
     def gguf_path(self) -> Path | None:
         """The GGUF file inside the installed package, or None when the package is absent."""
@@ -119,6 +121,10 @@ BUNDLED: dict[str, BundledModel] = {
             license="Apache-2.0",
             chat=True,
             aliases=("default", "smollm2"),
+            preset="demo",
+            finding=("Shows the *mechanics*: after the `demo` preset every Swahili answer is detected as Swahili "
+                     "(clean LPR 0.00 → 1.00, English kept), but to a Swahili reader it means nothing: "
+                     "Swahili-shaped text, not sentences."),
         ),
         BundledModel(
             name="gemma-3-270m",
@@ -133,6 +139,10 @@ BUNDLED: dict[str, BundledModel] = {
                 "'User: … / Assistant:' format."
             ),
             aliases=("gemma",),
+            preset="demo-gemma",
+            finding=("Shows the paper's point: after the `demo-gemma` preset (about 9 minutes on a 2-core CPU) it "
+                     "answers Swahili prompts in real Swahili words, in clumsy sentences (clean LPR 0.12 → 1.00, "
+                     "chrF++ 9.7 → 14.8), and English stays English."),
         ),
     ]
 }

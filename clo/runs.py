@@ -86,6 +86,7 @@ STATUS_FIELDS = {
     # state
     "state": "one of RUN_STATES (readers may also report one of READ_STATES, which is never written)",
     "phase": "one of PHASES (while running; 'done' after)",
+    "phase_started": "when the current phase began (UTC, ISO 8601)",
     "stage": "sft-dpo's stage being trained: 'sft' or 'dpo'",
     "note": "a sentence for the user (e.g. what a stop kept)",
     # times (UTC, ISO 8601)
@@ -106,6 +107,8 @@ STATUS_FIELDS = {
     "max_steps": "total optimizer steps of the run, once training has begun",
     "saved_step": "step of the model in model/", "checkpoint_step": "step of checkpoint/",
     "ref_cache_hit": "reference log-probs read from the cache", "ref_pass_s": "seconds of the reference pass",
+    "ref_done": "batches of the reference pass scored so far", "ref_total": "batches the reference pass scores",
+    "ref_elapsed_s": "seconds the reference pass has run, at its last batch",
     "trainable_params": "parameters that train", "total_params": "parameters of the model",
     # failure
     "error": "one line: what went wrong", "traceback": "its last 4,000 characters",
@@ -376,6 +379,8 @@ class RunDir:
         Event-only details (a loading message, the rows of the reference pass) go through :meth:`emit`."""
         if name not in PHASES:
             raise ValueError(f"unknown phase {name!r}")
+        if not self.readonly and self.status().get("phase") != name:
+            fields.setdefault("phase_started", now_iso())
         data = self.set_status("running", phase=name, **fields)
         self.emit({"phase": name, **fields})
         return data

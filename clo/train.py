@@ -355,7 +355,9 @@ def build_clo_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
         model=loaded.model, args=args, data_collator=clo_trainer.PairCollator(loaded.tokenizer.pad_token_id,
                                                                                spec.max_length),
         train_dataset=Dataset.from_list(pairs), processing_class=loaded.tokenizer, peft_config=peft_config,
-        callbacks=[callback] if callback else None, events=run.emit, should_stop=should_stop)
+        callbacks=[callback] if callback else None, events=run.emit, should_stop=should_stop,
+        ref_progress=lambda done, total, seconds: run.phase("reference", ref_done=done, ref_total=total,
+                                                            ref_elapsed_s=round(seconds, 1)))
     quiet(trainer)
     if len(trainer.train_dataset) != len(pairs):  # TRL dropped rows: never train on misaligned pairs
         raise SpecError(f"{len(pairs) - len(trainer.train_dataset)} pair(s) were dropped while tokenizing; "

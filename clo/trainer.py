@@ -235,9 +235,10 @@ class CLOTrainer(DPOTrainer):
 
     _tag_names = ["trl", "dpo", "clo"]
 
-    def __init__(self, *args, events=None, should_stop=None, **kwargs):
+    def __init__(self, *args, events=None, should_stop=None, ref_progress=None, **kwargs):
         self.events = events  # set first: the reference pass runs inside DPOTrainer.__init__
         self.should_stop = should_stop
+        self.ref_progress = ref_progress  # (batches done, batches in all, seconds so far), after each batch
         self.ref_cache_hit = None
         self.ref_pass_seconds = None
         self.selective_head = None  # decided once TRL has built the model (inside __init__)
@@ -348,7 +349,10 @@ class CLOTrainer(DPOTrainer):
                 self.ref_model = None
             model = self.ref_model or self.model
             chosen, rejected = [], []
-            for batch in loader:
+            total = len(loader)
+            if self.ref_progress is not None:
+                self.ref_progress(0, total, 0.0)
+            for done, batch in enumerate(loader, start=1):
                 if self.should_stop is not None and self.should_stop():
                     raise TrainingStopped("stopped during the reference pass, before the first step")
                 batch = {k: v for k, v in batch.items() if k not in ("is_target", "sample")}
@@ -357,6 +361,8 @@ class CLOTrainer(DPOTrainer):
                 chosen.append(c.float().cpu())
                 rejected.append(r.float().cpu())
                 fault_point("ref_pass")  # test-only (CLO_FAULT); a no-op otherwise
+                if self.ref_progress is not None:
+                    self.ref_progress(done, total, time.perf_counter() - t0)
             chosen, rejected = torch.cat(chosen), torch.cat(rejected)
             self.ref_pass_seconds = time.perf_counter() - t0
             if path is not None and self.accelerator.is_main_process:

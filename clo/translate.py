@@ -287,7 +287,7 @@ class ReferenceTranslator(Translator):
             have = ", ".join(self.languages()) or "none yet"
             raise UnsupportedLanguageError(
                 f"there are no bundled {tgt_l.name} reference translations (bundled: {have}); "
-                f"use --translator m2m100 or nllb for {tgt_l.code}")
+                f"translate {tgt_l.name} with M2M100 or NLLB-200 instead")
 
     def index(self, tgt: str) -> tuple[dict, dict]:
         """``(by_id, by_text)``: id → {English text → translation}, and English text → translation."""
@@ -336,7 +336,7 @@ class ReferenceTranslator(Translator):
                 + (f" (id {rid})" if rid is not None else "")
                 + (f" and {len(missing) - 1} more text(s)" if len(missing) > 1 else "")
                 + "; the reference translator covers only the bundled demo and held-out texts "
-                  "— use --translator m2m100 or nllb for other data")
+                  "— translate other data with M2M100 or NLLB-200")
         self.stats.segments += len(texts)
         if progress:
             progress(len(texts), len(texts))

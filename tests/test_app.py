@@ -117,6 +117,36 @@ def test_data_page_translates_previews_and_fixes(app):
     assert first["translator"] == "reference+edited"
 
 
+def test_data_page_previews_the_bundled_set_and_keeps_hand_edits(app):
+    at = open_page(app, "data")
+    # the bundled Swahili side previews before anything is translated, with the badge legend
+    assert at.selectbox(key="data_review_set").value == "__bundled__"
+    assert "✗ Rejected" in texts(at.markdown) and "wrong language" in texts(at.markdown)
+    assert "the language this side should be in" in texts(at.caption)
+    at.text_input(key="data_search").input("demo-002").run()
+    assert "1 match" in texts(at.caption)
+    # a fix to the bundled set goes to a copy in the data folder
+    at.text_area(key="data_fix_i_demo-002").input("Swali langu lililorekebishwa?")
+    next(b for b in at.button if b.label == "Save fix").click().run()
+    assert not at.exception, at.exception
+    path = Path(at.session_state["data_review_set"])
+    assert path.name == "demo-sw.jsonl"
+    # translating again asks first; "Keep my edits" keeps the fix, and the replaced file is kept as a version
+    at.button(key="data_translate").click().run()
+    assert "you fixed by hand" in texts(at.warning) and path.read_text().count("+edited") == 1
+    at.button(key="data_keep_edits").click().run()
+    assert not at.exception, at.exception
+    assert "hand-fixed record (demo-002) kept" in texts(at.success)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    fixed = next(r for r in rows if r["id"] == "demo-002")
+    assert fixed["instruction"] == "Swali langu lililorekebishwa?" and fixed["translator"] == "reference+edited"
+    assert len(list((path.parent / ".versions").glob("demo-sw.*.jsonl"))) == 1
+    # "Write a new set" leaves the edited file alone
+    at.button(key="data_translate").click().run()
+    at.button(key="data_new_set").click().run()
+    assert "demo-sw-2.jsonl" in texts(at.success) and path.read_text().count("+edited") == 1
+
+
 @pytest.mark.parametrize("name, content, where", [
     ("broken.jsonl", b'{"id": "1", "instruction": "Hi?", "response": "Hello."}\n{"id": "2", "instruction": \n',
      "broken.jsonl, line 2: not valid JSON"),
@@ -210,8 +240,11 @@ def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root
     assert not at.exception
     assert [r["step"] for r in run.metrics()] == [1, 2]
     assert len(at.get("plotly_chart")) == 3  # loss, rewards, preference accuracy
-    assert "Finished after 2 steps" in texts(at.success)
+    assert "Finished after 2 steps in " in texts(at.success)  # with its duration
     assert "Step 2/2" in at.get("progress")[0].proto.text
+    status = run.status()  # the reference pass reported each batch
+    assert status["ref_done"] == status["ref_total"] >= 1 and status["ref_elapsed_s"] >= 0
+    assert f"measured by run `{run.id}`" in texts(at.caption)  # the next launch's time estimate comes from it
     # it saved every step with a checkpoint; finished, it keeps neither the checkpoint nor its mention
     assert run.config()["save_steps"] == 1 and run.status()["saved_step"] == 2
     assert run.config()["group_by_length"] is at.checkbox(key="tr_group_by_length").value  # the form reaches the run
@@ -223,7 +256,14 @@ def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_ro
     set_training(at, xl_file, max_steps=100_000)
     at.button(key="tr_launch").click().run()
     long_run = RunDir(runs_root / at.session_state["train_run"])
-    # a second launch while the first trains waits in the queue, and the page says so
+    # while it trains the form shows its settings read-only; editing them for a second job queues that job
+    assert at.number_input(key="tr_max_steps").disabled and at.button(key="tr_launch").disabled
+    reloaded = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)  # a reload is a new session
+    reloaded.run()
+    reloaded.switch_page("app_pages/train.py").run()
+    assert reloaded.number_input(key="tr_max_steps").value == 100_000  # the job's settings, not the preset's
+    assert reloaded.number_input(key="tr_batch_size").value == 2 and reloaded.number_input(key="tr_max_steps").disabled
+    at.button(key="tr_unlock").click().run()
     at.number_input(key="tr_max_steps").set_value(2).run()
     at.button(key="tr_launch").click().run()
     assert "Queued" in texts(at.info) and "one job trains at a time" in texts(at.info)
@@ -289,6 +329,8 @@ def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
     answers = at.session_state["cmp_answers"]
     assert set(answers["answers"]) == set(models.value) and answers["lang"] == "sw"
     assert all(answers["answers"].values())
+    assert "Reference answer" in texts(at.markdown)  # the held-out prompt's own answer, beside the models'
+    assert set(answers["infos"]) == set(models.value) and all(i["tokens"] <= 16 for i in answers["infos"].values())
     # own prompt: its language is detected and shown
     at.radio(key="cmp_prompt_mode").set_value("own").run()
     at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.").run()
@@ -303,8 +345,10 @@ def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
     assert not at.exception, at.exception
     table = at.dataframe[0].value
     assert {"clean LPR", "LPR", "chrF++", "echo", "loop"} <= set(table.columns)
-    assert set(table["lang"]) == {"sw", "en"} and len(table) == 4
+    assert set(table["prompts in"]) == {"Swahili", "English"} and len(table) == 4  # names, not codes
+    assert "None" not in table.astype(str).values and (table["WPR"] == "—").all()  # WPR: Latin-script targets
     assert at.download_button(key="cmp_dl_metrics").label == "Download metrics (CSV)"
+    assert "The answers" in texts(at.markdown) and at.radio(key="cmp_ans_lang").value == "sw"  # readable in the app
     assert finished_run.eval() is not None  # the run keeps its evaluation (shown on the Runs page)
 
 
@@ -312,6 +356,7 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
     at = open_page(app, "runs")
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tuned"] and table["status"][0] == "finished"
+    assert "None" not in table.astype(str).values and table["clean LPR"][0] == "—"  # not evaluated yet
     assert at.selectbox(key="runs_sel").value == "tuned"
     at.button(key="runs_delete").click().run()
     assert "cannot be undone" in texts(at.warning)
@@ -324,12 +369,27 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
     assert "No runs yet" in texts(at.info)
 
 
-def test_open_in_compare_preselects_the_run(app, finished_run):
+def test_a_run_link_opens_that_run(app, runs_root, finished_run, tiny_model, xl_file):
+    from clo.spec import TrainSpec
+    from clo.train import run_training
+
+    run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
+                 runs_root / "newer")
+    app.query_params["run"] = "tuned"
     at = open_page(app, "runs")
+    assert at.selectbox(key="runs_sel").value == "tuned"  # not the newest run
+    at.switch_page("app_pages/train.py").run()
+    assert "`tuned`" in texts(at.markdown)
+
+
+def test_open_in_compare_preselects_the_run_and_starts_fresh(app, finished_run):
+    at = open_page(app, "runs")
+    at.session_state["cmp_answers"] = {"prompt": "stale", "lang": "sw", "answers": {}}
     at.button(key="runs_open").click().run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Compare"
     assert str(finished_run.path) in at.multiselect(key="cmp_models").value
+    assert "cmp_answers" not in at.session_state  # no answer from other models or settings
 
 
 def test_an_interrupted_run_is_resumed_from_the_runs_page(app, runs_root, tiny_model, xl_file):

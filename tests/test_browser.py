@@ -214,3 +214,46 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     settle(pg)
     expect(pg.get_by_text(re.compile(r"finished · clo · Swahili")).first).to_be_visible()
     shot(pg, "07-runs")
+
+
+# Text an element clips: it hides its overflow (or ends it with an ellipsis) and its content is wider than its box.
+# Charts, tables (drawn on a canvas) and code blocks (which scroll) are left out.
+CLIPPED_JS = """() => {
+  const out = [];
+  for (const el of document.querySelectorAll('[data-testid=stMain] *, [data-testid=stSidebar] *')) {
+    if (el.closest('svg, canvas, [data-testid=stDataFrame], .js-plotly-plot, pre, code, [data-testid=stCode]')) continue;
+    const cs = getComputedStyle(el);
+    const clips = ['hidden', 'clip'].includes(cs.overflowX) || cs.textOverflow === 'ellipsis';
+    const text = (el.tagName === 'INPUT' ? el.value : el.innerText || '').trim();
+    if (!clips || !text || el.getBoundingClientRect().width === 0) continue;
+    if (el.scrollWidth > el.clientWidth + 1) out.push(`${text.slice(0, 60)} (${el.scrollWidth} > ${el.clientWidth} px)`);
+  }
+  return out;
+}"""
+# Cells of st.dataframe are drawn on a canvas; its grid also renders them as an accessible table (role=gridcell).
+NONE_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [role=gridcell], [data-testid=stMain] td, '
+                  + '[data-testid=stMain] p, [data-testid=stMain] span')]
+  .filter(e => e.children.length === 0 && /^(None|nan|NaN)$/.test(e.textContent.trim()))
+  .map(e => e.textContent.trim())"""
+
+
+def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
+    """At 1024 and 1440 px, on every page (with the run the walk above trained): no label, value or badge is cut
+    off, and no table cell says "None". Run after the walk, which leaves a run for Runs and Compare."""
+    from playwright.sync_api import expect
+
+    pg = page
+    problems = []
+    for width in (1024, 1440):
+        pg.set_viewport_size({"width": width, "height": 900})
+        for path, heading in (("", "CLO Studio"), ("data", "Data"), ("train", "Train"), ("compare", "Compare"),
+                              ("runs", "Runs")):
+            pg.goto(f"{app_url}/{path}")
+            expect(pg.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+            settle(pg)
+            pg.wait_for_timeout(1000)  # badges and charts lay out after the script run
+            problems += [f"{width} px /{path}: cut off: {c}" for c in pg.evaluate(CLIPPED_JS)]
+            problems += [f"{width} px /{path}: a cell reads {c!r}" for c in pg.evaluate(NONE_JS)]
+            if width == 1024:
+                shot(pg, f"narrow-{path or 'overview'}")
+    assert not problems, "\n".join(problems)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from clo.generate import GenerationOptions, clean_answer, generate, stream
+from clo.generate import GenerationOptions, clean_answer, generate, generate_answers, stream
 from clo.models import load_model
 
 PROMPTS = ["What is the capital of Kenya?", "Habari?", "Explain why the sky is blue in simple words, please.",
@@ -26,6 +26,20 @@ def test_stream_ends_with_the_full_answer(tiny_model):
     opts = GenerationOptions(max_new_tokens=10, repetition_penalty=1.0)
     pieces = list(stream(lm, PROMPTS[0], opts))
     assert pieces and pieces[-1] == generate(lm, [PROMPTS[0]], opts)[0]
+
+
+def test_an_answer_that_runs_out_of_tokens_says_so(tiny_model):
+    lm = load_model(str(tiny_model))
+    force = {"min_new_tokens": 6}  # no end-of-turn token before the limit: the answer is cut
+    opts = GenerationOptions(max_new_tokens=6, batch_size=2, extra=force)
+    answers = generate_answers(lm, PROMPTS[:2], opts)
+    assert all(a.cut and a.tokens == 6 for a in answers)
+    gen = stream(lm, PROMPTS[0], opts)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as done:
+        assert done.value.cut and done.value.tokens == 6
 
 
 def test_clean_answer_cuts_invented_turns():

@@ -213,6 +213,22 @@ def test_read_progress_gives_step_total_and_eta(tmp_path):
     assert isinstance(p, Progress)
 
 
+def test_read_progress_of_the_reference_pass_and_a_finished_run(tmp_path):
+    from datetime import datetime
+
+    run = RunDir.create(tmp_path / "r", spec().to_dict())
+    run.phase("loading")
+    assert read_progress(run).phase_s is not None  # how long it has been loading
+    run.phase("reference", ref_done=2, ref_total=8, ref_elapsed_s=10.0)  # 5 s a batch, 6 batches left
+    updated = datetime.fromisoformat(run.status()["updated"]).timestamp()
+    p = read_progress(run, now=updated)
+    assert p.in_reference and (p.ref_done, p.ref_total, p.fraction) == (2, 8, 0.25)
+    assert p.ref_eta_s == pytest.approx(30.0)
+    assert read_progress(run, now=updated + 20).ref_eta_s == pytest.approx(10.0)  # counts down between batches
+    run.finish("finished", duration_s=42.0)
+    assert read_progress(run).duration_s == 42.0 and not read_progress(run).in_reference
+
+
 def test_error_from_log_prefers_the_cli_error_line(tmp_path):
     log = tmp_path / "train.log"
     log.write_text("Loading…\rclo:  50%\nerror: Model 'x' is not available offline.\n")

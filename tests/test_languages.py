@@ -23,3 +23,11 @@ def test_unknown_lists_known():
 def test_targets_exclude_english_and_start_with_paper():
     codes = [l.code for l in target_languages()]
     assert "en" not in codes and tuple(codes[:6]) == PAPER_TARGETS and len(codes) == len(LANGUAGES) - 1
+
+
+def test_every_detector_label_gets_a_name_never_a_bare_code():
+    from clo.languages import language_name
+
+    assert [language_name(c) for c in ("sw", "swa", "xh", "ceb", "unknown", None)] == [
+        "Swahili", "Swahili", "Xhosa", "Cebuano", "Unknown", "Unknown"]
+    assert language_name("qq") == "Unlisted (qq)"
