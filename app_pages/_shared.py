@@ -80,7 +80,10 @@ def current_lang() -> str:
 
 
 def lang_name(code: str | None) -> str:
-    """English name of a registry language; detector labels outside it (``unknown``, ``code``, …) capitalized."""
+    """English name of a registry language; detector labels outside it (``unknown``, ``code``, …) capitalized;
+    a run's several target languages (``sw,yo``) as "Swahili + Yoruba"."""
+    if code and "," in code:
+        return " + ".join(lang_name(c) for c in code.split(","))
     try:
         return get_language(code).name
     except ValueError:  # a detector's own label: an ISO code outside the registry, or unknown/code/empty

@@ -20,7 +20,8 @@ if not rows:
     st.stop()
 
 st.dataframe(
-    [{"run": r["run"], "status": r["state"], "method": r["method"], "lang": r["lang"], "steps": r["steps"],
+    [{"run": r["run"], "status": r["state"], "method": r["method"], "objective": r["objective"], "lang": r["lang"],
+      "steps": r["steps"],
       "loss": r["loss"], "margin": r["margin"], "accuracy": r["accuracy"], "clean LPR": r["clean_lpr"],
       "LPR": r["lpr"], "duration": fmt_duration(r["duration_s"]), "scope": r["scope"], "lr": r["lr"],
       "λ": r["lambda"], "β": r["beta"], "epochs": r["epochs"], "batch": r["batch"],
@@ -30,7 +31,8 @@ st.dataframe(
                    "loss": st.column_config.NumberColumn(format="%.3f"),
                    "margin": st.column_config.NumberColumn(format="%.3f"),
                    "accuracy": st.column_config.NumberColumn(format="%.2f"),
-                   "clean LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation"),
+                   "clean LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation "
+                                                              "(several target languages: their mean)"),
                    "LPR": st.column_config.NumberColumn(format="%.2f", help="from the run's last evaluation")},
 )
 

@@ -25,6 +25,7 @@ def run_summary(run: RunDir) -> dict:
         "path": str(run.path),
         "state": status.get("state", "unknown"),
         "method": cfg.get("method"),
+        "objective": cfg.get("objective") or ("clo" if cfg.get("method") in ("clo", "sft-dpo") else None),
         "lang": cfg.get("lang"),
         "model": cfg.get("model"),
         "scope": cfg.get("scope"),
@@ -78,8 +79,10 @@ def run_file_text(run_dir: str | Path, name: str, max_chars: int | None = None) 
 
 
 def run_table(root: str | Path | None = None) -> list[dict]:
-    """One row per run for the Runs page: status, method, language, key settings, last-step metrics, duration,
-    and the target-language (clean) LPR of its last evaluation when there is one."""
+    """One row per run for the Runs page: status, method, objective, language(s), key settings, last-step
+    metrics, duration, and the target-language (clean) LPR of its last evaluation when there is one. A run with
+    several target languages (``lang: sw,yo``) gets the mean over those of them that were evaluated, and each
+    one in ``clean_lpr_by_lang``."""
     rows = []
     for s in list_runs(root):
         run = RunDir(s["path"])
@@ -87,13 +90,20 @@ def run_table(root: str | Path | None = None) -> list[dict]:
         last = metrics[-1] if metrics else {}
         ev = (run.eval() or {}).get("models", {})
         per_lang = next(iter(ev.values()), {}) if ev else {}
-        tgt = per_lang.get(cfg.get("lang"), {}) if isinstance(per_lang, dict) else {}
+        per_lang = per_lang if isinstance(per_lang, dict) else {}
+        codes = [c for c in str(cfg.get("lang") or "").split(",") if c]
+        scored = {c: per_lang[c] for c in codes if isinstance(per_lang.get(c), dict)}
+        tgt = {k: _mean([s.get(k) for s in scored.values()]) for k in ("clean_lpr", "lpr")}
         rows.append({
-            "run": s["id"], "state": s["state"], "method": s["method"], "lang": s["lang"], "model": s["model"],
+            "run": s["id"], "state": s["state"], "method": s["method"], "objective": s["objective"],
+            "lang": s["lang"], "model": s["model"], "english_anchor": cfg.get("english_anchor"),
+            "english_nll": cfg.get("english_nll"),
             "scope": s["scope"], "lr": s["lr"], "lambda": cfg.get("lambda"), "beta": cfg.get("beta"),
             "epochs": s["epochs"], "batch": cfg.get("batch_size"), "steps": s["step"],
             "loss": last.get("loss"), "margin": last.get("margin"), "accuracy": last.get("accuracy"),
             "clean_lpr": tgt.get("clean_lpr"), "lpr": tgt.get("lpr"),
+            "clean_lpr_by_lang": {c: v.get("clean_lpr") for c, v in scored.items()},
+            "en_clean_lpr": (per_lang.get("en") or {}).get("clean_lpr") if isinstance(per_lang.get("en"), dict) else None,
             "duration_s": s["duration_s"], "started": s["started"], "has_model": s["has_model"],
             "error": s["error"], "path": s["path"], "note": s["note"],
             "resumable": s["resumable"] and not s["resume_queued"], "resume_step": s["resume_step"],
@@ -101,6 +111,11 @@ def run_table(root: str | Path | None = None) -> list[dict]:
             "not_resumable": _why_not_resumable(s, cfg),
         })
     return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float))]
+    return sum(values) / len(values) if values else None
 
 
 RESUME_HINT = "train with “Save every N steps” to be able to resume"
