@@ -3,18 +3,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from clo.data import DataError, load_crosslingual
+from clo.data import DataError, read_records, resolve_data_path
 from clo.datasets import list_datasets
 from clo.jobs import cli_command, read_progress, save_config
 from clo.models import ModelNotFoundError, bundled_model, clo_home, resolve_model
 from clo.runs import RunDir, RunError, safe_run_path
-from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
-from clo.train import describe_truncation
+from clo.spec import METHODS, OBJECTIVE_HELP, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.train import describe_truncation, load_records
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
                                job_manager, lang_name, metrics_charts, runs_root, setting_key)
 
 OTHER = "__other__"
-DESCRIPTIONS = {"method": METHODS, "scope": SCOPES}  # a tooltip line per choice
+DESCRIPTIONS = {"method": METHODS, "scope": SCOPES, "objective": OBJECTIVE_HELP}  # a tooltip line per choice
 mgr = job_manager()
 lang, model = current_lang(), current_model()
 
@@ -75,8 +75,10 @@ def setting_widget(f, col) -> None:
     if hint["widget"] == "select":
         choices = list(f.metadata["choices"])
         desc = DESCRIPTIONS.get(f.name, {})
-        col.selectbox(label, choices, key=key,
-                      help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
+        value = col.selectbox(label, choices, key=key,
+                              help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
+        if hint.get("explain") and value in desc:  # a one-line explanation of the current choice
+            col.caption(desc[value])
     elif hint["widget"] == "checkbox":
         col.checkbox(label, key=key, help=tip)
     elif hint["widget"] == "slider":
@@ -103,6 +105,30 @@ def data_picker() -> str:
     return choice
 
 
+def data_langs(data: str) -> list[str]:
+    """The target languages a cross-lingual set holds (the bundled demo: every bundled language)."""
+    try:
+        if data == "demo":
+            folder = resolve_data_path("demo", "xl", lang).parent
+            return sorted(p.stem for p in folder.glob("*.jsonl") if p.stem != "en")
+        return sorted({str(r.get("lang")) for r in read_records(data)} - {"en"})
+    except (DataError, OSError, ValueError):
+        return []
+
+
+def target_langs(data: str) -> list[str]:
+    """The run's target languages: the sidebar's, plus any other the set holds (several in one run)."""
+    ss = st.session_state
+    if ss.get("tr_langs_for") != lang:  # the sidebar's language changed: start again from it
+        ss["tr_langs"], ss["tr_langs_for"] = [lang], lang
+    choices = list(dict.fromkeys([lang, *data_langs(data)]))
+    ss["tr_langs"] = [c for c in ss.get("tr_langs", [lang]) if c in choices] or [lang]
+    picked = st.multiselect("Target languages", choices, key="tr_langs", format_func=lang_name,
+                            help="Several languages train in one run: each English sample pairs with its translation "
+                                 "in every one, and batches mix them. The first comes from the sidebar.")
+    return picked or [lang]
+
+
 def settings_form() -> TrainSpec | None:
     """The settings widgets; returns a validated spec, or None after showing what is wrong."""
     ps = presets()
@@ -117,6 +143,7 @@ def settings_form() -> TrainSpec | None:
     if err := st.session_state.get("tr_preset_error"):
         st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
     data = data_picker()
+    langs = target_langs(data)
     rows: dict[int, list] = {}
     for f in form_fields():
         rows.setdefault(f.metadata["form"].get("row", 99), []).append(f)
@@ -126,7 +153,7 @@ def settings_form() -> TrainSpec | None:
     ss = st.session_state
     values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
     try:
-        return TrainSpec(**values, lang=lang, model=model or "", data=data or "")
+        return TrainSpec(**values, lang=",".join(langs), model=model or "", data=data or "")
     except (SpecError, TypeError) as e:
         st.error(str(e))
         return None
@@ -136,7 +163,7 @@ def launch(spec: TrainSpec) -> None:
     """Check what can be checked here, then queue the job. A refusal creates nothing and touches no other run."""
     try:
         resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
-        n = len(load_crosslingual(spec.data, spec.lang))
+        n = len(load_records(spec))
     except (ModelNotFoundError, DataError, SpecError, OSError) as e:
         st.error(str(e))
         return
@@ -210,7 +237,8 @@ def live_panel() -> None:
 
 
 st.title("Train")
-st.caption(f"Base model `{model or '—'}` and target language {lang_name(lang)} come from the sidebar. "
+st.caption(f"Base model `{model or '—'}` and target language {lang_name(lang)} come from the sidebar (add "
+           "more target languages below). "
            "Training runs in a background process: closing or reloading this tab does not stop it.")
 left, right = st.columns([2, 3], gap="large")
 with left:

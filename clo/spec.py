@@ -12,7 +12,8 @@ Each field carries, in its ``metadata``:
 - ``key`` — the YAML key and flag name when they differ from the field name (``lam`` is ``lambda``: a Python
   keyword cannot be a field name);
 - ``form`` — a widget hint for the Train page (``row``: which row of the form, ``label``, ``widget``: slider,
-  number, select or checkbox, and the widget's ``min``/``max``/``step``/``format``); fields without one are
+  number, select or checkbox, the widget's ``min``/``max``/``step``/``format``, and ``explain``: a select
+  that shows the current choice's one-line description under it); fields without one are
   settable from the CLI and recipes only.
 
 Adding a setting means adding a field here (and its use in the trainer); ``clo train --help``, ``config.yaml``,
@@ -127,7 +128,7 @@ class TrainSpec:
     objective: str = setting(
         "clo", "objective over the cross-lingual pairs (method clo; sft-dpo's second stage with λ = 0): "
                + "; ".join(f"{k}: {v}" for k, v in OBJECTIVE_HELP.items()),
-        choices=OBJECTIVE_HELP, form={"row": 2, "label": "Objective", "widget": "select",
+        choices=OBJECTIVE_HELP, form={"row": 2, "label": "Objective", "widget": "select", "explain": True,
                                       "help": "What the cross-lingual pairs are trained with."})
     beta: float = setting(0.1, "β: DPO/IPO temperature, SimPO scale, ORPO's odds-ratio weight (paper: 0.1)",
                            form={"row": 2, "label": "β", "widget": "number", "min": 0.001, "max": 10.0, "step": 0.05,
