@@ -304,3 +304,29 @@ def test_fsdp_wraps_the_decoder_layer_of_each_paper_family():
     assert LlamaForCausalLM._no_split_modules == ["LlamaDecoderLayer"]
     assert MistralForCausalLM._no_split_modules == ["MistralDecoderLayer"]
     assert Qwen2ForCausalLM._no_split_modules == ["Qwen2DecoderLayer"]
+
+
+def test_two_processes_several_target_languages(setup):
+    """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
+    of it in one micro-batch, languages mixed; per-language margins logged once per step."""
+    from test_objectives import _two_language_file
+
+    from clo.runs import RunDir
+
+    data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
+    run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1",
+                       "--max-length", "128")  # Yoruba's diacritics take more tokens: none is cut
+    dbg = _debug(dbg)
+    _check_one_complete_run(setup, run, "finished", 4, dbg)  # --limit 8 of each: 16 units, 2 ranks × 2 a step
+    seen = _check_clo_batches(dbg, steps=4)
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(2 * N))  # each unit once, on one rank
+    units = {}
+    for r in (0, 1):
+        for b in _events(dbg[r], "batch"):
+            for s, lang in zip(b["samples"], b["lang_id"]):
+                units.setdefault(s, set()).add(lang)
+    assert all(len(v) == 1 for v in units.values())  # both rows of a unit carry its one language
+    assert sorted(next(iter(v)) for v in units.values()) == [0] * N + [1] * N  # units 0..7 sw, 8..15 yo
+    rows = RunDir(run).metrics()
+    assert all("margin_sw" in r or "margin_yo" in r for r in rows)
+    assert RunDir(run).config()["lang"] == "sw,yo"
