@@ -177,3 +177,24 @@ def test_done_when_cli_simpo_on_two_demo_languages(tiny_model, tmp_path):
 
     row = next(r for r in run_table(tmp_path / "runs") if r["run"] == "simpo-sw-yo")
     assert row["objective"] == "simpo" and row["lang"] == "sw,yo"
+
+
+def test_objectives_table_plans_every_row_on_one_budget(capsys):
+    """bench/objectives_table.py (the measured table's command): every objective, the anchor and SFT per seed
+    on the same steps; the multi-target run has the steps of its single-target runs together."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    import objectives_table
+
+    assert objectives_table.main(["--dry-run", "--seeds", "1,2", "--steps", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * len(objectives_table.ROWS)
+    assert all("--max-steps 5" in line for line in lines)
+    for objective in ("clo", "ipo", "orpo", "simpo"):
+        assert any(f"--objective {objective}" in line for line in lines)
+    assert any("--english-anchor" in line for line in lines) and any("--method sft " in line for line in lines)
+    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--seeds", "1", "--steps", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "--lang sw,yo,de" in lines[0] and "--max-steps 15" in lines[0]
+    assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]
