@@ -86,13 +86,15 @@ def main() -> int:
 
 def print_table(results: Path) -> int:
     rows = [json.loads(l) for l in results.read_text().splitlines() if l.strip()] if results.exists() else []
-    print("| run | lang | train s | target clean LPR | target LPR | echo | loop | chrF++ | English clean LPR | English LPR |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| run | lang | train s | target clean LPR | target LPR | target real words | echo | loop | chrF++ | "
+          "English clean LPR | English LPR | English real words |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     f = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
     for r in rows:
         t, e = r["scores"].get(r["lang"], {}), r["scores"].get("en", {})
         print(f"| {r['name']} | {r['lang']} | {f(r.get('train_s'))} | {f(t.get('clean_lpr'))} | {f(t.get('lpr'))} | "
-              f"{f(t.get('echo_rate'))} | {f(t.get('loop_rate'))} | {f(t.get('chrf'))} | {f(e.get('clean_lpr'))} | {f(e.get('lpr'))} |")
+              f"{f(t.get('real_word_rate'))} | {f(t.get('echo_rate'))} | {f(t.get('loop_rate'))} | {f(t.get('chrf'))} | "
+              f"{f(e.get('clean_lpr'))} | {f(e.get('lpr'))} | {f(e.get('real_word_rate'))} |")
     return 0
 
 

@@ -74,7 +74,7 @@ def main() -> int:
     ap.add_argument("--work", help="folder for the random model (default: a temporary folder)")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
-    from clo.bench import print_report, run_bench
+    from bench.suite import print_report, run_bench
 
     work = Path(args.work or tempfile.mkdtemp(prefix="clo-gpu-shapes-"))
     folder, n = build(args.shape, work / args.shape, args.divide)

@@ -32,7 +32,8 @@ def main():
 
     from clo.data import load_sft, write_jsonl
     from clo.models import load_model
-    from clo.train import TrainSpec, run_training
+    from clo.spec import TrainSpec
+    from clo.train import run_training
 
     t = time.perf_counter(); load_model("default"); first = time.perf_counter() - t
     t = time.perf_counter(); load_model("default"); cached = time.perf_counter() - t

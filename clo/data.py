@@ -52,6 +52,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets" / "data"
 SFT_FIELDS = ("id", "instruction", "response")
 XL_FIELDS = ("id", "lang", "instruction_en", "response_en", "instruction", "response", "translator")
 PROMPT_FIELDS = ("id", "lang", "prompt")
+PREFERENCE_FIELDS = ("id", "lang", "prompt", "chosen", "rejected")  # e.g. Arena votes (docs/workshop.md)
 # Size cap for data files and uploads, in megabytes (MiB, as Streamlit's server.maxUploadSize counts them). The
 # app's uploader and every reader use it; .streamlit/config.toml's maxUploadSize is the same default.
 MAX_UPLOAD_ENV = "CLO_MAX_UPLOAD_MB"
@@ -300,6 +301,8 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
             "Translate it first: python -m clo translate --data FILE --lang L --translator m2m100 --out OUT.jsonl",
             path,
         )
+    if rows and "chosen" in rows[0] and "instruction_en" not in rows[0]:
+        rows = _preference_rows(rows, path)
     validate_records(rows, XL_FIELDS, path, unique_by=())
     for row in rows:
         try:
@@ -316,6 +319,15 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
     if len(langs) > 1:
         raise DataError(f"records mix several languages ({', '.join(sorted(langs))}); pass --lang to pick one", path)
     return rows
+
+
+def _preference_rows(rows: list[dict], path) -> list[dict]:
+    """Preference pairs ``{id, lang, prompt, chosen, rejected}`` (docs/workshop.md) as records that every method
+    reads: DPO pairs come from ``chosen``/``rejected`` (:func:`clo.pairs.build_pairs`); SFT rows are the prompt
+    with its chosen answer (in both the English and the target slot)."""
+    validate_records(rows, PREFERENCE_FIELDS, path)
+    return [{**r, "instruction_en": r["prompt"], "response_en": r["chosen"], "instruction": r["prompt"],
+             "response": r["chosen"], "translator": r.get("translator") or "preference"} for r in rows]
 
 
 def load_prompts(data: str | Path, langs: list[str] | None = None, per_lang: int | None = None) -> list[dict]:

@@ -53,6 +53,13 @@ def get_model(model) -> LoadedModel:
     return load_model(str(model))
 
 
+def render(tokenizer, prompt) -> str:
+    """A prompt string (one user turn) or a list of chat messages, rendered with the generation prompt."""
+    if isinstance(prompt, str):
+        return format_prompt(tokenizer, prompt)
+    return tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True)
+
+
 def clean_answer(text: str) -> str:
     """Cut where a base model starts inventing the next turn, and trim."""
     for marker in TURN_MARKERS:
@@ -62,8 +69,9 @@ def clean_answer(text: str) -> str:
     return text.strip()
 
 
-def generate(model, prompts: list[str], options: GenerationOptions | None = None, progress=None) -> list[str]:
-    """Answers for ``prompts``, in order. Batched with left padding; same greedy text as one at a time."""
+def generate(model, prompts: list, options: GenerationOptions | None = None, progress=None) -> list[str]:
+    """Answers for ``prompts`` (strings, or lists of chat messages), in order. Batched with left padding; same
+    greedy text as one at a time."""
     import torch
 
     opts = options or GenerationOptions()
@@ -71,7 +79,7 @@ def generate(model, prompts: list[str], options: GenerationOptions | None = None
     tok, net = lm.tokenizer, lm.model
     tok.padding_side = "left"
     device = next(net.parameters()).device
-    texts = [format_prompt(tok, p) for p in prompts]
+    texts = [render(tok, p) for p in prompts]
     # longest first keeps padding small inside each batch; results are put back in order
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     out: list[str | None] = [None] * len(texts)
@@ -91,7 +99,7 @@ def generate(model, prompts: list[str], options: GenerationOptions | None = None
     return out  # type: ignore[return-value]
 
 
-def stream(model, prompt: str, options: GenerationOptions | None = None):
+def stream(model, prompt, options: GenerationOptions | None = None):
     """Yield the answer text as it grows (for the UI). Runs generation in a background thread."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
@@ -109,7 +117,7 @@ def stream(model, prompt: str, options: GenerationOptions | None = None):
     lm = get_model(model)
     tok, net = lm.tokenizer, lm.model
     device = next(net.parameters()).device
-    enc = tok([format_prompt(tok, prompt)], return_tensors="pt", add_special_tokens=False).to(device)
+    enc = tok([render(tok, prompt)], return_tensors="pt", add_special_tokens=False).to(device)
     streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
     error: list[BaseException] = []
     cancel = _Cancelled()

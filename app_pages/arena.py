@@ -1,0 +1,144 @@
+"""Arena (host): open a blind voting round on two or more models, watch the leaderboard live, export the votes as
+CSV or as preference pairs, let an LLM judge vote (docs/workshop.md). Participants vote in `clo arena`."""
+import json
+import os
+
+import streamlit as st
+
+from clo.arena import Arena, ArenaError, model_label
+from clo.catalog import runs_with_model
+from clo.data import DataError, load_prompts, parse_bytes
+from clo.generate import GenerationOptions, generate
+from clo.judge import JUDGE_KEY_ENV, JudgeError, judge_round
+from clo.languages import target_languages
+from clo.models import display_name
+from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
+
+st.title("Arena")
+st.caption("A blind vote the whole room takes part in: each participant sees one prompt and two anonymous answers, "
+           "votes, and only then learns which model wrote which. Participants open the round with "
+           "`python -m clo arena --host 0.0.0.0` — a separate app that serves the round page and nothing else.")
+arena = Arena()
+ss = st.session_state
+
+
+def model_options() -> dict[str, str]:
+    base = current_model()
+    opts = {base: f"Base · {display_name(base)}"} if base else {}
+    opts.setdefault("default", f"Base · {display_name('default')}")
+    for r in runs_with_model(runs_root()):
+        opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
+    return opts
+
+
+def prompt_set() -> list[dict]:
+    source = st.radio("Prompts", ["Held-out", "Upload", "Type them"], horizontal=True, key="ar_source")
+    if source == "Held-out":
+        langs = st.multiselect("Languages", [l.code for l in target_languages()] + ["en"], default=[current_lang()],
+                               format_func=lang_name, key="ar_langs")
+        n = st.number_input("Prompts per language", 1, 50, 4, key="ar_n")
+        return load_prompts("demo", langs or None, per_lang=int(n))
+    if source == "Upload":
+        up = st.file_uploader("Prompts (JSON Lines or CSV: id, lang, prompt)", type=["jsonl", "json", "csv"],
+                              key="ar_upload")
+        if up is None:
+            return []
+        try:
+            return [r for r in parse_bytes(up.name, up.getvalue()) if r.get("prompt")]
+        except DataError as e:
+            st.error(str(e))
+            return []
+    lang = st.selectbox("Language of the prompts", [l.code for l in target_languages()] + ["en"],
+                        format_func=lang_name, key="ar_typed_lang")
+    text = st.text_area("One prompt per line", key="ar_typed")
+    return [{"id": f"t{i}", "lang": lang, "prompt": line.strip()} for i, line in enumerate(text.splitlines()) if line.strip()]
+
+
+with st.expander("Open a round", expanded=not arena.rounds()):
+    opts = model_options()
+    models = st.multiselect("Models (two or more)", list(opts), format_func=opts.get, key="ar_models")
+    prompts = prompt_set()
+    n_new = st.number_input("Max new tokens", 8, 512, 96, step=8, key="ar_max_new")
+    st.caption(f"{len(prompts)} prompt(s) × {len(models)} model(s): every answer is generated once (greedy) and "
+               "cached; participants only read them.")
+    if st.button("Open round", type="primary", disabled=len(models) < 2 or not prompts, key="ar_open"):
+        bar = st.progress(0.0, "Generating answers…")
+
+        def progress(i, total, model):
+            bar.progress(i / total, f"Generating answers of {model_label(model)}…" if model else "Done")
+
+        try:
+            code = arena.create_round(models, prompts, GenerationOptions(max_new_tokens=int(n_new)), progress,
+                                      generate_fn=lambda m, ps, o: generate(loaded_model(m), ps, o))
+            ss["ar_round"] = code
+            st.success(f"Round **{code}** is open.")
+        except (ArenaError, DataError, OSError, ValueError) as e:
+            st.error(str(e))
+
+rounds = arena.rounds()
+if not rounds:
+    st.info("No round yet: pick two or more models and a prompt set above.")
+    st.stop()
+codes = [r["code"] for r in rounds]
+if ss.get("ar_round") not in codes:
+    ss["ar_round"] = codes[0]
+code = st.selectbox("Round", codes, key="ar_round",
+                    format_func=lambda c: next(f"{c} · {len(r['models'])} models · {r['votes']} votes · {r['state']}"
+                                               for r in rounds if r["code"] == c))
+st.markdown(f"Participants: run `python -m clo arena --host 0.0.0.0` on this machine and open "
+            f"`http://<this machine>:8502/?round={code}` (or type the code **{code}**).")
+
+
+@st.fragment(run_every=2)
+def board(code: str) -> None:
+    res = arena.leaderboard(code)
+    st.metric("Votes", res["n_votes"])
+    rows = []
+    for r in res["models"]:
+        ci = r["win_rate_ci"]
+        row = {"model": r["label"], "votes": r["votes"], "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
+               "both bad": r["both_bad"],
+               "win rate": None if r["win_rate"] is None else round(r["win_rate"], 3),
+               "95% interval": "" if not ci else f"{ci[0]:.2f}–{ci[1]:.2f}",
+               "real language": None if r["real_lang_rate"] is None else round(r["real_lang_rate"], 2)}
+        if "bt" in r:
+            row["Bradley–Terry"] = round(r["bt"])
+            row["BT 95% interval"] = f"{r['bt_ci'][0]:.0f}–{r['bt_ci'][1]:.0f}"
+        rows.append(row)
+    st.dataframe(rows, hide_index=True)
+    if res.get("judge_agreement", {}).get("n"):
+        a = res["judge_agreement"]
+        st.caption(f"The LLM judge agrees with {a['agreement']:.0%} of {a['n']} human votes "
+                   f"(95% interval {a['agreement_ci'][0]:.0%}–{a['agreement_ci'][1]:.0%}).")
+    st.caption("Win rate = (wins + ties/2) / (wins + ties + losses); 'both bad' counts for neither. With few votes "
+               "the intervals are wide — that is the honest picture.")
+
+
+board(code)
+c1, c2, c3 = st.columns(3)
+c1.download_button("Votes (CSV)", arena.votes_csv(code), f"arena-{code}.csv", "text/csv", key="ar_csv")
+pairs = arena.preference_pairs(code)
+c2.download_button(f"Preference pairs ({len(pairs)}, JSONL)",
+                   "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs),
+                   f"arena-{code}-pairs.jsonl", "application/jsonl", key="ar_pairs", disabled=not pairs)
+state = next(r["state"] for r in rounds if r["code"] == code)
+if c3.button("Close round" if state == "open" else "Reopen round", key="ar_close"):
+    arena.set_state(code, "closed" if state == "open" else "open")
+    st.rerun()
+st.caption(f"Train on the pairs (plain DPO): `python -m clo train --method clo --lambda 0 --lang {current_lang()} "
+           f"--data arena-{code}-pairs.jsonl` — see docs/workshop.md.")
+
+with st.expander("LLM judge (off by default)"):
+    st.warning("A judge is only as good as its model: a tiny model's verdicts mean nothing. Point this at a "
+               "capable model behind any OpenAI-compatible endpoint.")
+    url = st.text_input("Judge endpoint (OpenAI-compatible base URL)", "http://127.0.0.1:8000/v1", key="ar_judge_url")
+    name = st.text_input("Judge model name", key="ar_judge_model")
+    st.caption(f"An API key, if the endpoint needs one, is read from ${JUDGE_KEY_ENV} "
+               f"({'set' if os.environ.get(JUDGE_KEY_ENV) else 'not set'}); it is never stored.")
+    if st.button("Let the judge vote on every pair", disabled=not name.strip(), key="ar_judge_go"):
+        try:
+            with st.spinner("Judging (each pair twice, positions swapped)…"):
+                n = judge_round(arena, code, url.strip(), name.strip())
+            st.success(f"The judge voted on {n} pair(s).")
+        except JudgeError as e:
+            st.error(str(e))

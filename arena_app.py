@@ -1,0 +1,91 @@
+"""CLO Arena — the participants' app: the round page and nothing else (docs/workshop.md).
+
+Served by ``python -m clo arena --host 0.0.0.0`` next to the host's CLO Studio. It has no navigation, no Train,
+Runs or Data page, no path field and no upload; it reads and writes only the Arena database. Model names stay
+on the server until this participant has voted.
+
+    python -m streamlit run arena_app.py     # what `clo arena` starts
+"""
+import uuid
+
+import streamlit as st
+
+from clo.arena import VOTES, Arena, ArenaError, model_label
+from clo.languages import get_language
+
+st.set_page_config(page_title="CLO Arena", page_icon=":material/how_to_vote:", layout="wide",
+                   initial_sidebar_state="collapsed")
+ss = st.session_state
+ss.setdefault("arena_session", uuid.uuid4().hex)  # one participant = one browser tab's session
+arena = Arena()
+st.title("Arena")
+
+
+def lang_name(code):
+    try:
+        return get_language(code).name
+    except ValueError:
+        return None
+
+
+code = (st.query_params.get("round") or ss.get("arena_code") or "").strip().upper()
+if not code:
+    typed = st.text_input("Round code", max_chars=8, key="arena_code_in", placeholder="e.g. K7QM")
+    if st.button("Join", key="arena_join") and typed.strip():
+        ss["arena_code"] = typed.strip().upper()
+        st.rerun()
+    st.stop()
+try:
+    arena.round(code)
+except ArenaError:
+    st.error(f"There is no round {code!r}. Check the code with the host.")
+    ss.pop("arena_code", None)
+    st.stop()
+
+if ss.get("arena_round") != code or "arena_matchup" not in ss:
+    ss["arena_round"], ss["arena_voted"] = code, None
+    ss["arena_matchup"] = arena.next_matchup(code, ss["arena_session"])
+m = ss["arena_matchup"]
+if m is None:
+    st.success("You have voted on every pair in this round (or the host closed it). Thank you!")
+    st.stop()
+
+language = lang_name(m.get("lang"))
+
+
+def vote(choice: str) -> None:
+    real = ss.get("arena_real")
+    real = None if real in (None, "not sure") else real
+    ok = arena.record_vote(code, ss["arena_session"], m, choice, real)
+    ss["arena_voted"] = choice if ok else "already"
+    ss.pop("arena_real", None)
+
+
+def next_pair() -> None:
+    ss["arena_voted"] = None
+    ss["arena_matchup"] = arena.next_matchup(code, ss["arena_session"])
+
+
+st.caption(f"Round {code} · which answer is better?" + (f" The question is in {language}." if language else ""))
+st.markdown("**Prompt**")
+st.info(m["prompt"])
+ca, cb = st.columns(2)
+voted = ss.get("arena_voted")
+for col, side in ((ca, "a"), (cb, "b")):
+    with col:
+        title = f"Answer {side.upper()}"
+        if voted:  # the reveal, only after the vote
+            title += f" — {model_label(m['model_' + side])}"
+        st.markdown(f"**{title}**")
+        st.text(m["answer_" + side] or "(empty answer)")
+
+if not voted:
+    if language:
+        st.radio(f"Which one is real {language}?", ["not sure", "A", "B", "both", "neither"], horizontal=True,
+                 key="arena_real")
+    cols = st.columns(len(VOTES))
+    for col, (key, label) in zip(cols, VOTES.items()):
+        col.button(label, key=f"arena_vote_{key}", on_click=vote, args=(key,), use_container_width=True)
+else:
+    st.success("Vote recorded." if voted != "already" else "You had already voted on this pair.")
+    st.button("Next pair", type="primary", key="arena_next", on_click=next_pair)

@@ -1,0 +1,96 @@
+"""The Arena in Streamlit's AppTest: a round on three tiny models (real generation), the participants' app shows
+no model name before the vote and reveals it after, offers no host action; the host page shows the leaderboard."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from clo.arena import Arena
+from clo.generate import GenerationOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2", "lang": "sw", "prompt": "Jua?"}]
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory, tiny_model, tiny_gpt2):
+    from clo.testing import make_tiny_model
+
+    return [str(tiny_model), str(tiny_gpt2), str(make_tiny_model(tmp_path_factory.mktemp("m") / "tiny-qwen2", "qwen2"))]
+
+
+@pytest.fixture()
+def round_code(tmp_path, monkeypatch, three_models):
+    db = tmp_path / "arena.sqlite"
+    monkeypatch.setenv("CLO_ARENA_DB", str(db))
+    opts = GenerationOptions(max_new_tokens=6, extra={"min_new_tokens": 6})
+    return Arena(db).create_round(three_models, PROMPTS, opts), Arena(db)
+
+
+def everything(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "text", "caption", "info", "success", "warning", "title", "error", "radio",
+                 "button"):
+        for el in getattr(at, kind):
+            parts.append(str(getattr(el, "value", "")) + " " + str(getattr(el, "label", "")))
+    return "\n".join(parts)
+
+
+def participant(code=None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "arena_app.py"), default_timeout=60)
+    if code:
+        at.query_params["round"] = code
+    return at.run()
+
+
+def test_participant_sees_no_names_before_the_vote_and_the_reveal_after(round_code, three_models):
+    code, arena = round_code
+    at = participant(code)
+    assert not at.exception, at.exception
+    page = everything(at)
+    assert any(p["prompt"] in page for p in PROMPTS)
+    names = [Path(m).name for m in three_models]
+    assert not any(n in page for n in names) and "/" not in "".join(el.value for el in at.text)
+    assert [b.label for b in at.button] == ["A is better", "B is better", "Tie", "Both are bad"]
+    at.radio(key="arena_real").set_value("A")
+    at.button(key="arena_vote_A").click().run()
+    assert not at.exception, at.exception
+    shown = everything(at)
+    assert sum(n in shown for n in names) == 2  # both names of this pair are revealed
+    [v] = arena.votes(code)
+    assert v["vote"] == "A" and v["real_lang"] == "A" and v["session"]
+    at.button(key="arena_next").click().run()
+    assert not any(n in everything(at) for n in names)  # the next pair is anonymous again
+
+
+def test_participant_app_offers_no_host_action(round_code):
+    code, arena = round_code
+    at = participant()  # no code yet: one text field for the round code, nothing else
+    assert [t.label for t in at.text_input] == ["Round code"]
+    assert not at.sidebar.children and not at.get("file_uploader")
+    at.text_input(key="arena_code_in").set_value("NOPE")
+    at.button(key="arena_join").click().run()
+    assert "There is no round" in everything(at)
+    at = participant(code)
+    labels = {b.label for b in at.button}
+    assert labels == {"A is better", "B is better", "Tie", "Both are bad"}
+    assert not at.text_input and not at.selectbox and not at.multiselect and not at.number_input
+    src = (ROOT / "arena_app.py").read_text()
+    for host_only in ("clo.jobs", "clo.train", "clo.runs", "app_pages", "st.navigation", "file_uploader", "delete"):
+        assert host_only not in src, host_only
+
+
+def test_host_page_shows_the_leaderboard_and_exports(app, round_code, three_models):
+    code, arena = round_code
+    for s in range(3):
+        while (m := arena.next_matchup(code, f"s{s}")) is not None:
+            arena.record_vote(code, f"s{s}", m, "A")
+    app.run()
+    app.switch_page("app_pages/arena.py").run()
+    assert not app.exception, app.exception
+    assert any(str(mt.value) == "18" for mt in app.metric)  # 3 sessions × 2 prompts × 3 pairs
+    table = app.dataframe[0].value
+    assert len(table) == 3 and "Bradley–Terry" in table.columns
+    assert "a tiny model's verdicts mean nothing" in everything(app)
