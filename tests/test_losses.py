@@ -1,13 +1,19 @@
-"""The CLO loss: matches TRL's DPO sigmoid loss, reduces to target NLL at λ = 1, margins flip with the pair."""
+"""The objectives: CLO matches TRL's DPO sigmoid loss, reduces to target NLL at λ = 1, margins flip with the pair;
+IPO, SimPO and ORPO by hand and against TRL; the English anchor."""
 from __future__ import annotations
 
 import copy
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from clo.losses import clo_loss, dpo_sigmoid_loss, target_nll
+from clo.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
+                        needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
+
+T = torch.tensor
 
 
 def _batch(seed=0, pairs=6):
@@ -117,13 +123,6 @@ def test_dpo_sigmoid_loss_rewards():
 
 # -- the other objectives: hand computations, TRL's own implementations ---------------------------------------
 
-import math
-from types import SimpleNamespace
-
-from clo.losses import (LOSS_FUNCTIONS, OBJECTIVES, english_anchor, ipo_pair_loss, needs_reference, objective_loss,
-                        orpo_pair_loss, simpo_pair_loss)
-
-T = torch.tensor
 
 
 def _logsig(x: float) -> float:
