@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, write_xl
+from test_objectives import _two_language_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -309,8 +310,6 @@ def test_fsdp_wraps_the_decoder_layer_of_each_paper_family():
 def test_two_processes_several_target_languages(setup):
     """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
     of it in one micro-batch, languages mixed; per-language margins logged once per step."""
-    from test_objectives import _two_language_file
-
     from clo.runs import RunDir
 
     data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import SAMPLES, write_xl
+from test_cli import run_cli
 
+from clo.catalog import run_table
 from clo.runs import RunDir
 from clo.spec import SpecError, TrainSpec
 from clo.train import load_records, run_training
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import objectives_table  # noqa: E402  (bench/ is not a package on the path)
 
 YO = [("What is the capital of Kenya?", "The capital of Kenya is Nairobi.", "Kí ni olú ìlú Kenya?",
        "Nairobi ni olú ìlú Kenya."),
@@ -160,8 +166,6 @@ def test_multi_target_run_covers_every_sample_language_once_with_both_directions
 
 def test_done_when_cli_simpo_on_two_demo_languages(tiny_model, tmp_path):
     """`python -m clo train --objective simpo --lang sw,yo --data demo --max-steps 2` (on the tiny model)."""
-    from test_cli import run_cli
-
     out = tmp_path / "runs" / "simpo-sw-yo"
     code, stdout, stderr = run_cli("train", "--objective", "simpo", "--lang", "sw,yo", "--data", "demo",
                                    "--max-steps", "2", "--batch-size", "2", "--model", str(tiny_model),
@@ -173,8 +177,6 @@ def test_done_when_cli_simpo_on_two_demo_languages(tiny_model, tmp_path):
     assert cfg["objective"] == "simpo" and cfg["lang"] == "sw,yo"
     assert not (tmp_path / "home" / "refcache").exists()
 
-    from clo.catalog import run_table
-
     row = next(r for r in run_table(tmp_path / "runs") if r["run"] == "simpo-sw-yo")
     assert row["objective"] == "simpo" and row["lang"] == "sw,yo"
 
@@ -182,11 +184,6 @@ def test_done_when_cli_simpo_on_two_demo_languages(tiny_model, tmp_path):
 def test_objectives_table_plans_every_row_on_one_budget(capsys):
     """bench/objectives_table.py (the measured table's command): every objective, the anchor and SFT per seed
     on the same steps; the multi-target run has the steps of its single-target runs together."""
-    import sys as _sys
-
-    _sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-    import objectives_table
-
     assert objectives_table.main(["--dry-run", "--seeds", "1,2", "--steps", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * len(objectives_table.ROWS)
