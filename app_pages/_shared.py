@@ -81,7 +81,10 @@ def current_lang() -> str:
 
 
 def lang_name(code: str | None) -> str:
-    """English name of any language label (clo.languages.language_name): never a raw code on a page."""
+    """English name of any language label (clo.languages.language_name): never a raw code on a page; a run's
+    several target languages (``sw,yo``) as "Swahili + Yoruba"."""
+    if code and "," in code:
+        return " + ".join(language_name(c) for c in code.split(","))
     return language_name(code)
 
 

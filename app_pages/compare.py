@@ -15,6 +15,7 @@ from app_pages._shared import (MISSING, current_lang, current_model, detect_text
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
+RUN_LANGS: dict[str, list[str]] = {}  # run path → its target languages (a run may have several: sw,yo)
 
 
 def model_options() -> dict[str, str]:
@@ -22,6 +23,7 @@ def model_options() -> dict[str, str]:
     opts = {base: f"Base · {display_name(base)}"} if base else {}
     for r in runs_with_model(runs_root()):
         opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
+        RUN_LANGS[r["path"]] = [c for c in str(r["lang"] or "").split(",") if c]
     return opts
 
 
@@ -162,8 +164,13 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
                "the prompt's language; **clean LPR** — the same and neither echo nor loop; chrF++ against the "
                "reference answers. n is small: read small differences as noise.")
     c1, c2 = st.columns([3, 1])
-    langs = c1.multiselect("Prompt languages", [lang, "en"], default=[lang, "en"], key="cmp_batch_langs",
-                           format_func=lang_name, help="Target prompts test fidelity; English prompts test preservation.")
+    # the sidebar's language, every target language of the chosen runs (one run may have several), and English
+    choices = list(dict.fromkeys([lang, *(c for m in models for c in RUN_LANGS.get(m, [])), "en"]))
+    if "cmp_batch_langs" in st.session_state:
+        st.session_state["cmp_batch_langs"] = [c for c in st.session_state["cmp_batch_langs"] if c in choices]
+    langs = c1.multiselect("Prompt languages", choices, default=choices, key="cmp_batch_langs",
+                           format_func=lang_name, help="Target prompts test fidelity; English prompts test preservation. "
+                                                       "A run trained on several languages is scored on each.")
     per_lang = c2.number_input("Prompts per language", 1, 48, 8, key="cmp_batch_n")
     if st.button("Run batch evaluation", type="primary", key="cmp_batch_go", disabled=not (models and langs)):
         try:

@@ -3,19 +3,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from clo.data import DataError, load_crosslingual
+from clo.data import DataError, read_records, resolve_data_path
 from clo.datasets import list_datasets
 from clo.estimate import estimate_run
 from clo.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
 from clo.models import ModelNotFoundError, bundled_model, clo_home, display_name, resolve_model
 from clo.runs import RunDir, RunError, safe_run_path
-from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
-from clo.train import describe_truncation, samples_used
+from clo.spec import METHODS, OBJECTIVE_HELP, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.train import describe_truncation, load_records, samples_used
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
                                job_manager, lang_name, metrics_charts, model_guide, runs_root, setting_key)
 
 OTHER = "__other__"
-DESCRIPTIONS = {"method": METHODS, "scope": SCOPES}  # a tooltip line per choice
+DESCRIPTIONS = {"method": METHODS, "scope": SCOPES, "objective": OBJECTIVE_HELP}  # a tooltip line per choice
 mgr = job_manager()
 lang, model = current_lang(), current_model()
 
@@ -77,8 +77,10 @@ def setting_widget(f, col, disabled: bool = False) -> None:
     if hint["widget"] == "select":
         choices = list(f.metadata["choices"])
         desc = DESCRIPTIONS.get(f.name, {})
-        col.selectbox(label, choices, key=key,
-                      help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
+        value = col.selectbox(label, choices, key=key,
+                              help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
+        if hint.get("explain") and value in desc:  # a one-line explanation of the current choice
+            col.caption(desc[value])
     elif hint["widget"] == "checkbox":
         col.checkbox(label, key=key, help=tip)
     elif hint["widget"] == "slider":
@@ -108,6 +110,7 @@ def fill_from_run(run: RunDir) -> None:
     for f in form_fields():
         st.session_state[setting_key(f.name)] = widget_value(f, getattr(spec, f.name))
     st.session_state["train_data"] = spec.data
+    st.session_state["tr_langs"], st.session_state["tr_langs_for"] = list(spec.langs), lang
 
 
 def data_picker(disabled: bool = False) -> str:
@@ -126,6 +129,30 @@ def data_picker(disabled: bool = False) -> str:
         return st.text_input("File", key="tr_data_path", placeholder="/path/to/crosslingual.jsonl",
                              disabled=disabled).strip()
     return choice
+
+
+def data_langs(data: str) -> list[str]:
+    """The target languages a cross-lingual set holds (the bundled demo: every bundled language)."""
+    try:
+        if data == "demo":
+            folder = resolve_data_path("demo", "xl", lang).parent
+            return sorted(p.stem for p in folder.glob("*.jsonl") if p.stem != "en")
+        return sorted({str(r.get("lang")) for r in read_records(data)} - {"en"})
+    except (DataError, OSError, ValueError):
+        return []
+
+
+def target_langs(data: str, disabled: bool = False) -> list[str]:
+    """The run's target languages: the sidebar's, plus any other the set holds (several in one run)."""
+    ss = st.session_state
+    if ss.get("tr_langs_for") != lang:  # the sidebar's language changed: start again from it
+        ss["tr_langs"], ss["tr_langs_for"] = [lang], lang
+    choices = list(dict.fromkeys([lang, *ss.get("tr_langs", []), *data_langs(data)]))
+    ss["tr_langs"] = [c for c in ss.get("tr_langs", [lang]) if c in choices] or [lang]
+    picked = st.multiselect("Target languages", choices, key="tr_langs", format_func=lang_name, disabled=disabled,
+                            help="Several languages train in one run: each English sample pairs with its translation "
+                                 "in every one, and batches mix them. The first comes from the sidebar.")
+    return picked or [lang]
 
 
 def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
@@ -154,6 +181,7 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
     if err := st.session_state.get("tr_preset_error"):
         st.error(f"{err} The settings below were left as they were.", icon=":material/error:")
     data = data_picker(disabled)
+    langs = target_langs(data, disabled)
     fields = sorted(form_fields(), key=lambda f: f.metadata["form"].get("row", 99))  # stable: the spec's order
     boxes = [f for f in fields if f.metadata["form"]["widget"] == "checkbox"]
     others = [f for f in fields if f not in boxes]
@@ -165,7 +193,7 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
     ss = st.session_state
     values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
     try:
-        return TrainSpec(**values, lang=lang, model=model or "", data=data or "")
+        return TrainSpec(**values, lang=",".join(langs), model=model or "", data=data or "")
     except (SpecError, TypeError) as e:
         st.error(str(e))
         return None
@@ -174,7 +202,7 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
 def time_estimate(spec: TrainSpec) -> None:
     """How long this would take here, from the newest comparable finished run (clo.estimate)."""
     try:
-        n = len(load_crosslingual(spec.data, spec.lang)[: spec.limit or None])
+        n = len(load_records(spec))
     except (DataError, OSError, ValueError):
         return
     est = estimate_run(spec, n, runs_root())
@@ -191,7 +219,7 @@ def launch(spec: TrainSpec) -> None:
     """Check what can be checked here, then queue the job. A refusal creates nothing and touches no other run."""
     try:
         resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
-        records = load_crosslingual(spec.data, spec.lang)[: spec.limit or None]
+        records = load_records(spec)
     except (ModelNotFoundError, DataError, SpecError, OSError) as e:
         st.error(str(e))
         return
@@ -318,7 +346,7 @@ def locked_run() -> RunDir | None:
 
 st.title("Train")
 st.caption(f"Base model `{display_name(model) if model else '—'}` and target language {lang_name(lang)} come from the "
-           "sidebar. Training runs in a background process: closing or reloading this tab does not stop it.")
+           "sidebar (add more target languages below). Training runs in a background process: closing or reloading this tab does not stop it.")
 with st.expander("Which model shows the paper's point?", icon=":material/lightbulb:"):
     model_guide()
 left, right = st.columns([1, 1], gap="large")

@@ -28,7 +28,7 @@ def _evaluate(model: str, lang: str, max_new_tokens: int) -> dict:
     from clo.evaluate import evaluate
     from clo.generate import GenerationOptions
 
-    prompts = load_prompts("demo", [lang, "en"])
+    prompts = load_prompts("demo", [*lang.split(","), "en"])  # a run may have several target languages
     t = time.perf_counter()
     res = evaluate([model], prompts, options=GenerationOptions(max_new_tokens=max_new_tokens))
     scores = res["models"][model]
@@ -55,7 +55,7 @@ def main() -> int:
     record = {"name": args.name or f"base-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
     if args.base:
         model = args.model
-        record.update(kind="base", command=f"clo eval --model {args.model} --prompts demo --lang {args.lang} --lang en")
+        record.update(kind="base", command=f"clo eval --model {args.model} --prompts demo --lang {args.lang},en")
     else:
         train_args = [a for a in args.train_args if a != "--"]
         run_dir = OUT / "runs" / args.name

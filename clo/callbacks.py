@@ -4,6 +4,7 @@ module by :mod:`clo.train`.
 """
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -29,9 +30,13 @@ METRIC_KEYS = {  # logged name -> metrics.jsonl name
     "tgt/margin": "tgt_margin",
     "en/accuracy": "en_accuracy",
     "tgt/accuracy": "tgt_accuracy",
+    "en/rewards_chosen": "en_rewards_chosen",  # the English answer's drift from the reference (clo, ipo)
+    "anchor_loss": "anchor_loss",
+    "en_sft_loss": "en_sft_loss",
     "mean_token_accuracy": "token_accuracy",
     "num_tokens": "num_tokens",
 }
+PER_LANGUAGE = re.compile(r"^(margin|accuracy)_[a-z]{2,3}$")  # several target languages: margin_sw, accuracy_yo
 
 
 class RunCallback(TrainerCallback):
@@ -92,6 +97,9 @@ class RunCallback(TrainerCallback):
         for k, name in METRIC_KEYS.items():
             if k in logs and logs[k] is not None:
                 row[name] = float(logs[k])
+        for k, v in logs.items():
+            if PER_LANGUAGE.match(k) and v is not None:
+                row[k] = float(v)
         tokens = row.get("num_tokens")
         if tokens is not None and self.t_last is not None and now > self.t_last:
             row["tokens_per_s"] = round((tokens - self.tokens_last) / (now - self.t_last), 2)

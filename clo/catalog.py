@@ -36,6 +36,7 @@ def run_summary(run: RunDir) -> dict:
         "path": str(run.path),
         "state": status.get("state", "unknown"),
         "method": _text(cfg.get("method")),
+        "objective": _text(cfg.get("objective")) or ("clo" if cfg.get("method") in ("clo", "sft-dpo") else None),
         "lang": _text(cfg.get("lang")),
         "model": _text(cfg.get("model")),
         "scope": _text(cfg.get("scope")),
@@ -108,8 +109,10 @@ def run_file_text(run_dir: str | Path, name: str, max_chars: int | None = None) 
 
 
 def run_table(root: str | Path | None = None) -> list[dict]:
-    """One row per run for the Runs page: status, method, language, key settings, last-step metrics, duration,
-    and the target-language (clean) LPR of its last evaluation when there is one."""
+    """One row per run for the Runs page: status, method, objective, language(s), key settings, last-step
+    metrics, duration, and the target-language (clean) LPR of its last evaluation when there is one. A run with
+    several target languages (``lang: sw,yo``) gets the mean over those of them that were evaluated, and each
+    one in ``clean_lpr_by_lang``."""
     rows = []
     for s in list_runs(root):
         run = RunDir(s["path"])
@@ -117,15 +120,22 @@ def run_table(root: str | Path | None = None) -> list[dict]:
         last = metrics[-1] if metrics else {}
         models = (run.eval() or {}).get("models")
         per_lang = next(iter(models.values()), {}) if isinstance(models, dict) and models else {}
-        tgt = per_lang.get(s["lang"]) if isinstance(per_lang, dict) else None
-        tgt = tgt if isinstance(tgt, dict) else {}
+        per_lang = per_lang if isinstance(per_lang, dict) else {}
+        codes = [c for c in str(s["lang"] or "").split(",") if c]
+        scored = {c: per_lang[c] for c in codes if isinstance(per_lang.get(c), dict)}
+        tgt = {k: _mean([_number(v.get(k)) for v in scored.values()]) for k in ("clean_lpr", "lpr")}
+        english = per_lang.get("en") if isinstance(per_lang.get("en"), dict) else {}
         rows.append({
-            "run": s["id"], "state": s["state"], "method": s["method"], "lang": s["lang"], "model": s["model"],
+            "run": s["id"], "state": s["state"], "method": s["method"], "objective": s["objective"],
+            "lang": s["lang"], "model": s["model"], "english_anchor": _number(cfg.get("english_anchor")),
+            "english_nll": _number(cfg.get("english_nll")),
             "scope": s["scope"], "lr": s["lr"], "lambda": _number(cfg.get("lambda")), "beta": _number(cfg.get("beta")),
             "epochs": s["epochs"], "batch": _number(cfg.get("batch_size")), "steps": s["step"],
             "loss": _number(last.get("loss")), "margin": _number(last.get("margin")),
             "accuracy": _number(last.get("accuracy")),
-            "clean_lpr": _number(tgt.get("clean_lpr")), "lpr": _number(tgt.get("lpr")),
+            "clean_lpr": tgt.get("clean_lpr"), "lpr": tgt.get("lpr"),
+            "clean_lpr_by_lang": {c: _number(v.get("clean_lpr")) for c, v in scored.items()},
+            "en_clean_lpr": _number(english.get("clean_lpr")),
             "duration_s": s["duration_s"], "started": s["started"], "has_model": s["has_model"],
             "error": s["error"], "path": s["path"], "note": s["note"],
             "resumable": s["resumable"] and not s["resume_queued"], "resume_step": s["resume_step"],
@@ -133,6 +143,11 @@ def run_table(root: str | Path | None = None) -> list[dict]:
             "not_resumable": _why_not_resumable(s, cfg),
         })
     return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if isinstance(v, (int, float))]
+    return sum(values) / len(values) if values else None
 
 
 RESUME_HINT = "train with “Save every N steps” to be able to resume"

@@ -305,7 +305,7 @@ def cmd_train(args) -> int:
     # under `accelerate launch` / torchrun every rank runs this command; only rank 0 speaks (one JSON document)
     speaks = os.environ.get("RANK", "0") == "0"
     if speaks:
-        print(f"Training {spec.method} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
+        print(f"Training {spec.method} ({spec.objective}) on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
     progress = TrainProgress()
     with _stop_on_signals() as stop:
         try:
@@ -383,7 +383,9 @@ def _eval_parser(sub):
     p.add_argument("--model", action="append", help="model or run directory (repeatable)")
     p.add_argument("--responses", help="score existing answers instead: JSONL of {id, lang, prompt, response[, model]}")
     p.add_argument("--prompts", default="demo", help="held-out prompts JSONL ({id, lang, prompt[, reference]}) or 'demo'")
-    p.add_argument("--lang", action="append", help="only these languages (repeatable; default: all in the file)")
+    p.add_argument("--lang", action="append",
+                   help="only these languages (repeatable, or comma-separated as a run's lang: sw,yo,en; default: "
+                        "all in the file)")
     p.add_argument("--limit", type=int, help="first N prompts per language")
     p.add_argument("--max-new-tokens", type=int, default=128, dest="max_new_tokens")
     p.add_argument("--repetition-penalty", type=float, default=1.2, dest="repetition_penalty")
@@ -397,6 +399,8 @@ def _eval_parser(sub):
 
 
 def cmd_eval(args) -> int:
+    if args.lang:  # `--lang sw,yo --lang en` → sw, yo, en
+        args.lang = [c.strip() for text in args.lang for c in text.split(",") if c.strip()]
     if args.out is not None:  # before any model loads: an evaluation can take a long time
         check_out(args.out)
     if bool(args.responses) == bool(args.model):
@@ -519,7 +523,8 @@ def cmd_runs(args) -> int:
     for r in rows:
         loss = f"{r['loss']:.4g}" if isinstance(r.get("loss"), (int, float)) else "-"
         resumable = r.get("resumable") and not r.get("resume_queued")
-        print(f"{r['id']:40} {r['state']:11} {r['method'] or '-':8} {r['lang'] or '-':3} step {r['step'] or 0:>5}"
+        method = (r["method"] or "-") + (f"/{r['objective']}" if r.get("objective") not in (None, "clo") else "")
+        print(f"{r['id']:40} {r['state']:11} {method:8} {r['lang'] or '-':3} step {r['step'] or 0:>5}"
               f" loss {loss:>8}" + (f"  [resumable from step {r['checkpoint_step']}: clo runs resume {r['id']}]"
                                     if resumable else "") + (f"  {r['error'][:80]}" if r.get("error") else ""))
     return 0

@@ -238,8 +238,10 @@ def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
     return path
 
 
-def validate_records(rows: list[dict], fields, name) -> None:
-    """Every row has every field as a non-empty string, and ids are unique; else DataError with file and line."""
+def validate_records(rows: list[dict], fields, name, unique_by: tuple[str, ...] = ("id",)) -> None:
+    """Every row has every field as a non-empty string, and ids are unique (the values of ``unique_by``
+    together: a cross-lingual file may hold the same sample once per language); else DataError with file and
+    line."""
     for row in rows:
         for f in fields:
             v = row.get(f)
@@ -248,12 +250,14 @@ def validate_records(rows: list[dict], fields, name) -> None:
                 raise DataError(f"field {f!r} is {what} (needed: {', '.join(fields)})", name, row.get("_line"))
             if not isinstance(v, str):
                 raise DataError(f"field {f!r} must be a string, got {type(v).__name__}", name, row.get("_line"))
-    seen: dict[str, int] = {}
-    if "id" in fields:
+    seen: dict[tuple, int] = {}
+    if "id" in fields and unique_by:
         for row in rows:
-            if row["id"] in seen:
-                raise DataError(f"duplicate id {row['id']!r} (first on line {seen[row['id']]})", name, row.get("_line"))
-            seen[row["id"]] = row.get("_line")
+            key = tuple(row[k] for k in unique_by)
+            if key in seen:
+                where = "; an id may repeat only in another language" if "lang" in unique_by else ""
+                raise DataError(f"duplicate id {row['id']!r} (first on line {seen[key]}){where}", name, row.get("_line"))
+            seen[key] = row.get("_line")
 
 
 def resolve_data_path(data: str | Path, kind: str, lang: str | None = None) -> Path:
@@ -287,7 +291,8 @@ def load_sft(data: str | Path) -> list[dict]:
 
 
 def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
-    """Cross-lingual records for one target language; ``lang`` filters (and is checked) when given."""
+    """Cross-lingual records for one target language; ``lang`` filters (and is checked) when given. A file may
+    hold several languages (each id once per language); without ``lang`` it must hold one."""
     path = resolve_data_path(data, "xl", lang)
     rows = read_records(path)
     if rows and "instruction_en" not in rows[0] and "instruction" in rows[0] and "response" in rows[0]:
@@ -298,12 +303,13 @@ def load_crosslingual(data: str | Path, lang: str | None = None) -> list[dict]:
         )
     if rows and "chosen" in rows[0] and "instruction_en" not in rows[0]:
         rows = _preference_rows(rows, path)
-    validate_records(rows, XL_FIELDS, path)
+    validate_records(rows, XL_FIELDS, path, unique_by=())
     for row in rows:
         try:
             row["lang"] = get_language(row["lang"]).code
         except ValueError as e:
             raise DataError(str(e), path, row.get("_line")) from None
+    validate_records(rows, XL_FIELDS, path, unique_by=("lang", "id"))  # one sample may appear once per language
     if lang is not None:
         code = get_language(lang).code
         rows = [r for r in rows if r["lang"] == code]

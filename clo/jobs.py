@@ -102,7 +102,7 @@ def save_config(spec, folder: str | Path) -> Path:
     always give the same file (``clo-<method>-<lang>-<hash>.yaml``)."""
     text = yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    path = Path(folder) / f"clo-{spec.method}-{spec.lang}-{digest}.yaml"
+    path = Path(folder) / f"clo-{spec.method}-{spec.lang.replace(',', '-')}-{digest}.yaml"
     if not path.exists():
         atomic_write_text(path, text)
     return path

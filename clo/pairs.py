@@ -19,7 +19,9 @@ DIRECTIONS = ("en", "tgt")
 
 
 def build_pairs(records: list[dict]) -> list[dict]:
-    """Two pairs per record, in sample order: ``[s0/en, s0/tgt, s1/en, s1/tgt, ...]``."""
+    """Two pairs per record, in sample order: ``[s0/en, s0/tgt, s1/en, s1/tgt, ...]``. With several target
+    languages a record is one (English sample, language): the English sample gives a record per language, and
+    ``sample`` numbers the records, so both directions of a (sample, language) stay together."""
     out = []
     for i, r in enumerate(records):
         base = {"id": r["id"], "sample": i, "lang": r["lang"]}
@@ -37,12 +39,14 @@ def build_pairs(records: list[dict]) -> list[dict]:
     return out
 
 
-def to_conversational(pair: dict) -> dict:
-    """TRL's conversational preference format, plus the fields CLO needs (direction, sample index)."""
+def to_conversational(pair: dict, langs: list[str] | None = None) -> dict:
+    """TRL's conversational preference format, plus the fields CLO needs (direction, sample index, and the
+    index of the pair's target language in ``langs``, for per-language metrics)."""
     return {
         "prompt": [{"role": "user", "content": pair["prompt"]}],
         "chosen": [{"role": "assistant", "content": pair["chosen"]}],
         "rejected": [{"role": "assistant", "content": pair["rejected"]}],
         "is_target": 1 if pair["direction"] == "tgt" else 0,
         "sample": pair["sample"],
+        "lang_id": langs.index(pair["lang"]) if langs else 0,
     }

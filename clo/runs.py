@@ -155,7 +155,8 @@ def _parse_iso(text) -> float | None:
 
 
 def new_run_id(method: str, lang: str) -> str:
-    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{method}-{lang}"
+    """``<time>-<method>-<lang>``; several target languages join with ``-`` (``sw,yo`` → ``sw-yo``)."""
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{method}-{lang.replace(',', '-')}"
 
 
 def safe_run_path(root: str | Path, run_id: str) -> Path:

@@ -12,7 +12,8 @@ Each field carries, in its ``metadata``:
 - ``key`` — the YAML key and flag name when they differ from the field name (``lam`` is ``lambda``: a Python
   keyword cannot be a field name);
 - ``form`` — a widget hint for the Train page (``row``: which row of the form, ``label``, ``widget``: slider,
-  number, select or checkbox, and the widget's ``min``/``max``/``step``/``format``); fields without one are
+  number, select or checkbox, the widget's ``min``/``max``/``step``/``format``, and ``explain``: a select
+  that shows the current choice's one-line description under it); fields without one are
   settable from the CLI and recipes only.
 
 Adding a setting means adding a field here (and its use in the trainer); ``clo train --help``, ``config.yaml``,
@@ -36,6 +37,8 @@ from clo.languages import get_language
 
 __all__ = [
     "METHODS",
+    "OBJECTIVE_HELP",
+    "REFERENCE_FREE",
     "SCOPES",
     "SCHEDULERS",
     "SFT_ROWS",
@@ -60,6 +63,14 @@ METHODS = {
     "sft-eng": "NLL on English pairs only",
     "sft-dpo": "sft, then standard DPO on the cross-lingual pairs",
 }
+# the objectives over the cross-lingual pairs (clo/losses.py holds their functions; this table stays torch-free)
+OBJECTIVE_HELP = {
+    "clo": "the paper: DPO sigmoid on the cross-lingual pairs, against the frozen reference",
+    "ipo": "IPO: squared distance of the per-token log-ratio margin from 1/(2β); bounded, against the reference",
+    "orpo": "ORPO: odds ratio of the per-token probabilities, weighted by β; reference-free (no reference pass)",
+    "simpo": "SimPO: length-normalised log-prob margin above γ (simpo_gamma); reference-free (no reference pass)",
+}
+REFERENCE_FREE = ("orpo", "simpo")
 SCOPES = {
     "attention": "only attention projections train (the paper)",
     "full": "every parameter trains",
@@ -96,10 +107,11 @@ class TrainSpec:
     # -- what to train ------------------------------------------------------------------------------------
     method: str = setting("clo", "training method: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()),
                            choices=METHODS, form={"row": 1, "label": "Method", "widget": "select"})
-    lang: str = setting("sw", "target language code (see `clo langs`)")
+    lang: str = setting("sw", "target language code, or several separated by commas (sw,yo,zh; YAML also takes a "
+                              "list): each sample pairs with its translation in every one (see `clo langs`)")
     model: str = setting("default", "'default', a bundled name, a run directory, a local folder or a cached HF id")
     data: str = setting("demo", "cross-lingual JSONL/CSV file, or 'demo' for the bundled set")
-    limit: int | None = setting(None, "use only the first N samples",
+    limit: int | None = setting(None, "use only the first N samples (of each target language)",
                                  form={"row": 4, "label": "Samples", "widget": "number", "min": 0, "max": 1_000_000,
                                        "step": 10, "none": 0, "help": "Use only the first N samples; 0: all"})
     scope: str = setting("attention", "which parameters train: " + "; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
@@ -113,10 +125,32 @@ class TrainSpec:
                           form={"row": 2, "label": "λ", "widget": "slider", "min": 0.0, "max": 1.0, "step": 0.05,
                                 "help": "Weight of the target-language NLL: L = λ·NLL(target) + (1−λ)·cross-lingual "
                                         "loss. CLO only."})
-    beta: float = setting(0.1, "DPO temperature β (paper: 0.1)",
+    objective: str = setting(
+        "clo", "objective over the cross-lingual pairs (method clo; sft-dpo's second stage with λ = 0): "
+               + "; ".join(f"{k}: {v}" for k, v in OBJECTIVE_HELP.items()),
+        choices=OBJECTIVE_HELP, form={"row": 2, "label": "Objective", "widget": "select", "explain": True,
+                                      "help": "What the cross-lingual pairs are trained with."})
+    beta: float = setting(0.1, "β: DPO/IPO temperature, SimPO scale, ORPO's odds-ratio weight (paper: 0.1)",
                            form={"row": 2, "label": "β", "widget": "number", "min": 0.001, "max": 10.0, "step": 0.05,
                                  "format": "%.3f", "help": "DPO temperature: how sharply the preference loss separates "
-                                                           "chosen from rejected."})
+                                                           "chosen from rejected (SimPO: the scale of the length-"
+                                                           "normalised margin; ORPO: the weight of the odds-ratio "
+                                                           "term)."})
+    simpo_gamma: float = setting(0.5, "SimPO's target margin γ in -log σ(β·Δ - γ), ≥ 0 (objective simpo)",
+                                  form={"row": 6, "label": "SimPO γ", "widget": "number", "min": 0.0, "max": 10.0,
+                                        "step": 0.1, "help": "SimPO only: the margin the length-normalised "
+                                                             "reward gap must exceed."})
+    english_anchor: float = setting(
+        0.0, "weight of the English anchor w·max(0, logp_ref(y_en|x_en) - logp(y_en|x_en))/|y_en| (0: off; "
+             "needs the reference pass)",
+        form={"row": 6, "label": "English anchor", "widget": "number", "min": 0.0, "max": 100.0, "step": 0.1,
+              "help": "Keeps the English answer's likelihood from falling under the starting model's "
+                      "(DPO-Positive style). 0: off. Turns the reference pass on for every objective."})
+    english_nll: float = setting(
+        0.0, "weight of NLL(y_en | x_en) added to the loss (0: off; the paper found plain English NLL hurts the "
+             "target)",
+        form={"row": 6, "label": "English NLL weight", "widget": "number", "min": 0.0, "max": 10.0, "step": 0.05,
+              "help": "Adds w · NLL of the English answer to its English prompt. 0: off."})
     # -- optimisation -------------------------------------------------------------------------------------
     lr: float = setting(5e-5, "learning rate (paper: 5e-5)",
                          form={"row": 3, "label": "Learning rate", "widget": "number", "min": 1e-7, "max": 1e-2,
@@ -182,17 +216,23 @@ class TrainSpec:
             return isinstance(v, int) and not isinstance(v, bool)
 
         by_name = {f.name: f for f in fields(self)}
+        if isinstance(self.lang, (list, tuple)):  # YAML `lang: [sw, yo]`
+            self.lang = ",".join(str(x) for x in self.lang)
         for name, f in by_name.items():  # text fields first: a list where a name goes says so
             if _base_type(f) is str:
                 need(isinstance(getattr(self, name), str), f"{yaml_key(f)} must be text, got {getattr(self, name)!r}.")
         need(self.method in METHODS, f"Unknown method {self.method!r}. Choose one of: {', '.join(METHODS)}.")
         need(self.scope in SCOPES, f"Unknown scope {self.scope!r}. Choose one of: {', '.join(SCOPES)}.")
-        try:
-            lang = get_language(self.lang)
-        except ValueError as e:
-            raise SpecError(str(e)) from None
-        need(lang.code != "en", "The target language must not be English: CLO pairs English with another language.")
-        self.lang = lang.code
+        codes = []
+        for part in self.lang.split(","):
+            try:
+                lang = get_language(part.strip())
+            except ValueError as e:
+                raise SpecError(str(e)) from None
+            need(lang.code != "en", "The target language must not be English: CLO pairs English with another language.")
+            need(lang.code not in codes, f"lang names {lang.code} twice.")
+            codes.append(lang.code)
+        self.lang = ",".join(codes)
         ruled = {"method", "scope", "lang"}
         for name in ("lr", "epochs", "beta"):
             ruled.add(name)
@@ -203,6 +243,10 @@ class TrainSpec:
             v = getattr(self, name)
             need((v is None and _optional(by_name[name])) or (whole(v) and v > 0),
                  f"{name} must be a positive integer, got {v!r}.")
+        for name in ("simpo_gamma", "english_anchor", "english_nll"):
+            ruled.add(name)
+            v = getattr(self, name)
+            need(number(v) and v >= 0, f"{name} must be a number ≥ 0, got {v!r}.")
         ruled.add("lam")
         need(number(self.lam) and 0.0 <= self.lam <= 1.0, f"lambda must be in [0, 1], got {self.lam!r}.")
         for name, f in by_name.items():  # the rest by type
@@ -224,6 +268,16 @@ class TrainSpec:
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay!r}.")
         need(bool(self.model.strip()), "model must not be empty.")
         need(bool(self.data.strip()), "data must not be empty.")
+
+    @property
+    def langs(self) -> list[str]:
+        """The target languages, in the order given (``lang: sw,yo`` → ``["sw", "yo"]``)."""
+        return self.lang.split(",")
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether training runs the reference pass: a reference-based objective, or the English anchor on."""
+        return self.objective not in REFERENCE_FREE or self.english_anchor > 0
 
     # -- YAML -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

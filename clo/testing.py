@@ -202,6 +202,8 @@ def debug_watch(trainer, stage: str) -> None:
         row = {"event": "batch", "stage": stage, "step": trainer.state.global_step}
         if samples is not None:
             row["samples"], row["is_target"] = samples.tolist(), inputs["is_target"].tolist()
+            if "lang_id" in inputs:
+                row["lang_id"] = inputs["lang_id"].tolist()
         else:
             ids, mask = inputs["input_ids"], inputs.get("attention_mask")
             rows = list(ids) if mask is None else [r[m.bool()] for r, m in zip(ids, mask)]

@@ -35,7 +35,8 @@ from clo.testing import debug_end, debug_watch
 log = logging.getLogger(__name__)
 
 __all__ = ["run_training", "resume_training", "TrainResult", "TrainingStopped", "StopRequest", "build_sft_trainer",
-           "build_clo_trainer", "common_args", "quiet", "fit_to_length", "samples_used", "describe_truncation"]
+           "build_clo_trainer", "common_args", "quiet", "fit_to_length", "samples_used", "describe_truncation",
+           "load_records"]
 
 
 class TrainingStopped(Exception):
@@ -98,9 +99,7 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
 
     spec.validate()
     resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)  # a missing or unsafe model or bad data fails before any folder is made
-    records = load_crosslingual(spec.data, spec.lang)
-    if spec.limit:
-        records = records[: spec.limit]
+    records = load_records(spec)
     # one process normally; several under `accelerate launch` / torchrun. CPU processes need cpu=True, else
     # accelerate sees no distributed setup and every rank would act as the main one (and write the run)
     dist = PartialState(cpu=use_cpu(spec))
@@ -156,6 +155,17 @@ def _record_end(write, *args, **fields) -> None:
         write(*args, **fields)
     except OSError as e:
         log.warning("could not record the end of the run in status.json: %s", e)
+
+
+def load_records(spec: TrainSpec) -> list[dict]:
+    """The cross-lingual records of a run: for each target language in ``spec.lang`` (in that order), its
+    records, the first ``spec.limit`` of each. With several languages an English sample gives one record per
+    language; each record is one (sample, language) and trains as a unit (both directions together)."""
+    records = []
+    for code in spec.langs:
+        rows = load_crosslingual(spec.data, code)
+        records += rows[: spec.limit] if spec.limit else rows
+    return records
 
 
 def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.Event | None = None) -> TrainResult:
@@ -256,7 +266,8 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
             peft_config = apply_scope(loaded.model, spec)
     if spec.method in ("clo", "sft-dpo") and not stopped:
         stage = "dpo" if spec.method == "sft-dpo" else "clo"
-        run.phase("reference")
+        if spec.needs_reference:  # reference-free objectives (orpo, simpo without the anchor) skip it
+            run.phase("reference")
         trainer = build_clo_trainer(spec=spec, loaded=loaded, records=records, run=run, device=device,
                                     peft_config=peft_config,
                                     callback=_callback(stage=stage, offset=result.steps, **common),
@@ -340,14 +351,20 @@ def build_sft_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
 
 def build_clo_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: str, peft_config=None,
                       callback=None, ref_cache_dir: str | Path | None = None, should_stop=None):
-    """:class:`clo.trainer.CLOTrainer` on both preference pairs of every sample (sft-dpo: λ = 0). Its reference
-    pass (or cache hit) runs inside the constructor."""
+    """:class:`clo.trainer.CLOTrainer` on both preference pairs of every sample, under ``spec.objective``
+    (sft-dpo: λ = 0). Its reference pass (or cache hit) runs inside the constructor; a reference-free objective
+    has none."""
     from datasets import Dataset
 
     from clo import trainer as clo_trainer
-    pairs = [to_conversational(p) for p in build_pairs(records)]
+    pairs = [to_conversational(p, spec.langs) for p in build_pairs(records)]
+    # precompute_ref_log_probs stays on for reference-free objectives too: it keeps TRL from loading a second
+    # copy of the model as the reference; CLOTrainer then skips the pass itself
     args = clo_trainer.CLOConfig(**common_args(spec, run.path, 2 * spec.batch_size, device),
-                                 beta=spec.beta, lam=spec.lam, clo_loss="dpo" if spec.method == "sft-dpo" else "clo",
+                                 beta=spec.beta, lam=0.0 if spec.method == "sft-dpo" else spec.lam,
+                                 clo_loss=spec.objective, simpo_gamma=spec.simpo_gamma,
+                                 english_anchor=spec.english_anchor, english_nll=spec.english_nll,
+                                 lang_codes=spec.langs,
                                  precompute_ref_log_probs=True, precompute_ref_batch_size=2 * spec.batch_size,
                                  ref_cache_dir=str(ref_cache_dir) if ref_cache_dir else None, loss_type=["sigmoid"])
     _check_prompt_lengths(loaded.tokenizer, [p["prompt"] for p in pairs], spec)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from accelerate import PartialState
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -31,7 +32,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
-from clo.losses import LOSS_FUNCTIONS
+from clo.losses import LOSS_FUNCTIONS, needs_reference
 from clo.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.train import TrainingStopped
 
@@ -41,6 +42,7 @@ __all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_select
 log = logging.getLogger(__name__)
 
 GROUP_BATCHES = 8  # length grouping sorts within chunks of this many batches
+EXTRA_COLUMNS = ("is_target", "sample", "lang_id")  # CLO's own columns: never passed to the model
 
 
 class PairSampler:
@@ -98,6 +100,7 @@ class PairCollator:
     def __call__(self, examples):
         out = self.base(examples)  # TRL's collator also carries the reference log-probs
         out["is_target"] = torch.tensor([int(e["is_target"]) for e in examples])
+        out["lang_id"] = torch.tensor([int(e.get("lang_id", 0)) for e in examples])  # index into the run's langs
         if self.debug and "sample" in examples[0]:
             out["sample"] = torch.tensor([int(e["sample"]) for e in examples])
         return out
@@ -218,7 +221,12 @@ class CLOConfig(DPOConfig):
     """TRL's DPOConfig plus CLO's own fields."""
 
     lam: float = field(default=0.5, metadata={"help": "λ: weight of the target-only NLL term"})
-    clo_loss: str = field(default="clo", metadata={"help": "preference loss variant: clo or dpo (λ = 0)"})
+    clo_loss: str = field(default="clo", metadata={"help": "objective (clo.losses.LOSS_FUNCTIONS): clo, ipo, orpo, "
+                                                           "simpo, or dpo (clo with λ = 0)"})
+    simpo_gamma: float = field(default=0.5, metadata={"help": "SimPO's target margin γ"})
+    english_anchor: float = field(default=0.0, metadata={"help": "weight of the English anchor (0: off)"})
+    english_nll: float = field(default=0.0, metadata={"help": "weight of NLL(y_en | x_en) (0: off)"})
+    lang_codes: list[str] = field(default_factory=list, metadata={"help": "target languages, by lang_id (metrics)"})
     ref_cache_dir: str | None = field(default=None, metadata={"help": "folder for cached reference log-probs"})
 
     def __post_init__(self):
@@ -227,6 +235,12 @@ class CLOConfig(DPOConfig):
             raise ValueError("lam must be in [0, 1]")
         if self.clo_loss not in LOSS_FUNCTIONS:
             raise ValueError(f"clo_loss must be one of {list(LOSS_FUNCTIONS)}")
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the objective (or the English anchor) uses reference log-probs: reference-free runs skip the
+        reference pass and its cache."""
+        return needs_reference("clo" if self.clo_loss == "dpo" else self.clo_loss, self.english_anchor)
 
 
 class CLOTrainer(DPOTrainer):
@@ -277,7 +291,7 @@ class CLOTrainer(DPOTrainer):
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         if "is_target" not in self._signature_columns:
-            self._signature_columns = list(self._signature_columns) + ["is_target", "sample"]
+            self._signature_columns = list(self._signature_columns) + list(EXTRA_COLUMNS)
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
@@ -315,6 +329,10 @@ class CLOTrainer(DPOTrainer):
 
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
         self._ensure_head()
+        if not self.args.needs_reference:  # reference-free objective: no reference pass, no cache file
+            self.ref_cache_hit = None
+            debug_write({"event": "ref_cache", "hit": None, "skipped": True})
+            return dataset
         cache_dir = Path(self.args.ref_cache_dir) if self.args.ref_cache_dir else None
         key = self._ref_cache_key(dataset)
         path = cache_dir / f"{key}.safetensors" if cache_dir else None
@@ -355,7 +373,7 @@ class CLOTrainer(DPOTrainer):
             for done, batch in enumerate(loader, start=1):
                 if self.should_stop is not None and self.should_stop():
                     raise TrainingStopped("stopped during the reference pass, before the first step")
-                batch = {k: v for k, v in batch.items() if k not in ("is_target", "sample")}
+                batch = {k: v for k, v in batch.items() if k not in EXTRA_COLUMNS}
                 c, r = self.compute_ref_log_probs(model, batch)
                 c, r = self.accelerator.gather_for_metrics((c, r))
                 chosen.append(c.float().cpu())
@@ -383,25 +401,52 @@ class CLOTrainer(DPOTrainer):
         per_token = self._token_logps(model, inputs)[:, -shift_mask.size(1):]
         logps = per_token.sum(dim=1)
         policy_chosen, policy_rejected = logps.chunk(2, dim=0)  # batch is [chosen..., rejected...]
-        chosen_tokens = shift_mask.chunk(2, dim=0)[0].sum(dim=1)
-        if self.precompute_ref_logps:
+        chosen_tokens, rejected_tokens = shift_mask.sum(dim=1).chunk(2, dim=0)
+        ref_chosen = ref_rejected = None
+        if not self.args.needs_reference:
+            pass  # reference-free: the objective reads the policy's log-probs only
+        elif self.precompute_ref_logps:
             ref_chosen, ref_rejected = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
         else:
             ref_chosen, ref_rejected = self.compute_ref_log_probs(
-                self.ref_model or self.model, {k: v for k, v in inputs.items() if k != "is_target"})
+                self.ref_model or self.model, {k: v for k, v in inputs.items() if k not in EXTRA_COLUMNS})
+        if ref_chosen is not None:
+            ref_chosen, ref_rejected = ref_chosen.to(logps.dtype), ref_rejected.to(logps.dtype)
         fn = LOSS_FUNCTIONS[self.args.clo_loss]
-        out = fn(policy_chosen, policy_rejected, ref_chosen.to(logps.dtype), ref_rejected.to(logps.dtype),
-                 is_target=inputs["is_target"], chosen_tokens=chosen_tokens, beta=self.beta,
-                 lam=self.args.lam)
+        out = fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, is_target=inputs["is_target"],
+                 chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens, beta=self.beta, lam=self.args.lam,
+                 gamma=self.args.simpo_gamma, anchor=self.args.english_anchor, en_nll=self.args.english_nll)
         gathered = {}
         for k, v in out.metrics().items():
             gathered[k] = self.accelerator.gather_for_metrics(torch.tensor(v, device=logps.device)).mean().item()
         for k, v in gathered.items():
             if k != "loss":
                 self._metrics[mode][k].append(v)
+        for k, v in self._language_metrics(out, inputs.get("lang_id")).items():
+            self._metrics[mode][k].append(v)
         if mode == "train":
             n = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
             self._total_train_tokens += n
         self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         return (out.loss, per_token) if return_outputs else out.loss
+
+    def _language_metrics(self, out, lang_id) -> dict[str, float]:
+        """Per-language margin and accuracy (``margin_sw``, ``accuracy_sw``) of a run with several target
+        languages, over both directions of each language's pairs. Sums and counts are reduced over every rank
+        (one fixed-size tensor each, so that a rank whose batch lacks a language still takes part)."""
+        codes = self.args.lang_codes
+        if len(codes) < 2 or lang_id is None:
+            return {}
+        lang_id = lang_id.to(out.margins.device)
+        onehot = F.one_hot(lang_id, len(codes)).to(out.margins.dtype)  # (P, L)
+        stats = torch.stack([onehot.sum(0), (onehot * out.margins[:, None]).sum(0),
+                             (onehot * (out.margins[:, None] > 0)).sum(0)])  # (3, L): count, margin sum, correct
+        stats = self.accelerator.reduce(stats, reduction="sum")
+        m = {}
+        for i, code in enumerate(codes):
+            n = stats[0, i].item()
+            if n > 0:
+                m[f"margin_{code}"] = stats[1, i].item() / n
+                m[f"accuracy_{code}"] = stats[2, i].item() / n
+        return m
 

@@ -457,3 +457,33 @@ def test_a_failing_resume_shows_its_error_on_the_runs_and_train_pages(app, runs_
     assert "gone-model" in run.status()["resume_error"] and resume_check(run) == (1, None)
     at.switch_page("app_pages/runs.py").run()
     assert "Resume failed:" in texts(at.error) and at.button(key="runs_resume").label == "Resume from step 1"
+
+
+def test_train_page_runs_simpo_on_two_languages_and_compare_scores_each(app, runs_root):
+    """The done-when run from the Train page: objective simpo, target languages sw + yo, demo data, 2 steps;
+    the Runs table shows its objective and Compare offers both its languages."""
+    at = open_page(app, "train")
+    assert at.selectbox(key="tr_data").value == "demo"
+    assert at.multiselect(key="tr_langs").value == ["sw"]  # the sidebar's language
+    assert {"Swahili", "Yoruba", "Chinese"} <= set(at.multiselect(key="tr_langs").options)  # labels
+    at.multiselect(key="tr_langs").set_value(["sw", "yo"])
+    at.selectbox(key="tr_objective").set_value("simpo").run()
+    assert "reference-free" in texts(at.caption)  # the one-line explanation of the chosen objective
+    at.number_input(key="tr_batch_size").set_value(2)
+    at.number_input(key="tr_max_steps").set_value(2).run()
+    assert not at.exception and not at.error, texts(at.error)
+    at.button(key="tr_launch").click().run()
+    assert not at.exception, at.exception
+    run = RunDir(runs_root / at.session_state["train_run"])
+    assert wait_for_state(run) == "finished", run.status()
+    cfg = run.config()
+    assert cfg["objective"] == "simpo" and cfg["lang"] == "sw,yo" and run.id.endswith("-clo-sw-yo")
+    assert run.status().get("ref_cache_hit") is None  # no reference pass
+    at.switch_page("app_pages/runs.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert table.loc[table["run"] == run.id, "objective"].item() == "simpo"
+    at.session_state["compare_open"] = str(run.path)
+    at.switch_page("app_pages/compare.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="cmp_batch_langs").value == ["sw", "yo", "en"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SAMPLES, write_xl
+from test_objectives import _two_language_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -51,7 +52,7 @@ def setup(tmp_path_factory, tiny_model):
 def _cmd(setup, out: Path, *extra: str, config: str = "cpu-2proc.yaml") -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
             "-m", "clo", "train", "--model", str(setup["model"]), "--data", str(setup["xl"]), "--lang", "sw",
-            "--limit", str(N), "--max-length", "96", "--device", "cpu", "--out", str(out), *extra]
+            "--limit", str(N), "--max-length", "128", "--device", "cpu", "--out", str(out), *extra]
 
 
 def _launch(setup, name: str, *extra: str):
@@ -387,3 +388,26 @@ def test_fsdp_saves_a_whole_model_and_resumes_after_a_kill(setup, clo_run):
     for k in whole:  # the resumed run ends where the uninterrupted one did
         torch.testing.assert_close(resumed[k], whole[k], rtol=1e-5, atol=1e-6)
     load_model(str(killed), device="cpu")
+
+
+def test_two_processes_several_target_languages(setup):
+    """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
+    of it in one micro-batch, languages mixed; per-language margins logged once per step."""
+    from clo.runs import RunDir
+
+    data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
+    run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1")
+    dbg = _debug(dbg)
+    _check_one_complete_run(setup, run, "finished", 4, dbg)  # --limit 8 of each: 16 units, 2 ranks × 2 a step
+    seen = _check_clo_batches(dbg, steps=4)
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == set(range(2 * N))  # each unit once, on one rank
+    units = {}
+    for r in (0, 1):
+        for b in _events(dbg[r], "batch"):
+            for s, lang in zip(b["samples"], b["lang_id"]):
+                units.setdefault(s, set()).add(lang)
+    assert all(len(v) == 1 for v in units.values())  # both rows of a unit carry its one language
+    assert sorted(next(iter(v)) for v in units.values()) == [0] * N + [1] * N  # units 0..7 sw, 8..15 yo
+    rows = RunDir(run).metrics()
+    assert all("margin_sw" in r or "margin_yo" in r for r in rows)
+    assert RunDir(run).config()["lang"] == "sw,yo"

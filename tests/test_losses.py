@@ -1,13 +1,19 @@
-"""The CLO loss: matches TRL's DPO sigmoid loss, reduces to target NLL at λ = 1, margins flip with the pair."""
+"""The objectives: CLO matches TRL's DPO sigmoid loss, reduces to target NLL at λ = 1, margins flip with the pair;
+IPO, SimPO and ORPO by hand and against TRL; the English anchor."""
 from __future__ import annotations
 
 import copy
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from clo.losses import clo_loss, dpo_sigmoid_loss, target_nll
+from clo.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
+                        needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
+
+T = torch.tensor
 
 
 def _batch(seed=0, pairs=6):
@@ -61,8 +67,10 @@ def test_no_target_rows_gives_zero_nll_with_graph():
     nll.backward()  # still differentiable
 
 
-def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
-    """Run TRL's own DPOTrainer and our CLOTrainer (λ = 0) on the same pairs and weights: same loss."""
+@pytest.mark.parametrize("loss_type,objective", [("sigmoid", "clo"), ("ipo", "ipo")])
+def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file, loss_type, objective):
+    """Run TRL's own DPOTrainer and our CLOTrainer (λ = 0) on the same pairs and weights: same loss (the paper's
+    DPO sigmoid, and IPO: TRL's ``loss_type="ipo"``, length-normalised the same way)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
@@ -77,10 +85,10 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
     common = dict(output_dir="/tmp/unused", report_to="none", use_cpu=True, per_device_train_batch_size=4, bf16=False,
                   precompute_ref_log_probs=True, beta=0.1, max_length=128, logging_steps=1)
 
-    trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common),
+    trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common, loss_type=[loss_type]),
                              train_dataset=Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]),
                              processing_class=tok)
-    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0),
+    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0, clo_loss=objective),
                              data_collator=PairCollator(tok.pad_token_id, 128),
                              train_dataset=Dataset.from_list(pairs), processing_class=tok)
     assert clo_trainer.selective_head  # on CPU our head scores only answer tokens
@@ -100,10 +108,10 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file):
         # the same log-probs through TRL's own fused head: equal to 1e-6
         clo_trainer.selective_head = False
         clo_fused = clo_trainer.compute_loss(clo_trainer.model, clo_batch)
-    assert abs(trl_loss.item() - 0.6931) > 1e-4  # not the trivial log 2
-    assert clo_fused.item() == pytest.approx(trl_loss.item(), abs=1e-6)
+    assert abs(trl_loss.item() - (0.6931 if loss_type == "sigmoid" else 25.0)) > 1e-4  # not the trivial value
+    assert clo_fused.item() == pytest.approx(trl_loss.item(), abs=1e-6, rel=1e-6)  # IPO's loss is ~26: relative
     # our answer-only head computes the same log-probs up to float rounding
-    assert clo_loss_value.item() == pytest.approx(trl_loss.item(), abs=1e-5)
+    assert clo_loss_value.item() == pytest.approx(trl_loss.item(), abs=1e-5, rel=1e-5)
 
 
 def test_dpo_sigmoid_loss_rewards():
@@ -111,3 +119,143 @@ def test_dpo_sigmoid_loss_rewards():
                                       torch.tensor([-2.0]), beta=0.5)
     assert rc.item() == pytest.approx(0.5) and rr.item() == pytest.approx(-0.5)
     assert losses.item() == pytest.approx(-F.logsigmoid(torch.tensor(1.0)).item())
+
+
+# -- the other objectives: hand computations, TRL's own implementations ---------------------------------------
+
+
+
+def _logsig(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+def test_ipo_by_hand():
+    # chosen: ratio -4 - (-6) = +2 over 2 tokens; rejected: -9 - (-8) = -1 over 4 tokens
+    losses, rc, rr = ipo_pair_loss(T([-4.0]), T([-9.0]), T([-6.0]), T([-8.0]), 0.5, chosen_tokens=T([2]),
+                                   rejected_tokens=T([4]))
+    delta = 2 / 2 - (-1) / 4  # 1.25
+    assert losses.item() == pytest.approx((delta - 1 / (2 * 0.5)) ** 2)  # 0.0625
+    assert rc.item() == pytest.approx(1.0) and rr.item() == pytest.approx(-0.5)  # β · summed ratio, signs kept
+
+
+def test_simpo_by_hand_and_length_normalisation():
+    # chosen -4 over 2 tokens (-2 a token), rejected -9 over 3 tokens (-3 a token); β 2, γ 0.5
+    losses, rc, rr = simpo_pair_loss(T([-4.0]), T([-9.0]), None, None, 2.0, chosen_tokens=T([2]),
+                                     rejected_tokens=T([3]), gamma=0.5)
+    assert rc.item() == pytest.approx(-4.0) and rr.item() == pytest.approx(-6.0)  # both negative, chosen higher
+    assert losses.item() == pytest.approx(-_logsig(2.0 * (-2 - -3) - 0.5))
+    # per token: twice the log-prob over twice the tokens is the same answer
+    same, _, _ = simpo_pair_loss(T([-8.0]), T([-18.0]), None, None, 2.0, chosen_tokens=T([4]),
+                                 rejected_tokens=T([6]), gamma=0.5)
+    assert same.item() == pytest.approx(losses.item())
+    # a summed log-prob would have ranked them the other way: -4 over 2 vs -3 over 1
+    flipped, rc2, rr2 = simpo_pair_loss(T([-4.0]), T([-3.0]), None, None, 1.0, chosen_tokens=T([2]),
+                                        rejected_tokens=T([1]), gamma=0.0)
+    assert rc2.item() > rr2.item() and flipped.item() < math.log(2)
+
+
+def test_orpo_by_hand():
+    # chosen -2 over 2 tokens: p = e^-1; rejected -6 over 3 tokens: p = e^-2
+    losses, rc, rr = orpo_pair_loss(T([-2.0]), T([-6.0]), None, None, 0.1, chosen_tokens=T([2]),
+                                    rejected_tokens=T([3]))
+    log_odds = lambda lp: lp - math.log(1 - math.exp(lp))  # noqa: E731
+    expected = -0.1 * _logsig(log_odds(-1.0) - log_odds(-2.0))
+    assert losses.item() == pytest.approx(expected, rel=1e-6)
+    assert rc.item() == pytest.approx(-0.1) and rr.item() == pytest.approx(-0.2)
+
+
+def test_objectives_table_and_reference_needs():
+    assert set(OBJECTIVES) == {"clo", "ipo", "orpo", "simpo"}
+    assert [n for n, o in OBJECTIVES.items() if not o.needs_reference] == ["orpo", "simpo"]
+    assert needs_reference("simpo", 0.0) is False and needs_reference("simpo", 0.5) is True
+    pc, pr, rc, rr, is_t, tok = _batch(4)
+    for name in ("orpo", "simpo"):  # reference-free: the same loss without any reference tensors
+        a = LOSS_FUNCTIONS[name](pc, pr, None, None, is_target=is_t, chosen_tokens=tok, beta=0.1, lam=0.5)
+        b = LOSS_FUNCTIONS[name](pc, pr, rc, rr, is_target=is_t, chosen_tokens=tok, beta=0.1, lam=0.5)
+        assert a.loss.item() == pytest.approx(b.loss.item())
+    with pytest.raises(ValueError, match="reference"):
+        LOSS_FUNCTIONS["ipo"](pc, pr, None, None, is_target=is_t, chosen_tokens=tok)
+
+
+@pytest.mark.parametrize("objective", ["clo", "ipo", "orpo", "simpo"])
+def test_every_objective_mixes_target_nll_by_lambda(objective):
+    pc, pr, rc, rr, is_t, tok = _batch(5)
+    kw = dict(is_target=is_t, chosen_tokens=tok, rejected_tokens=tok + 2, objective=objective, beta=0.2)
+    one, zero, half = (objective_loss(pc, pr, rc, rr, lam=lam, **kw) for lam in (1.0, 0.0, 0.5))
+    assert one.loss.item() == pytest.approx(target_nll(pc, tok, is_t).item())
+    assert half.loss.item() == pytest.approx(0.5 * one.loss.item() + 0.5 * zero.loss.item())
+    assert zero.cl_loss.item() == pytest.approx(zero.loss.item())
+
+
+def test_orpo_equals_trl_orpo_trainer_odds_ratio_loss():
+    """TRL's experimental ORPOTrainer: loss = NLL(all chosen) - β · mean log σ(log odds) on per-token log-probs.
+    Ours with the cross-lingual specifics off (NLL over every chosen answer, λ 0.5) is half of it."""
+    from trl.experimental.orpo.orpo_trainer import ORPOTrainer
+
+    pc, pr, rc, rr, is_t, tok = _batch(6)
+    rtok = tok + 3
+    fake = SimpleNamespace(beta=0.1, accelerator=SimpleNamespace(device="cpu"))
+    trl_or, trl_c, trl_r, _, _ = ORPOTrainer.odds_ratio_loss(fake, pc / tok, pr / rtok)
+    trl_nll = -pc.sum() / tok.sum()  # cross-entropy over all chosen tokens
+    trl_loss = trl_nll - trl_or.mean()
+    all_rows = torch.ones_like(is_t)  # the NLL on every chosen answer: TRL's, not the target-only one
+    ours = objective_loss(pc, pr, None, None, is_target=all_rows, chosen_tokens=tok, rejected_tokens=rtok,
+                          objective="orpo", beta=0.1, lam=0.5)
+    assert ours.loss.item() * 2 == pytest.approx(trl_loss.item(), rel=1e-6)
+    assert torch.allclose(ours.rewards_chosen, trl_c) and torch.allclose(ours.rewards_rejected, trl_r)
+
+
+def test_simpo_equals_trl_cpo_trainer_simpo_loss():
+    """TRL's experimental CPOTrainer with loss_type simpo (no NLL: cpo_alpha 0) on per-token log-probs."""
+    from trl.experimental.cpo.cpo_trainer import CPOTrainer
+
+    pc, pr, rc, rr, is_t, tok = _batch(7)
+    rtok = tok + 1
+    fake = SimpleNamespace(beta=2.0, simpo_gamma=0.7, alpha=0.0, label_smoothing=0.0, loss_type="simpo",
+                           accelerator=SimpleNamespace(device="cpu"))
+    trl_losses, trl_c, trl_r = CPOTrainer.cpo_loss(fake, pc / tok, pr / rtok)
+    ours = objective_loss(pc, pr, None, None, is_target=is_t, chosen_tokens=tok, rejected_tokens=rtok,
+                          objective="simpo", beta=2.0, gamma=0.7, lam=0.0)
+    assert ours.loss.item() == pytest.approx(trl_losses.mean().item(), rel=1e-6)
+    assert torch.allclose(ours.rewards_chosen, trl_c) and torch.allclose(ours.rewards_rejected, trl_r)
+
+
+# -- the English anchor -------------------------------------------------------------------------------------
+
+
+def test_english_anchor_is_zero_at_or_above_the_reference():
+    is_t = T([0, 1, 0, 1])
+    tok = T([4, 4, 5, 5])
+    ref = T([-10.0, -10.0, -12.0, -12.0])
+    for policy in (ref.clone(), ref + 3.0):  # equal, and above
+        assert english_anchor(policy, ref, tok, is_t).item() == 0.0
+    # target rows never count, however low
+    assert english_anchor(T([-10.0, -99.0, -12.0, -99.0]), ref, tok, is_t).item() == 0.0
+
+
+def test_english_anchor_gradient_pushes_english_likelihood_back_up():
+    is_t = T([0, 1, 0, 1])
+    tok = T([4, 4, 5, 5])
+    ref = T([-10.0, -10.0, -12.0, -12.0])
+    policy = T([-14.0, -20.0, -11.0, -20.0], requires_grad=True)  # row 0 fell 4 nats under; row 2 is above
+    a = english_anchor(policy, ref, tok, is_t)
+    assert a.item() == pytest.approx((4 / 4 + 0) / 2)  # mean over English pairs of max(0, ref - policy)/|y_en|
+    a.backward()
+    assert policy.grad[0].item() < 0  # descending the loss raises logp(y_en | x_en)
+    assert policy.grad[1:].abs().sum().item() == 0  # above the reference, or target rows: no push
+    # inside a whole objective, with its weight
+    pc = policy.detach().clone().requires_grad_(True)
+    pr, rr = T([-30.0] * 4), T([-30.0] * 4)
+    out = objective_loss(pc, pr, ref, rr, is_target=is_t, chosen_tokens=tok, objective="simpo", lam=0.0, anchor=2.0)
+    base = objective_loss(pc.detach(), pr, ref, rr, is_target=is_t, chosen_tokens=tok, objective="simpo", lam=0.0)
+    assert out.loss.item() == pytest.approx(base.loss.item() + 2.0 * 0.5)
+    assert out.anchor_loss.item() == pytest.approx(0.5) and "anchor_loss" in out.metrics()
+
+
+def test_english_nll_weight_adds_the_english_answers_nll_only():
+    pc, pr, rc, rr, is_t, tok = _batch(8)
+    base = objective_loss(pc, pr, rc, rr, is_target=is_t, chosen_tokens=tok)
+    with_en = objective_loss(pc, pr, rc, rr, is_target=is_t, chosen_tokens=tok, en_nll=0.1)
+    en = ~is_t.bool()
+    assert with_en.loss.item() == pytest.approx(base.loss.item() + 0.1 * (-pc[en].sum() / tok[en].sum()).item())
+    assert with_en.metrics()["en_sft_loss"] == pytest.approx((-pc[en].sum() / tok[en].sum()).item())

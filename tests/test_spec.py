@@ -43,7 +43,7 @@ def test_flags_override_config_which_overrides_the_preset(tmp_path):
     args = parser.parse_args(["--batch-size", "2", "--scheduler", "cosine", "--lora-alpha", "8"])
     spec = spec_from_sources("demo", str(config), args)
     assert (spec.lr, spec.batch_size, spec.weight_decay) == (1e-4, 2, 0.01)  # config over preset, flag over config
-    assert (spec.scheduler, spec.lora_alpha, spec.max_length) == ("cosine", 8, 160)  # 160 from the demo preset
+    assert (spec.scheduler, spec.lora_alpha, spec.max_length) == ("cosine", 8, 512)  # 512 from the demo preset
     assert TrainSpec.from_dict(spec.to_dict()) == spec  # config.yaml reads back to the same settings
 
 

@@ -1,0 +1,157 @@
+"""The table of issue 13: the cross-lingual pairs under each objective, with and without the English anchor,
+against SFT, on the same data and step budget; and one multi-target run against single-target runs.
+
+    python bench/objectives_table.py --dry-run                      # print every command, run nothing
+    python bench/objectives_table.py --model gemma-3-270m --preset demo-gemma --seeds 1,2,3 --steps 21
+    python bench/objectives_table.py --model default --preset demo --seeds 1 --steps 21
+    python bench/objectives_table.py --multi sw,yo,de --steps 21    # one 3-language run vs three single ones
+    python bench/objectives_table.py --table                        # Markdown: mean and range over seeds
+
+Each row is one ``bench/demo_experiment.py`` run (``clo train`` on the bundled demo data, then ``clo eval`` on
+the held-out prompts of the target language(s) and English), started as its own process, one at a time; its
+record (config, scores with intervals, final metrics, seconds per step, peak resident memory) is appended to
+``artifacts/experiments/results.jsonl``. Rows already there (same name) are skipped, so an interrupted table
+resumes where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "artifacts" / "experiments" / "results.jsonl"
+
+# row → extra `clo train` flags (every row also gets the preset, model, seed and step budget)
+ROWS = {
+    "sft": ["--method", "sft"],
+    "clo": ["--method", "clo", "--objective", "clo"],
+    "clo-anchor": ["--method", "clo", "--objective", "clo", "--english-anchor", "1.0"],
+    "clo-en-nll": ["--method", "clo", "--objective", "clo", "--english-nll", "0.1"],
+    "ipo": ["--method", "clo", "--objective", "ipo"],
+    "orpo": ["--method", "clo", "--objective", "orpo"],
+    "simpo": ["--method", "clo", "--objective", "simpo"],
+}
+
+
+def plan(args) -> list[tuple[str, str, list[str]]]:
+    """(name, lang, clo train flags) of every run of the table."""
+    tag = args.model.replace("/", "_")
+    common = ["--preset", args.preset, "--model", args.model, "--max-steps", str(args.steps)]
+    runs = []
+    if args.multi:
+        langs = args.multi.split(",")
+        for seed in args.seeds.split(","):
+            runs.append((f"multi-{'-'.join(langs)}-{tag}-s{seed}", args.multi,
+                         [*common[:-1], str(args.steps * len(langs)), "--seed", seed]))
+            for lang in langs:
+                runs.append((f"single-{lang}-{tag}-s{seed}", lang, [*common, "--seed", seed]))
+        return runs
+    for seed in args.seeds.split(","):
+        for row in args.rows.split(","):
+            runs.append((f"{row}-{args.lang}-{tag}-s{seed}", args.lang, [*ROWS[row], *common, "--seed", seed]))
+    return runs
+
+
+def done_names() -> set[str]:
+    if not RESULTS.exists():
+        return set()
+    return {json.loads(line)["name"] for line in RESULTS.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def run_one(name: str, lang: str, flags: list[str]) -> int:
+    """One row in its own process; its peak resident memory (os.wait4's rusage) goes into its record."""
+    cmd = [sys.executable, str(ROOT / "bench" / "demo_experiment.py"), "--name", name, "--lang", lang, "--", *flags]
+    print("$ " + shlex.join(cmd), flush=True)
+    p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    _, status, usage = os.wait4(p.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        rows = RESULTS.read_text(encoding="utf-8").splitlines()
+        last = json.loads(rows[-1])
+        if last.get("name") == name:
+            st = last.get("status") or {}
+            steps = st.get("step") or 0
+            last["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # Linux: kilobytes
+            last["s_per_step"] = round((st.get("duration_s") or 0) / steps, 2) if steps else None
+            rows[-1] = json.dumps(last, ensure_ascii=False)
+            RESULTS.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return code
+
+
+def table() -> int:
+    """Mean and range over seeds of each row (names ending in -s<seed>)."""
+    if not RESULTS.exists():
+        print("no results yet")
+        return 0
+    groups: dict[str, list[dict]] = {}
+    for line in RESULTS.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            r = json.loads(line)
+            base, _, seed = r["name"].rpartition("-s")
+            groups.setdefault(base if seed.isdigit() else r["name"], []).append(r)
+
+    def stat(vals):
+        vals = [v for v in vals if isinstance(v, (int, float))]
+        if not vals:
+            return "–"
+        mean = sum(vals) / len(vals)
+        return f"{mean:.2f}" if len(vals) == 1 else f"{mean:.2f} [{min(vals):.2f}–{max(vals):.2f}]"
+
+    print("| row | seeds | target clean LPR | target real words | target chrF++ | English clean LPR | English chrF++ "
+          "| s/step | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, rs in groups.items():
+        langs = [c for c in str(rs[0].get("lang", "")).split(",") if c]
+
+        def tgt(key, r):
+            vals = [r["scores"].get(c, {}).get(key) for c in langs]
+            vals = [v for v in vals if isinstance(v, (int, float))]
+            return sum(vals) / len(vals) if vals else None
+
+        print(f"| {name} | {len(rs)} | {stat([tgt('clean_lpr', r) for r in rs])} | "
+              f"{stat([tgt('real_word_rate', r) for r in rs])} | {stat([tgt('chrf', r) for r in rs])} | "
+              f"{stat([r['scores'].get('en', {}).get('clean_lpr') for r in rs])} | "
+              f"{stat([r['scores'].get('en', {}).get('chrf') for r in rs])} | "
+              f"{stat([r.get('s_per_step') for r in rs])} | {stat([r.get('peak_rss_mb') for r in rs])} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="gemma-3-270m")
+    ap.add_argument("--preset", default="demo-gemma")
+    ap.add_argument("--lang", default="sw")
+    ap.add_argument("--seeds", default="1,2,3")
+    ap.add_argument("--steps", type=int, default=21, help="optimizer steps of every row (multi: × languages)")
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of: {', '.join(ROWS)}")
+    ap.add_argument("--multi", help="languages of the multi-target comparison (e.g. sw,yo,de) instead of the rows")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands only")
+    ap.add_argument("--table", action="store_true", help="print the Markdown summary of what has been measured")
+    args = ap.parse_args(argv)
+    if args.table:
+        return table()
+    unknown = set(args.rows.split(",")) - set(ROWS)
+    if unknown:
+        ap.error(f"unknown row(s) {', '.join(sorted(unknown))}; rows: {', '.join(ROWS)}")
+    done = done_names()
+    for name, lang, flags in plan(args):
+        if args.dry_run:
+            print(f"{name}: python bench/demo_experiment.py --name {name} --lang {lang} -- {shlex.join(flags)}")
+            continue
+        if name in done:
+            print(f"{name}: already measured, skipped")
+            continue
+        code = run_one(name, lang, flags)
+        if code != 0:
+            print(f"{name} failed (exit {code}); the table stops here", file=sys.stderr)
+            return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""Objectives beyond the paper, several target languages in one run, the English anchor: real runs on a tiny
+model (docs/design.md, "Objectives", "Several target languages")."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SAMPLES, write_xl
+from test_cli import run_cli
+
+from clo.catalog import run_table
+from clo.runs import RunDir
+from clo.spec import SpecError, TrainSpec
+from clo.train import load_records, run_training
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import objectives_table  # noqa: E402  (bench/ is not a package on the path)
+
+YO = [("What is the capital of Kenya?", "The capital of Kenya is Nairobi.", "Kí ni olú ìlú Kenya?",
+       "Nairobi ni olú ìlú Kenya."),
+      ("How do I cook rice?", "Rinse it, add water, and simmer until soft.", "Báwo ni mo ṣe ń se ìrẹsì?",
+       "Fọ̀ ọ́, fi omi kún un, kí o sì sè é títí yóò fi rọ̀."),
+      ("Why should I wash my hands?", "Wash your hands with soap before you eat.", "Kí ló dé tí mo fi gbọ́dọ̀ fọ ọwọ́?",
+       "Fi ọṣẹ fọ ọwọ́ rẹ kí o tó jẹun."),
+      ("Why is the sky blue?", "The sky looks blue because air scatters blue light.", "Kí ló dé tí ojú ọ̀run fi búlúù?",
+       "Ojú ọ̀run dàbí búlúù nítorí afẹ́fẹ́ ń tú ìmọ́lẹ̀ búlúù ká.")]
+
+
+def _two_language_file(path: Path, copies: int = 1) -> Path:
+    """One file with the same samples (same ids) in Swahili and in Yoruba."""
+    sw = write_xl(path.with_suffix(".sw"), [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d)
+                                            in enumerate(SAMPLES * copies)], lang="sw")
+    yo = write_xl(path.with_suffix(".yo"), [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d)
+                                            in enumerate(YO * copies)], lang="yo")
+    path.write_text(sw.read_text(encoding="utf-8") + yo.read_text(encoding="utf-8"), encoding="utf-8")
+    return path
+
+
+def _phases(events: list[dict]) -> list[str]:
+    return [e["phase"] for e in events if "phase" in e]
+
+
+# -- settings -------------------------------------------------------------------------------------------------
+
+
+def test_spec_takes_several_languages_and_keeps_one():
+    assert TrainSpec(lang="sw").langs == ["sw"] and TrainSpec(lang="sw").to_dict()["lang"] == "sw"
+    s = TrainSpec.from_dict({"lang": ["sw", "yo", "zh"], "objective": "simpo", "simpo_gamma": 1.0,
+                             "english_anchor": 0.5})
+    assert s.langs == ["sw", "yo", "zh"] and s.lang == "sw,yo,zh"
+    again = TrainSpec.from_dict(yaml.safe_load(yaml.safe_dump(s.to_dict())))  # config.yaml round trip (resume)
+    assert again == s and again.needs_reference  # the anchor needs the reference even under SimPO
+    assert TrainSpec(lang=" sw , yo").lang == "sw,yo"
+    assert not TrainSpec(objective="orpo").needs_reference and TrainSpec(objective="ipo").needs_reference
+    for bad, msg in ((dict(lang="sw,sw"), "twice"), (dict(lang="sw,en"), "English"), (dict(lang="sw,xx"), "xx"),
+                     (dict(objective="kto"), "Unknown objective"), (dict(simpo_gamma=-1), "simpo_gamma"),
+                     (dict(english_nll="a"), "english_nll")):
+        with pytest.raises(SpecError, match=msg):
+            TrainSpec(**bad)
+
+
+def test_cli_flags_for_the_new_settings():
+    from clo.cli import build_parser, spec_from_args
+
+    args = build_parser().parse_args(["train", "--objective", "orpo", "--lang", "sw,yo", "--english-anchor", "0.2",
+                                      "--english-nll", "0.1", "--simpo-gamma", "0.3", "--data", "demo"])
+    s = spec_from_args(args)
+    assert (s.objective, s.langs, s.english_anchor, s.english_nll, s.simpo_gamma) == ("orpo", ["sw", "yo"], 0.2,
+                                                                                      0.1, 0.3)
+
+
+def test_records_of_several_languages_pair_each_sample_with_each_translation(tmp_path):
+    data = _two_language_file(tmp_path / "xl.jsonl")
+    recs = load_records(TrainSpec(lang="sw,yo", data=str(data)))
+    assert [r["lang"] for r in recs] == ["sw"] * 4 + ["yo"] * 4
+    assert [r["id"] for r in recs[:4]] == [r["id"] for r in recs[4:]]  # the same English samples in each
+    assert len(load_records(TrainSpec(lang="sw,yo", data=str(data), limit=2))) == 4  # the first N of each
+    demo = load_records(TrainSpec(lang="sw,yo", data="demo", limit=3))
+    assert [r["lang"] for r in demo] == ["sw"] * 3 + ["yo"] * 3
+
+
+# -- reference-free objectives --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("objective", ["simpo", "orpo"])
+def test_reference_free_run_has_no_reference_pass_and_no_cache(tiny_model, xl_file, tmp_path, monkeypatch,
+                                                               objective):
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLO_HOME", str(home))
+    events = []
+    spec = TrainSpec(objective=objective, model=str(tiny_model), data=str(xl_file), batch_size=2, max_steps=2,
+                     lr=1e-3)
+    result = run_training(spec, tmp_path / "run", events=events.append)
+    assert result.state == "finished" and result.steps == 2
+    assert "reference" not in _phases(events) and "training" in _phases(events)
+    assert result.ref_cache_hit is None and result.ref_pass_seconds is None
+    assert not (home / "refcache").exists() or not list((home / "refcache").iterdir())  # no cache file
+    st = RunDir(tmp_path / "run").status()
+    assert st["state"] == "finished" and st.get("ref_pass_s") is None
+    rows = RunDir(tmp_path / "run").metrics()
+    assert all(r["loss"] == r["loss"] for r in rows) and "margin" in rows[-1]  # finite, logged
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["objective"] == objective
+
+
+def test_reference_free_objective_with_the_anchor_runs_the_reference_pass(tiny_model, xl_file, tmp_path,
+                                                                          monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("CLO_HOME", str(home))
+    events = []
+    spec = TrainSpec(objective="simpo", english_anchor=1.0, english_nll=0.1, model=str(tiny_model),
+                     data=str(xl_file), batch_size=2, max_steps=2, lr=1e-2)
+    result = run_training(spec, tmp_path / "run", events=events.append)
+    assert "reference" in _phases(events) and result.ref_cache_hit is False
+    assert len(list((home / "refcache").glob("*.safetensors"))) == 1
+    rows = RunDir(tmp_path / "run").metrics()
+    assert rows[0]["anchor_loss"] == pytest.approx(0, abs=1e-5)  # step 1: the policy is the reference
+    assert "en_sft_loss" in rows[-1] and "en_rewards_chosen" in rows[-1]
+
+
+@pytest.mark.parametrize("objective", ["ipo", "orpo"])
+def test_sft_dpo_second_stage_takes_the_objective(tiny_model, xl_file, tmp_path, objective):
+    spec = TrainSpec(method="sft-dpo", objective=objective, model=str(tiny_model), data=str(xl_file),
+                     batch_size=2, max_steps=1)
+    result = run_training(spec, tmp_path / "run")
+    assert result.state == "finished" and result.steps == 2
+    assert [r["stage"] for r in RunDir(tmp_path / "run").metrics()] == ["sft", "dpo"]
+
+
+# -- several target languages ---------------------------------------------------------------------------------
+
+
+def test_multi_target_run_covers_every_sample_language_once_with_both_directions_together(tiny_model, tmp_path,
+                                                                                        monkeypatch):
+    data = _two_language_file(tmp_path / "xl.jsonl", copies=2)  # 8 samples × 2 languages = 16 units
+    dbg = tmp_path / "samples.dbg"
+    monkeypatch.setenv("CLO_DEBUG_SAMPLES", str(dbg))
+    spec = TrainSpec(lang="sw,yo", model=str(tiny_model), data=str(data), batch_size=4, epochs=2, max_length=128,
+                     lr=1e-3, seed=3)
+    result = run_training(spec, tmp_path / "run")
+    assert result.state == "finished" and result.steps == 8  # 16 units / 4 a batch × 2 epochs
+    rows = [json.loads(line) for line in Path(f"{dbg}.rank0").read_text().splitlines()]
+    batches = [r for r in rows if r["event"] == "batch"]
+    assert len(batches) == 8
+    recs = load_records(spec)
+    for epoch in (0, 1):
+        seen = Counter()
+        for b in batches[4 * epoch: 4 * epoch + 4]:
+            pairs = sorted(zip(b["samples"], b["is_target"], b["lang_id"]))
+            for s in set(b["samples"]):
+                mine = [p for p in pairs if p[0] == s]
+                lang = spec.langs.index(recs[s]["lang"])
+                assert mine == [(s, 0, lang), (s, 1, lang)], b  # both directions of a (sample, language), together
+                seen[s] += 1
+        assert sorted(seen) == list(range(16)) and set(seen.values()) == {1}  # each (sample, language) once
+    assert any(len(set(b["lang_id"])) == 2 for b in batches)  # batches mix languages
+    metrics = RunDir(tmp_path / "run").metrics()
+    for key in ("margin_sw", "margin_yo", "accuracy_sw", "accuracy_yo"):
+        assert any(key in r for r in metrics), key
+    assert os.environ["CLO_DEBUG_SAMPLES"]
+
+
+def test_done_when_cli_simpo_on_two_demo_languages(tiny_model, tmp_path):
+    """`python -m clo train --objective simpo --lang sw,yo --data demo --max-steps 2` (on the tiny model)."""
+    out = tmp_path / "runs" / "simpo-sw-yo"
+    code, stdout, stderr = run_cli("train", "--objective", "simpo", "--lang", "sw,yo", "--data", "demo",
+                                   "--max-steps", "2", "--batch-size", "2", "--model", str(tiny_model),
+                                   "--out", str(out), "--json", env={"CLO_HOME": str(tmp_path / "home")})
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert summary["state"] == "finished" and summary["steps"] == 2 and summary["ref_cache_hit"] is None
+    cfg = RunDir(out).config()
+    assert cfg["objective"] == "simpo" and cfg["lang"] == "sw,yo"
+    assert not (tmp_path / "home" / "refcache").exists()
+
+    row = next(r for r in run_table(tmp_path / "runs") if r["run"] == "simpo-sw-yo")
+    assert row["objective"] == "simpo" and row["lang"] == "sw,yo"
+
+
+def test_objectives_table_plans_every_row_on_one_budget(capsys):
+    """bench/objectives_table.py (the measured table's command): every objective, the anchor and SFT per seed
+    on the same steps; the multi-target run has the steps of its single-target runs together."""
+    assert objectives_table.main(["--dry-run", "--seeds", "1,2", "--steps", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 * len(objectives_table.ROWS)
+    assert all("--max-steps 5" in line for line in lines)
+    for objective in ("clo", "ipo", "orpo", "simpo"):
+        assert any(f"--objective {objective}" in line for line in lines)
+    assert any("--english-anchor" in line for line in lines) and any("--method sft " in line for line in lines)
+    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--seeds", "1", "--steps", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "--lang sw,yo,de" in lines[0] and "--max-steps 15" in lines[0]
+    assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]
