@@ -71,7 +71,7 @@ def spec_value(f, value):
 def setting_widget(f, col, disabled: bool = False) -> None:
     """The widget of one TrainSpec field, from its ``form`` hint (clo/spec.py)."""
     hint, key = f.metadata["form"], setting_key(f.name)
-    col = _Disabled(col, disabled)
+    plain, col = col, _Disabled(col, disabled)
     label = hint.get("label", yaml_key(f))
     tip = hint.get("help") or f.metadata.get("help")
     if hint["widget"] == "select":
@@ -80,7 +80,7 @@ def setting_widget(f, col, disabled: bool = False) -> None:
         value = col.selectbox(label, choices, key=key,
                               help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
         if hint.get("explain") and value in desc:  # a one-line explanation of the current choice
-            col.caption(desc[value])
+            plain.caption(desc[value])
     elif hint["widget"] == "checkbox":
         col.checkbox(label, key=key, help=tip)
     elif hint["widget"] == "slider":
