@@ -16,16 +16,12 @@ stderr and exit with status 2; nothing already saved is touched.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import logging
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import traceback
 import warnings
 from dataclasses import asdict
@@ -33,9 +29,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from clo.arena import Arena, ArenaError
+from clo.arena import ArenaError
 from clo.catalog import list_runs
 from clo.cli_data import DATA_COMMANDS, check_out
+from clo.cli_workshop import WORKSHOP_COMMANDS
 from clo.data import DataError, load_prompts, write_jsonl
 from clo.evaluate import evaluate, load_responses, score_answers
 from clo.generate import GenerationOptions, generate
@@ -43,8 +40,9 @@ from clo.langid import detect
 from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
 from clo.models import ModelNotFoundError, list_models
 from clo.runs import RunDir, RunError, default_runs_root, new_run_id, resolve_run
+from clo.signals import aborted, say, stop_on_signals
 from clo.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
-from clo.train import StopRequest, describe_truncation, resume_training, run_training
+from clo.train import describe_truncation, resume_training, run_training
 from clo.translate import TranslationError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
@@ -230,75 +228,6 @@ class TrainProgress:
             self.bar = None
 
 
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
-STOP_DEADLINE_ENV = "CLO_STOP_DEADLINE_S"  # seconds a stop may take to end the current step (default below)
-STOP_DEADLINE_S = 120.0
-
-
-def _say(text: str) -> None:
-    """Print to stderr, quietly doing nothing when it is gone (SIGHUP: the terminal closed)."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass
-
-
-def _stop_deadline() -> float:
-    try:
-        value = float(os.environ.get(STOP_DEADLINE_ENV) or STOP_DEADLINE_S)
-    except ValueError:
-        value = STOP_DEADLINE_S
-    return value if value > 0 else STOP_DEADLINE_S
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """Yields the :class:`~clo.train.StopRequest` of ``clo train`` and ``clo runs resume``. The first SIGINT
-    (Ctrl-C), SIGTERM (``kill``, ``docker stop``, systemd, the app's job manager) or SIGHUP (the terminal closed)
-    asks training to end after the current step and keep that step's model; the run ends ``stopped`` with the
-    signal named. A second signal, or the steps not ending within ``CLO_STOP_DEADLINE_S`` seconds (default 120),
-    aborts at once: ``KeyboardInterrupt`` carrying the signal's name, and the run is marked ``interrupted`` (its
-    last saved model and checkpoint stay). Every rank of an ``accelerate launch`` has its own handler; the stop
-    decision is shared through :func:`clo.trainer.stop_requested`."""
-    stop = StopRequest()
-    deadline = _stop_deadline()
-    late: list[float] = []
-    main_thread = threading.main_thread()
-
-    def on_signal(signum, frame):
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            e = KeyboardInterrupt(f"the current step did not end within {late[0]:g} s of the stop" if late else "")
-            e.signal = stop.signal or name
-            raise e
-        again = "Ctrl-C" if name == "SIGINT" else "a second signal"
-
-        def on_deadline():
-            late.append(deadline)
-            signal.pthread_kill(main_thread.ident, signum)  # the main thread runs the handler, and aborts
-
-        stop.request(name, deadline_s=deadline, on_deadline=on_deadline)
-        _say(f"\n{name}: stopping after the current step (the model of that step is kept); {again} aborts now.")
-
-    previous = {}
-    if threading.current_thread() is main_thread:
-        previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
-    try:
-        yield stop
-    finally:
-        stop.settle()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _aborted(e: KeyboardInterrupt, where) -> int:
-    """What the CLI says after an abort; the exit status is 128 + the signal's number, as a shell reports it."""
-    name = getattr(e, "signal", None) or "SIGINT"
-    _say(f"Aborted by {name}; run marked interrupted in {where} (its last saved model and checkpoint are kept; "
-         f"`python -m clo runs resume {where}` continues a run that has a checkpoint).")
-    return 128 + int(getattr(signal, name, signal.SIGINT))
-
-
 def cmd_train(args) -> int:
     spec = spec_from_args(args)
     out = Path(args.out) if args.out else default_runs_root() / new_run_id(spec.method, spec.lang)
@@ -307,11 +236,11 @@ def cmd_train(args) -> int:
     if speaks:
         print(f"Training {spec.method} ({spec.objective}) on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
     progress = TrainProgress()
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         try:
             result = run_training(spec, out, events=progress, stop_event=stop)
         except KeyboardInterrupt as e:
-            return _aborted(e, out)
+            return aborted(e, out)
         except _user_errors():
             raise
         except Exception as e:
@@ -488,11 +417,11 @@ def _runs_parser(sub):
 def _cmd_runs_resume(args) -> int:
     run = resolve_run(args.run, args.root)
     progress = TrainProgress(resumed=f"Resuming {run.id} → {run.path}")
-    with _stop_on_signals() as stop:
+    with stop_on_signals() as stop:
         try:
             result = resume_training(run.path, events=progress, stop_event=stop)
         except KeyboardInterrupt as e:
-            return _aborted(e, run.path)
+            return aborted(e, run.path)
         except _user_errors():
             raise
         except Exception as e:
@@ -530,91 +459,7 @@ def cmd_runs(args) -> int:
     return 0
 
 
-# -- serve, arena (workshop mode, docs/workshop.md) ----------------------------------------------------------
-
-
-def _serve_parser(sub):
-    from clo.serve import API_KEY_ENV, ServeSettings
-
-    d = ServeSettings()
-    p = sub.add_parser("serve", help="serve a model or run as an OpenAI-compatible endpoint",
-                       description="OpenAI-compatible /v1/chat/completions (streaming too) and /v1/models for a "
-                                   "model or run. Binds 127.0.0.1 unless --host says otherwise. docs/workshop.md")
-    p.add_argument("--model", default="default", help="'default', a run directory, a folder or a cached HF id")
-    p.add_argument("--model-id", dest="model_id", help="the name clients use (default: the run/folder name)")
-    p.add_argument("--host", default=d.host, help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=d.port)
-    p.add_argument("--api-key", dest="api_key", help=f"require 'Authorization: Bearer KEY' (or set ${API_KEY_ENV})")
-    p.add_argument("--max-tokens", type=int, default=d.max_tokens_limit, dest="max_tokens_limit",
-                   help="the most tokens one request may ask for")
-    p.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes, dest="max_request_bytes")
-    p.add_argument("--batch-window", type=float, default=d.batch_window_s, dest="batch_window_s",
-                   help="seconds to gather concurrent requests into one batch")
-    p.add_argument("--max-batch", type=int, default=d.max_batch, dest="max_batch")
-    return p
-
-
-def cmd_serve(args) -> int:
-    from clo.serve import API_KEY_ENV, ServeSettings, serve
-
-    settings = ServeSettings(host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
-                             max_tokens_limit=args.max_tokens_limit, max_request_bytes=args.max_request_bytes,
-                             batch_window_s=args.batch_window_s, max_batch=args.max_batch)
-    print(f"Loading {args.model}, then serving it on http://{args.host}:{args.port}/v1"
-          + (" (API key required)" if settings.api_key else "") + " — Ctrl-C stops", file=sys.stderr)
-    serve(args.model, settings, args.model_id)
-    return 0
-
-
-def _arena_parser(sub):
-    p = sub.add_parser("arena", help="serve the Arena's participant page; export a round's votes",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Participants' app: the round page only (no Train/Runs/Data, no paths). The host "
-                                   "opens rounds on the Arena page of the main app. docs/workshop.md\n\n"
-                                   "    python -m clo arena --host 0.0.0.0 --port 8502\n"
-                                   "    python -m clo arena export CODE --out pairs.jsonl [--csv votes.csv]")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: the room's network)")
-    p.add_argument("--port", type=int, default=8502)
-    p.add_argument("--db", help="Arena database (default $CLO_ARENA_DB or $CLO_HOME/arena.sqlite)")
-    actions = p.add_subparsers(dest="arena_action", metavar="ACTION")
-    ex = actions.add_parser("export", help="a round's decided votes as preference pairs (JSONL) for clo train")
-    ex.add_argument("code", help="round code")
-    ex.add_argument("--out", required=True, help="preference pairs JSONL ({id, lang, prompt, chosen, rejected})")
-    ex.add_argument("--csv", help="also every vote as CSV (formula-escaped)")
-    ex.add_argument("--db", default=argparse.SUPPRESS, help="Arena database")
-    return p
-
-
-def cmd_arena(args) -> int:
-    if getattr(args, "arena_action", None) == "export":
-        arena = Arena(args.db)
-        try:
-            arena.round(args.code)
-        except ArenaError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        pairs = [p for p in arena.preference_pairs(args.code.upper()) if p["chosen"].strip() and p["rejected"].strip()]
-        write_jsonl(args.out, pairs)
-        if args.csv:
-            Path(args.csv).write_text(arena.votes_csv(args.code.upper()), encoding="utf-8")
-        print(f"{len(pairs)} preference pairs → {args.out}\ntrain (plain DPO): python -m clo train --method clo "
-              f"--lambda 0 --lang LANG --data {args.out}", file=sys.stderr)
-        return 0
-    env = {**os.environ, **({"CLO_ARENA_DB": str(Path(args.db).resolve())} if args.db else {})}
-    app = Path(__file__).resolve().parent.parent / "arena_app.py"
-    print(f"Arena for participants on http://{args.host}:{args.port}/?round=CODE — Ctrl-C stops", file=sys.stderr)
-    try:
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
-                                "--server.port", str(args.port), "--server.headless", "true",
-                                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-                                "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1"], env=env)
-    except KeyboardInterrupt:
-        return 0
-
-
 COMMANDS = {
-    "serve": (_serve_parser, cmd_serve),
-    "arena": (_arena_parser, cmd_arena),
     "train": (_train_parser, cmd_train),
     "generate": (_generate_parser, cmd_generate),
     "models": (_models_parser, cmd_models),
@@ -644,7 +489,7 @@ def _bench_suite():
 
 
 def _all_commands() -> dict:
-    return {**COMMANDS, **DATA_COMMANDS, "bench": (_bench_parser, cmd_bench)}
+    return {**COMMANDS, **DATA_COMMANDS, **WORKSHOP_COMMANDS, "bench": (_bench_parser, cmd_bench)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -719,13 +564,13 @@ def _main(argv=None) -> int:
     except BrokenPipeError:
         raise  # the reader of stdout went away: main() ends quietly
     except KeyboardInterrupt:
-        _say("error: interrupted (Ctrl-C); what was already written is kept.")
+        say("error: interrupted (Ctrl-C); what was already written is kept.")
         return 130
     except Exception as e:  # never a traceback (-v shows it): one line with what to do
         if args.verbose:
             traceback.print_exc()
         line, code = _error_line(e.cause, e.run_dir) if isinstance(e, RunFailure) else _error_line(e)
-        _say(f"error: {line}")
+        say(f"error: {line}")
         return code
 
 

@@ -17,7 +17,6 @@ the CLI's progress bar and the app listen to, so a phase has one name in both. W
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Callable
 
 import yaml
 
+from clo.files import atomic_write_text, check_free_space, read_run_file
 from clo.process import owner_alive, owner_fields, owner_known
 from clo.testing import fault_point
 
@@ -168,20 +168,6 @@ def safe_run_path(root: str | Path, run_id: str) -> Path:
     if path.parent != root:
         raise RunError(f"Run id {run_id!r} points outside {root}.")
     return path
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class RunDir:
@@ -628,56 +614,6 @@ def resolve_run(ref: str | Path, root: str | Path | None = None) -> RunDir:
     if not run.exists():
         raise RunError(f"{where}: no status.json or config.yaml there.")
     return run
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:,.1f} MB"
-
-
-def check_free_space(path: str | Path, need: int, what: str) -> None:
-    """Refuse early, before anything is written, when the file system of ``path`` (its nearest existing folder)
-    has less than ``need`` bytes free: ``OSError(ENOSPC)`` naming ``path``, ``what`` needs the space, and how much
-    there is."""
-    folder = Path(path).expanduser().absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return  # cannot be measured: the write itself will tell
-    if free < need:
-        raise OSError(errno.ENOSPC, f"not enough free space for {what}: it needs about {_mb(need)} and "
-                                    f"{_mb(free)} is free", str(path))
-
-
-def read_run_file(path: Path) -> tuple[dict | None, str | None]:
-    """A run's JSON or YAML file (by its suffix) as a mapping: ``(data, None)``; ``(None, None)`` when it does
-    not exist; ``(None, why)`` when it cannot be used: unreadable (a folder, no permission), not UTF-8, empty or
-    half-written, malformed, or not a mapping. Never raises."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None, None
-    except OSError as e:
-        return None, f"{path.name} cannot be read ({e.strerror or e})"
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return None, f"{path.name} is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start})"
-    if not text.strip():
-        return None, f"{path.name} is empty (half-written?)"
-    try:
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except json.JSONDecodeError as e:
-        return None, f"{path.name} is not valid JSON (line {e.lineno}: {e.msg}; half-written?)"
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        return None, f"{path.name} is not valid YAML" + (f" (line {mark.line + 1})" if mark is not None else "")
-    except (ValueError, RecursionError) as e:
-        return None, f"{path.name} cannot be parsed ({type(e).__name__})"
-    if not isinstance(data, dict):
-        return None, f"{path.name} holds a {type(data).__name__}, not a mapping"
-    return data, None
 
 
 def iter_runs(root: str | Path | None):

@@ -27,7 +27,8 @@ from clo.data import load_crosslingual
 from clo.models import clo_home, load_model, resolve_model
 from clo.pairs import build_pairs, to_conversational
 from clo.resume import prepare_resume, resume_point
-from clo.runs import RunDir, RunError, check_free_space, now_iso
+from clo.files import check_free_space
+from clo.runs import RunDir, RunError, now_iso
 from clo.scope import apply_scope, count_trainable
 from clo.spec import SFT_ROWS, SpecError, TrainSpec
 from clo.testing import debug_end, debug_watch

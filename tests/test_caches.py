@@ -15,7 +15,8 @@ import shutil
 import pytest
 
 from clo.cli import main
-from clo.models import BUNDLED, clo_home, resolve_model, safetensors_problem
+from clo.model_cache import safetensors_problem
+from clo.models import BUNDLED, clo_home, resolve_model
 from clo.runs import RunDir
 from clo.spec import TrainSpec
 from clo.train import run_training
