@@ -246,12 +246,11 @@ def review(path: Path | None) -> None:
         with c_tgt:
             show_pair(tgt)
         fix_form(path, rows, rec)
-    b1, b2 = st.columns([1, 3], vertical_alignment="center")
     if path is not None:
-        b1.download_button("Download JSONL", path.read_bytes(), file_name=path.name, mime="application/jsonl",
+        st.download_button("Download JSONL", path.read_bytes(), file_name=path.name, mime="application/jsonl",
                            icon=":material/download:", key="data_download")
         if versions := previous_versions(path):
-            b2.caption(f"{len(versions)} earlier version{'s' if len(versions) != 1 else ''} of this set kept in "
+            st.caption(f"{len(versions)} earlier version{'s' if len(versions) != 1 else ''} of this set kept in "
                        f"`{path.parent / '.versions'}` (newest: `{versions[0].name}`).")
     if st.button("Train on this set →", key="data_to_train"):
         st.session_state["train_data"] = str(path) if path is not None else "demo"

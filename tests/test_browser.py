@@ -165,7 +165,7 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     expect(pg.get_by_text(re.compile(r"Started \S+ on 8 samples"))).to_be_visible()
     expect(pg.get_by_text(re.compile(rf"^Step [1-9]\d*/{STEPS}"))).to_be_visible(timeout=120_000)
     first = progress_step(pg)
-    expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+    expect(pg.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # plotly.js loads on first use
     if first < STEPS:
         expect(pg.get_by_role("button", name="Stop")).to_be_visible()
     shot(pg, "03-train-running")
@@ -173,7 +173,8 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     other = pg.context.new_page()
     other.goto(f"{app_url}/train")
     run_id = pg.get_by_text(re.compile(r"^\d{8}-\d{6}-clo-sw$")).first.inner_text()
-    expect(other.get_by_text(run_id, exact=True)).to_be_visible()
+    expect(other.get_by_role("heading").get_by_text(run_id, exact=True)).to_be_visible()
+    expect(other.get_by_label("Max steps", exact=True)).to_have_value(str(STEPS), timeout=60_000)  # the job's settings
     expect(other.get_by_text(re.compile(rf"^Step \d+/{STEPS}"))).to_be_visible(timeout=30_000)
     other.close()
     # the panel refreshes by itself: the step count grows without any click (unless the machine was so fast that
@@ -205,7 +206,7 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     set_number(pg, "Prompts per language", 2)
     pg.get_by_role("button", name="Run batch evaluation").click()
     expect(pg.get_by_role("button", name="Download metrics (CSV)")).to_be_visible(timeout=180_000)
-    expect(pg.locator(".js-plotly-plot").first).to_be_visible()
+    expect(pg.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # plotly.js loads on first use
     shot(pg, "06-compare-batch")
 
     # -- Runs: the run is listed as finished --------------------------------------------------------------------
@@ -217,11 +218,12 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
 
 
 # Text an element clips: it hides its overflow (or ends it with an ellipsis) and its content is wider than its box.
-# Charts, tables (drawn on a canvas) and code blocks (which scroll) are left out.
+# Charts, tables (drawn on a canvas), code blocks and free-text boxes (which scroll what one typed) are left out.
 CLIPPED_JS = """() => {
   const out = [];
   for (const el of document.querySelectorAll('[data-testid=stMain] *, [data-testid=stSidebar] *')) {
-    if (el.closest('svg, canvas, [data-testid=stDataFrame], .js-plotly-plot, pre, code, [data-testid=stCode]')) continue;
+    if (el.closest('svg, canvas, [data-testid=stDataFrame], .js-plotly-plot, pre, code, [data-testid=stCode], '
+                   + '[data-testid=stTextInput], [data-testid=stTextArea]')) continue;
     const cs = getComputedStyle(el);
     const clips = ['hidden', 'clip'].includes(cs.overflowX) || cs.textOverflow === 'ellipsis';
     const text = (el.tagName === 'INPUT' ? el.value : el.innerText || '').trim();

@@ -151,6 +151,7 @@ APP = textwrap.dedent('''
     makes on SIGTERM or Ctrl-C (its handler stops the server and Python exits normally, running atexit)."""
     import signal, sys
     from app_pages._shared import _job_manager
+    from clo.spec import TrainSpec
     
     root, model, data = sys.argv[1:4]
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
