@@ -184,7 +184,7 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
             """(first) => [...document.querySelectorAll('[data-testid=stProgress]')]
                  .some(e => { const m = e.innerText.match(/Step (\\d+)\\//); return m && +m[1] > first; })""",
             arg=first, timeout=120_000)
-    expect(pg.get_by_text(re.compile(r"Finished after 30 steps"))).to_be_visible(timeout=180_000)
+    expect(pg.get_by_text(re.compile(rf"Finished after {STEPS} steps"))).to_be_visible(timeout=180_000)
     expect(pg.get_by_text("Rewards").first).to_be_visible()
     shot(pg, "04-train-finished")
 
