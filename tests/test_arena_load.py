@@ -14,7 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ import pytest
 from clo.arena import Arena
 from clo.generate import GenerationOptions
 
-from test_browser import CHROMIUM_ARGS, _free_port, chromium  # noqa: F401 - the fixture
+from test_browser import CHROMIUM_ARGS, _free_port, chromium, start_streamlit  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -30,23 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SESSIONS, VOTES_EACH = 20, 3
 PROMPTS = [{"id": str(i), "lang": "sw", "prompt": p} for i, p in
            enumerate(["Habari za asubuhi?", "Jua huchomoza wapi?", "Mji mkuu wa Kenya ni upi?"])]
-
-
-def _start(cmd, env, log_path, port) -> subprocess.Popen:
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{cmd} did not start:\n{Path(log_path).read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +42,11 @@ def servers(tmp_path_factory, tiny_model, tiny_gpt2):
     env = {**os.environ, "CLO_ARENA_DB": str(db), "CLO_RUNS": str(tmp / "runs"), "CLO_MODEL": str(tiny_model),
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     vport, hport = _free_port(), _free_port()
-    voter = _start([sys.executable, "-m", "clo", "arena", "--port", str(vport), "--db", str(db)], env,
-                   tmp / "arena.log", vport)
-    host = _start([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(hport),
-                   "--server.headless", "true", "--server.fileWatcherType", "none",
-                   "--browser.gatherUsageStats", "false"], env, tmp / "host.log", hport)
+    voter = start_streamlit([sys.executable, "-m", "clo", "arena", "--port", str(vport), "--db", str(db)], env,
+                            tmp / "arena.log", vport, timeout_s=90)
+    host = start_streamlit([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(hport),
+                            "--server.headless", "true", "--server.fileWatcherType", "none",
+                            "--browser.gatherUsageStats", "false"], env, tmp / "host.log", hport, timeout_s=90)
     yield {"db": db, "code": code, "vote_url": f"http://127.0.0.1:{vport}", "host_url": f"http://127.0.0.1:{hport}"}
     for proc in (voter, host):
         proc.terminate()

@@ -47,6 +47,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_streamlit(cmd: list[str], env: dict, log_path: Path, port: int, timeout_s: float) -> subprocess.Popen:
+    """Start a Streamlit app (``cmd``, output to ``log_path``) and wait until its health check answers on
+    ``port``; fail the test with the log's end if it exits or does not answer within ``timeout_s``."""
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.read() == b"ok":
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{cmd} did not start:\n{Path(log_path).read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("browser")
@@ -54,31 +73,16 @@ def app_url(tmp_path_factory, tiny_model):
     env = {**os.environ, "CLO_RUNS": str(tmp / "runs"), "CLO_HOME": os.environ["CLO_HOME"],
            "CLO_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": str(ROOT)}
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--server.fileWatcherType", "none",
-                             "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = start_streamlit([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                            "--server.headless", "true", "--server.fileWatcherType", "none",
+                            "--browser.gatherUsageStats", "false"], env, tmp / "streamlit.log", port, timeout_s=60)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"streamlit did not start:\n{(tmp / 'streamlit.log').read_text()[-3000:]}")
-        time.sleep(0.3)
     yield url
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
 
 
 @pytest.fixture()
