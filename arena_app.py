@@ -10,7 +10,8 @@ import uuid
 
 import streamlit as st
 
-from clo.arena import VOTES, Arena, ArenaError, model_label
+from clo.arena import VOTES, Arena, ArenaError
+from clo.models import display_name
 from clo.languages import get_language
 
 st.set_page_config(page_title="CLO Arena", page_icon=":material/how_to_vote:", layout="wide",
@@ -75,7 +76,7 @@ for col, side in ((ca, "a"), (cb, "b")):
     with col:
         title = f"Answer {side.upper()}"
         if voted:  # the reveal, only after the vote
-            title += f" — {model_label(m['model_' + side])}"
+            title += f" — {display_name(m['model_' + side])}"
         st.markdown(f"**{title}**")
         st.text(m["answer_" + side] or "(empty answer)")
 

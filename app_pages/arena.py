@@ -5,7 +5,7 @@ import os
 
 import streamlit as st
 
-from clo.arena import Arena, ArenaError, model_label
+from clo.arena import Arena, ArenaError
 from clo.catalog import runs_with_model
 from clo.data import DataError, load_prompts, parse_bytes
 from clo.generate import GenerationOptions, generate
@@ -65,7 +65,7 @@ with st.expander("Open a round", expanded=not arena.rounds()):
         bar = st.progress(0.0, "Generating answers…")
 
         def progress(i, total, model):
-            bar.progress(i / total, f"Generating answers of {model_label(model)}…" if model else "Done")
+            bar.progress(i / total, f"Generating answers of {display_name(model)}…" if model else "Done")
 
         try:
             code = arena.create_round(models, prompts, GenerationOptions(max_new_tokens=int(n_new)), progress,

@@ -35,7 +35,7 @@ from clo.metrics import wilson_interval
 from clo.models import clo_home, display_name
 from clo.export import rows_to_csv
 
-__all__ = ["Arena", "VOTES", "REAL_LANG", "default_db", "model_label", "bradley_terry", "leaderboard",
+__all__ = ["Arena", "VOTES", "REAL_LANG", "default_db", "bradley_terry", "leaderboard",
            "preference_pairs", "ArenaError"]
 
 VOTES = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
@@ -66,11 +66,6 @@ class ArenaError(ValueError):
 
 def default_db() -> Path:
     return Path(os.environ.get("CLO_ARENA_DB") or clo_home() / "arena.sqlite")
-
-
-def model_label(model: str) -> str:
-    """What the reveal shows: a run's id or a model's name, never a full path (clo.models.display_name)."""
-    return display_name(model)
 
 
 def _pair(a: str, b: str) -> str:
@@ -135,7 +130,7 @@ class Arena:
         models = list(dict.fromkeys(str(m) for m in models))
         if len(models) < 2:
             raise ArenaError("An Arena round needs at least two different models.")
-        labels = [model_label(m) for m in models]
+        labels = [display_name(m) for m in models]
         if len(set(labels)) < len(labels):
             raise ArenaError("Two of the models would be revealed under the same name; pick differently named ones.")
         prompts = [{"id": str(p.get("id") or i), "lang": p.get("lang"), "prompt": p["prompt"]}
@@ -319,7 +314,7 @@ def leaderboard(votes: list[dict], models: list[str], n_boot: int = 200, seed: i
     intervals (votes resampled) for three or more models; the head-to-head win rates."""
     import numpy as np
 
-    rows = {m: {"model": m, "label": model_label(m), "votes": 0, "wins": 0, "ties": 0, "losses": 0, "both_bad": 0,
+    rows = {m: {"model": m, "label": display_name(m), "votes": 0, "wins": 0, "ties": 0, "losses": 0, "both_bad": 0,
                 "real_lang": 0, "real_lang_asked": 0} for m in models}
     head: dict[tuple[str, str], list[float]] = {}
     for v in votes:
@@ -382,7 +377,7 @@ def preference_pairs(votes: list[dict]) -> list[dict]:
         win, lose = ("a", "b") if v["vote"] == "A" else ("b", "a")
         out.append({"id": f"{v['round']}-{v['id']}", "lang": v.get("lang"), "prompt": v["prompt"],
                     "chosen": v[f"answer_{win}"], "rejected": v[f"answer_{lose}"],
-                    "chosen_model": model_label(v[f"model_{win}"]), "rejected_model": model_label(v[f"model_{lose}"]),
+                    "chosen_model": display_name(v[f"model_{win}"]), "rejected_model": display_name(v[f"model_{lose}"]),
                     "source": f"arena:{v['round']}"})
     return out
 
