@@ -150,9 +150,14 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     shot(pg, "01-data")
     pg.get_by_text("Fix the Swahili translation of demo-001").click()
     box = pg.get_by_label("Instruction", exact=True).first
+    expect(box).to_be_visible()
     box.fill("Mto mrefu zaidi barani Afrika ni upi?")
+    expect(box).to_have_value("Mto mrefu zaidi barani Afrika ni upi?")
     pg.get_by_role("button", name="Save fix").first.click()
-    expect(pg.get_by_text("Saved the fix to demo-001")).to_be_visible()
+    pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
+    settle(pg)
+    # the save writes the copy and reruns the page, which re-detects every badge: slow on a loaded CI machine
+    expect(pg.get_by_text("Saved the fix to demo-001")).to_be_visible(timeout=30_000)
     settle(pg)
     pg.get_by_role("button", name="Train on this set →").click()
 
