@@ -1,10 +1,12 @@
 """Compare: the base model and tuned runs side by side — which language do they answer in, and is it real text?"""
+import math
+
 import plotly.express as px
 import streamlit as st
 
 from clo.catalog import runs_with_model
-from clo.data import DataError, load_prompts
-from clo.evaluate import evaluate
+from clo.data import DataError, load_prompts, max_upload_mb
+from clo.evaluate import evaluate, parse_responses, score_answers
 from clo.export import rows_to_csv
 from clo.generate import GenerationOptions, stream
 from clo.lexicon import marked_markdown, real_words_caption
@@ -32,7 +34,7 @@ def pick_models(opts: dict[str, str]) -> list[str]:
     opened = ss.pop("compare_open", None)  # "Open in Compare" on the Runs page
     if opened in opts:
         ss["cmp_models"] = [m for m in (base, opened) if m in opts]
-        for stale in ("cmp_answers", "cmp_batch"):  # answers of other models or settings: start fresh
+        for stale in ("cmp_answers", "cmp_batch", "cmp_batch_file"):  # answers of other models or settings: start fresh
             ss.pop(stale, None)
     elif "cmp_models" in ss:
         ss["cmp_models"] = [m for m in ss["cmp_models"] if m in opts][:3]
@@ -189,8 +191,29 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
         bar.empty()
         st.session_state["cmp_batch"] = {"labels": dict(labels), "models": result["models"],
                                          "responses": result["responses"]}
+    uploaded_answers()
     if st.session_state.get("cmp_batch"):
         show_batch(st.session_state["cmp_batch"])
+
+
+def uploaded_answers() -> None:
+    """Score answers made elsewhere (``clo eval --responses``'s file): no model loads, the same scores and view."""
+    cap = max_upload_mb()
+    up = st.file_uploader("Or score answers made elsewhere: JSON Lines or CSV of {id, lang, prompt, response} "
+                          "(optional: model, reference)", type=["jsonl", "json", "csv"], key="cmp_resp_upload",
+                          max_upload_size=max(1, math.ceil(cap)),
+                          help="No model loads: the answers are scored as they are, with the same scores as "
+                               "`python -m clo eval --responses FILE --json`. One result per `model` value.")
+    if up is None or st.session_state.get("cmp_batch_file") == up.file_id:
+        return
+    try:
+        result = score_answers(parse_responses(up.name, up.getvalue()))
+    except DataError as e:
+        st.error(f"{e} — fix the file and upload it again.", icon=":material/error:")
+        return
+    st.session_state["cmp_batch_file"] = up.file_id  # scored once per upload, not on every rerun
+    st.session_state["cmp_batch"] = {"labels": {m: m for m in result["models"]}, "models": result["models"],
+                                     "responses": result["responses"]}
 
 
 METRIC_COLUMNS = {  # key → (column, quantity, tooltip)

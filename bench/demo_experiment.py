@@ -52,7 +52,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from clo.cli import main as clo_main
 
-    record = {"name": args.name or f"base-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
+    record = {"name": args.name or f"base-{args.lang}-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
     if args.base:
         model = args.model
         record.update(kind="base", command=f"clo eval --model {args.model} --prompts demo --lang {args.lang},en")

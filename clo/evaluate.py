@@ -13,13 +13,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from clo.data import DataError, read_records
+from clo.data import DataError, parse_bytes, read_records
 from clo.generate import GenerationOptions, generate_answers, get_model
 from clo.languages import get_language
 from clo.metrics import score_responses
 from clo.runs import RunDir
 
-__all__ = ["evaluate", "score_answers", "load_responses", "SUMMARY_KEYS", "RESPONSE_FIELDS"]
+__all__ = ["evaluate", "score_answers", "load_responses", "parse_responses", "SUMMARY_KEYS", "RESPONSE_FIELDS"]
 
 SUMMARY_KEYS = ("lpr", "clean_lpr", "clean_lpr_strict", "real_word_rate", "echo_rate", "loop_rate", "wpr", "chrf",
                 "n", "excluded")
@@ -92,7 +92,17 @@ def load_responses(path) -> list[dict]:
     ``response`` may be empty (an empty answer is scored, as excluded); the other fields must be non-empty
     strings, ``lang`` a known language, and ``(model, id)`` unique. Any fault is one :class:`DataError`
     naming the file and line."""
-    rows = read_records(path)
+    return check_responses(read_records(path), path)
+
+
+def parse_responses(name: str, raw: bytes) -> list[dict]:
+    """The bytes of an uploaded responses file (the Compare page's batch view) → rows, checked exactly as
+    :func:`load_responses` checks a file; errors name ``name``."""
+    return check_responses(parse_bytes(name, raw), name)
+
+
+def check_responses(rows: list[dict], path) -> list[dict]:
+    """Check and normalise parsed responses rows (see :func:`load_responses`); ``path`` names them in errors."""
     seen: dict[tuple[str, str], int] = {}
     for row in rows:
         line = row.get("_line")

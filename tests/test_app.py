@@ -352,6 +352,29 @@ def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
     assert finished_run.eval() is not None  # the run keeps its evaluation (shown on the Runs page)
 
 
+def test_compare_batch_view_scores_an_uploaded_responses_file(app):
+    """Answers made elsewhere: scored without a model, one block per model name, bad files named with their line."""
+    rows = [{"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "Mji mkuu wa Kenya ni Nairobi.",
+             "model": "mine"},
+            {"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "The capital is Nairobi.",
+             "model": "theirs"},
+            {"id": "p2", "lang": "en", "prompt": "What is the capital of Kenya?", "response": "Nairobi is the capital.",
+             "model": "mine"}]
+    raw = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
+    at = open_page(app, "compare")
+    at.file_uploader(key="cmp_resp_upload").upload("answers.jsonl", raw, "application/jsonl")
+    at.run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert set(table["model"]) == {"mine", "theirs"}
+    sw = table[table["prompts in"] == "Swahili"].set_index("model")
+    assert sw.loc["mine", "clean LPR"] != sw.loc["theirs", "clean LPR"]  # a Swahili answer against an English one
+    assert "real words" in table.columns and "The answers" in texts(at.markdown)
+    at.file_uploader(key="cmp_resp_upload").upload("bad.jsonl", b'{"id": "1", "lang": "sw", "prompt": "x"}\n', "application/jsonl")
+    at.run()
+    assert "bad.jsonl, line 1: field 'response' is missing" in texts(at.error)
+
+
 def test_runs_page_lists_opens_and_deletes(app, finished_run):
     at = open_page(app, "runs")
     table = at.dataframe[0].value
