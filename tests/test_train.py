@@ -130,6 +130,35 @@ def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
     assert n_batches == 4
 
 
+def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_model, tmp_path):
+    """The reference pass batches rows by length (less padding); each row's log-probs, back in dataset order,
+    equal that row scored alone, without any padding."""
+    from conftest import SAMPLES, write_xl
+
+    from clo.data import load_crosslingual
+    from clo.models import load_model
+    from clo.runs import RunDir
+    from clo.train import build_clo_trainer
+
+    samples = [(a, " ".join([b] * (1 + i % 4)), c, " ".join([d] * (1 + (i * 3) % 5)))  # lengths vary, unsorted
+               for i, (a, b, c, d) in enumerate(SAMPLES * 2)]
+    records = load_crosslingual(write_xl(tmp_path / "xl.jsonl", samples), "sw")
+    spec = TrainSpec(model=str(tiny_model), data="unused", batch_size=2, max_steps=1)
+    loaded = load_model(str(tiny_model))
+    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=records, run=RunDir.create(tmp_path / "run", spec.to_dict()),
+                                device="cpu", ref_cache_dir=None)
+    ds = trainer.train_dataset
+    assert trainer.ref_cache_hit is False and len(ds) == 2 * len(records)
+    sizes = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+    assert sizes != sorted(sizes, reverse=True)  # dataset order is not the pass's order
+    for i in range(len(ds)):
+        batch = trainer.data_collator([{k: ds[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "is_target")}])
+        chosen, rejected = trainer.compute_ref_log_probs(trainer.model, {k: v for k, v in batch.items()
+                                                                         if k not in ("is_target", "lang_id")})
+        assert float(chosen) == pytest.approx(ds[i]["ref_chosen_logps"], rel=1e-6, abs=1e-5), i
+        assert float(rejected) == pytest.approx(ds[i]["ref_rejected_logps"], rel=1e-6, abs=1e-5), i
+
+
 def test_spec_rejects_bad_settings():
     for bad in [dict(method="ppo"), dict(scope="mlp"), dict(lang="xx"), dict(lang="en"), dict(lr=0), dict(lr=-1e-4),
                 dict(batch_size=0), dict(epochs=0), dict(lam=1.5), dict(lam=-0.1), dict(max_steps=0)]:
