@@ -173,6 +173,25 @@ def add_selective_head(model) -> bool:
     return True
 
 
+def bucketed_logps(model, input_ids, attention_mask, labels, buckets: int):
+    """What ``model(input_ids, attention_mask, labels, clo_logps=True)`` returns — (N, T-1) answer-token
+    log-probs — computed in ``buckets`` forwards over the sequences sorted by length, each cut to its own
+    longest sequence. The collator pads every sequence on the right to the batch's longest (and a pair's
+    English and target answers differ in length), so the shorter buckets skip most of that padding; a real
+    token's log-prob does not depend on padding after it (causal attention, masked). docs/performance.md
+    measures it against one forward."""
+    n, width = input_ids.shape
+    lengths = attention_mask.sum(dim=1)
+    order = torch.argsort(lengths)
+    pieces = []
+    for idx in torch.tensor_split(order, min(buckets, n)):
+        keep = max(2, int(lengths[idx].max()))
+        lp = model(input_ids=input_ids[idx, :keep], attention_mask=attention_mask[idx, :keep], labels=labels[idx, :keep],
+                   use_cache=False, clo_logps=True)
+        pieces.append(F.pad(lp, (0, width - keep)))
+    return torch.cat(pieces)[torch.argsort(order)]  # back to the batch's order
+
+
 def ref_cache_key(*, weights: str, max_length: int, columns: list, dtype: str, device: str, head: str,
                   config: str) -> str:
     """The reference cache's file name (see :meth:`CLOTrainer._ref_cache_key`)."""
@@ -228,6 +247,9 @@ class CLOConfig(DPOConfig):
     english_nll: float = field(default=0.0, metadata={"help": "weight of NLL(y_en | x_en) (0: off)"})
     lang_codes: list[str] = field(default_factory=list, metadata={"help": "target languages, by lang_id (metrics)"})
     ref_cache_dir: str | None = field(default=None, metadata={"help": "folder for cached reference log-probs"})
+    length_buckets: int = field(default=2, metadata={"help": "with the answer-only head on one process: score a "
+                                "batch's sequences in this many forwards of similar length, each trimmed to its "
+                                "longest (less padding; 1: one forward, as TRL does)"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -274,9 +296,12 @@ class CLOTrainer(DPOTrainer):
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
         kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
                       use_cache=False)
-        if self.selective_head:
-            return model(**kwargs, clo_logps=True)
-        return model(**kwargs, fused_lm_head=True).log_probs
+        if not self.selective_head:
+            return model(**kwargs, fused_lm_head=True).log_probs
+        # Several forwards per step only on one process: DDP and FSDP expect one forward per backward.
+        if self.args.length_buckets > 1 and self.accelerator.num_processes == 1:
+            return bucketed_logps(model, inputs["input_ids"], inputs["attention_mask"], labels, self.args.length_buckets)
+        return model(**kwargs, clo_logps=True)
 
     def compute_ref_log_probs(self, model, inputs):
         if not self.selective_head:

@@ -159,6 +159,42 @@ def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_mode
         assert float(rejected) == pytest.approx(ds[i]["ref_rejected_logps"], rel=1e-6, abs=1e-5), i
 
 
+@pytest.mark.parametrize("buckets", [2, 3, 64])
+def test_bucketed_forward_equals_one_forward_with_its_gradients(tiny_model, buckets):
+    """Scoring a batch in length buckets (each cut to its longest sequence) gives one forward's log-probs and the
+    same gradients; 64 buckets > 8 sequences: one sequence each."""
+    from transformers import AutoModelForCausalLM
+
+    from clo.trainer import add_selective_head, bucketed_logps
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert add_selective_head(model)
+    torch.manual_seed(0)
+    lengths = [5, 17, 9, 30, 12, 3, 22, 8]  # right-padded to 30, as TRL's collator pads
+    ids = torch.randint(3, model.config.vocab_size, (len(lengths), 30))
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    ids = ids.masked_fill(mask == 0, 0)
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :2] = -100  # a prompt: not scored
+
+    def run(fn):
+        model.zero_grad()
+        out = fn()
+        out.sum().backward()
+        return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    one, g_one = run(lambda: model(input_ids=ids, attention_mask=mask, labels=labels, clo_logps=True))
+    many, g_many = run(lambda: bucketed_logps(model, ids, mask, labels, buckets))
+    assert many.shape == one.shape == (len(lengths), 29)
+    assert torch.allclose(many, one, atol=1e-5)
+    assert (one[labels[:, 1:] == -100] == 0).all() and (many[labels[:, 1:] == -100] == 0).all()
+    assert g_one.keys() == g_many.keys() and g_one
+    for n in g_one:
+        assert torch.allclose(g_one[n], g_many[n], atol=1e-5, rtol=1e-4), n
+
+
 def test_spec_rejects_bad_settings():
     for bad in [dict(method="ppo"), dict(scope="mlp"), dict(lang="xx"), dict(lang="en"), dict(lr=0), dict(lr=-1e-4),
                 dict(batch_size=0), dict(epochs=0), dict(lam=1.5), dict(lam=-0.1), dict(max_steps=0)]:

@@ -1,0 +1,180 @@
+"""Measure each speed lever of a CLO run alone, against the plain path, in one process (docs/performance.md).
+
+    python bench/levers.py [--model default] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--json FILE]
+
+On the bundled demo set (both preference pairs of every sample, tokenized exactly as `clo train` does):
+
+* **reference order** — the reference pass over ``--pairs`` pairs in dataset order (what TRL does) against
+  longest first (what CLO does), batches of 16 pairs as in the demo preset; the log-probs must agree.
+* **length buckets** — forward + backward of the answer-token log-probs of ``--batches`` training batches
+  (8 samples = 16 pairs = 32 sequences, length-grouped as the demo preset draws them) in one forward against
+  2 and 4 length buckets (``length_buckets``); log-probs and gradients must agree.
+* **system prompt** — the share of every sequence's tokens that SmolLM2's default system prompt takes
+  (counted, not timed: dropping it changes what the model reads in training *and* in evaluation).
+
+Arms are interleaved (A B A B …) so that a slow patch of the machine hits both; the ratio is the median of
+the arm's times over the plain arm's. Speed only: never run beside another CPU job when the figure matters.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def build(model: str, lang: str):
+    """A reference-free CLOTrainer on the demo pairs (no reference pass at build), scope attention."""
+    from clo.data import load_crosslingual
+    from clo.models import load_model
+    from clo.runs import RunDir
+    from clo.scope import apply_scope
+    from clo.spec import TrainSpec, load_recipe
+    from clo.train import build_clo_trainer
+
+    spec = TrainSpec.from_dict({**load_recipe("demo"), "model": model, "lang": lang, "objective": "simpo"})
+    loaded = load_model(model)
+    apply_scope(loaded.model, spec)
+    run = RunDir.create(Path(tempfile.mkdtemp(prefix="clo-levers-")) / "run", spec.to_dict())
+    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=load_crosslingual("demo", lang), run=run,
+                                device="cpu")
+    return trainer, loaded, spec
+
+
+def strip(batch: dict) -> dict:
+    from clo.trainer import EXTRA_COLUMNS
+
+    return {k: v for k, v in batch.items() if k not in EXTRA_COLUMNS}
+
+
+def reference_order(trainer, n_pairs: int, repeats: int) -> dict:
+    """Plain (dataset order) vs longest first, one-forward scoring in both arms."""
+    import torch
+
+    ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
+    size = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+    longest_first = sorted(range(len(ds)), key=lambda i: -size[i])
+    trainer.args.length_buckets = 1
+    trainer.model.eval()
+
+    def score(order):
+        rows = [ds[i] for i in order]
+        out, positions = [], 0
+        t = time.perf_counter()
+        for i in range(0, len(rows), 16):
+            batch = trainer.data_collator(rows[i:i + 16])
+            positions += batch["input_ids"].numel()
+            c, r = trainer.compute_ref_log_probs(trainer.model, strip(batch))
+            out.append(torch.stack([c, r], 1))
+        logps = torch.cat(out)
+        back = torch.empty_like(logps)
+        back[torch.tensor(order)] = logps
+        return time.perf_counter() - t, positions, back
+
+    times = {"plain": [], "longest_first": []}
+    for _ in range(repeats):
+        for arm, order in (("plain", list(range(len(ds)))), ("longest_first", longest_first)):
+            seconds, positions, logps = score(order)
+            times[arm].append(seconds)
+            if arm == "plain":
+                plain_positions, plain_logps = positions, logps
+            else:
+                sorted_positions, sorted_logps = positions, logps
+    diff = (plain_logps - sorted_logps).abs().max().item()
+    return {"pairs": len(ds), "plain_s": times["plain"], "longest_first_s": times["longest_first"],
+            "time_ratio": round(statistics.median(times["longest_first"]) / statistics.median(times["plain"]), 3),
+            "positions_plain": plain_positions, "positions_longest_first": sorted_positions,
+            "positions_ratio": round(sorted_positions / plain_positions, 3), "max_abs_logp_diff": diff}
+
+
+def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dict:
+    """Forward + backward of the answer log-probs of the same training batches, in 1, 2 or 4 forwards."""
+    import torch
+
+    trainer.model.train()
+    batches = []
+    for batch in trainer.get_train_dataloader():
+        batches.append(strip(batch))
+        if len(batches) == n_batches:
+            break
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def step(buckets):
+        trainer.args.length_buckets = buckets
+        t, logps, grads = time.perf_counter(), [], None
+        for batch in batches:
+            trainer.model.zero_grad(set_to_none=True)
+            lp = trainer._token_logps(trainer.model, batch)
+            lp.sum().backward()
+            logps.append(lp.detach())
+            grads = [p.grad.clone() for p in params[:4]]  # the last batch's first attention weights
+        return time.perf_counter() - t, logps, grads
+
+    times = {b: [] for b in arms}
+    ref = {}
+    for _ in range(repeats):
+        for b in arms:
+            seconds, logps, grads = step(b)
+            times[b].append(seconds)
+            ref[b] = (logps, grads)
+    out = {"batches": len(batches), "sequences_per_batch": int(batches[0]["input_ids"].shape[0]),
+           "seconds": {str(b): v for b, v in times.items()}}
+    base = statistics.median(times[1])
+    for b in arms[1:]:
+        out[f"time_ratio_{b}"] = round(statistics.median(times[b]) / base, 3)
+        out[f"max_abs_logp_diff_{b}"] = max((x - y).abs().max().item() for x, y in zip(ref[1][0], ref[b][0]))
+        out[f"max_abs_grad_diff_{b}"] = max((x - y).abs().max().item() for x, y in zip(ref[1][1], ref[b][1]))
+    trainer.args.length_buckets = 2
+    return out
+
+
+def system_prompt_share(trainer, loaded) -> dict:
+    tok = loaded.tokenizer
+    with_sys = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True,
+                                       return_dict=False)
+    bare = tok.apply_chat_template([{"role": "system", "content": ""}, {"role": "user", "content": "x"}],
+                                   add_generation_prompt=True, tokenize=True, return_dict=False)
+    extra = len(with_sys) - len(bare)
+    ds = trainer.train_dataset
+    tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
+    sequences = 2 * len(ds)
+    return {"system_prompt_tokens": extra, "sequences": sequences, "tokens": tokens,
+            "share": round(extra * sequences / tokens, 3)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--lang", default="sw")
+    ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
+    ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", help="also write the result here")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    trainer, loaded, spec = build(args.model, args.lang)
+    result = {"model": args.model, "lang": args.lang, "threads": torch.get_num_threads(),
+              "load_avg_before": os.getloadavg()[0]}
+    result["system_prompt"] = system_prompt_share(trainer, loaded)
+    print(json.dumps({"system_prompt": result["system_prompt"]}), flush=True)
+    result["reference_order"] = reference_order(trainer, args.pairs, args.repeats)
+    print(json.dumps({"reference_order": result["reference_order"]}), flush=True)
+    result["length_buckets"] = length_buckets(trainer, args.batches, args.repeats)
+    print(json.dumps({"length_buckets": result["length_buckets"]}), flush=True)
+    result["load_avg_after"] = os.getloadavg()[0]
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
