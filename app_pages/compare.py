@@ -163,8 +163,9 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> tupl
 
 def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
     st.caption("Generates answers to held-out prompts and scores them: **LPR** — answers whose every line is in "
-               "the prompt's language; **clean LPR** — the same and neither echo nor loop; chrF++ against the "
-               "reference answers. n is small: read small differences as noise.")
+               "the prompt's language; **clean LPR** — the same, neither echo nor loop, and enough words a "
+               "dictionary of the language knows (**real words**; none for Yoruba); chrF++ against the reference "
+               "answers. n is small: read small differences as noise.")
     c1, c2 = st.columns([3, 1])
     # the sidebar's language, every target language of the chosen runs (one run may have several), and English
     choices = list(dict.fromkeys([lang, *(c for m in models for c in RUN_LANGS.get(m, [])), "en"]))
@@ -217,7 +218,8 @@ def uploaded_answers() -> None:
 
 
 METRIC_COLUMNS = {  # key → (column, quantity, tooltip)
-    "clean_lpr": ("clean LPR", "rate", "answers in the prompt's language with neither echo nor loop"),
+    "clean_lpr": ("clean LPR", "rate", "answers in the prompt's language with neither echo nor loop, and enough "
+                                       "real words where the language has a dictionary"),
     "clean_lpr_strict": ("clean LPR (strict)", "rate", "clean LPR with answers too short to tell their language "
                                                          "counted as failures"),
     "real_word_rate": ("real words", "rate", f"mean share of an answer's words a dictionary of the language knows "

@@ -414,7 +414,8 @@ def lpr(checks: list[ResponseCheck]) -> float | None:
 
 @register("clean_lpr", higher_is_better=True)
 def clean_lpr(checks: list[ResponseCheck]) -> float | None:
-    """LPR that also requires the response to be neither echo nor loop."""
+    """LPR that also requires the response to be neither echo nor loop, and real words (``REAL_WORD_MIN``) where
+    the language has a lexicon."""
     return _share(_rate(c.clean_pass for c in checks))
 
 
