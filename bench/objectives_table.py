@@ -95,16 +95,23 @@ def table() -> int:
             base, _, seed = r["name"].rpartition("-s")
             groups.setdefault(base if seed.isdigit() else r["name"], []).append(r)
 
-    def stat(vals):
-        vals = [v for v in vals if isinstance(v, (int, float))]
-        if not vals:
+    def stat(vals, cis=None, digits=2):
+        """One seed: the value and its 95% interval (Wilson for rates, bootstrap for means and chrF++).
+        Several seeds: the mean over seeds and, in brackets, their min–max (seed-to-seed spread)."""
+        pairs = [(v, c) for v, c in zip(vals, cis or [None] * len(vals)) if isinstance(v, (int, float))]
+        if not pairs:
             return "–"
+        if len(pairs) == 1:
+            v, c = pairs[0]
+            return f"{v:.{digits}f}" + (f" ({c[0]:.{digits}f}–{c[1]:.{digits}f})" if c else "")
+        vals = [v for v, _ in pairs]
         mean = sum(vals) / len(vals)
-        return f"{mean:.2f}" if len(vals) == 1 else f"{mean:.2f} [{min(vals):.2f}–{max(vals):.2f}]"
+        return f"{mean:.{digits}f} [{min(vals):.{digits}f}–{max(vals):.{digits}f}]"
 
-    print("| row | seeds | target clean LPR | target real words | target chrF++ | English clean LPR | English chrF++ "
-          "| s/step | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("One seed: value (95% interval over the 48 prompts). Several seeds: mean [min–max over seeds].\n")
+    print("| row | seeds | target clean LPR | target real words | target chrF++ | English clean LPR | English real words "
+          "| English chrF++ | s/step | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rs in groups.items():
         langs = [c for c in str(rs[0].get("lang", "")).split(",") if c]
 
@@ -113,11 +120,18 @@ def table() -> int:
             vals = [v for v in vals if isinstance(v, (int, float))]
             return sum(vals) / len(vals) if vals else None
 
-        print(f"| {name} | {len(rs)} | {stat([tgt('clean_lpr', r) for r in rs])} | "
-              f"{stat([tgt('real_word_rate', r) for r in rs])} | {stat([tgt('chrf', r) for r in rs])} | "
-              f"{stat([r['scores'].get('en', {}).get('clean_lpr') for r in rs])} | "
-              f"{stat([r['scores'].get('en', {}).get('chrf') for r in rs])} | "
-              f"{stat([r.get('s_per_step') for r in rs])} | {stat([r.get('peak_rss_mb') for r in rs])} |")
+        def tgt_ci(key, r):  # an interval only for a single target language
+            return r["scores"].get(langs[0], {}).get(f"{key}_ci") if len(langs) == 1 else None
+
+        def en(key):
+            return stat([r["scores"].get("en", {}).get(key) for r in rs],
+                        [r["scores"].get("en", {}).get(f"{key}_ci") for r in rs], 1 if key == "chrf" else 2)
+
+        print(f"| {name} | {len(rs)} | {stat([tgt('clean_lpr', r) for r in rs], [tgt_ci('clean_lpr', r) for r in rs])} | "
+              f"{stat([tgt('real_word_rate', r) for r in rs], [tgt_ci('real_word_rate', r) for r in rs])} | "
+              f"{stat([tgt('chrf', r) for r in rs], [tgt_ci('chrf', r) for r in rs], 1)} | "
+              f"{en('clean_lpr')} | {en('real_word_rate')} | {en('chrf')} | "
+              f"{stat([r.get('s_per_step') for r in rs], digits=1)} | {stat([r.get('peak_rss_mb') for r in rs], digits=0)} |")
     return 0
 
 
