@@ -90,7 +90,7 @@ def load_responses(path) -> list[dict]:
     """Rows ``{"id", "lang", "prompt", "response"[, "model", "reference"]}`` from a JSON Lines (or CSV) file.
 
     ``response`` may be empty (an empty answer is scored, as excluded); the other fields must be non-empty
-    strings, ``lang`` a known language, and ``(model, id)`` unique. Any fault is one :class:`DataError`
+    strings, ``lang`` a known language, and ``(model, lang, id)`` unique. Any fault is one :class:`DataError`
     naming the file and line."""
     return check_responses(read_records(path), path)
 
@@ -123,9 +123,10 @@ def check_responses(rows: list[dict], path) -> list[dict]:
         except ValueError as e:
             raise DataError(str(e), path, line) from None
         row["model"] = (row.get("model") or "").strip() or DEFAULT_MODEL_NAME
-        key = (row["model"], row["id"])
+        key = (row["model"], row["lang"], row["id"])  # the held-out sets reuse ids across languages
         if key in seen:
-            raise DataError(f"duplicate id {row['id']!r} for model {row['model']!r} (first on line {seen[key]})", path, line)
+            raise DataError(f"duplicate id {row['id']!r} in {row['lang']} for model {row['model']!r} "
+                            f"(first on line {seen[key]})", path, line)
         seen[key] = line
     return rows
 

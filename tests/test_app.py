@@ -358,8 +358,8 @@ def test_compare_batch_view_scores_an_uploaded_responses_file(app):
              "model": "mine"},
             {"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "The capital is Nairobi.",
              "model": "theirs"},
-            {"id": "p2", "lang": "en", "prompt": "What is the capital of Kenya?", "response": "Nairobi is the capital.",
-             "model": "mine"}]
+            {"id": "p1", "lang": "en", "prompt": "What is the capital of Kenya?", "response": "Nairobi is the capital.",
+             "model": "mine"}]  # one id in two languages, as in the held-out sets and the files clo eval --out writes
     raw = "\n".join(json.dumps(r, ensure_ascii=False) for r in rows).encode()
     at = open_page(app, "compare")
     at.file_uploader(key="cmp_resp_upload").upload("answers.jsonl", raw, "application/jsonl")
