@@ -290,7 +290,7 @@ def show_batch_answers(res: dict) -> None:
             for col, r in zip(st.columns(len(answers)), answers):
                 with col:
                     st.caption(res["labels"].get(r["model"], r["model"]))
-                    show_answer(r["response"])
+                    show_answer(r["response"], code)
                     answer_checks(prompt, code, r["response"], r)
 
 

@@ -370,6 +370,8 @@ def test_compare_batch_view_scores_an_uploaded_responses_file(app):
     sw = table[table["prompts in"] == "Swahili"].set_index("model")
     assert sw.loc["mine", "clean LPR"] != sw.loc["theirs", "clean LPR"]  # a Swahili answer against an English one
     assert "real words" in table.columns and "The answers" in texts(at.markdown)
+    # the answers themselves, with the words the Swahili dictionary does not know marked
+    assert any(":red-background[capital]" in m.value for m in at.markdown)
     at.file_uploader(key="cmp_resp_upload").upload("bad.jsonl", b'{"id": "1", "lang": "sw", "prompt": "x"}\n', "application/jsonl")
     at.run()
     assert "bad.jsonl, line 1: field 'response' is missing" in texts(at.error)
