@@ -446,8 +446,10 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
         tmp.mkdir()
         n_samples = cfg["batch_size"] * (cfg["steps"] + 1)
         data = _bench_data(model, lang, n_samples, tmp)
+        # skip_truncated off: every row trains the same samples, cut at max_length as TRL's own rows cut them
+        # (skipping would leave CLO and SFT fewer samples, and fewer steps than the bench times)
         spec_kw = dict(model=model, data=str(data), lang=lang, scope=scope, batch_size=cfg["batch_size"],
-                       max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device)
+                       max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device, skip_truncated=False)
         rows: dict[str, Row] = {}
         if "train" not in skip:
             phases = [("trl_dpo", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"})),
