@@ -57,8 +57,10 @@ def reference_order(trainer, n_pairs: int, repeats: int) -> dict:
     """Plain (dataset order) vs longest first, one-forward scoring in both arms."""
     import torch
 
+    from clo.trainer import row_lengths
+
     ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
-    size = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+    size = row_lengths(ds)
     longest_first = sorted(range(len(ds)), key=lambda i: -size[i])
     trainer.args.length_buckets = 1
     trainer.model.eval()

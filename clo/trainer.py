@@ -173,6 +173,13 @@ def add_selective_head(model) -> bool:
     return True
 
 
+def row_lengths(dataset) -> list[int]:
+    """Tokens of each preference row's longer sequence (prompt + the longer of its two answers): what the
+    collator pads that row to. Length grouping and the reference pass's order sort by it."""
+    return [len(p) + max(len(c), len(r))
+            for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+
+
 def bucketed_logps(model, input_ids, attention_mask, labels, buckets: int):
     """What ``model(input_ids, attention_mask, labels, clo_logps=True)`` returns — (N, T-1) answer-token
     log-probs — computed in ``buckets`` forwards over the sequences sorted by length, each cut to its own
@@ -323,9 +330,7 @@ class CLOTrainer(DPOTrainer):
         if self.args.train_sampling_strategy != "group_by_length":
             self._pair_sampler = PairSampler(len(ds), self.args.seed)
         else:
-            lengths = [len(p) + max(len(c), len(r))
-                       for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
-            self._pair_sampler = PairSampler(len(ds), self.args.seed, lengths, self.args.per_device_train_batch_size // 2)
+            self._pair_sampler = PairSampler(len(ds), self.args.seed, row_lengths(ds), self.args.per_device_train_batch_size // 2)
         return self._pair_sampler
 
     def _run_epoch(self, model, epoch, *args, **kwargs):
@@ -386,8 +391,7 @@ class CLOTrainer(DPOTrainer):
             # Longest rows first: a batch pads only to its longest row, so scoring rows of similar length together
             # computes about a fifth fewer positions on the demo data (docs/performance.md); the first batch is
             # the largest, so running out of memory shows at once. The log-probs go back to dataset order below.
-            size = [len(p) + max(len(c), len(r)) for p, c, r in
-                    zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+            size = row_lengths(dataset)
             order = sorted(range(len(dataset)), key=lambda i: -size[i])
             loader = DataLoader(dataset.select(order), batch_size=batch_size, collate_fn=self.data_collator,
                                 shuffle=False)

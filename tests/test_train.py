@@ -139,6 +139,7 @@ def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_mode
     from clo.models import load_model
     from clo.runs import RunDir
     from clo.train import build_clo_trainer
+    from clo.trainer import row_lengths
 
     samples = [(a, " ".join([b] * (1 + i % 4)), c, " ".join([d] * (1 + (i * 3) % 5)))  # lengths vary, unsorted
                for i, (a, b, c, d) in enumerate(SAMPLES * 2)]
@@ -149,7 +150,7 @@ def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_mode
                                 device="cpu", ref_cache_dir=None)
     ds = trainer.train_dataset
     assert trainer.ref_cache_hit is False and len(ds) == 2 * len(records)
-    sizes = [len(p) + max(len(c), len(r)) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"])]
+    sizes = row_lengths(ds)
     assert sizes != sorted(sizes, reverse=True)  # dataset order is not the pass's order
     for i in range(len(ds)):
         batch = trainer.data_collator([{k: ds[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "is_target")}])
