@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 import atexit
+import math
 import os
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
+from clo.data import max_upload_mb
 from clo.jobs import JobManager
 from clo.langid import detect
 from clo.languages import get_language, language_name, target_languages
@@ -208,6 +210,14 @@ NUMBER_FORMATS = {  # one format per quantity, on every page
     "count": "{:,.0f}",  # steps, n, samples
 }
 MISSING = "—"
+
+
+def text_file_uploader(label: str, key: str, help: str):
+    """A JSON Lines / CSV uploader capped at ``CLO_MAX_UPLOAD_MB`` (clo.data.max_upload_mb), the cap in its help."""
+    cap = max_upload_mb()
+    return st.file_uploader(label, type=["jsonl", "json", "csv"], key=key, max_upload_size=max(1, math.ceil(cap)),
+                            help=f"{help} UTF-8 JSON Lines or CSV, up to {cap:g} MB (CLO_MAX_UPLOAD_MB); "
+                                 "only parsed as text, never run.")
 
 
 def fmt_number(value, kind: str) -> str:

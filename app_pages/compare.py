@@ -1,11 +1,9 @@
 """Compare: the base model and tuned runs side by side — which language do they answer in, and is it real text?"""
-import math
-
 import plotly.express as px
 import streamlit as st
 
 from clo.catalog import runs_with_model
-from clo.data import DataError, load_prompts, max_upload_mb
+from clo.data import DataError, load_prompts
 from clo.evaluate import evaluate, parse_responses, score_answers
 from clo.export import rows_to_csv
 from clo.generate import GenerationOptions, stream
@@ -13,7 +11,7 @@ from clo.lexicon import marked_markdown, real_words_caption
 from clo.metrics import is_echo, is_loop
 from clo.models import display_name
 from app_pages._shared import (MISSING, current_lang, current_model, detect_text, fmt_number, lang_name, language_badge,
-                               loaded_model, runs_root)
+                               loaded_model, runs_root, text_file_uploader)
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
@@ -199,12 +197,10 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
 
 def uploaded_answers() -> None:
     """Score answers made elsewhere (``clo eval --responses``'s file): no model loads, the same scores and view."""
-    cap = max_upload_mb()
-    up = st.file_uploader("Or score answers made elsewhere: JSON Lines or CSV of {id, lang, prompt, response} "
-                          "(optional: model, reference)", type=["jsonl", "json", "csv"], key="cmp_resp_upload",
-                          max_upload_size=max(1, math.ceil(cap)),
-                          help="No model loads: the answers are scored as they are, with the same scores as "
-                               "`python -m clo eval --responses FILE --json`. One result per `model` value.")
+    up = text_file_uploader("Or score answers made elsewhere: JSON Lines or CSV of {id, lang, prompt, response} "
+                            "(optional: model, reference)", key="cmp_resp_upload",
+                            help="No model loads: the answers are scored as they are, with the same scores as "
+                                 "`python -m clo eval --responses FILE --json`. One result per `model` value.")
     if up is None or st.session_state.get("cmp_batch_file") == up.file_id:
         return
     try:

@@ -1,15 +1,14 @@
 """Data: an English set → translated cross-lingual set → preference pairs, checked and fixed before training."""
-import math
 from pathlib import Path
 
 import streamlit as st
 
-from clo.data import DataError, load_crosslingual, load_sft, max_upload_mb, read_records
+from clo.data import DataError, load_crosslingual, load_sft, read_records
 from clo.pairs import build_pairs
 from clo.translate import BACKENDS, ReferenceTranslator, TranslationError, translate_records
 from clo.datasets import (dataset_path, datasets_dir, edit_record, edited_ids, free_dataset_path, keep_edits,
                           list_datasets, load_english, parse_upload, previous_versions, save_dataset, search_records)
-from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name
+from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name, text_file_uploader
 
 SOURCES = {"demo": "Bundled demo set", "upload": "Upload JSONL or CSV", "file": "File on this machine"}
 PAGE_SIZES = (3, 10, 25, 50)
@@ -32,11 +31,8 @@ def english_set() -> tuple[str, list[dict] | None, str]:
     if source == "demo":
         return "demo", load_sft("demo"), "sft"
     if source == "upload":
-        cap = max_upload_mb()
-        up = st.file_uploader("English pairs {id, instruction, response} — or a ready cross-lingual set",
-                              type=["jsonl", "json", "csv"], key="data_upload", max_upload_size=max(1, math.ceil(cap)),
-                              help=f"UTF-8 JSON Lines or CSV, up to {cap:g} MB (CLO_MAX_UPLOAD_MB). The file is "
-                                   "only parsed as text, never run.")
+        up = text_file_uploader("English pairs {id, instruction, response} — or a ready cross-lingual set",
+                                key="data_upload", help="One pair per row.")
         if up is None:
             return "upload", None, "sft"
         kind, rows = parse_upload(up.name, up.getvalue())

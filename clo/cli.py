@@ -234,7 +234,8 @@ def cmd_train(args) -> int:
     # under `accelerate launch` / torchrun every rank runs this command; only rank 0 speaks (one JSON document)
     speaks = os.environ.get("RANK", "0") == "0"
     if speaks:
-        print(f"Training {spec.method} ({spec.objective}) on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
+        what = f"{spec.method} ({spec.objective})" if spec.method == "clo" else spec.method  # SFT has no objective
+        print(f"Training {what} on {spec.lang} with {spec.model} (scope {spec.scope}) → {out}", file=sys.stderr)
     progress = TrainProgress()
     with stop_on_signals() as stop:
         try:

@@ -320,6 +320,9 @@ def test_app_uploader_takes_its_cap_from_clo_max_upload_mb(app, monkeypatch):
     at = open_page(app, "data")
     at.radio(key="data_source").set_value("upload").run()
     assert at.file_uploader(key="data_upload").proto.max_upload_size_mb == 3  # the browser refuses bigger files
+    assert "up to 3 MB" in at.file_uploader(key="data_upload").proto.help
+    at = open_page(app, "compare")  # the responses uploader has the same cap
+    assert at.file_uploader(key="cmp_resp_upload").proto.max_upload_size_mb == 3
 
 
 def test_app_file_path_that_is_binary_or_a_folder_shows_an_error(app, tmp_path):
