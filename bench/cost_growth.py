@@ -44,10 +44,13 @@ def long_records(model: str, lang: str, n: int, max_length: int) -> list[dict]:
     tok = load_model(model).tokenizer
     records = load_crosslingual("demo", lang)
 
+    sizes = {side: [len(tok(r[side]).input_ids) for r in records] for side in ("response_en", "response")}
+
     def long_text(side: str, start: int) -> str:
-        parts, k = [], start
-        while len(tok("\n".join(parts)).input_ids) < max_length + 8:
+        parts, k, n_tok = [], start, 0
+        while n_tok < max_length + 16:  # joined text tokenizes to about the sum of its parts' counts
             parts.append(records[k % len(records)][side])
+            n_tok += sizes[side][k % len(records)]
             k += 1
         return "\n".join(parts)
 
@@ -60,15 +63,16 @@ def long_records(model: str, lang: str, n: int, max_length: int) -> list[dict]:
     return out
 
 
-def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int) -> dict:
-    """One cell in this process (``--cell``): the figures of one CLO run."""
+def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int, peak: float | None = None) -> dict:
+    """One cell in this process (``--cell``): the figures of one CLO run. ``peak``: the machine's FLOP/s for the
+    MFU column (measured here when not given)."""
     from bench.suite import bench_clo_run, measured_peak_flops
     from clo.data import write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="clo-growth-"))
     n = batch * (steps + 2)  # the clock times the steps after the second (each from the end of the one before)
     data = write_jsonl(tmp / "data.jsonl", long_records(model, lang, n, max_length))
-    peak, _ = measured_peak_flops("cpu")
+    peak = peak or measured_peak_flops("cpu")[0]
     row = bench_clo_run("clo", data, "cpu", peak, dict(model=model, data=str(data), lang=lang, scope="attention",
                                                        batch_size=batch, max_length=max_length, epochs=1, lr=5e-5,
                                                        device="cpu", skip_truncated=False, method="clo"),
@@ -79,21 +83,22 @@ def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int) -> 
             "mfu": row.mfu, "timed_steps": steps}
 
 
-def epoch_estimate(cells: list[dict]) -> list[dict]:
-    """Per model: the paper's epoch from the batch-8 cell at the longest length measured, here and on a GPU."""
+def epoch_estimate(cells: list[dict], batch: int = PAPER_BATCH) -> list[dict]:
+    """Per model: the paper's epoch (6,400 samples) from the cell of ``batch`` samples a step (the paper's 8) at
+    the longest length measured, here and on a GPU."""
     out = []
     for model in dict.fromkeys(c["model"] for c in cells):
-        mine = [c for c in cells if c["model"] == model and c["batch"] == PAPER_BATCH]
+        mine = [c for c in cells if c["model"] == model and c["batch"] == batch]
         if not mine:
             continue
         c = max(mine, key=lambda c: c["max_length"])
-        steps = PAPER_SAMPLES // PAPER_BATCH
+        steps = PAPER_SAMPLES // batch
         here = steps * c["s_per_step"] + PAPER_SAMPLES * c["ref_s_per_sample"]
         tokens = PAPER_SAMPLES * 4 * c["max_length"]  # two directions × chosen and rejected, full length
         n, n_tr = c["total_params"], c["trainable_params"]
         flops = tokens * (2 * n + 2 * n + 2 * n_tr) + tokens * 2 * n  # training steps + the reference pass
         gpu = [flops / (GPU[1] * m) for m in ASSUMED_GPU_MFU]
-        out.append({"model": model, "max_length": c["max_length"], "steps": steps, "here_s": round(here),
+        out.append({"model": model, "max_length": c["max_length"], "batch": batch, "steps": steps, "here_s": round(here),
                     "gpu": GPU[0], "gpu_s": [float(f"{g:.3g}") for g in gpu], "gpu_mfu": list(ASSUMED_GPU_MFU),
                     "flops": float(f"{flops:.4g}")})
     return out
@@ -108,22 +113,24 @@ def markdown(res: dict) -> str:
             continue
         lines.append(f"| {c['model']} | {c['max_length']} | {c['batch']} | {c['s_per_step']:.2f} | "
                      f"{c['tokens_per_s']:.0f} | {c['peak_gb']:.2f} | {c['ref_s_per_sample']:.3f} |")
-    lines += ["", "| model | the paper's epoch (6,400 samples, batch 8, 800 steps) at max length | this machine | "
-                  "one GPU (estimate) |", "| --- | --- | --- | --- |"]
+    lines += ["", "| model | the paper's epoch (6,400 samples) at batch, max length | steps | this machine | "
+                  "one GPU (estimate) |", "| --- | --- | --- | --- | --- |"]
     for e in res["epoch"]:
         lo, hi = e["gpu_s"][1], e["gpu_s"][0]
-        lines.append(f"| {e['model']} | {e['max_length']} | {e['here_s'] / 3600:.1f} h ({e['here_s']} s) | "
-                     f"{lo:.0f}–{hi:.0f} s on one {e['gpu']} at {e['gpu_mfu'][1]:.0%}–{e['gpu_mfu'][0]:.0%} MFU "
+        lines.append(f"| {e['model']} | {e['batch']}, {e['max_length']} | {e['steps']} | "
+                     f"{e['here_s'] / 3600:.1f} h ({e['here_s']} s) | "
+                     f"{lo:.3g}–{hi:.3g} s on one {e['gpu']} at {e['gpu_mfu'][1]:.0%}–{e['gpu_mfu'][0]:.0%} MFU "
                      f"({e['flops']:.3g} FLOPs) |")
     return "\n".join(lines)
 
 
-def cell_in_subprocess(model: str, length: int, batch: int, lang: str, steps: int) -> dict:
+def cell_in_subprocess(model: str, length: int, batch: int, lang: str, steps: int, peak: float) -> dict:
     """:func:`run_cell` in its own process (its peak memory its own), sharing one ``CLO_HOME`` across cells."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env["CLO_HOME"] = env.get("CLO_GROWTH_HOME") or _shared_home()
     p = subprocess.run([sys.executable, __file__, "--cell", f"{model},{length},{batch}", "--lang", lang,
-                        "--steps", str(steps)], env=env, cwd=ROOT, capture_output=True, text=True)
+                        "--steps", str(steps), "--peak", str(peak)], env=env, cwd=ROOT, capture_output=True,
+                       text=True)
     if p.returncode != 0:
         raise RuntimeError((p.stderr.strip().splitlines() or [f"exit {p.returncode}"])[-1][:200])
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -139,17 +146,22 @@ def _shared_home() -> str:
 
 
 def grid(models: list[str], lengths: list[int], batches: list[int], *, lang: str = "sw", steps: int = 2,
-         out: Path | None = None, run=cell_in_subprocess) -> dict:
+         out: Path | None = None, run=cell_in_subprocess, peak: float | None = None) -> dict:
     """Every (model, length, batch) cell through ``run``; a cell that fails (out of memory, a missing model) says
-    so in its row and the grid goes on. ``out``: the JSON is rewritten after every cell."""
-    res: dict = {"config": {"lang": lang, "timed_steps": steps, "scope": "attention", "method": "clo"},
-                 "cells": [], "epoch": []}
+    so in its row and the grid goes on. ``out``: the JSON is rewritten after every cell. The machine's peak
+    FLOP/s (for MFU) is measured once, here, unless given."""
+    if peak is None:
+        from bench.suite import measured_peak_flops
+
+        peak = measured_peak_flops("cpu")[0]
+    res: dict = {"config": {"lang": lang, "timed_steps": steps, "scope": "attention", "method": "clo",
+                            "peak_flops": peak}, "cells": [], "epoch": []}
     for model in models:
         for length in lengths:
             for batch in batches:
                 print(f"{model} max_length {length} batch {batch} …", file=sys.stderr, flush=True)
                 try:
-                    cell = run(model, length, batch, lang, steps)
+                    cell = run(model, length, batch, lang, steps, peak)
                 except (RuntimeError, MemoryError, ValueError, OSError) as e:
                     cell = {"model": model, "max_length": length, "batch": batch, "error": str(e)[:200]}
                 res["cells"].append(cell)
@@ -171,13 +183,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="write the JSON here (cells are added as they finish)")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the tables of an earlier --out file")
     ap.add_argument("--cell", help=argparse.SUPPRESS)  # model,length,batch: one cell, JSON on stdout
+    ap.add_argument("--peak", type=float, help=argparse.SUPPRESS)  # the grid's measured peak, given to a cell
     args = ap.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
         return 0
     if args.cell:
         model, length, batch = args.cell.split(",")
-        print(json.dumps(run_cell(model, args.lang, int(length), int(batch), args.steps)))
+        print(json.dumps(run_cell(model, args.lang, int(length), int(batch), args.steps, args.peak)))
         return 0
     res = grid(args.models.split(","), [int(x) for x in args.lengths.split(",")],
                [int(x) for x in args.batches.split(",")], lang=args.lang, steps=args.steps, out=args.out)

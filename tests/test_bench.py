@@ -93,27 +93,29 @@ def test_gpu_check_script_runs_scaled_down_on_cpu(tmp_path):
 def test_cost_growth_grid_on_tiny_model(tiny_model, tmp_path, monkeypatch, capsys):
     """bench/cost_growth.py: each cell a real CLO run (here in this process; the command runs each in its own),
     every sequence cut at max_length, a failing cell reported and skipped, and the paper's epoch estimated from
-    the batch-8 cell (scaled down: two lengths, batch 8, one timed step; the tiny model's prompts need ≥ 159
+    the cell at its batch (scaled down: two lengths, batch 2, one timed step; the tiny model's prompts need ≥ 159
     tokens)."""
-    from bench.cost_growth import grid, main, run_cell
+    from bench.cost_growth import epoch_estimate, grid, main, run_cell
 
     out = tmp_path / "growth.json"
-    res = grid([str(tiny_model), str(tmp_path / "no-such-model")], [160, 320], [8], steps=1, out=out,
-               run=lambda model, length, batch, lang, steps: run_cell(model, lang, length, batch, steps))
+    res = grid([str(tiny_model), str(tmp_path / "no-such-model")], [160, 320], [2], steps=1, out=out, peak=1e10,
+               run=lambda model, length, batch, lang, steps, peak: run_cell(model, lang, length, batch, steps, peak))
     assert json.loads(out.read_text()) == json.loads(json.dumps(res))
     short, long, *missing = res["cells"]
-    assert (short["max_length"], long["max_length"]) == (160, 320) and short["batch"] == 8
+    assert (short["max_length"], long["max_length"]) == (160, 320) and short["batch"] == 2
     for c in (short, long):
         assert c["s_per_step"] > 0 and c["peak_gb"] > 0 and c["ref_s_per_sample"] > 0
     # every sequence is full: a step at 320 processes twice the tokens of a step at 160 (4 sequences a sample)
     assert long["tokens_per_s"] * long["s_per_step"] == pytest.approx(2 * short["tokens_per_s"] * short["s_per_step"],
                                                                       rel=0.05)
     assert len(missing) == 2 and all("no-such-model" in c["error"] for c in missing)
-    (epoch,) = res["epoch"]
-    assert epoch["max_length"] == 320 and epoch["steps"] == 800
-    assert epoch["here_s"] == round(800 * long["s_per_step"] + 6400 * long["ref_s_per_sample"])
+    assert res["epoch"] == []  # no cell at the paper's batch of 8
+    (epoch,) = epoch_estimate(res["cells"][:2], batch=2)
+    assert epoch["max_length"] == 320 and epoch["steps"] == 3200
+    assert epoch["here_s"] == round(3200 * long["s_per_step"] + 6400 * long["ref_s_per_sample"])
     assert epoch["gpu_s"][0] > epoch["gpu_s"][1] > 0  # 30% MFU takes longer than 45%
+    out.write_text(json.dumps({**res, "epoch": [epoch]}))
     capsys.readouterr()
     assert main(["--markdown", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "| 320 | 8 |" in table and "800 steps" in table and "no-such-model" in table
+    assert "| 320 | 2 |" in table and "| 2, 320 | 3200 |" in table and "no-such-model" in table
