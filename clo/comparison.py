@@ -18,7 +18,7 @@ from clo.data import DataError
 from clo.evaluate import load_responses
 from clo.intervals import seeds_bootstrap
 from clo.languages import get_language
-from clo.metrics import _chrf_stats, check_response
+from clo.metrics import check_response, chrf_from_statistics, chrf_statistics
 
 __all__ = ["answer_stats", "compare_methods", "METRICS"]
 
@@ -38,18 +38,11 @@ def answer_stats(rows: list[dict], lang: str) -> dict[str, np.ndarray]:
     }
     with_ref = [i for i, c in enumerate(checks) if c.reference]
     if with_ref:
-        _, stats = _chrf_stats([checks[i].response for i in with_ref], [checks[i].reference for i in with_ref])
+        stats = chrf_statistics([checks[i].response for i in with_ref], [checks[i].reference for i in with_ref])
         chrf = np.zeros((len(checks), len(stats[0])))
         chrf[with_ref] = np.asarray(stats, dtype=np.float64)
         out["chrf"] = chrf
     return out
-
-
-def _chrf_scorer():
-    from clo.metrics import _chrf_metric
-
-    metric = _chrf_metric()
-    return lambda row: metric._compute_score_from_stats([int(round(v)) for v in row]).score
 
 
 def _method_stats(paths: list, lang: str) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -86,7 +79,7 @@ def compare_methods(a_paths: list, b_paths: list, lang: str, *, n_resamples: int
     for name in METRICS:
         if name not in a or name not in b or (name == "real_word_rate" and not a[name][..., 1].any()):
             continue  # no references (chrF) or no lexicon (real words): nothing to compare
-        score = _chrf_scorer() if name == "chrf" else None
+        score = chrf_from_statistics if name == "chrf" else None
         ra = seeds_bootstrap(a[name], score=score, n_resamples=n_resamples, seed=seed)
         rb = seeds_bootstrap(b[name], score=score, n_resamples=n_resamples, seed=seed)
         d = seeds_bootstrap(a[name], b[name], score=score, n_resamples=n_resamples, seed=seed)

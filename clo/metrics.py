@@ -39,6 +39,7 @@ of per-response :class:`ResponseCheck` and returns a value or ``None`` where it 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -253,6 +254,22 @@ def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     if not hypotheses:
         raise ValueError("chrF needs at least one response with a reference")
     return _chrf_metric().corpus_score(list(hypotheses), [list(references)]).score
+
+
+def chrf_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> list[list[int]]:
+    """Per-response chrF++ statistics: additive, so a sum of rows is a corpus's (what a bootstrap over responses
+    resamples); :func:`chrf_from_statistics` scores a row or a sum."""
+    return [list(s) for s in _chrf_stats(hypotheses, references)[1]]
+
+
+def chrf_from_statistics(row: Sequence[float]) -> float:
+    """chrF++ (0–100) of a row of :func:`chrf_statistics` or of a sum of rows."""
+    return _chrf_scorer()._compute_score_from_stats([int(round(v)) for v in row]).score
+
+
+@functools.lru_cache(maxsize=1)
+def _chrf_scorer():
+    return _chrf_metric()
 
 
 def chrf_per_response(hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
