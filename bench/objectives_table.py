@@ -33,6 +33,7 @@ ROWS = {
     "clo-anchor": ["--method", "clo", "--objective", "clo", "--english-anchor", "1.0"],
     "clo-en-nll": ["--method", "clo", "--objective", "clo", "--english-nll", "0.1"],
     "ipo": ["--method", "clo", "--objective", "ipo"],
+    "kto": ["--method", "clo", "--objective", "kto"],
     "orpo": ["--method", "clo", "--objective", "orpo"],
     "simpo": ["--method", "clo", "--objective", "simpo"],
 }

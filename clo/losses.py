@@ -2,7 +2,7 @@
 
 Every objective scores the same cross-lingual pairs and has the same form:
 
-    L_pair = mean over pairs of the objective's pair loss          (OBJECTIVES: clo, ipo, orpo, simpo)
+    L_pair = mean over pairs of the objective's pair loss          (OBJECTIVES: clo, ipo, kto, orpo, simpo)
     L_SFT  = NLL(y_t | x_t), mean over the response tokens of target-direction chosen answers
     L      = λ · L_SFT + (1 - λ) · L_pair  [+ w_anchor · A_en]  [+ w_en · NLL(y_en | x_en)]
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from clo.spec import OBJECTIVE_HELP, REFERENCE_FREE
 
 __all__ = ["CLOLossOutput", "Objective", "OBJECTIVES", "LOSS_FUNCTIONS", "dpo_sigmoid_loss", "ipo_pair_loss",
-           "simpo_pair_loss", "orpo_pair_loss", "target_nll", "english_nll", "english_anchor", "objective_loss",
+           "simpo_pair_loss", "orpo_pair_loss", "kto_pair_loss", "target_nll", "english_nll", "english_anchor", "objective_loss",
            "clo_loss", "needs_reference"]
 
 
@@ -120,6 +120,20 @@ def orpo_pair_loss(policy_chosen, policy_rejected, ref_chosen=None, ref_rejected
     return losses, beta * avg_chosen.detach(), beta * avg_rejected.detach()
 
 
+def kto_pair_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, **_):
+    """KTO (Ethayarajh et al. 2024, eq. 7) on the unpaired view of the pairs: each chosen answer is desirable,
+    each rejected one undesirable. ``1 - σ(β·(πc - rc - z))`` and ``1 - σ(β·(z - (πr - rr)))``, where the
+    reference point ``z`` is the batch's mean log-ratio over all its answers, detached and clamped at 0 (TRL
+    instead scores a mismatched completion in an extra forward). A pair's loss is the mean of its two terms —
+    TRL's mean over the concatenated desirable and undesirable losses at weights 1. Rewards ``β·(π - r)``."""
+    chosen_ratio = policy_chosen - ref_chosen
+    rejected_ratio = policy_rejected - ref_rejected
+    z = torch.cat([chosen_ratio, rejected_ratio]).detach().mean().clamp(min=0)
+    chosen_losses = 1 - torch.sigmoid(beta * (chosen_ratio - z))
+    rejected_losses = 1 - torch.sigmoid(beta * (z - rejected_ratio))
+    return (chosen_losses + rejected_losses) / 2, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
 # -- the terms around the pair loss -----------------------------------------------------------------------------
 
 
@@ -160,7 +174,8 @@ class Objective:
     summary: str  # one line, shown on the Train page and in `clo train --help`
 
 
-_PAIR_LOSSES = {"clo": dpo_sigmoid_loss, "ipo": ipo_pair_loss, "orpo": orpo_pair_loss, "simpo": simpo_pair_loss}
+_PAIR_LOSSES = {"clo": dpo_sigmoid_loss, "ipo": ipo_pair_loss, "kto": kto_pair_loss, "orpo": orpo_pair_loss,
+                "simpo": simpo_pair_loss}
 # names, summaries and which ones need no reference come from clo.spec (torch-free, read by the CLI and the app)
 OBJECTIVES: dict[str, Objective] = {name: Objective(name, _PAIR_LOSSES[name], name not in REFERENCE_FREE, summary)
                                     for name, summary in OBJECTIVE_HELP.items()}

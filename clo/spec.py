@@ -67,6 +67,8 @@ METHODS = {
 OBJECTIVE_HELP = {
     "clo": "the paper: DPO sigmoid on the cross-lingual pairs, against the frozen reference",
     "ipo": "IPO: squared distance of the per-token log-ratio margin from 1/(2β); bounded, against the reference",
+    "kto": "KTO: each chosen answer desirable, each rejected undesirable, judged against a KL reference point; "
+           "against the reference",
     "orpo": "ORPO: odds ratio of the per-token probabilities, weighted by β; reference-free (no reference pass)",
     "simpo": "SimPO: length-normalised log-prob margin above γ (simpo_gamma); reference-free (no reference pass)",
 }

@@ -247,7 +247,7 @@ class CLOConfig(DPOConfig):
     """TRL's DPOConfig plus CLO's own fields."""
 
     lam: float = field(default=0.5, metadata={"help": "λ: weight of the target-only NLL term"})
-    clo_loss: str = field(default="clo", metadata={"help": "objective (clo.losses.LOSS_FUNCTIONS): clo, ipo, orpo, "
+    clo_loss: str = field(default="clo", metadata={"help": "objective (clo.losses.LOSS_FUNCTIONS): clo, ipo, kto, orpo, "
                                                            "simpo, or dpo (clo with λ = 0)"})
     simpo_gamma: float = field(default=0.5, metadata={"help": "SimPO's target margin γ"})
     english_anchor: float = field(default=0.0, metadata={"help": "weight of the English anchor (0: off)"})

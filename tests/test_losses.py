@@ -1,5 +1,5 @@
 """The objectives: CLO matches TRL's DPO sigmoid loss, reduces to target NLL at λ = 1, margins flip with the pair;
-IPO, SimPO and ORPO by hand and against TRL; the English anchor."""
+IPO, SimPO and ORPO by hand and against TRL; KTO by hand and against TRL's lines; the English anchor."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from clo.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
-                        needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
+                        kto_pair_loss, needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
 
 T = torch.tensor
 
@@ -164,8 +164,52 @@ def test_orpo_by_hand():
     assert rc.item() == pytest.approx(-0.1) and rr.item() == pytest.approx(-0.2)
 
 
+def test_kto_by_hand():
+    # pair 0: chosen log-ratio +2, rejected -4; pair 1: chosen +1, rejected +3 → z = mean(2, 1, -4, 3) = 0.5
+    pc, rc = T([-8.0, -9.0]), T([-10.0, -10.0])
+    pr, rr = T([-14.0, -7.0]), T([-10.0, -10.0])
+    losses, r_c, r_r = kto_pair_loss(pc, pr, rc, rr, 0.5)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    want = [((1 - sig(0.5 * (2 - 0.5))) + (1 - sig(0.5 * (0.5 + 4)))) / 2,
+            ((1 - sig(0.5 * (1 - 0.5))) + (1 - sig(0.5 * (0.5 - 3)))) / 2]
+    assert losses.tolist() == pytest.approx(want, rel=1e-6)
+    assert r_c.tolist() == pytest.approx([1.0, 0.5]) and r_r.tolist() == pytest.approx([-2.0, 1.5])
+    # the reference point never goes below 0 and carries no gradient: a policy far below the reference
+    low_c = T([-30.0, -30.0], requires_grad=True)
+    losses, _, _ = kto_pair_loss(low_c, T([-30.0, -30.0]), rc, rr, 0.5)
+    direct = ((1 - torch.sigmoid(0.5 * (low_c - rc - 0.0))) + (1 - torch.sigmoid(0.5 * (0.0 - (T([-30.0] * 2) - rr))))) / 2
+    assert torch.allclose(losses, direct)
+    losses.sum().backward()
+    assert (low_c.grad < 0).all()  # descending the loss raises the desirable answer's likelihood
+
+
+def test_kto_equals_trl_kto_trainer_lines():
+    """TRL's KTO loss is written inline in ``KTOTrainer._compute_loss`` (trl/trainer/kto_trainer.py, TRL 1.16),
+    not callable alone: its lines for ``loss_type="kto"`` below, given our reference point as its ``kl``; ours
+    is the mean over the concatenated desirable and undesirable losses, as TRL's trainer averages them."""
+    import inspect
+
+    from trl.trainer.kto_trainer import KTOTrainer
+
+    src = inspect.getsource(KTOTrainer._compute_loss)
+    assert "chosen_losses = 1 - F.sigmoid(self.beta * (chosen_logratios - kl))" in src
+    assert "rejected_losses = 1 - F.sigmoid(self.beta * (kl - rejected_logratios))" in src
+    assert ".mean().clamp(min=0)" in src
+    pc, pr, rc, rr, is_t, tok = _batch(9)
+    beta = 0.3
+    kl = torch.cat([pc - rc, pr - rr]).mean().clamp(min=0)
+    chosen_logratios, rejected_logratios = pc - rc, pr - rr
+    chosen_losses = 1 - F.sigmoid(beta * (chosen_logratios - kl))
+    rejected_losses = 1 - F.sigmoid(beta * (kl - rejected_logratios))
+    trl_loss = torch.cat((1.0 * chosen_losses, 1.0 * rejected_losses), 0).mean()
+    ours = objective_loss(pc, pr, rc, rr, is_target=is_t, chosen_tokens=tok, objective="kto", beta=beta, lam=0.0)
+    assert ours.loss.item() == pytest.approx(trl_loss.item(), rel=1e-6)
+    assert torch.allclose(ours.rewards_chosen, beta * chosen_logratios)
+    assert torch.allclose(ours.rewards_rejected, beta * rejected_logratios)
+
+
 def test_objectives_table_and_reference_needs():
-    assert set(OBJECTIVES) == {"clo", "ipo", "orpo", "simpo"}
+    assert set(OBJECTIVES) == {"clo", "ipo", "kto", "orpo", "simpo"}
     assert [n for n, o in OBJECTIVES.items() if not o.needs_reference] == ["orpo", "simpo"]
     assert needs_reference("simpo", 0.0) is False and needs_reference("simpo", 0.5) is True
     pc, pr, rc, rr, is_t, tok = _batch(4)
@@ -177,7 +221,7 @@ def test_objectives_table_and_reference_needs():
         LOSS_FUNCTIONS["ipo"](pc, pr, None, None, is_target=is_t, chosen_tokens=tok)
 
 
-@pytest.mark.parametrize("objective", ["clo", "ipo", "orpo", "simpo"])
+@pytest.mark.parametrize("objective", ["clo", "ipo", "kto", "orpo", "simpo"])
 def test_every_objective_mixes_target_nll_by_lambda(objective):
     pc, pr, rc, rr, is_t, tok = _batch(5)
     kw = dict(is_target=is_t, chosen_tokens=tok, rejected_tokens=tok + 2, objective=objective, beta=0.2)

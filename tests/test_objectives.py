@@ -122,7 +122,7 @@ def test_reference_free_objective_with_the_anchor_runs_the_reference_pass(tiny_m
     assert "en_sft_loss" in rows[-1] and "en_rewards_chosen" in rows[-1]
 
 
-@pytest.mark.parametrize("objective", ["ipo", "orpo"])
+@pytest.mark.parametrize("objective", ["ipo", "orpo", "kto"])
 def test_sft_dpo_second_stage_takes_the_objective(tiny_model, xl_file, tmp_path, objective):
     spec = TrainSpec(method="sft-dpo", objective=objective, model=str(tiny_model), data=str(xl_file),
                      batch_size=2, max_steps=1)
@@ -188,7 +188,7 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 * len(objectives_table.ROWS)
     assert all("--max-steps 5" in line for line in lines)
-    for objective in ("clo", "ipo", "orpo", "simpo"):
+    for objective in ("clo", "ipo", "kto", "orpo", "simpo"):
         assert any(f"--objective {objective}" in line for line in lines)
     assert any("--english-anchor" in line for line in lines) and any("--method sft " in line for line in lines)
     assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--seeds", "1", "--steps", "5"]) == 0
