@@ -8,9 +8,13 @@ Reads artifacts/experiments/results.jsonl (written by bench/demo_experiment.py).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.objectives_table import step_seconds  # noqa: E402  (one definition of seconds per step)
 SRC = ROOT / "artifacts" / "experiments" / "results.jsonl"
 FIG = ROOT / "docs" / "figures" / "results.png"
 DATA = ROOT / "docs" / "results-data.jsonl"
@@ -34,7 +38,7 @@ def main() -> None:
                 r.setdefault("scoring", "before 2026-12-01: clean LPR without the real-word gate, max_length 160")
                 published[r["name"]] = r
     for r in rows:
-        published[r["name"]] = {**{k: r.get(k) for k in keep},
+        published[r["name"]] = {**{k: r.get(k) for k in keep}, "s_per_step": step_seconds(r),
                                 "scoring": "2026-12-01: clean LPR with the real-word gate (docs/evaluation.md)"}
     DATA.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in published.values()), encoding="utf-8")
     names = [f"{r['name']}" for r in rows]
