@@ -58,7 +58,7 @@ def test_spec_takes_several_languages_and_keeps_one():
     assert TrainSpec(lang=" sw , yo").lang == "sw,yo"
     assert not TrainSpec(objective="orpo").needs_reference and TrainSpec(objective="ipo").needs_reference
     for bad, msg in ((dict(lang="sw,sw"), "twice"), (dict(lang="sw,en"), "English"), (dict(lang="sw,xx"), "xx"),
-                     (dict(objective="kto"), "Unknown objective"), (dict(simpo_gamma=-1), "simpo_gamma"),
+                     (dict(objective="ppo"), "Unknown objective"), (dict(simpo_gamma=-1), "simpo_gamma"),
                      (dict(english_nll="a"), "english_nll")):
         with pytest.raises(SpecError, match=msg):
             TrainSpec(**bad)
