@@ -2,7 +2,7 @@
 
 One module per concept (the map is in docs/design.md): spec, scope, losses, trainer, callbacks, train, runs,
 process, resume, catalog, jobs, languages, models, data, datasets, pairs, translate, segment,
-translation_cache, importers, generate, langid, detectors, lexicon, metrics, intervals, evaluate, langcheck,
+translation_cache, importers, generate, langid, detectors, lexicon, metrics, intervals, evaluate, comparison, langcheck,
 arena, serve, judge, export, testing, cli. Nothing heavy is imported here: ``import clo`` is instant.
 """
 __version__ = "0.1.0"
