@@ -124,7 +124,9 @@ def set_number(pg, label: str, value) -> None:
         settle(pg)
         if box.input_value() == str(value):
             return
-    expect(box).to_have_value(str(value))
+    from playwright.sync_api import expect
+
+    expect(box).to_have_value(str(value))  # fails with the value it holds
 
 
 def progress_step(pg) -> int:
