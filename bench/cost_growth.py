@@ -20,6 +20,7 @@ N = the model's parameters) at an assumed model-FLOPs utilisation — an estimat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -136,13 +137,10 @@ def cell_in_subprocess(model: str, length: int, batch: int, lang: str, steps: in
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-_HOME: list[str] = []
-
-
+@functools.lru_cache(maxsize=1)
 def _shared_home() -> str:
-    if not _HOME:
-        _HOME.append(tempfile.mkdtemp(prefix="clo-growth-home-"))
-    return _HOME[0]
+    """One fresh CLO_HOME for every cell of this process's grids (a bundled GGUF is dequantized once)."""
+    return tempfile.mkdtemp(prefix="clo-growth-home-")
 
 
 def grid(models: list[str], lengths: list[int], batches: list[int], *, lang: str = "sw", steps: int = 2,
