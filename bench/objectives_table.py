@@ -48,9 +48,9 @@ def plan(args) -> list[tuple[str, str, list[str]]]:
         langs = args.multi.split(",")
         for seed in args.seeds.split(","):
             runs.append((f"multi-{'-'.join(langs)}-{tag}-s{seed}", args.multi,
-                         [*common[:-1], str(args.steps * len(langs)), "--seed", seed]))
-            for lang in langs:
-                runs.append((f"single-{lang}-{tag}-s{seed}", lang, [*common, "--seed", seed]))
+                         [*ROWS["clo"], *common[:-1], str(args.steps * len(langs)), "--seed", seed]))
+            for lang in langs:  # the table's own `clo` row of each language: measured once, shared by both
+                runs.append((f"clo-{lang}-{tag}-s{seed}", lang, [*ROWS["clo"], *common, "--seed", seed]))
         return runs
     for seed in args.seeds.split(","):
         for row in args.rows.split(","):

@@ -191,7 +191,9 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     for objective in ("clo", "ipo", "kto", "orpo", "simpo"):
         assert any(f"--objective {objective}" in line for line in lines)
     assert any("--english-anchor" in line for line in lines) and any("--method sft " in line for line in lines)
-    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--seeds", "1", "--steps", "5"]) == 0
+    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--model", "default", "--seeds", "1", "--steps", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "--lang sw,yo,de" in lines[0] and "--max-steps 15" in lines[0]
     assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]
+    # the single-target runs are the table's own `clo` rows, so a language measured once serves both
+    assert [line.split(":")[0] for line in lines[1:]] == ["clo-sw-default-s1", "clo-yo-default-s1", "clo-de-default-s1"]
