@@ -26,7 +26,7 @@ from test_browser import CHROMIUM_ARGS, _free_port, chromium, start_streamlit  #
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
-SESSIONS, VOTES_EACH = 20, 3
+SESSIONS, VOTES_EACH = 20, 2  # two votes each: every session still moves on to a second pair ("Next pair")
 PROMPTS = [{"id": str(i), "lang": "sw", "prompt": p} for i, p in
            enumerate(["Habari za asubuhi?", "Jua huchomoza wapi?", "Mji mkuu wa Kenya ni upi?"])]
 

@@ -129,6 +129,21 @@ def set_number(pg, label: str, value) -> None:
     expect(box).to_have_value(str(value))  # fails with the value it holds
 
 
+def set_toggle(pg, label: str) -> None:
+    """Switch a toggle on and make sure it stuck: a click that lands while the page re-renders can be lost, and
+    then Compare would answer greedily (a random tiny model's greedy answer is empty: no badge to wait for)."""
+    toggle = pg.get_by_role("switch", name=label)
+    for _ in range(3):
+        if toggle.is_checked():
+            return
+        pg.get_by_text(label).click()
+        pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
+        settle(pg)
+    from playwright.sync_api import expect
+
+    expect(toggle).to_be_checked()
+
+
 def progress_step(pg) -> int:
     text = pg.get_by_text(re.compile(r"^Step \d+/")).first.inner_text()
     return int(re.match(r"Step (\d+)/", text).group(1))
@@ -232,8 +247,7 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     expect(pg.get_by_text(re.compile(r"-clo-sw · clo · Swahili")).first).to_be_visible()
     pg.get_by_text("Generation settings").click()
     set_number(pg, "Max new tokens", 24)
-    pg.get_by_text("Sample (else greedy)").click()  # a random tiny model's greedy answer is only special tokens
-    settle(pg)
+    set_toggle(pg, "Sample (else greedy)")  # a random tiny model's greedy answer is only special tokens
     pg.get_by_role("button", name="Answer").click()
     badges = pg.get_by_text(re.compile(r"\w+ · \d+%$"))
     expect(badges.nth(1)).to_be_visible(timeout=120_000)  # one language badge per model, once both are done
