@@ -6,6 +6,7 @@ against SFT, on the same data and step budget; and one multi-target run against 
     python bench/objectives_table.py --model default --preset demo --seeds 1 --steps 21
     python bench/objectives_table.py --multi sw,yo,de --steps 21    # one 3-language run vs three single ones
     python bench/objectives_table.py --table                        # Markdown: mean and range over seeds
+    python bench/objectives_table.py --table --multi sw,yo,de --model default --seeds 1   # multi vs single, per language
 
 Each row is one ``bench/demo_experiment.py`` run (``clo train`` on the bundled demo data, then ``clo eval`` on
 the held-out prompts of the target language(s) and English), started as its own process, one at a time; its
@@ -145,6 +146,49 @@ def table() -> int:
     return 0
 
 
+def multi_table(langs: list[str], model: str, seeds: list[str]) -> int:
+    """The multi-target comparison: per language, the one run on all ``langs`` against that language's own
+    single-target run (the table's ``clo`` row), on the same held-out prompts; English for the multi run
+    against each single run's English. Several seeds: mean [min–max over seeds]."""
+    records = {}
+    if RESULTS.exists():
+        for line in RESULTS.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                records[r["name"]] = r
+    tag = model.replace("/", "_")
+    multi = [records.get(f"multi-{'-'.join(langs)}-{tag}-s{seed}") for seed in seeds]
+    single = {lang: [records.get(f"clo-{lang}-{tag}-s{seed}") for seed in seeds] for lang in langs}
+    if not any(multi):
+        print(f"no multi-target run of {','.join(langs)} on {model} measured yet")
+        return 0
+
+    def cell(rs, lang, key):
+        digits = 1 if key == "chrf" else 2
+        vals = [(r["scores"].get(lang, {}).get(key), r["scores"].get(lang, {}).get(f"{key}_ci")) for r in rs if r]
+        vals = [(v, c) for v, c in vals if isinstance(v, (int, float))]
+        if not vals:
+            return "–"
+        if len(vals) == 1:
+            v, c = vals[0]
+            return f"{v:.{digits}f}" + (f" ({c[0]:.{digits}f}–{c[1]:.{digits}f})" if c else "")
+        xs = [v for v, _ in vals]
+        return f"{sum(xs) / len(xs):.{digits}f} [{min(xs):.{digits}f}–{max(xs):.{digits}f}]"
+
+    steps = next((r["config"].get("max_steps") for r in multi if r and r.get("config")), None)
+    print(f"One run on {' + '.join(langs)} ({steps} steps) against one single-target run per language. One value: "
+          "its 95% interval over the 48 prompts; several: mean [min–max].\n")
+    print("| language | metric | single-target run | multi-target run |")
+    print("| --- | --- | --- | --- |")
+    for lang in langs:
+        for key, label in (("clean_lpr", "clean LPR"), ("real_word_rate", "real words"), ("chrf", "chrF++")):
+            print(f"| {lang} | {label} | {cell(single[lang], lang, key)} | {cell(multi, lang, key)} |")
+    for key, label in (("clean_lpr", "clean LPR"), ("real_word_rate", "real words"), ("chrf", "chrF++")):
+        per = " · ".join(f"{lang}: {cell(single[lang], 'en', key)}" for lang in langs)
+        print(f"| en | {label} | {per} | {cell(multi, 'en', key)} |")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="gemma-3-270m")
@@ -155,10 +199,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of: {', '.join(ROWS)}")
     ap.add_argument("--multi", help="languages of the multi-target comparison (e.g. sw,yo,de) instead of the rows")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
-    ap.add_argument("--table", action="store_true", help="print the Markdown summary of what has been measured")
+    ap.add_argument("--table", action="store_true", help="print the Markdown summary of what has been measured (with --multi: the multi-target comparison)")
     args = ap.parse_args(argv)
     if args.table:
-        return table()
+        return multi_table(args.multi.split(","), args.model, args.seeds.split(",")) if args.multi else table()
     unknown = set(args.rows.split(",")) - set(ROWS)
     if unknown:
         ap.error(f"unknown row(s) {', '.join(sorted(unknown))}; rows: {', '.join(ROWS)}")

@@ -197,3 +197,28 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]
     # the single-target runs are the table's own `clo` rows, so a language measured once serves both
     assert [line.split(":")[0] for line in lines[1:]] == ["clo-sw-default-s1", "clo-yo-default-s1", "clo-de-default-s1"]
+
+
+def test_objectives_table_compares_the_multi_target_run_per_language(tmp_path, monkeypatch, capsys):
+    """`--table --multi sw,yo`: per language, the multi-target run's score beside that language's own
+    single-target `clo` row; English of the multi run beside each single run's English."""
+    def record(name, langs, steps, score):
+        scores = {c: {"clean_lpr": score, "clean_lpr_ci": [score - 0.1, score], "real_word_rate": score / 2,
+                      "chrf": 10 * score} for c in [*langs, "en"]}
+        return json.dumps({"name": name, "lang": ",".join(langs), "config": {"max_steps": steps}, "scores": scores})
+
+    results = tmp_path / "results.jsonl"
+    results.write_text("\n".join([record("multi-sw-yo-default-s1", ["sw", "yo"], 10, 0.5),
+                                  record("clo-sw-default-s1", ["sw"], 5, 0.9),
+                                  record("clo-yo-default-s1", ["yo"], 5, 0.7)]) + "\n")
+    monkeypatch.setattr(objectives_table, "RESULTS", results)
+    assert objectives_table.main(["--table", "--multi", "sw,yo", "--model", "default", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "(10 steps)" in out
+    assert "| sw | clean LPR | 0.90 (0.80–0.90) | 0.50 (0.40–0.50) |" in out
+    assert "| yo | chrF++ | 7.0 | 5.0 |" in out
+    assert "| en | real words | sw: 0.45 · yo: 0.35 | 0.25 |" in out
+    # nothing measured yet: said, not a crash
+    results.write_text("")
+    assert objectives_table.main(["--table", "--multi", "sw,yo", "--model", "default", "--seeds", "1"]) == 0
+    assert "no multi-target run" in capsys.readouterr().out
