@@ -94,6 +94,20 @@ def step_seconds(record: dict) -> float | None:
     return None
 
 
+def stat(vals, cis=None, digits=2) -> str:
+    """A table cell. One seed: the value and its 95% interval (Wilson for rates, bootstrap for means and
+    chrF++). Several seeds: the mean over seeds and, in brackets, their min–max (seed-to-seed spread)."""
+    pairs = [(v, c) for v, c in zip(vals, cis or [None] * len(vals)) if isinstance(v, (int, float))]
+    if not pairs:
+        return "–"
+    if len(pairs) == 1:
+        v, c = pairs[0]
+        return f"{v:.{digits}f}" + (f" ({c[0]:.{digits}f}–{c[1]:.{digits}f})" if c else "")
+    vals = [v for v, _ in pairs]
+    mean = sum(vals) / len(vals)
+    return f"{mean:.{digits}f} [{min(vals):.{digits}f}–{max(vals):.{digits}f}]"
+
+
 def table() -> int:
     """Mean and range over seeds of each row (names ending in -s<seed>)."""
     if not RESULTS.exists():
@@ -105,19 +119,6 @@ def table() -> int:
             r = json.loads(line)
             base, _, seed = r["name"].rpartition("-s")
             groups.setdefault(base if seed.isdigit() else r["name"], []).append(r)
-
-    def stat(vals, cis=None, digits=2):
-        """One seed: the value and its 95% interval (Wilson for rates, bootstrap for means and chrF++).
-        Several seeds: the mean over seeds and, in brackets, their min–max (seed-to-seed spread)."""
-        pairs = [(v, c) for v, c in zip(vals, cis or [None] * len(vals)) if isinstance(v, (int, float))]
-        if not pairs:
-            return "–"
-        if len(pairs) == 1:
-            v, c = pairs[0]
-            return f"{v:.{digits}f}" + (f" ({c[0]:.{digits}f}–{c[1]:.{digits}f})" if c else "")
-        vals = [v for v, _ in pairs]
-        mean = sum(vals) / len(vals)
-        return f"{mean:.{digits}f} [{min(vals):.{digits}f}–{max(vals):.{digits}f}]"
 
     print("One seed: value (95% interval over the 48 prompts). Several seeds: mean [min–max over seeds].\n")
     print("| row | seeds | target clean LPR | target real words | target chrF++ | English clean LPR | English real words "
@@ -164,16 +165,8 @@ def multi_table(langs: list[str], model: str, seeds: list[str]) -> int:
         return 0
 
     def cell(rs, lang, key):
-        digits = 1 if key == "chrf" else 2
-        vals = [(r["scores"].get(lang, {}).get(key), r["scores"].get(lang, {}).get(f"{key}_ci")) for r in rs if r]
-        vals = [(v, c) for v, c in vals if isinstance(v, (int, float))]
-        if not vals:
-            return "–"
-        if len(vals) == 1:
-            v, c = vals[0]
-            return f"{v:.{digits}f}" + (f" ({c[0]:.{digits}f}–{c[1]:.{digits}f})" if c else "")
-        xs = [v for v, _ in vals]
-        return f"{sum(xs) / len(xs):.{digits}f} [{min(xs):.{digits}f}–{max(xs):.{digits}f}]"
+        scores = [r["scores"].get(lang, {}) for r in rs if r]
+        return stat([sc.get(key) for sc in scores], [sc.get(f"{key}_ci") for sc in scores], 1 if key == "chrf" else 2)
 
     steps = next((r["config"].get("max_steps") for r in multi if r and r.get("config")), None)
     print(f"One run on {' + '.join(langs)} ({steps} steps) against one single-target run per language. One value: "

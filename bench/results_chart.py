@@ -42,7 +42,11 @@ def main() -> None:
                                 "scoring": "2026-12-01: clean LPR with the real-word gate (docs/evaluation.md)"}
     DATA.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in published.values()), encoding="utf-8")
     names = [f"{r['name']}" for r in rows]
-    score = lambda r, lang, key: r["scores"].get(lang, {}).get(key) or 0
+    def score(r, lang, key):
+        """One language's score; a multi-target run's target (``sw,yo,de``): the mean over its languages."""
+        vals = [r["scores"].get(c, {}).get(key) for c in lang.split(",")]
+        vals = [v for v in vals if isinstance(v, (int, float))]
+        return sum(vals) / len(vals) if vals else 0
     x = list(range(len(rows)))
     w = 0.27
     # top: does it answer in the right language (LPR, clean LPR); bottom: how close to the references (chrF++),
