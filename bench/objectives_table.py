@@ -121,9 +121,9 @@ def table() -> int:
             groups.setdefault(base if seed.isdigit() else r["name"], []).append(r)
 
     print("One seed: value (95% interval over the 48 prompts). Several seeds: mean [min–max over seeds].\n")
-    print("| row | seeds | target clean LPR | target real words | target chrF++ | English clean LPR | English real words "
-          "| English chrF++ | s/step | peak RSS MB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| row | seeds | target LPR | target clean LPR | target real words | target chrF++ | English clean LPR "
+          "| English real words | English chrF++ | s/step | peak RSS MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rs in groups.items():
         langs = [c for c in str(rs[0].get("lang", "")).split(",") if c]
 
@@ -139,7 +139,8 @@ def table() -> int:
             return stat([r["scores"].get("en", {}).get(key) for r in rs],
                         [r["scores"].get("en", {}).get(f"{key}_ci") for r in rs], 1 if key == "chrf" else 2)
 
-        print(f"| {name} | {len(rs)} | {stat([tgt('clean_lpr', r) for r in rs], [tgt_ci('clean_lpr', r) for r in rs])} | "
+        print(f"| {name} | {len(rs)} | {stat([tgt('lpr', r) for r in rs], [tgt_ci('lpr', r) for r in rs])} | "
+              f"{stat([tgt('clean_lpr', r) for r in rs], [tgt_ci('clean_lpr', r) for r in rs])} | "
               f"{stat([tgt('real_word_rate', r) for r in rs], [tgt_ci('real_word_rate', r) for r in rs])} | "
               f"{stat([tgt('chrf', r) for r in rs], [tgt_ci('chrf', r) for r in rs], 1)} | "
               f"{en('clean_lpr')} | {en('real_word_rate')} | {en('chrf')} | "
