@@ -4,10 +4,15 @@
     python bench/demo_experiment.py --name sft-demo --lang sw -- --preset demo --method sft
     python bench/demo_experiment.py --base --lang sw            # the untuned model
     python bench/demo_experiment.py --table                      # print every result as a Markdown table
+    python bench/demo_experiment.py --rescore                    # score every record's saved answers again
 
 Everything after ``--`` goes to ``clo train`` unchanged (so the command in docs/results.md is the one that
 ran). Evaluation: greedy decoding, repetition penalty 1.2 (the app's default), on the held-out prompts of
 the target language and of English. Results accumulate in ``artifacts/experiments/results.jsonl``.
+
+``--rescore`` scores each record's saved answers (``<name>.responses.jsonl``) again with the scoring code as it
+is now (``clo.evaluate.score_answers``: no model loads, no answer changes) and replaces the record's scores,
+so a fix to a metric reaches every published row; the record says when (``rescored``).
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ def _evaluate(model: str, lang: str, max_new_tokens: int) -> dict:
     return {"scores": scores, "eval_s": round(time.perf_counter() - t, 1), "responses": res["responses"]}
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", help="experiment name (run directory under artifacts/experiments/runs)")
     ap.add_argument("--lang", default="sw")
@@ -43,12 +48,16 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--table", action="store_true", help="print all results as Markdown")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score every record's saved answers again with today's scoring code (no model loads)")
     ap.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then clo train arguments")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     results = OUT / "results.jsonl"
     if args.table:
         return print_table(results)
+    if args.rescore:
+        return rescore(results)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from clo.cli import main as clo_main
 
@@ -81,6 +90,37 @@ def main() -> int:
     with open(results, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
     print(json.dumps({k: record[k] for k in ("name", "scores") if k in record}, indent=2, ensure_ascii=False))
+    return 0
+
+
+def rescore(results: Path) -> int:
+    """Replace each record's ``scores`` by those of its saved answers under the current scoring code."""
+    from clo.evaluate import score_answers
+
+    if not results.exists():
+        print(f"no results yet ({results})")
+        return 0
+    records = [json.loads(l) for l in results.read_text(encoding="utf-8").splitlines() if l.strip()]
+    changed = 0
+    for r in records:
+        answers = OUT / f"{r['name']}.responses.jsonl"
+        if not answers.exists():
+            print(f"{r['name']}: no saved answers ({answers.name}), kept as it was")
+            continue
+        rows = [json.loads(l) for l in answers.read_text(encoding="utf-8").splitlines() if l.strip()]
+        for row in rows:
+            row["model"] = r["name"]  # one block: the record's own answers
+        scores = json.loads(json.dumps(score_answers(rows)["models"][r["name"]]))  # as stored: lists, not tuples
+        if scores != r.get("scores"):
+            changed += 1
+            moved = sorted(f"{lang}.{k}" for lang in scores for k in scores[lang]
+                           if scores[lang][k] != (r.get("scores") or {}).get(lang, {}).get(k))
+            print(f"{r['name']}: {', '.join(moved[:8])}{' …' if len(moved) > 8 else ''}")
+        r["scores"], r["rescored"] = scores, time.strftime("%Y-%m-%d %H:%M")
+    tmp = results.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(results)
+    print(f"rescored {len(records)} records, {changed} with new scores")
     return 0
 
 

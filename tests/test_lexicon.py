@@ -41,13 +41,21 @@ def test_real_sentence_high_shuffled_low(lang):
 
 
 @pytest.mark.slow  # the ko_KR dictionary takes ~17 s to load
-def test_korean_is_measured_but_does_not_gate_clean():
-    """ko_KR accepts only about half of real Korean words (docs/evaluation.md): the rate is reported and real
-    text still scores above shuffled syllables, but no threshold decides "clean" for Korean."""
+def test_korean_gates_clean_and_reads_its_flags_as_hunspell_does():
+    """Real Korean passes REAL_WORD_MIN["ko"], shuffled syllables and an English answer do not; and the one-flag
+    directives of ko_KR are its .aff's own values (spylls alone picks a hash-order member of an alias set,
+    which made 가족 "family" a word in one process and not in the next)."""
     real = real_word_rate(REAL["ko"], "ko")
     noise = real_word_rate(shuffled(REAL["ko"], "ko"), "ko")
-    assert real.rate is not None and noise.rate is not None and real.reason == ""
-    assert REAL_WORD_MIN["ko"] is None and lexicon.real_words_pass(REAL["ko"], "ko") is None
+    assert real.rate >= REAL_WORD_MIN["ko"] > noise.rate and real.reason == ""
+    assert lexicon.real_words_pass(REAL["ko"], "ko") is True
+    aff = lexicon._hunspell("ko").aff
+    assert (aff.ONLYINCOMPOUND, aff.FORBIDDENWORD) == ("1", "15")  # ko_KR.aff: ONLYINCOMPOUND 1, FORBIDDENWORD 15
+    assert all(lexicon.is_known(w, "ko") for w in ("가족", "가장", "학교", "축구"))
+    # an English answer to a Korean prompt is not Korean words (ko_KR alone accepts any string without Hangul)
+    english = real_word_rate("I'm sorry for any misunderstanding. I'd be happy to help you with that!", "ko")
+    assert english.rate == 0.0 and english.total == 13
+    assert lexicon.is_known("qwzx", "ko") is False
 
 
 def test_swahili_shaped_noise_from_a_tuned_model_is_low():

@@ -222,3 +222,28 @@ def test_objectives_table_compares_the_multi_target_run_per_language(tmp_path, m
     results.write_text("")
     assert objectives_table.main(["--table", "--multi", "sw,yo", "--model", "default", "--seeds", "1"]) == 0
     assert "no multi-target run" in capsys.readouterr().out
+
+
+def test_demo_experiment_rescore_replaces_scores_from_the_saved_answers(tmp_path, monkeypatch, capsys):
+    """`bench/demo_experiment.py --rescore`: a record's scores become those of its saved answers under today's
+    scoring code (a fix to a metric reaches every published row); a record without saved answers is kept."""
+    import demo_experiment
+    from clo.evaluate import score_answers
+
+    sw = "Watoto wanacheza mpira shuleni kila siku baada ya masomo, na mwalimu anawaangalia."
+    answers = [{"model": "default", "id": "a", "lang": "sw", "prompt": "Habari?", "response": sw, "reference": sw},
+               {"model": "default", "id": "b", "lang": "en", "prompt": "Hello?", "response": "Children play.",
+                "reference": "Children play football."}]
+    (tmp_path / "clo-x.responses.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    stale = {"sw": {"clean_lpr": 0.0, "real_word_rate": 0.97}}
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps({"name": "clo-x", "lang": "sw", "scores": stale}) + "\n"
+                       + json.dumps({"name": "gone", "lang": "sw", "scores": stale}) + "\n")
+    monkeypatch.setattr(demo_experiment, "OUT", tmp_path)
+    assert demo_experiment.rescore(results) == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    expected = json.loads(json.dumps(score_answers([{**a, "model": "clo-x"} for a in answers])["models"]["clo-x"]))
+    assert rows[0]["scores"] == expected and rows[0]["scores"]["sw"]["clean_lpr"] == 1.0 and "rescored" in rows[0]
+    assert rows[1] == {"name": "gone", "lang": "sw", "scores": stale}
+    out = capsys.readouterr().out
+    assert "clo-x: " in out and "gone: no saved answers" in out and "1 with new scores" in out
