@@ -193,7 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of: {', '.join(ROWS)}")
     ap.add_argument("--multi", help="languages of the multi-target comparison (e.g. sw,yo,de) instead of the rows")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
-    ap.add_argument("--table", action="store_true", help="print the Markdown summary of what has been measured (with --multi: the multi-target comparison)")
+    ap.add_argument("--table", action="store_true",
+                    help="print the Markdown summary of what has been measured (with --multi: the multi-target comparison)")
     args = ap.parse_args(argv)
     if args.table:
         return multi_table(args.multi.split(","), args.model, args.seeds.split(",")) if args.multi else table()
