@@ -119,8 +119,8 @@ def _fix_single_flags(d, aff_path: Path) -> None:
             parts = line.split()
             if len(parts) >= 2 and parts[0] in _SINGLE_FLAG_DIRECTIVES:
                 value = parts[1]
-                flag = (re.match(r"\d+", value).group() if fmt == "num" and re.match(r"\d+", value)
-                        else value[:2] if fmt == "long" else value[0])
+                number = re.match(r"\d+", value) if fmt == "num" else None
+                flag = number.group() if number else value[:2] if fmt == "long" else value[0]
                 setattr(d.aff, parts[0], flag)
 
 
