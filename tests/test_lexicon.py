@@ -67,8 +67,54 @@ def test_no_lexicon_is_none_with_a_reason():
     r = real_word_rate("Ọmọ náà ń ṣeré nínú ọgbà ilé ìwé.", "yo")
     assert r.rate is None and r.total == 0 and "Yoruba" in r.reason
     assert lexicon.no_lexicon_reason("yo") and lexicon.no_lexicon_reason("sw") is None
-    assert word_marks("Ọmọ náà", "yo") == [("Ọmọ náà", None)]
     assert lexicon.real_words_pass("Ọmọ náà ń ṣeré.", "yo") is None
+    assert "spelled in the Yoruba alphabet" in lexicon.no_lexicon_reason("yo")
+
+
+# Answers of the sw+yo+de demo run (SmolLM2) to Yoruba prompts: language ID calls them Yoruba.
+YORUBA_SHAPED_NOISE = ("Mìbòrù àtán kǎm siku ỉgûdén yêwë güsö. Tónjabi wĩ jī dāti pô rŷe fūré ezîn épäo zhétifèn "
+                       "ti vâta na hãna niçin al-anya ya akudwa.")
+
+
+def test_yoruba_has_no_lexicon_but_its_spelling_gates_clean():
+    """Yoruba: no dictionary, but its alphabet is closed (no c q v x z; tones grave/acute/macron; a dot below
+    on e, o, s only). Real Yoruba is spelled in it; the tuned model's Yoruba-shaped noise is not, so it is
+    not counted clean although language ID says Yoruba."""
+    from clo.metrics import check_response
+
+    assert lexicon.is_spelled("ọ̀rẹ́", "yo") and lexicon.is_spelled("ń", "yo") and lexicon.is_spelled("gbogbo", "yo")
+    for word in ("ụlọ", "kǎm", "güsö", "vâta", "ỉgûdén", "zhétifèn", "ạ"):  # Igbo dot-below u, caron, diaeresis…
+        assert lexicon.is_spelled(word, "yo") is False, word
+    assert lexicon.is_spelled("mto", "sw") is None and lexicon.spelled_rate("Mto", "sw") is None
+    marks = word_marks("Ọmọ náà kǎm", "yo")
+    assert "".join(t for t, _ in marks) == "Ọmọ náà kǎm" and ("kǎm", False) in marks and ("náà", True) in marks
+
+    real = "Bí ó ti jẹ́ pé ó ṣe pàtàkì kí ìdàgbàsókè ìbáṣepọ̀ ti ọ̀rẹ́-sí-ọ̀rẹ́ wà láàrin àwọn orílẹ̀-èdè."  # UDHR
+    good, noise = check_response("", real, "yo"), check_response("", YORUBA_SHAPED_NOISE, "yo")
+    assert good.spelled_rate == 1.0 and good.spelling_pass and good.clean_pass
+    assert noise.line_pass and noise.real_word_rate is None  # language ID alone would count it
+    assert noise.spelled_rate < lexicon.SPELLED_MIN["yo"] and noise.clean_pass is False
+    assert noise.to_dict()["spelling_pass"] is False
+    assert "below 95%, not clean" in lexicon.real_words_caption(YORUBA_SHAPED_NOISE, "yo")
+    # a language with a lexicon is never asked about spelling
+    assert check_response("", "Mto Nile ndio mto mrefu zaidi barani Afrika.", "sw").spelled_rate is None
+
+
+def test_yoruba_spelling_threshold_holds_on_the_report_half():
+    """SPELLED_MIN["yo"] was set on the tune half (scripts/calibrate_real_words.py --spelling); the report
+    half of the bundled Yoruba references and of the UDHR's Yoruba all pass it, and the UDHR's Igbo, Hausa
+    and Ewe (Yoruba's neighbours, whose letters it does not write) never do."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "assets"
+    refs = [json.loads(l)["reference"] for l in (root / "data" / "heldout" / "yo.jsonl").read_text("utf-8").splitlines()]
+    udhr = [json.loads(l) for l in (root / "langid_check" / "udhr.jsonl").read_text("utf-8").splitlines()]
+    report = refs[1::2] + [r["text"] for r in udhr if r["lang"] == "yo" and r["half"] == "report"]
+    assert all(lexicon.spelled_rate(t, "yo") >= lexicon.SPELLED_MIN["yo"] for t in report)
+    neighbours = [r["text"] for r in udhr if r["lang"] in ("ig", "ha", "ee") and r["half"] == "report"]
+    assert len(neighbours) >= 60
+    assert not any(lexicon.spelled_rate(t, "yo") >= lexicon.SPELLED_MIN["yo"] for t in neighbours)
 
 
 def test_no_words_is_none_with_a_reason():
