@@ -239,7 +239,9 @@ def words(text: str, lang: str) -> list[str]:
 def word_marks(text: str, lang: str) -> list[tuple[str, bool | None]]:
     """``text`` cut into pieces that join back to it, each marked ``True`` (a word the lexicon knows),
     ``False`` (a word it does not know) or ``None`` (not a word: spaces, digits, punctuation, another
-    script, or no lexicon for ``lang``). For display: the Compare page marks the ``False`` pieces."""
+    script, or neither lexicon nor alphabet for ``lang``). Where ``lang`` has no lexicon but an alphabet
+    (:data:`ALPHABETS`), ``False`` marks a word not spelled in it. For display: the Compare page marks the
+    ``False`` pieces."""
     text = text or ""
     code = get_language(lang).code
     known_word = is_known if has_lexicon(code) else is_spelled if code in ALPHABETS else None

@@ -448,7 +448,7 @@ def lpr(checks: list[ResponseCheck]) -> float | None:
 @register("clean_lpr", higher_is_better=True)
 def clean_lpr(checks: list[ResponseCheck]) -> float | None:
     """LPR that also requires the response to be neither echo nor loop, and real words (``REAL_WORD_MIN``) where
-    the language has a lexicon."""
+    the language has a lexicon, or words spelled in its alphabet (``SPELLED_MIN``) where it has none."""
     return _share(_rate(c.clean_pass for c in checks))
 
 
