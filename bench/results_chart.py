@@ -51,7 +51,8 @@ def main() -> None:
     w = 0.27
     # top: does it answer in the right language (LPR, clean LPR); bottom: how close to the references (chrF++),
     # which is where over-optimisation shows when every answer is already in the right language
-    fig, (ax, bx) = plt.subplots(2, 1, figsize=(max(6, 1.15 * len(rows)), 7), sharex=True)
+    # at most 18 inches wide (one row per 0.5 inch), the labels upright, so that the figure stays readable
+    fig, (ax, bx) = plt.subplots(2, 1, figsize=(min(18, max(6, 0.5 * len(rows))), 8), sharex=True)
     w = 0.2
     ax.bar([i - 1.5 * w for i in x], [score(r, r["lang"], "lpr") for r in rows], w, label="target LPR", color="#99d8c9")
     ax.bar([i - 0.5 * w for i in x], [score(r, r["lang"], "clean_lpr") for r in rows], w, label="target clean LPR",
@@ -71,7 +72,7 @@ def main() -> None:
     bx.set_ylabel("chrF++ against the reference answers")
     bx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1))
     bx.set_xticks(x)
-    bx.set_xticklabels([f"{n}\n({r['lang']})" for n, r in zip(names, rows)], fontsize=7, rotation=35, ha="right")
+    bx.set_xticklabels([f"{n} ({r['lang']})" for n, r in zip(names, rows)], fontsize=7, rotation=90)
     fig.tight_layout()
     FIG.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIG, dpi=130)
