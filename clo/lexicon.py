@@ -218,7 +218,7 @@ def spelled_rate(text: str, lang: str) -> float | None:
     """Share of the words of ``text`` spelled in the alphabet of ``lang`` (``None``: no alphabet, or no word)."""
     if get_language(lang).code not in ALPHABETS:
         return None
-    ws = _WORD_RE.findall(text or "")
+    ws = words(text, lang)
     return sum(bool(is_spelled(w, lang)) for w in ws) / len(ws) if ws else None
 
 

@@ -25,11 +25,13 @@ import math
 import random
 import re
 import sys
+import unicodedata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clo.langcheck import load_checkset  # noqa: E402
 from clo.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate  # noqa: E402
 
 ASSETS = ROOT / "assets" / "data"
@@ -60,13 +62,12 @@ def shuffle_letters(text: str, lang: str, rng: random.Random) -> str:
 
 def latin(text: str) -> bool:
     """Most letters are Latin (a–z under their accents): the UDHR texts a spelling check can be asked about."""
-    import unicodedata
     letters = [c for c in unicodedata.normalize("NFD", text.lower()) if c.isalpha()]
     return bool(letters) and sum("a" <= c <= "z" for c in letters) >= 0.5 * len(letters)
 
 
 def spelling_table() -> int:
-    udhr = [json.loads(l) for l in (ROOT / "assets" / "langid_check" / "udhr.jsonl").read_text(encoding="utf-8").splitlines()]
+    udhr = load_checkset()
     print("| lang | half | n | references: mean | min | ≥ threshold | other languages (UDHR, report half): n | "
           "mean | ≥ threshold | threshold (rule's value) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -74,9 +75,13 @@ def spelling_table() -> int:
         all_texts = texts(lang)
         halves = {"tune": all_texts[0::2] + [r["text"] for r in udhr if r["lang"] == lang and r["half"] == "tune"],
                   "report": all_texts[1::2] + [r["text"] for r in udhr if r["lang"] == lang and r["half"] == "report"]}
-        others = [spelled_rate(r["text"], lang) for r in udhr if r["lang"] != lang and r["half"] == "report"
-                  and latin(r["text"])]
-        others = [x for x in others if x is not None]
+        by_lang: dict[str, list[float]] = {}  # every other Latin-script language's report-half paragraphs
+        for r in udhr:
+            if r["lang"] != lang and r["half"] == "report" and latin(r["text"]):
+                rate = spelled_rate(r["text"], lang)
+                if rate is not None:
+                    by_lang.setdefault(r["lang"], []).append(rate)
+        others = [x for rates in by_lang.values() for x in rates]
         rates = {h: [x for x in (spelled_rate(t, lang) for t in ts) if x is not None] for h, ts in halves.items()}
         tune = sorted(rates["tune"])
         suggested = math.floor(tune[int(0.025 * len(tune))] * 20) / 20
@@ -89,14 +94,9 @@ def spelling_table() -> int:
         print(f"\nOther languages let through by the {lang} spelling check (UDHR report half, share of paragraphs ≥ {thr:.2f}):\n")
         print("| language | paragraphs | let through |")
         print("| --- | ---: | ---: |")
-        by_lang: dict[str, list[bool]] = {}
-        for r in udhr:
-            if r["lang"] != lang and r["half"] == "report" and latin(r["text"]):
-                rate = spelled_rate(r["text"], lang)
-                if rate is not None:
-                    by_lang.setdefault(r["lang"], []).append(rate >= thr)
-        for other, passed in sorted(by_lang.items(), key=lambda kv: (-sum(kv[1]) / len(kv[1]), kv[0])):
-            print(f"| {other} | {len(passed)} | {sum(passed) / len(passed):.0%} |")
+        passed = {other: [x >= thr for x in xs] for other, xs in by_lang.items()}
+        for other, ok in sorted(passed.items(), key=lambda kv: (-sum(kv[1]) / len(kv[1]), kv[0])):
+            print(f"| {other} | {len(ok)} | {sum(ok) / len(ok):.0%} |")
     return 0
 
 
