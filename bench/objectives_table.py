@@ -5,6 +5,7 @@ against SFT, on the same data and step budget; and one multi-target run against 
     python bench/objectives_table.py --model gemma-3-270m --preset demo-gemma --seeds 1,2,3 --steps 21
     python bench/objectives_table.py --model default --preset demo --seeds 1 --steps 21
     python bench/objectives_table.py --multi sw,yo,de --steps 21    # one 3-language run vs three single ones
+    python bench/objectives_table.py --model gemma-3-270m --preset demo-gemma --seeds 1 --rows clo,clo-anchor --lr 4e-4
     python bench/objectives_table.py --table                        # Markdown: mean and range over seeds
     python bench/objectives_table.py --table --multi sw,yo,de --model default --seeds 1   # multi vs single, per language
 
@@ -44,6 +45,9 @@ def plan(args) -> list[tuple[str, str, list[str]]]:
     """(name, lang, clo train flags) of every run of the table."""
     tag = args.model.replace("/", "_")
     common = ["--preset", args.preset, "--model", args.model, "--max-steps", str(args.steps)]
+    if args.lr:  # a learning rate other than the preset's: its own rows (``…-lr4e-4-s1``), never the preset's
+        tag += f"-lr{args.lr}"
+        common = ["--lr", args.lr, *common]
     runs = []
     if args.multi:
         langs = args.multi.split(",")
@@ -191,6 +195,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="1,2,3")
     ap.add_argument("--steps", type=int, default=21, help="optimizer steps of every row (multi: × languages)")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of: {', '.join(ROWS)}")
+    ap.add_argument("--lr", help="learning rate of every row instead of the preset's (rows named …-lr<LR>-s<seed>)")
     ap.add_argument("--multi", help="languages of the multi-target comparison (e.g. sw,yo,de) instead of the rows")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("--table", action="store_true",

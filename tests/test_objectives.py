@@ -197,6 +197,12 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]
     # the single-target runs are the table's own `clo` rows, so a language measured once serves both
     assert [line.split(":")[0] for line in lines[1:]] == ["clo-sw-default-s1", "clo-yo-default-s1", "clo-de-default-s1"]
+    # another learning rate than the preset's: its own rows, so they never stand in for the preset's
+    assert objectives_table.main(["--dry-run", "--seeds", "1", "--rows", "clo,clo-anchor", "--lr", "4e-4"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["clo-sw-gemma-3-270m-lr4e-4-s1",
+                                                      "clo-anchor-sw-gemma-3-270m-lr4e-4-s1"]
+    assert all("--lr 4e-4" in line for line in lines)
 
 
 def test_objectives_table_compares_the_multi_target_run_per_language(tmp_path, monkeypatch, capsys):
