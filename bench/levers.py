@@ -1,6 +1,6 @@
 """Measure each speed lever of a CLO run alone, against the plain path, in one process (docs/performance.md).
 
-    python bench/levers.py [--model default] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--json FILE]
+    python bench/levers.py [--model default] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--only LEVER] [--json FILE]
 
 On the bundled demo set (both preference pairs of every sample, tokenized exactly as `clo train` does):
 
@@ -9,6 +9,9 @@ On the bundled demo set (both preference pairs of every sample, tokenized exactl
 * **length buckets** — forward + backward of the answer-token log-probs of ``--batches`` training batches
   (8 samples = 16 pairs = 32 sequences, length-grouped as the demo preset draws them) in one forward against
   2 and 4 length buckets (``length_buckets``); log-probs and gradients must agree.
+* **shared prompts** — the same training batches' forward + backward (2 length buckets in both arms), each
+  pair's prompt computed twice (plain: TRL's two sequences a pair) or once (``share_prompts``: one sequence
+  prompt + chosen + rejected, masked); log-probs and gradients must agree.
 * **system prompt** — the share of every sequence's tokens that SmolLM2's default system prompt takes
   (counted, not timed: dropping it changes what the model reads in training *and* in evaluation).
 
@@ -136,6 +139,59 @@ def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dic
     return out
 
 
+def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> dict:
+    """Forward + backward of the same training batches, each pair's prompt computed twice (plain) or once
+    (``share_prompts``), both in ``buckets`` length buckets (the default); log-probs and gradients must agree.
+    Positions: what the forwards compute, padding included (each bucket cut to its longest sequence)."""
+    import torch
+
+    trainer.model.train()
+    batches = []
+    for batch in trainer.get_train_dataloader():
+        batches.append(strip(batch))
+        if len(batches) == n_batches:
+            break
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    trainer.args.length_buckets = buckets
+
+    def positions(batch, shared):
+        real = batch["attention_mask"].bool()
+        lengths = real.sum(1)
+        if shared:
+            n = len(lengths) // 2
+            prompt = (real & (batch["completion_mask"] == 0)).sum(1)[:n]
+            lengths = lengths[:n] + lengths[n:] - prompt
+        ordered = lengths.sort().values
+        return sum(len(part) * int(part.max()) for part in torch.tensor_split(ordered, min(buckets, len(ordered))))
+
+    def step(shared):
+        trainer.args.share_prompts = shared
+        t, logps, grads = time.perf_counter(), [], None
+        for batch in batches:
+            trainer.model.zero_grad(set_to_none=True)
+            lp = trainer._token_logps(trainer.model, batch)
+            lp.sum().backward()
+            logps.append(lp.detach())
+            grads = [p.grad.clone() for p in params[:4]]
+        return time.perf_counter() - t, logps, grads
+
+    times, ref = {False: [], True: []}, {}
+    for _ in range(repeats):
+        for shared in (False, True):
+            seconds, logps, grads = step(shared)
+            times[shared].append(seconds)
+            ref[shared] = (logps, grads)
+    trainer.args.share_prompts = False
+    plain_pos = sum(positions(b, False) for b in batches)
+    shared_pos = sum(positions(b, True) for b in batches)
+    return {"batches": len(batches), "buckets": buckets, "plain_s": times[False], "shared_s": times[True],
+            "time_ratio": round(statistics.median(times[True]) / statistics.median(times[False]), 3),
+            "positions_plain": plain_pos, "positions_shared": shared_pos,
+            "positions_ratio": round(shared_pos / plain_pos, 3),
+            "max_abs_logp_diff": max((x - y).abs().max().item() for x, y in zip(ref[False][0], ref[True][0])),
+            "max_abs_grad_diff": max((x - y).abs().max().item() for x, y in zip(ref[False][1], ref[True][1]))}
+
+
 def system_prompt_share(trainer, loaded) -> dict:
     tok = loaded.tokenizer
     with_sys = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True,
@@ -157,6 +213,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
     ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts"],
+                    help="measure this lever only")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -167,10 +225,13 @@ def main(argv=None) -> int:
               "load_avg_before": os.getloadavg()[0]}
     result["system_prompt"] = system_prompt_share(trainer, loaded)
     print(json.dumps({"system_prompt": result["system_prompt"]}), flush=True)
-    result["reference_order"] = reference_order(trainer, args.pairs, args.repeats)
-    print(json.dumps({"reference_order": result["reference_order"]}), flush=True)
-    result["length_buckets"] = length_buckets(trainer, args.batches, args.repeats)
-    print(json.dumps({"length_buckets": result["length_buckets"]}), flush=True)
+    levers = {"reference_order": lambda: reference_order(trainer, args.pairs, args.repeats),
+              "length_buckets": lambda: length_buckets(trainer, args.batches, args.repeats),
+              "shared_prompts": lambda: shared_prompts(trainer, args.batches, args.repeats)}
+    for name, measure in levers.items():
+        if args.only in (None, name):
+            result[name] = measure()
+            print(json.dumps({name: result[name]}), flush=True)
     result["load_avg_after"] = os.getloadavg()[0]
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

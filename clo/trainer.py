@@ -36,7 +36,7 @@ from clo.losses import LOSS_FUNCTIONS, needs_reference
 from clo.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.train import TrainingStopped
 
-__all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_selective_head", "all_agree",
+__all__ = ["CLOConfig", "CLOTrainer", "PairSampler", "PairCollator", "add_selective_head", "shared_prompt_logps", "all_agree",
            "stop_requested", "use_cpu", "ref_cache_key", "read_ref_cache", "GROUP_BATCHES"]
 
 log = logging.getLogger(__name__)
@@ -154,19 +154,25 @@ def add_selective_head(model) -> bool:
     softcap = getattr(text_config, "final_logit_softcapping", None)
     inner = model.forward
 
+    def head_logps(hidden, targets):
+        logits = model.get_output_embeddings()(hidden).float()  # (N, V): N answer tokens, not B*T
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        return logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N,)
+
     @functools.wraps(inner)
-    def forward(*args, clo_logps: bool = False, labels=None, **kwargs):
+    def forward(*args, clo_logps: bool = False, labels=None, clo_gather=None, **kwargs):
         if not clo_logps:
             return inner(*args, labels=labels, **kwargs) if labels is not None else inner(*args, **kwargs)
         kwargs["use_cache"] = False
+        if clo_gather is not None:  # shared prompts: (which hidden state predicts each answer token, that token)
+            source, targets = clo_gather
+            hidden = model.base_model(*args, **kwargs).last_hidden_state  # (B, T, H)
+            return head_logps(hidden.flatten(0, 1)[source], targets)  # (N,), in the order of ``source``
         hidden = model.base_model(*args, **kwargs).last_hidden_state[:, :-1]  # (B, T-1, H)
         targets = labels[:, 1:]
         mask = targets != -100  # answer tokens only
-        head = model.get_output_embeddings()
-        logits = head(hidden[mask]).float()  # (N, V): N answer tokens, not B*T
-        if softcap:
-            logits = torch.tanh(logits / softcap) * softcap
-        logp = logits.log_softmax(-1).gather(-1, targets[mask].unsqueeze(-1)).squeeze(-1)  # (N,)
+        logp = head_logps(hidden[mask], targets[mask])
         return torch.zeros(mask.shape, dtype=logp.dtype, device=logp.device).masked_scatter(mask, logp)
 
     model.forward = forward
@@ -197,6 +203,86 @@ def bucketed_logps(model, input_ids, attention_mask, labels, buckets: int):
                    use_cache=False, clo_logps=True)
         pieces.append(F.pad(lp, (0, width - keep)))
     return torch.cat(pieces)[torch.argsort(order)]  # back to the batch's order
+
+
+def prompt_sharing_supported(model) -> str | None:
+    """Why ``model`` cannot score shared prompts (None: it can). Shared prompts need a custom 4-D attention mask,
+    which transformers' eager and SDPA attention take as given; a model whose layers mix full and sliding-window
+    attention (Gemma 3) takes one mask per kind, as a dict, and any other kind of layer is refused."""
+    config = model.config.get_text_config()
+    impl = getattr(config, "_attn_implementation", None) or getattr(model.config, "_attn_implementation", None)
+    if impl not in ("eager", "sdpa"):
+        return f"attention implementation {impl!r} takes no custom 4-D mask (eager and sdpa do)"
+    kinds = set(getattr(config, "layer_types", None) or ["full_attention"])
+    if not kinds <= {"full_attention", "sliding_attention"}:
+        return f"layer types {sorted(kinds)}: only full and sliding-window attention are supported"
+    return None
+
+
+def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, buckets: int = 1):
+    """What the plain path returns — (2N, T-1) answer-token log-probs of TRL's ``[chosen…, rejected…]`` batch,
+    0 elsewhere — with each pair's prompt computed once for both of its answers (docs/design.md, "Shared
+    prompts"). Pair ``i`` becomes one sequence ``prompt + chosen + rejected``: the rejected answer's tokens
+    attend to the prompt and to themselves, never to the chosen answer, and take the positions the chosen
+    answer took (both start right after the prompt), so each answer token sees exactly what it sees in its own
+    sequence. The first token of both answers is predicted from the prompt's last hidden state. ``buckets``
+    splits the N sequences by length as :func:`bucketed_logps` does. Returns None when a pair's two rows do
+    not start with the same prompt (e.g. truncation cut them differently): the caller then scores the batch
+    the plain way."""
+    n2, width = input_ids.shape
+    n = n2 // 2
+    real = attention_mask.bool()
+    prompt_len = (real & (completion_mask == 0)).sum(dim=1)  # TRL pads right: the prompt is each row's prefix
+    answer_len = (real & (completion_mask == 1)).sum(dim=1)
+    if n2 % 2 or not torch.equal(prompt_len[:n], prompt_len[n:]) or bool((prompt_len[:n] < 1).any()):
+        return None
+    pieces = []
+    for i in range(n):
+        p, c, r = int(prompt_len[i]), int(answer_len[i]), int(answer_len[n + i])
+        if not torch.equal(input_ids[i, :p], input_ids[n + i, :p]):
+            return None
+        pieces.append((p, c, r))
+    config = model.config.get_text_config()
+    sliding = "sliding_attention" in (getattr(config, "layer_types", None) or [])
+    window = getattr(config, "sliding_window", None) if sliding else None
+    dtype = next(model.parameters()).dtype
+    out = torch.zeros(n2, width - 1, dtype=torch.float32, device=input_ids.device)
+    order = torch.argsort(torch.tensor([sum(x) for x in pieces]))
+    for idx in torch.tensor_split(order, min(max(buckets, 1), n)):
+        idx = idx.tolist()
+        length = max(sum(pieces[i]) for i in idx)
+        ids = torch.zeros(len(idx), length, dtype=input_ids.dtype, device=input_ids.device)
+        pos = torch.zeros(len(idx), length, dtype=torch.long, device=input_ids.device)
+        part = torch.full((len(idx), length), 3, dtype=torch.long, device=input_ids.device)  # 0 prompt, 1 ✓, 2 ✗, 3 pad
+        source, targets, rows, cols = [], [], [], []
+        for b, i in enumerate(idx):
+            p, c, r = pieces[i]
+            ids[b, :p + c] = input_ids[i, :p + c]
+            ids[b, p + c:p + c + r] = input_ids[n + i, p:p + r]
+            pos[b, :p + c] = torch.arange(p + c)
+            pos[b, p + c:p + c + r] = torch.arange(p, p + r)
+            part[b, :p], part[b, p:p + c], part[b, p + c:p + c + r] = 0, 1, 2
+            base = b * length
+            # the chosen answer's token j (column p+j-1 of row i) from hidden p+j-1; the rejected one's from
+            # the prompt's last hidden (j = 0), then from its own previous token
+            source += [base + p - 1 + j for j in range(c)] + [base + (p - 1 if j == 0 else p + c + j - 1) for j in range(r)]
+            targets.append(ids[b, p:p + c + r])
+            rows += [i] * c + [n + i] * r
+            cols += [p - 1 + j for j in range(c)] + [p - 1 + j for j in range(r)]
+        q, k = part[:, :, None], part[:, None, :]
+        causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).tril()
+        allowed = causal & (k != 3) & ~((q == 2) & (k == 1))
+        allowed |= torch.eye(length, dtype=torch.bool, device=ids.device) & (q == 3)  # padding sees itself: no NaN
+        def additive(m):
+            return torch.zeros(m.shape, dtype=dtype, device=ids.device).masked_fill(~m, torch.finfo(dtype).min)[:, None]
+        mask = additive(allowed)
+        if sliding:
+            near = (pos[:, :, None] - pos[:, None, :]) < window
+            mask = {"full_attention": mask, "sliding_attention": additive(allowed & (near | (q == 3)))}
+        logp = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, clo_logps=True,
+                     clo_gather=(torch.tensor(source, device=ids.device), torch.cat(targets)))
+        out = out.to(logp.dtype).index_put((torch.tensor(rows, device=ids.device), torch.tensor(cols, device=ids.device)), logp)
+    return out
 
 
 def ref_cache_key(*, weights: str, max_length: int, columns: list, dtype: str, device: str, head: str,
@@ -257,6 +343,9 @@ class CLOConfig(DPOConfig):
     length_buckets: int = field(default=2, metadata={"help": "with the answer-only head on one process: score a "
                                 "batch's sequences in this many forwards of similar length, each trimmed to its "
                                 "longest (less padding; 1: one forward, as TRL does)"})
+    share_prompts: bool = field(default=False, metadata={"help": "with the answer-only head: compute each pair's "
+                                "prompt once for both answers (one sequence prompt + chosen + rejected, masked so "
+                                "that neither answer sees the other; docs/performance.md measures it)"})
 
     def __post_init__(self):
         super().__post_init__()
@@ -285,6 +374,7 @@ class CLOTrainer(DPOTrainer):
         self.ref_cache_hit = None
         self.ref_pass_seconds = None
         self.selective_head = None  # decided once TRL has built the model (inside __init__)
+        self._prompt_sharing = False  # decided with the head
         super().__init__(*args, **kwargs)
         self._ensure_head()
 
@@ -297,6 +387,10 @@ class CLOTrainer(DPOTrainer):
             patched = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             on_cuda = self.accelerator.device.type == "cuda"  # TRL's head is compact (Triton) there: keep it
             self.selective_head = not on_cuda and add_selective_head(patched)
+            why = prompt_sharing_supported(patched) if self.selective_head else "it needs the answer-only head"
+            self._prompt_sharing = why is None
+            if self.args.share_prompts and why:
+                log.warning("share_prompts is off for this run: %s", why)
 
     def _token_logps(self, model, inputs):
         """(B, T-1) log-probs of answer tokens (0 elsewhere), through the selective or TRL's fused head."""
@@ -306,7 +400,13 @@ class CLOTrainer(DPOTrainer):
         if not self.selective_head:
             return model(**kwargs, fused_lm_head=True).log_probs
         # Several forwards per step only on one process: DDP and FSDP expect one forward per backward.
-        if self.args.length_buckets > 1 and self.accelerator.num_processes == 1:
+        one_process = self.accelerator.num_processes == 1
+        if self.args.share_prompts and self._prompt_sharing:
+            shared = shared_prompt_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
+                                         self.args.length_buckets if one_process else 1)
+            if shared is not None:
+                return shared
+        if self.args.length_buckets > 1 and one_process:
             return bucketed_logps(model, inputs["input_ids"], inputs["attention_mask"], labels, self.args.length_buckets)
         return model(**kwargs, clo_logps=True)
 

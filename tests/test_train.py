@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from trl.trainer.dpo_trainer import DataCollatorForPreference
 import torch
 from safetensors.torch import load_file
 
@@ -194,6 +195,87 @@ def test_bucketed_forward_equals_one_forward_with_its_gradients(tiny_model, buck
     assert g_one.keys() == g_many.keys() and g_one
     for n in g_one:
         assert torch.allclose(g_one[n], g_many[n], atol=1e-5, rtol=1e-4), n
+
+
+def test_trainer_with_shared_prompts_scores_as_without(tiny_model, tmp_path):
+    """``share_prompts`` on the trainer: the reference log-probs of a whole batch and the training path's
+    per-token log-probs are those of the plain path (which the reference pass wrote)."""
+    from conftest import SAMPLES, write_xl
+
+    from clo.data import load_crosslingual
+    from clo.models import load_model
+    from clo.runs import RunDir
+    from clo.train import build_clo_trainer
+    from clo.trainer import EXTRA_COLUMNS
+
+    records = load_crosslingual(write_xl(tmp_path / "xl.jsonl", SAMPLES * 2), "sw")
+    spec = TrainSpec(model=str(tiny_model), data="unused", batch_size=4, max_steps=1)
+    trainer = build_clo_trainer(spec=spec, loaded=load_model(str(tiny_model)), records=records,
+                                run=RunDir.create(tmp_path / "run", spec.to_dict()), device="cpu", ref_cache_dir=None)
+    assert trainer._prompt_sharing
+    ds = trainer.train_dataset
+    rows = [ds[i] for i in range(len(ds))]
+    batch = {k: v for k, v in trainer.data_collator(rows).items() if k not in EXTRA_COLUMNS}
+    trainer.args.share_prompts = True
+    chosen, rejected = trainer.compute_ref_log_probs(trainer.model, batch)
+    assert torch.allclose(chosen, torch.tensor(ds["ref_chosen_logps"]), atol=1e-4)
+    assert torch.allclose(rejected, torch.tensor(ds["ref_rejected_logps"]), atol=1e-4)
+    shared = trainer._token_logps(trainer.model, batch)
+    trainer.args.share_prompts = False
+    assert torch.allclose(shared, trainer._token_logps(trainer.model, batch), atol=1e-5)
+
+
+def _tiny_gemma3():
+    """A tiny Gemma 3: sliding-window and full layers, a window shorter than the sequences, logit softcapping."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                           num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=6,
+                           layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                           final_logit_softcapping=30.0, max_position_embeddings=128, attn_implementation="sdpa")
+    return Gemma3ForCausalLM(cfg)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("buckets", [1, 2])
+def test_shared_prompts_give_the_plain_log_probs_and_gradients(tiny_model, arch, buckets):
+    """Each pair's prompt computed once for both answers (one sequence prompt + chosen + rejected, the rejected
+    answer masked off the chosen one and given its positions) scores every answer token as its own sequence
+    does, gradients included — also where sliding-window layers see only part of a sequence (Gemma 3)."""
+    from transformers import AutoModelForCausalLM
+
+    from clo.trainer import add_selective_head, prompt_sharing_supported, shared_prompt_logps
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model) if arch == "llama" else _tiny_gemma3()
+    assert add_selective_head(model) and prompt_sharing_supported(model) is None
+    torch.manual_seed(1)
+    examples = [{"prompt_ids": torch.randint(3, 290, (p,)).tolist(), "chosen_ids": torch.randint(3, 290, (c,)).tolist(),
+                 "rejected_ids": torch.randint(3, 290, (r,)).tolist()}
+                for p, c, r in [(4, 7, 3), (9, 2, 11), (1, 5, 5), (6, 1, 8)]]
+    batch = DataCollatorForPreference(pad_token_id=0)(examples)  # TRL's own: [chosen…, rejected…], padded right
+    ids, mask, completion = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    labels = ids.masked_fill(completion == 0, -100)
+
+    def run(fn):
+        model.zero_grad()
+        out = fn()
+        (out * torch.linspace(0.5, 1.5, out.shape[1])).sum().backward()  # weights: a wrong position shows
+        return out.detach(), {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None}
+
+    plain, g_plain = run(lambda: model(input_ids=ids, attention_mask=mask, labels=labels, clo_logps=True))
+    shared, g_shared = run(lambda: shared_prompt_logps(model, ids, mask, completion, buckets))
+    assert shared.shape == plain.shape and (plain != 0).sum() == sum(len(e["chosen_ids"]) + len(e["rejected_ids"])
+                                                                      for e in examples)
+    assert torch.allclose(shared, plain, atol=1e-5), (shared - plain).abs().max()
+    assert ((shared == 0) == (plain == 0)).all()
+    assert g_plain.keys() == g_shared.keys() and g_plain
+    for n in g_plain:
+        assert torch.allclose(g_plain[n], g_shared[n], atol=1e-5, rtol=1e-4), n
+    # a pair whose rows do not start with the same prompt is not shared: the caller scores the batch plainly
+    other = ids.clone()
+    other[len(examples), 0] += 1
+    assert shared_prompt_logps(model, other, mask, completion) is None
 
 
 def test_spec_rejects_bad_settings():
