@@ -188,6 +188,14 @@ class TrainSpec:
         form={"row": 5, "label": "Group samples by length", "widget": "checkbox",
               "help": "Batches hold samples of similar length: less padding, about 12% faster on the demo data; "
                       "the order of batches stays shuffled."})
+    share_prompts: bool = setting(
+        False, "score each preference pair's prompt once for both answers (one masked sequence; same log-probs, "
+               "fewer positions; CLO methods with the answer-only head on a CPU, eager or SDPA attention)",
+        form={"row": 5, "label": "Share prompts", "widget": "checkbox",
+              "help": "Computes each pair's prompt once for its chosen and its rejected answer (one sequence, "
+                      "masked so that neither answer sees the other): the same log-probs with fewer positions. "
+                      "Used where the model allows it (CPU, eager or SDPA attention); otherwise ignored with a "
+                      "warning."})
     save_steps: int = setting(
         0, "also save the model and a resumable checkpoint every N steps (0: only at the end)",
         form={"row": 5, "label": "Save every N steps", "widget": "number", "min": 0, "max": 1_000_000, "step": 10,

@@ -365,7 +365,7 @@ def build_clo_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
                                  beta=spec.beta, lam=0.0 if spec.method == "sft-dpo" else spec.lam,
                                  clo_loss=spec.objective, simpo_gamma=spec.simpo_gamma,
                                  english_anchor=spec.english_anchor, english_nll=spec.english_nll,
-                                 lang_codes=spec.langs,
+                                 lang_codes=spec.langs, share_prompts=spec.share_prompts,
                                  precompute_ref_log_probs=True, precompute_ref_batch_size=2 * spec.batch_size,
                                  ref_cache_dir=str(ref_cache_dir) if ref_cache_dir else None, loss_type=["sigmoid"])
     _check_prompt_lengths(loaded.tokenizer, [p["prompt"] for p in pairs], spec)

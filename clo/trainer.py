@@ -221,8 +221,8 @@ def prompt_sharing_supported(model) -> str | None:
 
 def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, buckets: int = 1):
     """What the plain path returns — (2N, T-1) answer-token log-probs of TRL's ``[chosen…, rejected…]`` batch,
-    0 elsewhere — with each pair's prompt computed once for both of its answers (docs/design.md, "Shared
-    prompts"). Pair ``i`` becomes one sequence ``prompt + chosen + rejected``: the rejected answer's tokens
+    0 elsewhere — with each pair's prompt computed once for both of its answers (docs/design.md, "Trainer":
+    shared prompts). Pair ``i`` becomes one sequence ``prompt + chosen + rejected``: the rejected answer's tokens
     attend to the prompt and to themselves, never to the chosen answer, and take the positions the chosen
     answer took (both start right after the prompt), so each answer token sees exactly what it sees in its own
     sequence. The first token of both answers is predicted from the prompt's last hidden state. ``buckets``
