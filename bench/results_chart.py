@@ -1,5 +1,6 @@
 """Draw docs/figures/results.png (the rows of artifacts/experiments/results.jsonl) and add them to
-docs/results-data.jsonl (earlier rows stay; a re-measured name replaces its row).
+docs/results-data.jsonl (earlier rows stay; a re-measured name replaces its row); copy each row's answers to
+docs/answers/ (gzipped), so that ``bench/seed_compare.py`` can compare published rows on a fresh machine.
 
     python bench/results_chart.py        # after bench/demo_experiment.py runs
 
@@ -18,6 +19,22 @@ from bench.objectives_table import step_seconds  # noqa: E402  (one definition o
 SRC = ROOT / "artifacts" / "experiments" / "results.jsonl"
 FIG = ROOT / "docs" / "figures" / "results.png"
 DATA = ROOT / "docs" / "results-data.jsonl"
+ANSWERS = ROOT / "docs" / "answers"
+
+
+def publish_answers(names) -> None:
+    """Each row's answers file (``artifacts/experiments/<name>.responses.jsonl``) as docs/answers/<name>.responses.jsonl.gz;
+    a row whose answers are not on this machine keeps the copy already published."""
+    import gzip
+
+    ANSWERS.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        src = SRC.parent / f"{name}.responses.jsonl"
+        if src.exists():
+            # mtime 0: the same answers give the same bytes, so git sees no change when nothing changed
+            with open(ANSWERS / f"{name}.responses.jsonl.gz", "wb") as raw, \
+                    gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+                gz.write(src.read_bytes())
 
 
 def main() -> None:
@@ -41,6 +58,7 @@ def main() -> None:
         published[r["name"]] = {**{k: r.get(k) for k in keep}, "s_per_step": step_seconds(r),
                                 "scoring": "2026-12-01: clean LPR with the real-word gate (docs/evaluation.md)"}
     DATA.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in published.values()), encoding="utf-8")
+    publish_answers(r["name"] for r in rows)
     names = [f"{r['name']}" for r in rows]
     def score(r, lang, key):
         """One language's score; a multi-target run's target (``sw,yo,de``): the mean over its languages."""

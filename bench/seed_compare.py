@@ -5,7 +5,9 @@ seeds together, and the difference A − B with its interval (clo.comparison, do
     python bench/seed_compare.py clo-sw-default sft-sw-default --lang sw --lang en --json out.json
 
 A row is the name ``bench/objectives_table.py`` gives it without its ``-s<seed>``; its answers are the files
-``artifacts/experiments/<row>-s<seed>.responses.jsonl`` that ``bench/demo_experiment.py`` wrote, one per seed.
+``artifacts/experiments/<row>-s<seed>.responses.jsonl`` that ``bench/demo_experiment.py`` wrote, one per seed,
+or, where a row was measured on another machine, the copies ``bench/results_chart.py`` published in
+``docs/answers/`` (gzipped).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from clo.comparison import compare_methods  # noqa: E402
 from clo.data import DataError  # noqa: E402
 
 ANSWERS = ROOT / "artifacts" / "experiments"
+PUBLISHED = ROOT / "docs" / "answers"
 LABELS = {"clean_lpr": "clean LPR", "clean_lpr_strict": "clean LPR (strict)", "real_word_rate": "real words",
           "chrf": "chrF++"}
 
@@ -31,6 +34,23 @@ def seed_files(row: str, folder: Path = ANSWERS) -> list[Path]:
     pat = re.compile(re.escape(row) + r"-s(\d+)\.responses\.jsonl$")
     found = [(int(m.group(1)), p) for p in folder.glob(f"{row}-s*.responses.jsonl") if (m := pat.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def published_files(row: str, folder: Path | None = None) -> list[Path]:
+    """The published answers of ``row``'s seeds (docs/answers/<row>-s<seed>.responses.jsonl.gz), unpacked to a
+    temporary folder, in seed order."""
+    import gzip
+    import tempfile
+
+    folder = folder or PUBLISHED
+    pat = re.compile(re.escape(row) + r"-s(\d+)\.responses\.jsonl\.gz$")
+    found = sorted((int(m.group(1)), p) for p in folder.glob(f"{row}-s*.responses.jsonl.gz") if (m := pat.match(p.name)))
+    out = Path(tempfile.mkdtemp(prefix="clo-answers-"))
+    paths = []
+    for _, p in found:
+        paths.append(out / p.name[:-3])
+        paths[-1].write_bytes(gzip.decompress(p.read_bytes()))
+    return paths
 
 
 def fmt(v, ci, digits) -> str:
@@ -63,10 +83,12 @@ def main(argv=None) -> int:
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
-    files = {row: seed_files(row, args.folder) for row in (args.a, args.b)}
+    files = {row: seed_files(row, args.folder) or published_files(row) for row in (args.a, args.b)}
     for row, paths in files.items():
         if not paths:
-            print(f"no answers for {row}: expected {args.folder}/{row}-s<seed>.responses.jsonl", file=sys.stderr)
+            print(f"no answers for {row}: expected {args.folder}/{row}-s<seed>.responses.jsonl or "
+                  f"{PUBLISHED}/{row}-s<seed>.responses.jsonl.gz (bench/results_chart.py publishes them)",
+                  file=sys.stderr)
             return 2
     try:
         results = [compare_methods(files[args.a], files[args.b], lang, n_resamples=args.resamples)

@@ -105,3 +105,30 @@ def test_seed_compare_script_finds_each_rows_seed_files_and_prints_the_table(tmp
     assert "| sw | real words | 3/1 |" in out and "A higher" in out
     assert json.loads((tmp_path / "out.json").read_text())["results"][0]["seeds"] == [3, 1]
     assert main(["clo-sw-x", "nothing", "--folder", str(tmp_path)]) == 2
+
+
+def test_published_answers_serve_seed_compare_where_the_runs_are_not(tmp_path, monkeypatch, capsys):
+    """bench/results_chart.py copies each row's answers to docs/answers/ (gzipped, byte-stable); on a machine
+    without the runs, bench/seed_compare.py compares the published copies."""
+    import bench.results_chart as chart
+    import bench.seed_compare as compare
+
+    runs, published = tmp_path / "experiments", tmp_path / "answers"
+    runs.mkdir()
+    monkeypatch.setattr(chart, "SRC", runs / "results.jsonl")
+    monkeypatch.setattr(chart, "ANSWERS", published)
+    monkeypatch.setattr(compare, "PUBLISHED", published)
+    prompts = load_prompts("demo", ["sw"])[:6]
+    for seed in (1, 2):
+        write_answers(runs / f"orpo-sw-x-s{seed}.responses.jsonl", [{**p, "response": p["reference"]} for p in prompts])
+    write_answers(runs / "sft-sw-x-s1.responses.jsonl", [{**p, "response": "hello there"} for p in prompts])
+    chart.publish_answers(["orpo-sw-x-s1", "orpo-sw-x-s2", "sft-sw-x-s1", "gone-s1"])
+    first = (published / "orpo-sw-x-s1.responses.jsonl.gz").read_bytes()
+    chart.publish_answers(["orpo-sw-x-s1"])
+    assert (published / "orpo-sw-x-s1.responses.jsonl.gz").read_bytes() == first  # same answers, same bytes
+    assert sorted(p.name for p in published.iterdir()) == ["orpo-sw-x-s1.responses.jsonl.gz",
+                                                           "orpo-sw-x-s2.responses.jsonl.gz", "sft-sw-x-s1.responses.jsonl.gz"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert compare.main(["orpo-sw-x", "sft-sw-x", "--lang", "sw", "--folder", str(empty), "--resamples", "50"]) == 0
+    assert "| sw | real words | 2/1 |" in capsys.readouterr().out
