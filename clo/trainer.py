@@ -219,14 +219,15 @@ def prompt_sharing_supported(model) -> str | None:
     return None
 
 
-def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, buckets: int = 1):
+def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, buckets: int = 1, config=None):
     """What the plain path returns — (2N, T-1) answer-token log-probs of TRL's ``[chosen…, rejected…]`` batch,
     0 elsewhere — with each pair's prompt computed once for both of its answers (docs/design.md, "Trainer":
     shared prompts). Pair ``i`` becomes one sequence ``prompt + chosen + rejected``: the rejected answer's tokens
     attend to the prompt and to themselves, never to the chosen answer, and take the positions the chosen
     answer took (both start right after the prompt), so each answer token sees exactly what it sees in its own
     sequence. The first token of both answers is predicted from the prompt's last hidden state. ``buckets``
-    splits the N sequences by length as :func:`bucketed_logps` does. Returns None when a pair's two rows do
+    splits the N sequences by length as :func:`bucketed_logps` does. ``config``: the model's config, where
+    ``model`` is a wrapper without one (DDP, FSDP). Returns None when a pair's two rows do
     not start with the same prompt (e.g. truncation cut them differently): the caller then scores the batch
     the plain way."""
     n2, width = input_ids.shape
@@ -242,7 +243,7 @@ def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, bucke
         if not torch.equal(input_ids[i, :p], input_ids[n + i, :p]):
             return None
         pieces.append((p, c, r))
-    config = model.config.get_text_config()
+    config = (config or model.config).get_text_config()
     sliding = "sliding_attention" in (getattr(config, "layer_types", None) or [])
     window = getattr(config, "sliding_window", None) if sliding else None
     dtype = next(model.parameters()).dtype
@@ -389,6 +390,7 @@ class CLOTrainer(DPOTrainer):
             self.selective_head = not on_cuda and add_selective_head(patched)
             why = prompt_sharing_supported(patched) if self.selective_head else "it needs the answer-only head"
             self._prompt_sharing = why is None
+            self._model_config = patched.config  # `model` in a step may be a DDP/FSDP wrapper without one
             if self.args.share_prompts and why:
                 log.warning("share_prompts is off for this run: %s", why)
 
@@ -403,7 +405,7 @@ class CLOTrainer(DPOTrainer):
         one_process = self.accelerator.num_processes == 1
         if self.args.share_prompts and self._prompt_sharing:
             shared = shared_prompt_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
-                                         self.args.length_buckets if one_process else 1)
+                                         self.args.length_buckets if one_process else 1, config=self._model_config)
             if shared is not None:
                 return shared
         if self.args.length_buckets > 1 and one_process:

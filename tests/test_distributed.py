@@ -392,11 +392,13 @@ def test_fsdp_saves_a_whole_model_and_resumes_after_a_kill(setup, clo_run):
 
 def test_two_processes_several_target_languages(setup):
     """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
-    of it in one micro-batch, languages mixed; per-language margins logged once per step."""
+    of it in one micro-batch, languages mixed; per-language margins logged once per step. With shared prompts
+    (each pair one masked sequence) under DDP: step 1's log-probs equal the reference pass's."""
     from clo.runs import RunDir
 
     data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
-    run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1")
+    run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1",
+                         "--share-prompts")
     dbg = _debug(dbg)
     _check_one_complete_run(setup, run, "finished", 4, dbg)  # --limit 8 of each: 16 units, 2 ranks × 2 a step
     seen = _check_clo_batches(dbg, steps=4)
@@ -410,4 +412,6 @@ def test_two_processes_several_target_languages(setup):
     assert sorted(next(iter(v)) for v in units.values()) == [0] * N + [1] * N  # units 0..7 sw, 8..15 yo
     rows = RunDir(run).metrics()
     assert all("margin_sw" in r or "margin_yo" in r for r in rows)
-    assert RunDir(run).config()["lang"] == "sw,yo"
+    assert RunDir(run).config()["lang"] == "sw,yo" and RunDir(run).config()["share_prompts"] is True
+    assert rows[0]["rewards_chosen"] == pytest.approx(0, abs=1e-4)
+    assert rows[0]["rewards_rejected"] == pytest.approx(0, abs=1e-4)
