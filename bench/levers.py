@@ -98,20 +98,24 @@ def reference_order(trainer, n_pairs: int, repeats: int) -> dict:
             "positions_ratio": round(sorted_positions / plain_positions, 3), "max_abs_logp_diff": diff}
 
 
-def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dict:
-    """Forward + backward of the answer log-probs of the same training batches, in 1, 2 or 4 forwards."""
-    import torch
-
+def training_batches(trainer, n_batches: int) -> list[dict]:
+    """The first ``n_batches`` training batches, as the demo preset draws them, without CLO's own columns."""
     trainer.model.train()
     batches = []
     for batch in trainer.get_train_dataloader():
         batches.append(strip(batch))
         if len(batches) == n_batches:
             break
+    return batches
+
+
+def interleaved_backward(trainer, batches, arms, repeats: int, configure) -> tuple[dict, dict]:
+    """Forward + backward of the answer log-probs of ``batches`` under each arm (``configure(arm)`` sets the
+    trainer up for it), arms interleaved over ``repeats``. Returns each arm's seconds per repeat, and its
+    log-probs of every batch and gradients of the last batch's first trainable weights (from the last repeat)."""
     params = [p for p in trainer.model.parameters() if p.requires_grad]
 
-    def step(buckets):
-        trainer.args.length_buckets = buckets
+    def step():
         t, logps, grads = time.perf_counter(), [], None
         for batch in batches:
             trainer.model.zero_grad(set_to_none=True)
@@ -121,20 +125,33 @@ def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dic
             grads = [p.grad.clone() for p in params[:4]]  # the last batch's first attention weights
         return time.perf_counter() - t, logps, grads
 
-    times = {b: [] for b in arms}
-    ref = {}
+    times, ref = {a: [] for a in arms}, {}
     for _ in range(repeats):
-        for b in arms:
-            seconds, logps, grads = step(b)
-            times[b].append(seconds)
-            ref[b] = (logps, grads)
+        for arm in arms:
+            configure(arm)
+            seconds, logps, grads = step()
+            times[arm].append(seconds)
+            ref[arm] = (logps, grads)
+    return times, ref
+
+
+def max_diffs(a, b) -> tuple[float, float]:
+    """Largest |difference| of two arms' log-probs and of their gradients."""
+    return (max((x - y).abs().max().item() for x, y in zip(a[0], b[0])),
+            max((x - y).abs().max().item() for x, y in zip(a[1], b[1])))
+
+
+def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dict:
+    """Forward + backward of the answer log-probs of the same training batches, in 1, 2 or 4 forwards."""
+    batches = training_batches(trainer, n_batches)
+    times, ref = interleaved_backward(trainer, batches, arms, repeats,
+                                      lambda b: setattr(trainer.args, "length_buckets", b))
     out = {"batches": len(batches), "sequences_per_batch": int(batches[0]["input_ids"].shape[0]),
            "seconds": {str(b): v for b, v in times.items()}}
     base = statistics.median(times[1])
     for b in arms[1:]:
         out[f"time_ratio_{b}"] = round(statistics.median(times[b]) / base, 3)
-        out[f"max_abs_logp_diff_{b}"] = max((x - y).abs().max().item() for x, y in zip(ref[1][0], ref[b][0]))
-        out[f"max_abs_grad_diff_{b}"] = max((x - y).abs().max().item() for x, y in zip(ref[1][1], ref[b][1]))
+        out[f"max_abs_logp_diff_{b}"], out[f"max_abs_grad_diff_{b}"] = max_diffs(ref[1], ref[b])
     trainer.args.length_buckets = 2
     return out
 
@@ -145,13 +162,7 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
     Positions: what the forwards compute, padding included (each bucket cut to its longest sequence)."""
     import torch
 
-    trainer.model.train()
-    batches = []
-    for batch in trainer.get_train_dataloader():
-        batches.append(strip(batch))
-        if len(batches) == n_batches:
-            break
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    batches = training_batches(trainer, n_batches)
     trainer.args.length_buckets = buckets
 
     def positions(batch, shared):
@@ -164,32 +175,17 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
         ordered = lengths.sort().values
         return sum(len(part) * int(part.max()) for part in torch.tensor_split(ordered, min(buckets, len(ordered))))
 
-    def step(shared):
-        trainer.args.share_prompts = shared
-        t, logps, grads = time.perf_counter(), [], None
-        for batch in batches:
-            trainer.model.zero_grad(set_to_none=True)
-            lp = trainer._token_logps(trainer.model, batch)
-            lp.sum().backward()
-            logps.append(lp.detach())
-            grads = [p.grad.clone() for p in params[:4]]
-        return time.perf_counter() - t, logps, grads
-
-    times, ref = {False: [], True: []}, {}
-    for _ in range(repeats):
-        for shared in (False, True):
-            seconds, logps, grads = step(shared)
-            times[shared].append(seconds)
-            ref[shared] = (logps, grads)
+    times, ref = interleaved_backward(trainer, batches, (False, True), repeats,
+                                      lambda shared: setattr(trainer.args, "share_prompts", shared))
     trainer.args.share_prompts = False
     plain_pos = sum(positions(b, False) for b in batches)
     shared_pos = sum(positions(b, True) for b in batches)
+    logp_diff, grad_diff = max_diffs(ref[False], ref[True])
     return {"batches": len(batches), "buckets": buckets, "plain_s": times[False], "shared_s": times[True],
             "time_ratio": round(statistics.median(times[True]) / statistics.median(times[False]), 3),
             "positions_plain": plain_pos, "positions_shared": shared_pos,
             "positions_ratio": round(shared_pos / plain_pos, 3),
-            "max_abs_logp_diff": max((x - y).abs().max().item() for x, y in zip(ref[False][0], ref[True][0])),
-            "max_abs_grad_diff": max((x - y).abs().max().item() for x, y in zip(ref[False][1], ref[True][1]))}
+            "max_abs_logp_diff": logp_diff, "max_abs_grad_diff": grad_diff}
 
 
 def system_prompt_share(trainer, loaded) -> dict:

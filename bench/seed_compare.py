@@ -29,10 +29,10 @@ LABELS = {"clean_lpr": "clean LPR", "clean_lpr_strict": "clean LPR (strict)", "r
           "chrf": "chrF++"}
 
 
-def seed_files(row: str, folder: Path = ANSWERS) -> list[Path]:
-    """The answers files of ``row``'s seeds, in seed order."""
-    pat = re.compile(re.escape(row) + r"-s(\d+)\.responses\.jsonl$")
-    found = [(int(m.group(1)), p) for p in folder.glob(f"{row}-s*.responses.jsonl") if (m := pat.match(p.name))]
+def seed_files(row: str, folder: Path = ANSWERS, suffix: str = ".responses.jsonl") -> list[Path]:
+    """The answers files of ``row``'s seeds (``<row>-s<seed><suffix>``), in seed order."""
+    pat = re.compile(re.escape(row) + r"-s(\d+)" + re.escape(suffix) + "$")
+    found = [(int(m.group(1)), p) for p in folder.glob(f"{row}-s*{suffix}") if (m := pat.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -42,12 +42,12 @@ def published_files(row: str, folder: Path | None = None) -> list[Path]:
     import gzip
     import tempfile
 
-    folder = folder or PUBLISHED
-    pat = re.compile(re.escape(row) + r"-s(\d+)\.responses\.jsonl\.gz$")
-    found = sorted((int(m.group(1)), p) for p in folder.glob(f"{row}-s*.responses.jsonl.gz") if (m := pat.match(p.name)))
+    found = seed_files(row, folder or PUBLISHED, ".responses.jsonl.gz")
+    if not found:
+        return []
     out = Path(tempfile.mkdtemp(prefix="clo-answers-"))
     paths = []
-    for _, p in found:
+    for p in found:
         paths.append(out / p.name[:-3])
         paths[-1].write_bytes(gzip.decompress(p.read_bytes()))
     return paths
