@@ -34,11 +34,13 @@ COLUMNS = {  # column → (runs-table key, quantity, tooltip); every cell a form
 st.dataframe(
     [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING, "language": lang_name(r["lang"]),
       **{col: fmt_number(r[key], kind) for col, (key, kind, _) in COLUMNS.items()},
-      "duration": fmt_duration(r["duration_s"]), "scope": r["scope"] or MISSING,
+      "duration": fmt_duration(r["duration_s"]), "precision": r["precision"] or MISSING, "scope": r["scope"] or MISSING,
       "model": display_name(r["model"] or "") or MISSING} for r in rows],
     hide_index=True, key="runs_table",
     column_config={col: st.column_config.TextColumn(col, help=tip) for col, (_, _, tip) in COLUMNS.items()}
-    | {"duration": st.column_config.TextColumn("duration", help="from start to end (m:ss)")},
+    | {"duration": st.column_config.TextColumn("duration", help="from start to end (m:ss)"),
+       "precision": st.column_config.TextColumn("precision", help="what the run computed in: fp32, or bf16 "
+                                                "autocast where the hardware has it (the Precision setting)")},
 )
 
 by_id = {r["run"]: r for r in rows}

@@ -47,6 +47,7 @@ def run_summary(run: RunDir) -> dict:
         "started": _text(status.get("started")),
         "ended": _text(status.get("ended")),
         "duration_s": _number(status.get("duration_s")),
+        "precision": _text(status.get("precision")),  # what it computed in (clo/precision.py); older runs: none
         "error": None if status.get("error") is None else str(status.get("error")),
         "lost_at": _text(status.get("lost_at")),
         "interrupted_at": _text(status.get("interrupted_at")),
@@ -136,7 +137,7 @@ def run_table(root: str | Path | None = None) -> list[dict]:
             "clean_lpr": tgt.get("clean_lpr"), "lpr": tgt.get("lpr"),
             "clean_lpr_by_lang": {c: _number(v.get("clean_lpr")) for c, v in scored.items()},
             "en_clean_lpr": _number(english.get("clean_lpr")),
-            "duration_s": s["duration_s"], "started": s["started"], "has_model": s["has_model"],
+            "duration_s": s["duration_s"], "precision": s["precision"], "started": s["started"], "has_model": s["has_model"],
             "error": s["error"], "path": s["path"], "note": s["note"],
             "resumable": s["resumable"] and not s["resume_queued"], "resume_step": s["resume_step"],
             "resume_queued": s["resume_queued"], "resume_error": s["resume_error"],

@@ -7,7 +7,7 @@
 A finished run's ``status.json`` and ``metrics.jsonl`` hold what it measured: seconds per optimizer step
 (the last row's ``elapsed_s`` over the steps of its stage), the reference pass's seconds per sample
 (``ref_pass_s`` / ``n_samples``) and the rest (loading and saving). The newest finished run with the same model,
-method, batch size and device gives the estimate; without one there is none (the first run measures it).
+method, batch size, device and precision gives the estimate; without one there is none (the first run measures it).
 """
 from __future__ import annotations
 
@@ -53,17 +53,32 @@ def _rates(run) -> tuple[float, float, float] | None:
     return per_step, per_sample, other
 
 
+def _precision_here(spec) -> str:
+    """The precision ``spec`` would compute in on this machine (runs from before the setting: fp32)."""
+    from clo.precision import resolve_precision
+
+    device = spec.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve_precision(getattr(spec, "precision", "auto"), device)
+
+
 def estimate_run(spec, n_samples: int, root: str | Path) -> Estimate | None:
     """The time ``spec`` on ``n_samples`` samples should take here, from the newest comparable finished run
-    under ``root`` (same model, method, batch size and device); None without one."""
+    under ``root`` (same model, method, batch size, device and precision); None without one."""
     used = min(n_samples, spec.max_steps * spec.batch_size) if spec.max_steps else n_samples
     steps = planned_steps(n_samples=used, batch_size=spec.batch_size, epochs=spec.epochs, max_steps=spec.max_steps)
     runs = sorted(iter_runs(root), key=lambda r: r.status().get("ended") or "", reverse=True)[:LOOKBACK]
+    precision = _precision_here(spec)
     fallback = None
     for run in runs:
         cfg = run.config()
         if (cfg.get("model"), cfg.get("method"), cfg.get("batch_size"), cfg.get("device", "auto")) != \
                 (spec.model, spec.method, spec.batch_size, spec.device):
+            continue
+        if run.status().get("precision", "fp32") != precision:  # bf16 steps take a fraction of fp32's
             continue
         rates = _rates(run)
         if rates is None:

@@ -103,6 +103,7 @@ STATUS_FIELDS = {
     "released": "true: its manager closed; the next one adopts it",
     # progress and result
     "n_samples": "samples it trains on", "step": "optimizer steps done at the end",
+    "precision": "what it computes in: fp32, or bf16 autocast over fp32 weights (clo.precision)",
     "truncation": "what max_length cuts: sequences, cut, lost_end, skipped_samples, policy (clo.train.fit_to_length)",
     "max_steps": "total optimizer steps of the run, once training has begun",
     "saved_step": "step of the model in model/", "checkpoint_step": "step of checkpoint/",

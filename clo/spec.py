@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from clo.languages import get_language
+from clo.precision import PRECISIONS
 
 __all__ = [
     "METHODS",
@@ -206,6 +207,11 @@ class TrainSpec:
     gradient_checkpointing: bool = setting(
         False, "recompute activations in the backward pass: less memory, ~30% slower (7B+ models on a GPU)")
     device: str = setting("auto", "auto, cpu or cuda", choices=DEVICES)
+    precision: str = setting(
+        "auto", "compute precision: " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()),
+        choices=PRECISIONS, form={"row": 6, "label": "Precision", "widget": "select", "explain": True,
+                                  "help": "bf16 multiplies matrices in bfloat16 (weights and updates stay fp32): "
+                                          "several times faster where the hardware has it natively."})
     trust_remote_code: bool = setting(False, "allow a model's own Python code to run (off by default)")
 
     def __post_init__(self):

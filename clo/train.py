@@ -182,7 +182,7 @@ def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.E
     run = RunDir(run_dir)
     if not run.exists():
         raise RunError(f"{run.path} is not a run directory (no status.json or config.yaml).")
-    spec = TrainSpec.from_dict(run.config(), source=str(run.config_path))
+    spec = saved_spec(run)
     if spec.method == "sft-dpo":
         raise RunError(f"Run {run.id} cannot be resumed: sft-dpo trains in two stages (SFT, then DPO on the SFT "
                        f"model), which a single checkpoint does not capture. Start it again with "
@@ -195,6 +195,18 @@ def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.E
         prepare_resume(run, step)
     return run_training(spec, run.path, events=events, stop_event=stop_event, create=False,
                         resume_from=run.checkpoint_path)
+
+
+def saved_spec(run: RunDir) -> TrainSpec:
+    """The settings a run was started with (its ``config.yaml``), as a resume must go on with them. A run saved
+    before the ``precision`` setting computed in fp32 on a CPU (bf16 on a GPU, as ``auto`` still does there) and
+    goes on so: never half in one precision and half in another."""
+    config = run.config()
+    if "precision" not in config:
+        import torch
+
+        config["precision"] = "auto" if torch.cuda.is_available() else "fp32"
+    return TrainSpec.from_dict(config, source=str(run.config_path))
 
 
 def _prepare_resume_on_main(run: RunDir, spec: TrainSpec) -> None:
@@ -222,11 +234,16 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     """Load the model, then train the SFT stage, the preference stage, or both (sft-dpo), and save."""
     from accelerate import PartialState
 
+    from clo.precision import resolve_precision
     from clo.trainer import stop_requested
 
     device = str(PartialState().device) if spec.device == "auto" else spec.device  # each process its own device
-    # fp32 weights: on a GPU, bf16 autocast computes and AdamW updates fp32 masters (pure bf16 weights would
-    # round most updates at lr 5e-5 away)
+    # fp32 weights: under bf16 (clo/precision.py) autocast computes and AdamW updates fp32 masters (pure bf16
+    # weights would round most updates at lr 5e-5 away)
+    precision = resolve_precision(spec.precision, device, PartialState().num_processes)
+    run.record(precision=precision)
+    run.emit({"phase": "loading", "message": f"computing in {precision}" + (
+        " (bf16 autocast over fp32 weights)" if precision == "bf16" else "")})
     loaded = load_model(spec.model, device=device, dtype="float32", trust_remote_code=spec.trust_remote_code,
                         progress=lambda m: run.emit({"phase": "loading", "message": m}))
 
@@ -393,7 +410,9 @@ def quiet(trainer) -> None:
 
 def common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) -> dict:
     """The TrainingArguments every trainer here shares (TRL's DPOConfig/SFTConfig take them as keywords)."""
-    import torch
+    from accelerate import PartialState
+
+    from clo.precision import resolve_precision
 
     on_gpu = device.startswith("cuda")
     return dict(
@@ -411,7 +430,7 @@ def common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) ->
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
-        bf16=on_gpu and torch.cuda.is_bf16_supported(),
+        bf16=resolve_precision(spec.precision, device, PartialState().num_processes) == "bf16",  # autocast over fp32 weights (clo/precision.py)
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
         max_length=spec.max_length,

@@ -33,6 +33,7 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import use_adapter
 
 from clo.losses import LOSS_FUNCTIONS, needs_reference
+from clo.precision import precision_context
 from clo.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.train import TrainingStopped
 
@@ -395,7 +396,12 @@ class CLOTrainer(DPOTrainer):
                 log.warning("share_prompts is off for this run: %s", why)
 
     def _token_logps(self, model, inputs):
-        """(B, T-1) log-probs of answer tokens (0 elsewhere), through the selective or TRL's fused head."""
+        """(B, T-1) log-probs of answer tokens (0 elsewhere), through the selective or TRL's fused head, in the
+        run's precision (clo/precision.py): the training step and the reference pass alike."""
+        with precision_context("bf16" if self.args.bf16 else "fp32", self.accelerator.device.type):
+            return self._token_logps_in_precision(model, inputs)
+
+    def _token_logps_in_precision(self, model, inputs):
         labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
         kwargs = dict(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels,
                       use_cache=False)

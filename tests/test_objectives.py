@@ -113,7 +113,7 @@ def test_reference_free_objective_with_the_anchor_runs_the_reference_pass(tiny_m
     monkeypatch.setenv("CLO_HOME", str(home))
     events = []
     spec = TrainSpec(objective="simpo", english_anchor=1.0, english_nll=0.1, model=str(tiny_model),
-                     data=str(xl_file), batch_size=2, max_steps=2, lr=1e-2)
+                     data=str(xl_file), batch_size=2, max_steps=2, lr=1e-2, precision="fp32")  # exactly 0 below
     result = run_training(spec, tmp_path / "run", events=events.append)
     assert "reference" in _phases(events) and result.ref_cache_hit is False
     assert len(list((home / "refcache").glob("*.safetensors"))) == 1
@@ -203,6 +203,11 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     assert [line.split(":")[0] for line in lines] == ["clo-sw-gemma-3-270m-lr4e-4-s1",
                                                       "clo-anchor-sw-gemma-3-270m-lr4e-4-s1"]
     assert all("--lr 4e-4" in line for line in lines)
+    # every row computes in fp32 as the published rows did, unless asked: then the rows have their own names
+    assert all("--precision fp32" in line for line in lines)
+    assert objectives_table.main(["--dry-run", "--seeds", "1", "--rows", "clo", "--precision", "bf16"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("clo-sw-gemma-3-270m-bf16-s1:") and "--precision bf16" in line
 
 
 def test_objectives_table_compares_the_multi_target_run_per_language(tmp_path, monkeypatch, capsys):
