@@ -12,6 +12,11 @@ On the bundled demo set (both preference pairs of every sample, tokenized exactl
 * **shared prompts** — the same training batches' forward + backward (2 length buckets in both arms), each
   pair's prompt computed twice (plain: TRL's two sequences a pair) or once (``share_prompts``: one sequence
   prompt + chosen + rejected, masked); log-probs and gradients must agree.
+* **bf16** — the same training batches' forward + backward as the demo preset runs them (shared prompts, 2
+  length buckets) in fp32 and under bf16 autocast (fp32 weights; ``precision``), then the reference pass's
+  scoring of ``--pairs`` pairs (no gradient) both ways. bf16 does not give the same log-probs: the figures are
+  the largest per-token and per-answer differences, the gradients' relative difference, and how far the
+  per-pair log-ratio margins (what the loss sees) move. A CPU without native bf16 (AMX) makes this arm slower.
 * **system prompt** — the share of every sequence's tokens that SmolLM2's default system prompt takes
   (counted, not timed: dropping it changes what the model reads in training *and* in evaluation).
 
@@ -41,7 +46,9 @@ def build(model: str, lang: str):
     from clo.spec import TrainSpec, load_recipe
     from clo.train import build_clo_trainer
 
-    spec = TrainSpec.from_dict({**load_recipe("demo"), "model": model, "lang": lang, "objective": "simpo"})
+    # fp32: each lever's arms set their own precision (the bf16 arm enters autocast itself)
+    spec = TrainSpec.from_dict({**load_recipe("demo"), "model": model, "lang": lang, "objective": "simpo",
+                                "precision": "fp32"})
     loaded = load_model(model)
     apply_scope(loaded.model, spec)
     run = RunDir.create(Path(tempfile.mkdtemp(prefix="clo-levers-")) / "run", spec.to_dict())
@@ -109,17 +116,22 @@ def training_batches(trainer, n_batches: int) -> list[dict]:
     return batches
 
 
-def interleaved_backward(trainer, batches, arms, repeats: int, configure) -> tuple[dict, dict]:
+def interleaved_backward(trainer, batches, arms, repeats: int, configure, context=None) -> tuple[dict, dict]:
     """Forward + backward of the answer log-probs of ``batches`` under each arm (``configure(arm)`` sets the
-    trainer up for it), arms interleaved over ``repeats``. Returns each arm's seconds per repeat, and its
-    log-probs of every batch and gradients of the last batch's first trainable weights (from the last repeat)."""
+    trainer up for it; ``context(arm)``, if given, is entered around each forward), arms interleaved over
+    ``repeats``. Returns each arm's seconds per repeat, and its log-probs of every batch and gradients of the
+    last batch's first trainable weights (from the last repeat)."""
+    import contextlib
+
     params = [p for p in trainer.model.parameters() if p.requires_grad]
+    arm_now = None
 
     def step():
         t, logps, grads = time.perf_counter(), [], None
         for batch in batches:
             trainer.model.zero_grad(set_to_none=True)
-            lp = trainer._token_logps(trainer.model, batch)
+            with context(arm_now) if context else contextlib.nullcontext():
+                lp = trainer._token_logps(trainer.model, batch)
             lp.sum().backward()
             logps.append(lp.detach())
             grads = [p.grad.clone() for p in params[:4]]  # the last batch's first attention weights
@@ -129,6 +141,7 @@ def interleaved_backward(trainer, batches, arms, repeats: int, configure) -> tup
     for _ in range(repeats):
         for arm in arms:
             configure(arm)
+            arm_now = arm
             seconds, logps, grads = step()
             times[arm].append(seconds)
             ref[arm] = (logps, grads)
@@ -188,6 +201,59 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
             "max_abs_logp_diff": logp_diff, "max_abs_grad_diff": grad_diff}
 
 
+def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) -> dict:
+    """fp32 against bf16 autocast: training forward + backward as the demo preset runs it, then reference
+    scoring (no gradient), arms interleaved. Agreement is reported, not required: bf16 rounds."""
+    import torch
+
+    from clo.precision import precision_context
+
+    batches = training_batches(trainer, n_batches)
+    trainer.args.length_buckets, trainer.args.share_prompts = buckets, True
+    ctx = lambda arm: precision_context("bf16" if arm == "bf16" else "fp32", "cpu")  # noqa: E731
+    times, ref = interleaved_backward(trainer, batches, ("fp32", "bf16"), repeats, lambda arm: None, ctx)
+
+    def answer_sums(arm):  # per answer: the sum the loss uses; per pair: chosen − rejected
+        return torch.cat([lp.sum(1) for lp in ref[arm][0]])
+
+    def margins(sums):
+        n = len(sums) // 2
+        return sums[:n] - sums[n:]
+
+    token_diff = max((a - b).abs().max().item() for a, b in zip(ref["fp32"][0], ref["bf16"][0]))
+    g32, g16 = torch.cat([g.flatten() for g in ref["fp32"][1]]), torch.cat([g.flatten() for g in ref["bf16"][1]])
+    out = {"batches": len(batches), "buckets": buckets, "share_prompts": True,
+           "train_fp32_s": times["fp32"], "train_bf16_s": times["bf16"],
+           "train_time_ratio": round(statistics.median(times["bf16"]) / statistics.median(times["fp32"]), 3),
+           "max_abs_token_logp_diff": round(token_diff, 4),
+           "max_abs_answer_logp_diff": round((answer_sums("fp32") - answer_sums("bf16")).abs().max().item(), 4),
+           "mean_abs_answer_logp_diff": round((answer_sums("fp32") - answer_sums("bf16")).abs().mean().item(), 4),
+           "max_abs_pair_margin_diff": round((margins(answer_sums("fp32")) - margins(answer_sums("bf16"))).abs().max().item(), 4),
+           "grad_relative_diff": round(((g32 - g16).norm() / g32.norm()).item(), 4)}
+    # the reference pass: scoring only, longest first in batches of 16 pairs as CLO does
+    from clo.trainer import row_lengths
+
+    trainer.model.eval()
+    ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
+    size = row_lengths(ds)
+    rows = [ds[i] for i in sorted(range(len(ds)), key=lambda i: -size[i])]
+    score_s, scored = {"fp32": [], "bf16": []}, {}
+    for _ in range(repeats):
+        for arm in ("fp32", "bf16"):
+            t, got = time.perf_counter(), []
+            with ctx(arm):
+                for i in range(0, len(rows), 16):
+                    got.append(torch.stack(trainer.compute_ref_log_probs(trainer.model, strip(trainer.data_collator(rows[i:i + 16]))), 1))
+            score_s[arm].append(time.perf_counter() - t)
+            scored[arm] = torch.cat(got)
+    trainer.model.train()
+    out.update({"reference_pairs": len(ds), "reference_fp32_s": score_s["fp32"], "reference_bf16_s": score_s["bf16"],
+                "reference_time_ratio": round(statistics.median(score_s["bf16"]) / statistics.median(score_s["fp32"]), 3),
+                "reference_max_abs_answer_logp_diff": round((scored["fp32"] - scored["bf16"]).abs().max().item(), 4)})
+    trainer.args.share_prompts = False
+    return out
+
+
 def system_prompt_share(trainer, loaded) -> dict:
     tok = loaded.tokenizer
     with_sys = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True,
@@ -209,7 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
     ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts"],
+    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts", "bf16"],
                     help="measure this lever only")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
@@ -223,7 +289,8 @@ def main(argv=None) -> int:
     print(json.dumps({"system_prompt": result["system_prompt"]}), flush=True)
     levers = {"reference_order": lambda: reference_order(trainer, args.pairs, args.repeats),
               "length_buckets": lambda: length_buckets(trainer, args.batches, args.repeats),
-              "shared_prompts": lambda: shared_prompts(trainer, args.batches, args.repeats)}
+              "shared_prompts": lambda: shared_prompts(trainer, args.batches, args.repeats),
+              "bf16": lambda: bf16(trainer, args.batches, args.pairs, args.repeats)}
     for name, measure in levers.items():
         if args.only in (None, name):
             result[name] = measure()

@@ -48,6 +48,11 @@ def plan(args) -> list[tuple[str, str, list[str]]]:
     if args.lr:  # a learning rate other than the preset's: its own rows (``…-lr4e-4-s1``), never the preset's
         tag += f"-lr{args.lr}"
         common = ["--lr", args.lr, *common]
+    # every published row computed in fp32: the table's rows stay comparable unless asked otherwise, and a row
+    # in another precision has its own name (``…-bf16-s1``)
+    if args.precision != "fp32":
+        tag += f"-{args.precision}"
+    common = ["--precision", args.precision, *common]
     runs = []
     if args.multi:
         langs = args.multi.split(",")
@@ -196,6 +201,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=21, help="optimizer steps of every row (multi: × languages)")
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of: {', '.join(ROWS)}")
     ap.add_argument("--lr", help="learning rate of every row instead of the preset's (rows named …-lr<LR>-s<seed>)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                    help="compute precision of every row (default fp32, as every published row; others are named "
+                         "…-<precision>-s<seed>)")
     ap.add_argument("--multi", help="languages of the multi-target comparison (e.g. sw,yo,de) instead of the rows")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     ap.add_argument("--table", action="store_true",

@@ -412,9 +412,10 @@ def bench_langid() -> dict:
 def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention", quick: bool = False,
               device: str = "auto", batch_size: int | None = None, max_length: int | None = None,
               steps: int | None = None, skip: tuple[str, ...] = (), log=print,
-              rows: tuple[str, ...] | None = None) -> dict:
+              rows: tuple[str, ...] | None = None, precision: str = "auto") -> dict:
     """Run every part and return the JSON-able result (also what ``--json`` prints). ``rows``: only these trainer
-    rows (default: all of :data:`TRAINER_ROWS`)."""
+    rows (default: all of :data:`TRAINER_ROWS`). ``precision`` (clo/precision.py) is every trainer row's: TRL's
+    rows compute in the same precision as CLO's, so that neither is compared at a weaker setting."""
     import torch
     from accelerate import PartialState
 
@@ -428,7 +429,10 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
     # an empty CLO_HOME: the first load really dequantizes, the first CLO run really computes its reference
     os.environ["CLO_HOME"] = str(home)
     try:
+        from clo.precision import resolve_precision
+
         out: dict = {"config": {"model": model, "lang": lang, "scope": scope, "device": device, **cfg,
+                                "precision": precision, "computes_in": resolve_precision(precision, device),
                                 "pairs_per_step": 2 * cfg["batch_size"], "timed_steps": cfg["steps"],
                                 "warmup_steps": 1},
                      "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -449,7 +453,8 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
         # skip_truncated off: every row trains the same samples, cut at max_length as TRL's own rows cut them
         # (skipping would leave CLO and SFT fewer samples, and fewer steps than the bench times)
         spec_kw = dict(model=model, data=str(data), lang=lang, scope=scope, batch_size=cfg["batch_size"],
-                       max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device, skip_truncated=False)
+                       max_length=cfg["max_length"], epochs=1, lr=5e-5, device=device, skip_truncated=False,
+                       precision=precision)
         rows: dict[str, Row] = {}
         if "train" not in skip:
             phases = [("trl_dpo", lambda: bench_trl_dpo(data, device, peak, {**spec_kw, "method": "clo"})),
@@ -581,6 +586,10 @@ def bench_parser(sub):
     p.add_argument("--batch-size", type=int, help="samples per step (2 preference pairs each)")
     p.add_argument("--max-length", type=int)
     p.add_argument("--steps", type=int, help="timed steps after one warm-up step")
+    from clo.precision import PRECISIONS
+
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="every trainer row's compute precision (auto: bf16 where the hardware has it natively)")
     p.add_argument("--skip", nargs="*", default=[], choices=["load", "train", "padding", "generate", "langid"])
     return p
 
@@ -592,7 +601,7 @@ def cmd_bench(args) -> int:
     log = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
     res = run_bench(model=args.model, lang=args.lang, scope=args.scope, quick=args.quick, device=args.device,
                     batch_size=args.batch_size, max_length=args.max_length, steps=args.steps,
-                    skip=tuple(args.skip), log=log)
+                    skip=tuple(args.skip), log=log, precision=args.precision)
     text = json.dumps(res, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
