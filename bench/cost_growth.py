@@ -9,7 +9,8 @@ Each cell is one real ``clo train --method clo`` run (``run_training``, the firs
 runs) in its own process, so that its peak resident memory is its own: ``batch`` samples a step (4 sequences
 each: two directions × chosen and rejected), every answer long enough that each sequence is cut at exactly
 ``max_length`` (``skip_truncated`` off) — the cost of full-length sequences, an upper bound for shorter data.
-One warm-up step, then ``--steps`` timed (median of each step's time from the end of the one before). The models share one fresh ``CLO_HOME`` (a bundled GGUF is
+Every cell computes in fp32 (``precision``: as the published
+table, and its MFU is against an fp32 matmul peak). One warm-up step, then ``--steps`` timed (median of each step's time from the end of the one before). The models share one fresh ``CLO_HOME`` (a bundled GGUF is
 dequantized once); every cell's data differ, so no reference cache is hit.
 
 The epoch estimate: the paper trains 6,400 samples at batch 8 (800 steps); on this machine that is 800 × the
@@ -76,7 +77,8 @@ def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int, pea
     peak = peak or measured_peak_flops("cpu")[0]
     row = bench_clo_run("clo", data, "cpu", peak, dict(model=model, data=str(data), lang=lang, scope="attention",
                                                        batch_size=batch, max_length=max_length, epochs=1, lr=5e-5,
-                                                       device="cpu", skip_truncated=False, method="clo"),
+                                                       device="cpu", skip_truncated=False, method="clo",
+                                                       precision="fp32"),  # as the published table; MFU vs an fp32 peak
                         tmp / "runs")
     return {"model": model, "max_length": max_length, "batch": batch, "s_per_step": row.step_s,
             "tokens_per_s": row.tokens_per_s, "peak_gb": row.peak_gb, "ref_s_per_sample": round(row.ref_pass_s / n, 4),
@@ -153,7 +155,7 @@ def grid(models: list[str], lengths: list[int], batches: list[int], *, lang: str
 
         peak = measured_peak_flops("cpu")[0]
     res: dict = {"config": {"lang": lang, "timed_steps": steps, "scope": "attention", "method": "clo",
-                            "peak_flops": peak}, "cells": [], "epoch": []}
+                            "precision": "fp32", "peak_flops": peak}, "cells": [], "epoch": []}
     for model in models:
         for length in lengths:
             for batch in batches:

@@ -104,8 +104,9 @@ def peak_memory(device: str):
         out.update(kind="rss", peak_gb=round(peak[0] / 2**30, 3), rise_gb=round((peak[0] - before) / 2**30, 3))
 
 
-def measured_peak_flops(device: str) -> tuple[float, str]:
-    """The machine's peak, estimated: a known accelerator's datasheet value, else a large matmul measured here."""
+def measured_peak_flops(device: str, computes_in: str = "fp32") -> tuple[float, str]:
+    """The machine's peak, estimated: a known accelerator's datasheet value, else a large matmul measured here in
+    the precision the rows compute in (``computes_in``: a bf16 run's MFU against an fp32 peak would overstate)."""
     import torch
 
     if device.startswith("cuda"):
@@ -115,7 +116,7 @@ def measured_peak_flops(device: str) -> tuple[float, str]:
                 return peak, f"{name} datasheet dense bf16"
         dtype, sizes = torch.bfloat16, (4096, 8192)
     else:
-        dtype, sizes = torch.float32, (1024, 2048, 3072)
+        dtype, sizes = (torch.bfloat16 if computes_in == "bf16" else torch.float32), (1024, 2048, 3072)
     # best of several short windows and sizes: a shared or throttled machine only ever makes a window slower
     best, best_n = 0.0, 0
     for _ in range(3):
@@ -440,7 +441,7 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
                                  "cpus": os.cpu_count()}}
         if device.startswith("cuda"):
             out["machine"]["gpu"] = torch.cuda.get_device_name()
-        peak, how = measured_peak_flops(device)
+        peak, how = measured_peak_flops(device, out["config"]["computes_in"])
         out["machine"].update(peak_flops=peak, peak_is=how)
         log(f"peak estimate: {peak / 1e9:.1f} GFLOP/s ({how})")
         if "load" not in skip:

@@ -39,6 +39,10 @@ def test_bench_quick_json_on_tiny_model(tiny_model, tmp_path, capsys, skip):
     assert gen["prompts"] == 40 and gen["identical_answers"] == "40/40"  # batching changes speed, not answers
     assert printed["loading"]["cached_load_s"] > 0
     assert printed["machine"]["peak_flops"] > 0
+    # every trainer row computed in the precision the config names; the peak was measured in it too
+    assert printed["config"]["precision"] == "auto" and printed["config"]["computes_in"] in ("fp32", "bf16")
+    assert printed["config"]["computes_in"].replace("fp32", "float32").replace("bf16", "bfloat16") in \
+        printed["machine"]["peak_is"]
     # the printed report and --markdown show every row and the new ratios
     from bench.suite import markdown_table, print_report
 
