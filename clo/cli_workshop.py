@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -90,13 +91,24 @@ def cmd_arena(args) -> int:
     env = {**os.environ, **({"CLO_ARENA_DB": str(Path(args.db).resolve())} if args.db else {})}
     app = Path(__file__).resolve().parent.parent / "arena_app.py"
     print(f"Arena for participants on http://{args.host}:{args.port}/?round=CODE — Ctrl-C stops", file=sys.stderr)
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+                               "--server.port", str(args.port), "--server.headless", "true",
+                               "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+                               "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1"], env=env)
+    # a stop sent to this command (SIGTERM from a supervisor, SIGHUP from a closed terminal) reaches the server
+    # too: without this the server would outlive the command and keep the port. A signal this command was told
+    # to ignore (``nohup`` ignores SIGHUP, and the server inherits that) stays ignored.
+    forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)
+                if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
-                                "--server.port", str(args.port), "--server.headless", "true",
-                                "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-                                "--client.toolbarMode", "minimal", "--server.maxUploadSize", "1"], env=env)
-    except KeyboardInterrupt:
+        return server.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached the server as well (same process group): let it finish
+        server.wait()
         return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 WORKSHOP_COMMANDS = {

@@ -48,11 +48,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_streamlit(cmd: list[str], env: dict, log_path: Path, port: int, timeout_s: float) -> subprocess.Popen:
-    """Start a Streamlit app (``cmd``, output to ``log_path``) and wait until its health check answers on
-    ``port``; fail the test with the log's end if it exits or does not answer within ``timeout_s``."""
+def start_streamlit(cmd: list[str], env: dict, log_path: Path, port: int, timeout_s: float,
+                    **popen) -> subprocess.Popen:
+    """Start a Streamlit app (``cmd``, output to ``log_path``; ``popen``: more Popen arguments) and wait until its
+    health check answers on ``port``; fail the test with the log's end if it exits or does not answer within
+    ``timeout_s``."""
     with open(log_path, "wb") as log:  # the child keeps its own copy of the file
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, **popen)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
