@@ -17,6 +17,8 @@ On the bundled demo set (both preference pairs of every sample, tokenized exactl
   scoring of ``--pairs`` pairs (no gradient) both ways. bf16 does not give the same log-probs: the figures are
   the largest per-token and per-answer differences, the gradients' relative difference, and how far the
   per-pair log-ratio margins (what the loss sees) move. A CPU without native bf16 (AMX) makes this arm slower.
+* **bf16 matmul** — one product of a layer's shape in fp32 and in bf16 autocast, no model (runs first with
+  ``bf16`` and alone with ``--only bf16_matmul``): on a CPU without AMX, bf16 can be many times slower.
 * **system prompt** — the share of every sequence's tokens that SmolLM2's default system prompt takes
   (counted, not timed: dropping it changes what the model reads in training *and* in evaluation).
 
@@ -201,6 +203,31 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
             "max_abs_logp_diff": logp_diff, "max_abs_grad_diff": grad_diff}
 
 
+def bf16_matmul(repeats: int = 5, shape: tuple = (2400, 576, 1536)) -> dict:
+    """One matrix product of a SmolLM2 layer's shape (a batch's 2,400 tokens × hidden 576 → MLP 1536) in fp32 and
+    under bf16 autocast, best of ``repeats``: whether this CPU makes bf16 pay at all (AMX) before any model runs."""
+    import torch
+
+    from clo.precision import native_bf16, precision_context
+
+    m, k, n = shape
+    a, b = torch.randn(m, k), torch.randn(k, n)
+
+    def best(arm: str) -> float:
+        with precision_context(arm, "cpu"):
+            a @ b  # warm-up
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                a @ b
+                times.append(time.perf_counter() - t)
+        return min(times)
+
+    f32, b16 = best("fp32"), best("bf16")
+    return {"shape": list(shape), "threads": torch.get_num_threads(), "native_bf16": native_bf16("cpu"),
+            "fp32_ms": round(f32 * 1e3, 2), "bf16_ms": round(b16 * 1e3, 2), "time_ratio": round(b16 / f32, 3)}
+
+
 def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) -> dict:
     """fp32 against bf16 autocast: training forward + backward as the demo preset runs it, then reference
     scoring (no gradient), arms interleaved. Agreement is reported, not required: bf16 rounds."""
@@ -260,7 +287,7 @@ def system_prompt_share(trainer, loaded) -> dict:
                                        return_dict=False)
     bare = tok.apply_chat_template([{"role": "system", "content": ""}, {"role": "user", "content": "x"}],
                                    add_generation_prompt=True, tokenize=True, return_dict=False)
-    extra = len(with_sys) - len(bare)
+    extra = max(0, len(with_sys) - len(bare))  # a template with no default system prompt: none to count
     ds = trainer.train_dataset
     tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
     sequences = 2 * len(ds)
@@ -275,16 +302,22 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
     ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts", "bf16"],
-                    help="measure this lever only")
+    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts", "bf16", "bf16_matmul"],
+                    help="measure this lever only (bf16_matmul: one product, no model)")
+    ap.add_argument("--matmul", default="2400,576,1536", help="M,K,N of the bf16_matmul product")
     ap.add_argument("--json", help="also write the result here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    trainer, loaded, spec = build(args.model, args.lang)
     result = {"model": args.model, "lang": args.lang, "threads": torch.get_num_threads(),
               "load_avg_before": os.getloadavg()[0]}
+    if args.only in (None, "bf16", "bf16_matmul"):  # first: seconds, and it says whether the bf16 arm will crawl
+        result["bf16_matmul"] = bf16_matmul(shape=tuple(int(x) for x in args.matmul.split(",")))
+        print(json.dumps({"bf16_matmul": result["bf16_matmul"]}), flush=True)
+    if args.only == "bf16_matmul":
+        return finish(result, args.json)
+    trainer, loaded, spec = build(args.model, args.lang)
     result["system_prompt"] = system_prompt_share(trainer, loaded)
     print(json.dumps({"system_prompt": result["system_prompt"]}), flush=True)
     levers = {"reference_order": lambda: reference_order(trainer, args.pairs, args.repeats),
@@ -295,10 +328,14 @@ def main(argv=None) -> int:
         if args.only in (None, name):
             result[name] = measure()
             print(json.dumps({name: result[name]}), flush=True)
+    return finish(result, args.json)
+
+
+def finish(result: dict, json_path: str | None) -> int:
     result["load_avg_after"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

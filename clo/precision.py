@@ -13,7 +13,9 @@
   several CPU processes.
 - ``fp32``: every product in fp32 — bit-for-bit what runs recorded before the setting existed computed on a
   CPU.
-- ``bf16``: bf16 autocast on any device (slow on a CPU without AMX).
+- ``bf16``: bf16 autocast on any device. On a CPU without AMX this is far slower than fp32: a 2400×576 by
+  576×1536 product took 3.45 s in bf16 against 27 ms in fp32 on a 2-core AMD EPYC (AVX2; ``python
+  bench/levers.py --only bf16_matmul``), where PyTorch's bf16 kernel ran on one thread; a run says so when it starts (:func:`describe_precision`).
 
 Under bf16 the weights, the optimizer state and the updates stay fp32 (autocast runs the matrix products in
 bf16 and the reductions that need range in fp32), as bf16 training on a GPU does; the reference log-probs are
@@ -26,10 +28,10 @@ import contextlib
 PRECISIONS = {
     "auto": "bf16 autocast where the hardware has native bf16 (a bf16 GPU; a CPU with AMX), fp32 elsewhere",
     "fp32": "fp32 everywhere (how every run computed on a CPU before this setting)",
-    "bf16": "bf16 autocast over fp32 weights on any device (slow on a CPU without AMX)",
+    "bf16": "bf16 autocast over fp32 weights on any device (far slower than fp32 on a CPU without AMX)",
 }
 
-__all__ = ["PRECISIONS", "native_bf16", "resolve_precision", "precision_context"]
+__all__ = ["PRECISIONS", "native_bf16", "resolve_precision", "describe_precision", "precision_context"]
 
 
 def native_bf16(device_type: str) -> bool:
@@ -62,6 +64,18 @@ def resolve_precision(precision: str, device: str, processes: int = 1) -> str:
             return "fp32"
         return "bf16" if native_bf16(kind) else "fp32"
     return precision
+
+
+def describe_precision(resolved: str, device: str) -> str:
+    """One line for the run's log: what it computes in, and a warning where bf16 is not native to the device."""
+    if resolved != "bf16":
+        return "computing in fp32"
+    line = "computing in bf16 (bf16 autocast over fp32 weights)"
+    kind = device.split(":")[0]
+    if not native_bf16(kind):
+        line += (f" — warning: this {kind.upper()} has no native bf16 (no AMX), so every bf16 product is emulated "
+                 "and far slower than fp32; stop and use --precision auto or fp32 unless bf16 is what you test")
+    return line
 
 
 def precision_context(resolved: str, device: str):

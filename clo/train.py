@@ -234,7 +234,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     """Load the model, then train the SFT stage, the preference stage, or both (sft-dpo), and save."""
     from accelerate import PartialState
 
-    from clo.precision import resolve_precision
+    from clo.precision import describe_precision, resolve_precision
     from clo.trainer import stop_requested
 
     device = str(PartialState().device) if spec.device == "auto" else spec.device  # each process its own device
@@ -242,8 +242,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
     # weights would round most updates at lr 5e-5 away)
     precision = resolve_precision(spec.precision, device, PartialState().num_processes)
     run.record(precision=precision)
-    run.emit({"phase": "loading", "message": f"computing in {precision}" + (
-        " (bf16 autocast over fp32 weights)" if precision == "bf16" else "")})
+    run.emit({"phase": "loading", "message": describe_precision(precision, device)})
     loaded = load_model(spec.model, device=device, dtype="float32", trust_remote_code=spec.trust_remote_code,
                         progress=lambda m: run.emit({"phase": "loading", "message": m}))
 

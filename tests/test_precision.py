@@ -51,7 +51,13 @@ def test_a_bf16_run_trains_in_bf16_and_keeps_its_own_reference_cache(tiny_model,
     home = tmp_path / "home"
     monkeypatch.setenv("CLO_HOME", str(home))
     common = dict(method="clo", model=str(tiny_model), data=str(xl_file), max_steps=2, batch_size=2, lr=1e-3)
-    bf16 = run_training(TrainSpec(**common, precision="bf16"), tmp_path / "bf16")
+    monkeypatch.setattr(P, "native_bf16", lambda kind: False)  # as on the 2-core AVX2 EPYC: bf16 emulated
+    events: list = []
+    bf16 = run_training(TrainSpec(**common, precision="bf16"), tmp_path / "bf16", events=events.append)
+    said = [e["message"] for e in events if e.get("phase") == "loading" and "computing in" in e.get("message", "")]
+    assert len(said) == 1 and "computing in bf16" in said[0] and "no native bf16" in said[0]  # the user is warned
+    monkeypatch.undo()
+    monkeypatch.setenv("CLO_HOME", str(home))
     from clo.runs import RunDir
 
     run = RunDir(tmp_path / "bf16")
@@ -92,3 +98,12 @@ def test_a_run_saved_before_the_setting_resumes_in_fp32(tmp_path):
     assert saved_spec(run).precision == ("auto" if torch.cuda.is_available() else "fp32")
     new = RunDir.create(tmp_path / "new", TrainSpec(method="clo", precision="bf16").to_dict())
     assert saved_spec(new).precision == "bf16"
+
+
+def test_forcing_bf16_where_it_is_emulated_is_said_plainly(monkeypatch):
+    monkeypatch.setattr(P, "native_bf16", lambda kind: False)
+    assert P.describe_precision("fp32", "cpu") == "computing in fp32"
+    line = P.describe_precision("bf16", "cpu")
+    assert line.startswith("computing in bf16") and "no native bf16" in line and "--precision auto or fp32" in line
+    monkeypatch.setattr(P, "native_bf16", lambda kind: True)
+    assert "warning" not in P.describe_precision("bf16", "cuda:0")

@@ -1,0 +1,40 @@
+"""bench/levers.py on a tiny model: every lever runs, the exact ones give the plain path's log-probs and
+gradients, bf16 reports how far it moves them, and the JSON holds every figure. Nothing is timed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def test_every_lever_runs_and_the_exact_ones_agree(tiny_model, tmp_path, monkeypatch):
+    from bench import levers
+
+    monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
+    out = tmp_path / "levers.json"
+    assert levers.main(["--model", str(tiny_model), "--pairs", "8", "--batches", "1", "--repeats", "1",
+                        "--matmul", "64,32,48", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    mm = res["bf16_matmul"]
+    assert mm["shape"] == [64, 32, 48] and mm["fp32_ms"] > 0 and mm["bf16_ms"] > 0 and isinstance(mm["native_bf16"], bool)
+    ro = res["reference_order"]
+    assert ro["pairs"] == 8 and ro["max_abs_logp_diff"] < 1e-3 and 0 < ro["positions_ratio"] <= 1
+    lb = res["length_buckets"]
+    assert lb["max_abs_logp_diff_2"] < 1e-3 and lb["max_abs_grad_diff_2"] < 1e-3
+    sp = res["shared_prompts"]
+    assert sp["max_abs_logp_diff"] < 1e-3 and sp["max_abs_grad_diff"] < 1e-3 and sp["positions_ratio"] < 1
+    b = res["bf16"]
+    assert b["max_abs_answer_logp_diff"] > 0  # bf16 really rounded …
+    assert b["reference_pairs"] == 8 and b["train_time_ratio"] > 0 and b["reference_time_ratio"] > 0
+    assert res["system_prompt"]["share"] == 0  # the tiny model's template adds no system prompt (SmolLM2's: 15%)
+
+
+def test_the_matmul_check_alone_builds_no_model(tmp_path, monkeypatch):
+    from bench import levers
+
+    monkeypatch.setattr(levers, "build", lambda *a: (_ for _ in ()).throw(AssertionError("built a model")))
+    out = tmp_path / "mm.json"
+    assert levers.main(["--only", "bf16_matmul", "--matmul", "32,16,8", "--json", str(out)]) == 0
+    assert set(json.loads(out.read_text())) >= {"bf16_matmul", "threads", "load_avg_after"}
