@@ -99,8 +99,8 @@ def cmd_arena(args) -> int:
     # too: without this the server would outlive the command and keep the port. A signal this command was told
     # to ignore (``nohup`` ignores SIGHUP, and the server inherits that) stays ignored.
     forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)
-                if signal.getsignal(sig) is not signal.SIG_IGN}
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]  # no SIGHUP on Windows
+    previous = {sig: signal.signal(sig, forward) for sig in stops if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         return server.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the server as well (same process group): let it finish
