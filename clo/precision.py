@@ -15,7 +15,8 @@
   CPU.
 - ``bf16``: bf16 autocast on any device. On a CPU without AMX this is far slower than fp32: a 2400×576 by
   576×1536 product took 3.45 s in bf16 against 27 ms in fp32 on a 2-core AMD EPYC (AVX2; ``python
-  bench/levers.py --only bf16_matmul``), where PyTorch's bf16 kernel ran on one thread; a run says so when it starts (:func:`describe_precision`).
+  bench/levers.py --only bf16_matmul``), where PyTorch's bf16 kernel ran on one thread; a run says so when
+  it starts (:func:`describe_precision`).
 
 Under bf16 the weights, the optimizer state and the updates stay fp32 (autocast runs the matrix products in
 bf16 and the reductions that need range in fp32), as bf16 training on a GPU does; the reference log-probs are
@@ -73,7 +74,8 @@ def describe_precision(resolved: str, device: str) -> str:
     line = "computing in bf16 (bf16 autocast over fp32 weights)"
     kind = device.split(":")[0]
     if not native_bf16(kind):
-        line += (f" — warning: this {kind.upper()} has no native bf16 (no AMX), so every bf16 product is emulated "
+        why = "no AMX" if kind == "cpu" else "not supported by this GPU"
+        line += (f" — warning: this {kind.upper()} has no native bf16 ({why}), so every bf16 product is emulated "
                  "and far slower than fp32; stop and use --precision auto or fp32 unless bf16 is what you test")
     return line
 
