@@ -6,7 +6,11 @@ import csv
 import io
 import json
 import math
+import signal
 import threading
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -182,55 +186,13 @@ def test_exported_votes_train_with_plain_dpo(tiny_model, tmp_path, capsys):
     assert RunDir(run).status()["state"] == "finished" and RunDir(run).has_model()
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
-def test_stopping_clo_arena_stops_its_server(tmp_path, stop):
-    """`clo arena` runs Streamlit as a child: a supervisor's SIGTERM (or a closed terminal's SIGHUP) to the command
-    must end the server too, not leave it holding the port (it did: a stopped `clo arena` kept serving)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
 
-    from test_browser import _free_port, start_streamlit
-
-    root = Path(__file__).resolve().parent.parent
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    cmd = [sys.executable, "-m", "clo", "arena", "--port", str(port), "--db", str(tmp_path / "arena.sqlite")]
-    # a terminal's default for SIGHUP, even when this suite runs under nohup (which makes children ignore it)
-    proc = start_streamlit(cmd, env, tmp_path / "arena.log", port, timeout_s=90,
-                           preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-    import psutil
-
-    server = psutil.Process(proc.pid).children(recursive=True)
-    try:
-        proc.send_signal(getattr(signal, stop))
-        proc.wait(timeout=60)
-        deadline = time.monotonic() + 30
-        while True:  # the server is gone: its health check stops answering
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).close()
-            except OSError:
-                break
-            assert time.monotonic() < deadline, f"the Streamlit server outlived `clo arena` after {stop}"
-            time.sleep(0.3)
-    finally:  # whatever happened, leave no server behind
-        for child in [*server, psutil.Process(proc.pid)] if proc.poll() is None else server:
-            if child.is_running():
-                child.kill()
-
-
-def test_clo_arena_under_nohup_keeps_ignoring_sighup(tmp_path):
-    """Started with SIGHUP ignored (``nohup clo arena …``), a SIGHUP stops neither the command nor its server."""
+def _start_arena(tmp_path, sighup):
+    """`clo arena` on a free port, started with SIGHUP's disposition set to ``sighup`` (a terminal's default, or
+    ignored as under ``nohup``), once its server answers; returns (process, port)."""
     import os
     import signal
     import sys
-    import time
-    import urllib.request
-    from pathlib import Path
 
     from test_browser import _free_port, start_streamlit
 
@@ -238,13 +200,50 @@ def test_clo_arena_under_nohup_keeps_ignoring_sighup(tmp_path):
     port = _free_port()
     cmd = [sys.executable, "-m", "clo", "arena", "--port", str(port), "--db", str(tmp_path / "arena.sqlite")]
     proc = start_streamlit(cmd, {**os.environ, "PYTHONPATH": str(root)}, tmp_path / "arena.log", port, timeout_s=90,
-                           preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+                           preexec_fn=lambda: signal.signal(signal.SIGHUP, sighup))
+    return proc, port
+
+
+def _health(port: int, timeout: float) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=timeout) as r:
+        return r.read()
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_stopping_clo_arena_stops_its_server(tmp_path, stop):
+    """`clo arena` runs Streamlit as a child: a supervisor's SIGTERM (or a closed terminal's SIGHUP) to the command
+    must end the server too, not leave it holding the port (it did: a stopped `clo arena` kept serving)."""
+    import psutil
+
+    # a terminal's default for SIGHUP, even when this suite runs under nohup (which makes children ignore it)
+    proc, port = _start_arena(tmp_path, signal.SIG_DFL)
+    server = psutil.Process(proc.pid).children(recursive=True)
+    try:
+        proc.send_signal(getattr(signal, stop))
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while True:  # the server is gone: its health check stops answering
+            try:
+                _health(port, timeout=1)
+            except OSError:
+                break
+            assert time.monotonic() < deadline, f"the Streamlit server outlived `clo arena` after {stop}"
+            time.sleep(0.3)
+    finally:  # whatever happened, leave no server behind
+        proc.kill()  # no-op once it has ended
+        for child in server:
+            if child.is_running():
+                child.kill()
+
+
+def test_clo_arena_under_nohup_keeps_ignoring_sighup(tmp_path):
+    """Started with SIGHUP ignored (``nohup clo arena …``), a SIGHUP stops neither the command nor its server."""
+    proc, port = _start_arena(tmp_path, signal.SIG_IGN)
     try:
         proc.send_signal(signal.SIGHUP)
         time.sleep(3)
         assert proc.poll() is None
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as r:
-            assert r.read() == b"ok"
+        assert _health(port, timeout=5) == b"ok"
     finally:
         proc.terminate()  # and SIGTERM still ends both
         proc.wait(timeout=60)
