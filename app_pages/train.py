@@ -8,15 +8,13 @@ from clo.datasets import list_datasets
 from clo.estimate import estimate_run
 from clo.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
 from clo.models import ModelNotFoundError, bundled_model, clo_home, display_name, resolve_model
-from clo.precision import PRECISIONS
 from clo.runs import RunDir, RunError, safe_run_path
-from clo.spec import METHODS, OBJECTIVE_HELP, SCOPES, SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
 from clo.train import describe_truncation, load_records, samples_used
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
                                job_manager, lang_name, metrics_charts, model_guide, runs_root, setting_key)
 
 OTHER = "__other__"
-DESCRIPTIONS = {"method": METHODS, "scope": SCOPES, "objective": OBJECTIVE_HELP, "precision": PRECISIONS}  # a tooltip line per choice
 mgr = job_manager()
 lang, model = current_lang(), current_model()
 
@@ -77,7 +75,7 @@ def setting_widget(f, col, disabled: bool = False) -> None:
     tip = hint.get("help") or f.metadata.get("help")
     if hint["widget"] == "select":
         choices = list(f.metadata["choices"])
-        desc = DESCRIPTIONS.get(f.name, {})
+        desc = f.metadata.get("descriptions", {})
         value = col.selectbox(label, choices, key=key,
                               help="\n\n".join(f"**{k}**: {desc[k]}" for k in choices if k in desc) or tip)
         if hint.get("explain") and value in desc:  # a one-line explanation of the current choice

@@ -47,6 +47,9 @@ __all__ = [
     "ensure_chat_template",
     "format_prompt",
     "PLAIN_CHAT_TEMPLATE",
+    "SYSTEM_PROMPTS",
+    "default_system_prompt_tokens",
+    "set_system_prompt",
 ]
 
 log = logging.getLogger(__name__)
@@ -413,6 +416,45 @@ def format_prompt(tokenizer, prompt: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
+
+
+# What a conversation without a system turn starts with (the ``system_prompt`` setting; docs/design.md, "System
+# prompt"). Some chat templates add a default system prompt to every such conversation — SmolLM2's adds "You are a
+# helpful AI assistant named SmolLM, trained by Hugging Face", 16 tokens of every sequence it trains on.
+SYSTEM_PROMPTS = {
+    "model": "the model's chat template as it is, with any default system prompt it adds",
+    "none": "no default system prompt: an empty system turn where the template would add its own (SmolLM2: 16 "
+            "fewer tokens in every sequence, in training and in every later use of the tuned model)",
+}
+# Prepended to a template that adds a default system prompt: a conversation without a system turn gets an empty one.
+_EMPTY_SYSTEM_TURN = ("{%- if not messages or messages[0]['role'] != 'system' %}"
+                      "{%- set messages = [{'role': 'system', 'content': ''}] + messages %}{%- endif %}")
+
+
+def default_system_prompt_tokens(tokenizer) -> int:
+    """Tokens the chat template adds to a conversation without a system turn, beyond an empty system turn: its
+    default system prompt (0: it adds none, or an empty system turn is as long)."""
+    user = [{"role": "user", "content": "x"}]
+    with_default = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=True, return_dict=False)
+    empty = tokenizer.apply_chat_template([{"role": "system", "content": ""}, *user], add_generation_prompt=True,
+                                          tokenize=True, return_dict=False)
+    return max(0, len(with_default) - len(empty))
+
+
+def set_system_prompt(tokenizer, choice: str) -> int:
+    """Apply the ``system_prompt`` setting to ``tokenizer``'s chat template; returns the tokens it takes off every
+    conversation. ``"none"``: where the template adds a default system prompt, it gets an empty system turn
+    instead — in the template itself, so that the tuned model's saved tokenizer reads prompts as training did
+    (evaluation, the API, exports). A conversation that brings its own system turn is unchanged. Idempotent;
+    a template without a default system prompt is left as it is (returns 0)."""
+    if choice not in SYSTEM_PROMPTS:
+        raise ValueError(f"Unknown system_prompt {choice!r}. Choose one of: {', '.join(SYSTEM_PROMPTS)}.")
+    if choice == "model":
+        return 0
+    saved = default_system_prompt_tokens(tokenizer)
+    if saved:
+        tokenizer.chat_template = _EMPTY_SYSTEM_TURN + tokenizer.chat_template
+    return saved
 
 
 def _finish_tokenizer(tokenizer) -> bool:

@@ -104,6 +104,8 @@ STATUS_FIELDS = {
     # progress and result
     "n_samples": "samples it trains on", "step": "optimizer steps done at the end",
     "precision": "what it computes in: fp32, or bf16 autocast over fp32 weights (clo.precision)",
+    "system_prompt": "the run's system_prompt setting (clo.models.set_system_prompt)",
+    "system_prompt_tokens_dropped": "tokens of the template's default system prompt taken off every sequence",
     "truncation": "what max_length cuts: sequences, cut, lost_end, skipped_samples, policy (clo.train.fit_to_length)",
     "max_steps": "total optimizer steps of the run, once training has begun",
     "saved_step": "step of the model in model/", "checkpoint_step": "step of checkpoint/",

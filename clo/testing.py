@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 __all__ = ["make_tiny_tokenizer", "make_tiny_model", "ARCHS", "fault_point", "FAULT_ENV", "DEBUG_SAMPLES_ENV",
-           "debug_write", "debug_watch", "debug_end", "fsdp_on_cpu", "FSDP_CPU_ENV"]
+           "debug_write", "debug_watch", "debug_end", "fsdp_on_cpu", "FSDP_CPU_ENV", "CHATML", "CHATML_DEFAULT_SYSTEM"]
 
 FAULT_ENV = "CLO_FAULT"
 FSDP_CPU_ENV = "CLO_TEST_FSDP_ON_CPU"
@@ -41,6 +41,12 @@ DEBUG_SAMPLES_ENV = "CLO_DEBUG_SAMPLES"
 CHATML = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# ChatML that adds a default system prompt to a conversation without one, as SmolLM2's template does.
+CHATML_DEFAULT_SYSTEM = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant named Tiny, trained on a few sentences<|im_end|>\n' }}"
+    "{% endif %}" + CHATML[len("{% for message in messages %}"):]
 )
 
 _CORPUS = [
@@ -109,8 +115,9 @@ def _qwen2(vocab: int, **kw):
 ARCHS = {"llama": _llama, "gpt2": _gpt2, "qwen2": _qwen2}
 
 
-def make_tiny_model(folder: str | Path, arch: str = "llama", seed: int = 0) -> Path:
-    """Write a tiny random causal LM + tokenizer to ``folder`` (safetensors) and return the folder."""
+def make_tiny_model(folder: str | Path, arch: str = "llama", seed: int = 0, template: str | None = None) -> Path:
+    """Write a tiny random causal LM + tokenizer to ``folder`` (safetensors) and return the folder.
+    ``template``: another chat template (e.g. :data:`CHATML_DEFAULT_SYSTEM`)."""
     import torch
 
     folder = Path(folder)
@@ -118,6 +125,8 @@ def make_tiny_model(folder: str | Path, arch: str = "llama", seed: int = 0) -> P
         return folder
     torch.manual_seed(seed)
     tok = make_tiny_tokenizer()
+    if template:
+        tok.chat_template = template
     ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = ARCHS[arch](len(tok), **ids)
     model.generation_config.pad_token_id = tok.pad_token_id

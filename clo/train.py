@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clo.data import load_crosslingual
-from clo.models import clo_home, load_model, resolve_model
+from clo.models import clo_home, load_model, resolve_model, set_system_prompt
 from clo.pairs import build_pairs, to_conversational
 from clo.resume import prepare_resume, resume_point
 from clo.files import check_free_space
@@ -251,6 +251,12 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
 
     if should_stop():
         raise TrainingStopped("stopped while loading the model, before the first step")
+    dropped = set_system_prompt(loaded.tokenizer, spec.system_prompt)  # saved with the model: evaluation agrees
+    run.record(system_prompt=spec.system_prompt, system_prompt_tokens_dropped=dropped)
+    if spec.system_prompt != "model":
+        run.emit({"phase": "loading", "message": f"system prompt: {spec.system_prompt} — "
+                  + (f"{dropped} default tokens off every sequence" if dropped
+                     else "this model's template adds no default system prompt; nothing changes")})
     records, report = fit_to_length(loaded.tokenizer, records, spec)
     records = samples_used(records, spec, PartialState().num_processes)
     run.record(truncation=report, n_samples=len(records))
