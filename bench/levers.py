@@ -1,6 +1,6 @@
 """Measure each speed lever of a CLO run alone, against the plain path, in one process (docs/performance.md).
 
-    python bench/levers.py [--model default] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--only LEVER] [--json FILE]
+    python bench/levers.py [--model default] [--preset demo] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--only LEVER] [--json FILE]
 
 On the bundled demo set (both preference pairs of every sample, tokenized exactly as `clo train` does):
 
@@ -19,11 +19,15 @@ On the bundled demo set (both preference pairs of every sample, tokenized exactl
   per-pair log-ratio margins (what the loss sees) move. A CPU without native bf16 (AMX) makes this arm slower.
 * **bf16 matmul** — one product of a layer's shape in fp32 and in bf16 autocast, no model (runs first with
   ``bf16`` and alone with ``--only bf16_matmul``): on a CPU without AMX, bf16 can be many times slower.
-* **system prompt** — the share of every sequence's tokens that SmolLM2's default system prompt takes
-  (counted, not timed: dropping it changes what the model reads in training *and* in evaluation).
+* **system prompt** — the share of every sequence's tokens that the template's default system prompt takes
+  (SmolLM2's: 16 tokens), then the same training batches' forward + backward as the demo preset runs them
+  (shared prompts, 2 length buckets) with it (``system_prompt: model``) and without it (``none``: the pairs
+  tokenized again). Not an exact lever: the model reads another prompt, so the answers' log-probs move; the
+  figures are how far, per answer and per pair margin, on the first ``--pairs`` pairs.
 
-Arms are interleaved (A B A B …) so that a slow patch of the machine hits both; the ratio is the median of
-the arm's times over the plain arm's. Speed only: never run beside another CPU job when the figure matters.
+Every arm first runs one batch untimed (the first backward of a process pays one-time costs: 10 s of a 41 s
+arm, measured on SmolLM2 on 2026-12-06), then arms are interleaved (A B A B …) so that a slow patch of the
+machine hits both; the ratio is the median of the arm's times over the plain arm's. Speed only: never run beside another CPU job when the figure matters.
 """
 from __future__ import annotations
 
@@ -39,24 +43,31 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def build(model: str, lang: str):
-    """A reference-free CLOTrainer on the demo pairs (no reference pass at build), scope attention."""
-    from clo.data import load_crosslingual
+def build(model: str, lang: str, preset: str = "demo"):
+    """A reference-free CLOTrainer on the demo pairs, batched as ``preset`` draws them (no reference pass at
+    build), scope attention."""
     from clo.models import load_model
-    from clo.runs import RunDir
     from clo.scope import apply_scope
     from clo.spec import TrainSpec, load_recipe
-    from clo.train import build_clo_trainer
 
     # fp32: each lever's arms set their own precision (the bf16 arm enters autocast itself)
-    spec = TrainSpec.from_dict({**load_recipe("demo"), "model": model, "lang": lang, "objective": "simpo",
+    spec = TrainSpec.from_dict({**load_recipe(preset), "model": model, "lang": lang, "objective": "simpo",
                                 "precision": "fp32"})
     loaded = load_model(model)
     apply_scope(loaded.model, spec)
+    return rebuild(spec, loaded), loaded, spec
+
+
+def rebuild(spec, loaded):
+    """Another trainer on ``loaded`` (its scope already applied), tokenizing the demo pairs with the tokenizer
+    as it is now."""
+    from clo.data import load_crosslingual
+    from clo.runs import RunDir
+    from clo.train import build_clo_trainer
+
     run = RunDir.create(Path(tempfile.mkdtemp(prefix="clo-levers-")) / "run", spec.to_dict())
-    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=load_crosslingual("demo", lang), run=run,
-                                device="cpu")
-    return trainer, loaded, spec
+    return build_clo_trainer(spec=spec, loaded=loaded, records=load_crosslingual("demo", spec.lang), run=run,
+                             device="cpu")
 
 
 def strip(batch: dict) -> dict:
@@ -139,6 +150,12 @@ def interleaved_backward(trainer, batches, arms, repeats: int, configure, contex
             grads = [p.grad.clone() for p in params[:4]]  # the last batch's first attention weights
         return time.perf_counter() - t, logps, grads
 
+    for arm in arms:  # untimed warm-up of every arm: the first backward of a process pays one-time costs
+        configure(arm)
+        arm_now = arm
+        trainer.model.zero_grad(set_to_none=True)
+        with context(arm) if context else contextlib.nullcontext():
+            trainer._token_logps(trainer.model, batches[0]).sum().backward()
     times, ref = {a: [] for a in arms}, {}
     for _ in range(repeats):
         for arm in arms:
@@ -295,14 +312,80 @@ def system_prompt_share(trainer, loaded) -> dict:
             "share": round(extra * sequences / tokens, 3)}
 
 
+def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) -> dict:
+    """The template's default system prompt kept (``system_prompt: model``) or dropped (``none``): forward +
+    backward of the first ``n_batches`` training batches of each (the same samples, tokenized both ways; shared
+    prompts, ``buckets`` length buckets, as the demo preset runs them), arms interleaved; then how far the
+    answers' log-probs move on the first ``n_pairs`` pairs (scored without gradient, one forward)."""
+    import torch
+
+    from clo.models import set_system_prompt
+
+    dropped = set_system_prompt(loaded.tokenizer, "none")
+    if not dropped:
+        return {"system_prompt_tokens": 0, "note": "this template adds no default system prompt: nothing to drop"}
+    other = rebuild(spec, loaded)
+    arms = {"model": trainer, "none": other}
+    for t in arms.values():
+        t.args.length_buckets, t.args.share_prompts = buckets, True
+    batches = {arm: training_batches(t, n_batches) for arm, t in arms.items()}
+
+    def positions(batch):  # shared: prompt once + both answers, each bucket cut to its longest
+        real = batch["attention_mask"].bool()
+        n = real.shape[0] // 2
+        prompt = (real & (batch["completion_mask"] == 0)).sum(1)[:n]
+        lengths = (real.sum(1)[:n] + real.sum(1)[n:] - prompt).sort().values
+        return sum(len(p) * int(p.max()) for p in torch.tensor_split(lengths, min(buckets, len(lengths))))
+
+    for arm, t in arms.items():  # untimed warm-up, as in interleaved_backward
+        t.model.zero_grad(set_to_none=True)
+        t._token_logps(t.model, batches[arm][0]).sum().backward()
+    times = {arm: [] for arm in arms}
+    for _ in range(repeats):
+        for arm, t in arms.items():
+            start = time.perf_counter()
+            for batch in batches[arm]:
+                t.model.zero_grad(set_to_none=True)
+                t._token_logps(t.model, batch).sum().backward()
+            times[arm].append(time.perf_counter() - start)
+    trainer.model.zero_grad(set_to_none=True)
+    # the same pairs, scored both ways: dataset rows keep the data's order, so row i is the same pair in both
+    trainer.model.eval()
+    sums = {}
+    with torch.no_grad():
+        for arm, t in arms.items():
+            ds = t.train_dataset.select(range(min(n_pairs, len(t.train_dataset))))
+            got = [torch.stack(t.compute_ref_log_probs(t.model, strip(t.data_collator([ds[j] for j in range(i, min(i + 16, len(ds)))]))), 1)
+                   for i in range(0, len(ds), 16)]
+            sums[arm] = torch.cat(got)  # (pairs, 2): chosen, rejected
+    trainer.model.train()
+    answer_diff = (sums["model"] - sums["none"]).abs()
+    margin_diff = ((sums["model"][:, 0] - sums["model"][:, 1]) - (sums["none"][:, 0] - sums["none"][:, 1])).abs()
+    for t in arms.values():
+        t.args.share_prompts = False
+    pos = {arm: sum(positions(b) for b in batches[arm]) for arm in arms}
+    return {"system_prompt_tokens": dropped, "batches": n_batches, "buckets": buckets, "share_prompts": True,
+            "model_s": times["model"], "none_s": times["none"],
+            "time_ratio": round(statistics.median(times["none"]) / statistics.median(times["model"]), 3),
+            "positions_model": pos["model"], "positions_none": pos["none"],
+            "positions_ratio": round(pos["none"] / pos["model"], 3), "pairs_scored": len(sums["model"]),
+            "max_abs_answer_logp_diff": round(answer_diff.max().item(), 3),
+            "mean_abs_answer_logp_diff": round(answer_diff.mean().item(), 3),
+            "max_abs_pair_margin_diff": round(margin_diff.max().item(), 3),
+            "mean_abs_pair_margin_diff": round(margin_diff.mean().item(), 3)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
     ap.add_argument("--lang", default="sw")
+    ap.add_argument("--preset", default="demo", help="the recipe whose batching the training batches follow "
+                    "(demo-gemma: not grouped by length)")
     ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
     ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts", "bf16", "bf16_matmul"],
+    ap.add_argument("--only", choices=["reference_order", "length_buckets", "shared_prompts", "bf16", "bf16_matmul",
+                                       "system_prompt"],
                     help="measure this lever only (bf16_matmul: one product, no model)")
     ap.add_argument("--matmul", default="2400,576,1536", help="M,K,N of the bf16_matmul product")
     ap.add_argument("--json", help="also write the result here")
@@ -310,20 +393,21 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    result = {"model": args.model, "lang": args.lang, "threads": torch.get_num_threads(),
+    result = {"model": args.model, "lang": args.lang, "preset": args.preset, "threads": torch.get_num_threads(),
               "load_avg_before": os.getloadavg()[0]}
     if args.only in (None, "bf16", "bf16_matmul"):  # first: seconds, and it says whether the bf16 arm will crawl
         result["bf16_matmul"] = bf16_matmul(shape=tuple(int(x) for x in args.matmul.split(",")))
         print(json.dumps({"bf16_matmul": result["bf16_matmul"]}), flush=True)
     if args.only == "bf16_matmul":
         return finish(result, args.json)
-    trainer, loaded, spec = build(args.model, args.lang)
-    result["system_prompt"] = system_prompt_share(trainer, loaded)
-    print(json.dumps({"system_prompt": result["system_prompt"]}), flush=True)
+    trainer, loaded, spec = build(args.model, args.lang, args.preset)
+    result["system_prompt_share"] = system_prompt_share(trainer, loaded)
+    print(json.dumps({"system_prompt_share": result["system_prompt_share"]}), flush=True)
     levers = {"reference_order": lambda: reference_order(trainer, args.pairs, args.repeats),
               "length_buckets": lambda: length_buckets(trainer, args.batches, args.repeats),
               "shared_prompts": lambda: shared_prompts(trainer, args.batches, args.repeats),
-              "bf16": lambda: bf16(trainer, args.batches, args.pairs, args.repeats)}
+              "bf16": lambda: bf16(trainer, args.batches, args.pairs, args.repeats),
+              "system_prompt": lambda: system_prompt(trainer, loaded, spec, args.batches, args.pairs, args.repeats)}
     for name, measure in levers.items():
         if args.only in (None, name):
             result[name] = measure()

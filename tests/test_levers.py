@@ -28,7 +28,25 @@ def test_every_lever_runs_and_the_exact_ones_agree(tiny_model, tmp_path, monkeyp
     b = res["bf16"]
     assert b["max_abs_answer_logp_diff"] > 0  # bf16 really rounded …
     assert b["reference_pairs"] == 8 and b["train_time_ratio"] > 0 and b["reference_time_ratio"] > 0
-    assert res["system_prompt"]["share"] == 0  # the tiny model's template adds no system prompt (SmolLM2's: 15%)
+    assert res["system_prompt_share"]["share"] == 0  # the tiny model's template adds no system prompt (SmolLM2's: 15%)
+    assert res["system_prompt"]["system_prompt_tokens"] == 0  # … so there is nothing to drop
+
+
+def test_the_system_prompt_lever_drops_the_default_and_says_how_far_log_probs_move(tmp_path, monkeypatch):
+    from bench import levers
+    from clo.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model
+
+    monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
+    model = make_tiny_model(tmp_path / "tiny-system", template=CHATML_DEFAULT_SYSTEM)
+    out = tmp_path / "sp.json"
+    assert levers.main(["--model", str(model), "--only", "system_prompt", "--pairs", "8", "--batches", "1",
+                        "--repeats", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["system_prompt_share"]["share"] > 0
+    sp = res["system_prompt"]
+    assert sp["system_prompt_tokens"] == res["system_prompt_share"]["system_prompt_tokens"] > 0
+    assert sp["positions_none"] < sp["positions_model"] and sp["time_ratio"] > 0 and sp["pairs_scored"] == 8
+    assert sp["max_abs_answer_logp_diff"] > 0  # another prompt: the answers' log-probs move (reported, not required)
 
 
 def test_the_matmul_check_alone_builds_no_model(tmp_path, monkeypatch):
