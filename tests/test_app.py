@@ -217,6 +217,22 @@ def test_train_page_widgets_presets_and_cli_command(app):
     assert save.value == 0 and "resumed from the Runs page" in save.help
 
 
+def test_the_system_prompt_select_explains_each_choice_and_reaches_the_config(app):
+    import yaml
+
+    from clo.models import SYSTEM_PROMPTS
+
+    at = open_page(app, "train")
+    sel = at.selectbox(key="tr_system_prompt")
+    assert sel.value == "model" and list(sel.options) == list(SYSTEM_PROMPTS)
+    assert all(line in sel.help for line in SYSTEM_PROMPTS.values())  # a line per choice, from clo/spec.py
+    sel.set_value("none").run()
+    assert SYSTEM_PROMPTS["none"] in texts(at.caption)
+    at.button(key="tr_cli").click().run()
+    config = texts(at.code).split("--config ", 1)[1].split()[0].strip("'\"")
+    assert yaml.safe_load(open(config, encoding="utf-8"))["system_prompt"] == "none"
+
+
 def test_train_settings_survive_a_visit_to_another_page(app):
     at = open_page(app, "train")
     at.number_input(key="tr_lr").set_value(1e-4)
