@@ -173,6 +173,21 @@ def max_diffs(a, b) -> tuple[float, float]:
             max((x - y).abs().max().item() for x, y in zip(a[1], b[1])))
 
 
+def positions(batch: dict, shared: bool, buckets: int) -> int:
+    """Positions the forwards of one training batch compute, padding included: its sequences (``shared``: one a
+    pair, prompt + chosen + rejected) sorted by length into ``buckets`` forwards, each cut to its longest."""
+    import torch
+
+    real = batch["attention_mask"].bool()
+    lengths = real.sum(1)
+    if shared:
+        n = len(lengths) // 2
+        prompt = (real & (batch["completion_mask"] == 0)).sum(1)[:n]
+        lengths = lengths[:n] + lengths[n:] - prompt
+    ordered = lengths.sort().values
+    return sum(len(part) * int(part.max()) for part in torch.tensor_split(ordered, min(buckets, len(ordered))))
+
+
 def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dict:
     """Forward + backward of the answer log-probs of the same training batches, in 1, 2 or 4 forwards."""
     batches = training_batches(trainer, n_batches)
@@ -192,26 +207,13 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
     """Forward + backward of the same training batches, each pair's prompt computed twice (plain) or once
     (``share_prompts``), both in ``buckets`` length buckets (the default); log-probs and gradients must agree.
     Positions: what the forwards compute, padding included (each bucket cut to its longest sequence)."""
-    import torch
-
     batches = training_batches(trainer, n_batches)
     trainer.args.length_buckets = buckets
-
-    def positions(batch, shared):
-        real = batch["attention_mask"].bool()
-        lengths = real.sum(1)
-        if shared:
-            n = len(lengths) // 2
-            prompt = (real & (batch["completion_mask"] == 0)).sum(1)[:n]
-            lengths = lengths[:n] + lengths[n:] - prompt
-        ordered = lengths.sort().values
-        return sum(len(part) * int(part.max()) for part in torch.tensor_split(ordered, min(buckets, len(ordered))))
-
     times, ref = interleaved_backward(trainer, batches, (False, True), repeats,
                                       lambda shared: setattr(trainer.args, "share_prompts", shared))
     trainer.args.share_prompts = False
-    plain_pos = sum(positions(b, False) for b in batches)
-    shared_pos = sum(positions(b, True) for b in batches)
+    plain_pos = sum(positions(b, False, buckets) for b in batches)
+    shared_pos = sum(positions(b, True, buckets) for b in batches)
     logp_diff, grad_diff = max_diffs(ref[False], ref[True])
     return {"batches": len(batches), "buckets": buckets, "plain_s": times[False], "shared_s": times[True],
             "time_ratio": round(statistics.median(times[True]) / statistics.median(times[False]), 3),
@@ -330,13 +332,6 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
         t.args.length_buckets, t.args.share_prompts = buckets, True
     batches = {arm: training_batches(t, n_batches) for arm, t in arms.items()}
 
-    def positions(batch):  # shared: prompt once + both answers, each bucket cut to its longest
-        real = batch["attention_mask"].bool()
-        n = real.shape[0] // 2
-        prompt = (real & (batch["completion_mask"] == 0)).sum(1)[:n]
-        lengths = (real.sum(1)[:n] + real.sum(1)[n:] - prompt).sort().values
-        return sum(len(p) * int(p.max()) for p in torch.tensor_split(lengths, min(buckets, len(lengths))))
-
     for arm, t in arms.items():  # untimed warm-up, as in interleaved_backward
         t.model.zero_grad(set_to_none=True)
         t._token_logps(t.model, batches[arm][0]).sum().backward()
@@ -363,7 +358,7 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
     margin_diff = ((sums["model"][:, 0] - sums["model"][:, 1]) - (sums["none"][:, 0] - sums["none"][:, 1])).abs()
     for t in arms.values():
         t.args.share_prompts = False
-    pos = {arm: sum(positions(b) for b in batches[arm]) for arm in arms}
+    pos = {arm: sum(positions(b, True, buckets) for b in batches[arm]) for arm in arms}
     return {"system_prompt_tokens": dropped, "batches": n_batches, "buckets": buckets, "share_prompts": True,
             "model_s": times["model"], "none_s": times["none"],
             "time_ratio": round(statistics.median(times["none"]) / statistics.median(times["model"]), 3),
