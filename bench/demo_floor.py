@@ -101,10 +101,10 @@ def record_shapes(trainer, loaded):
     """The forwards of the training steps and of the reference pass, as the trainer's own code cuts them."""
     from torch.utils.data import DataLoader
 
-    from clo.trainer import EXTRA_COLUMNS, row_lengths
+    from clo.trainer import row_lengths
+    from levers import strip
 
     trainer._ensure_head()
-    strip = lambda b: {k: v for k, v in b.items() if k not in EXTRA_COLUMNS}  # noqa: E731
     steps = ShapeRecorder(loaded.model)
     n_steps = 0
     for batch in trainer.get_train_dataloader():
@@ -124,9 +124,9 @@ def check_one_batch(trainer, sizes: dict) -> dict:
     """One real training batch (forward + backward) under PyTorch's FLOP counter, against this script's count."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from clo.trainer import EXTRA_COLUMNS
+    from levers import strip
 
-    batch = {k: v for k, v in next(iter(trainer.get_train_dataloader())).items() if k not in EXTRA_COLUMNS}
+    batch = strip(next(iter(trainer.get_train_dataloader())))
     rec = ShapeRecorder(trainer.model)
     trainer._token_logps(rec, batch)
     count = flops(rec.calls, sizes, backward=True)
@@ -171,8 +171,7 @@ def main(argv=None) -> int:
     loaded = load_model(spec.model)
     apply_scope(loaded.model, spec)
     set_system_prompt(loaded.tokenizer, spec.system_prompt)
-    trainer = rebuild(spec, loaded)
-    trainer.args.share_prompts = spec.share_prompts
+    trainer = rebuild(spec, loaded)  # share_prompts and the rest from the spec, as clo train builds it
     sizes = model_sizes(loaded.model)
     t = time.perf_counter()
     step_calls, ref_calls, n_steps = record_shapes(trainer, loaded)

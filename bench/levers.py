@@ -301,12 +301,9 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
 
 
 def system_prompt_share(trainer, loaded) -> dict:
-    tok = loaded.tokenizer
-    with_sys = tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=True,
-                                       return_dict=False)
-    bare = tok.apply_chat_template([{"role": "system", "content": ""}, {"role": "user", "content": "x"}],
-                                   add_generation_prompt=True, tokenize=True, return_dict=False)
-    extra = max(0, len(with_sys) - len(bare))  # a template with no default system prompt: none to count
+    from clo.models import default_system_prompt_tokens
+
+    extra = default_system_prompt_tokens(loaded.tokenizer)  # a template with no default system prompt: 0
     ds = trainer.train_dataset
     tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
     sequences = 2 * len(ds)
