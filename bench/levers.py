@@ -244,7 +244,8 @@ def bf16_matmul(repeats: int = 5, shape: tuple = (2400, 576, 1536)) -> dict:
 
     f32, b16 = best("fp32"), best("bf16")
     return {"shape": list(shape), "threads": torch.get_num_threads(), "native_bf16": native_bf16("cpu"),
-            "fp32_ms": round(f32 * 1e3, 2), "bf16_ms": round(b16 * 1e3, 2), "time_ratio": round(b16 / f32, 3)}
+            "fp32_ms": float(f"{f32 * 1e3:.4g}"), "bf16_ms": float(f"{b16 * 1e3:.4g}"),  # 4 significant digits: a
+            "time_ratio": round(b16 / f32, 3) if f32 > 0 else None}  # tiny product may take microseconds
 
 
 def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) -> dict:

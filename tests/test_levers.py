@@ -18,7 +18,9 @@ def test_every_lever_runs_and_the_exact_ones_agree(tiny_model, tmp_path, monkeyp
                         "--matmul", "64,32,48", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     mm = res["bf16_matmul"]
-    assert mm["shape"] == [64, 32, 48] and mm["fp32_ms"] > 0 and mm["bf16_ms"] > 0 and isinstance(mm["native_bf16"], bool)
+    # timings are reported, never judged: a fast CPU multiplies 64x32x48 in a few microseconds
+    assert mm["shape"] == [64, 32, 48] and isinstance(mm["native_bf16"], bool)
+    assert all(isinstance(mm[k], float) and mm[k] >= 0 for k in ("fp32_ms", "bf16_ms"))
     ro = res["reference_order"]
     assert ro["pairs"] == 8 and ro["max_abs_logp_diff"] < 1e-3 and 0 < ro["positions_ratio"] <= 1
     lb = res["length_buckets"]
