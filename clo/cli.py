@@ -29,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from clo import lcb
 from clo.arena import ArenaError
 from clo.catalog import list_runs
 from clo.cli_data import DATA_COMMANDS, check_out
@@ -325,6 +326,9 @@ def _eval_parser(sub):
     p.add_argument("--judge-url", dest="judge_url", help="an OpenAI-compatible endpoint: pairwise win rate of each "
                    "model against the first, judged twice with positions swapped (key: $CLO_JUDGE_API_KEY)")
     p.add_argument("--judge-model", dest="judge_model", help="the judge's model name at --judge-url")
+    p.add_argument("--scoring", choices=("clo", "lcb"), default="clo",
+                   help="clo (default): this project's scoring; lcb: the Language Confusion Benchmark's own rules "
+                        "(fastText lid.176 lite, LPR, WPR, LCPR; docs/evaluation.md, \"LCB scoring\")")
     return p
 
 
@@ -340,6 +344,10 @@ def cmd_eval(args) -> int:
     if args.responses:
         codes = {get_language(l).code for l in args.lang or []}
         rows = [r for r in load_responses(args.responses) if not codes or r["lang"] in codes]
+        if args.scoring == "lcb":  # the project's scoring is not run: LCB's alone
+            kept = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference")} for r in rows]
+            return _print_eval(args, lcb.rescore({"responses": kept, "options": {
+                "source": "responses", "n_prompts": len(rows), "langs": sorted({r["lang"] for r in rows})}}))
         return _print_eval(args, score_answers(rows))
     prompts = load_prompts(args.prompts, args.lang, per_lang=args.limit)
     if not prompts:
@@ -355,7 +363,7 @@ def cmd_eval(args) -> int:
     result = evaluate(args.model, prompts, options=opts, progress=progress)
     for bar in bars.values():
         bar.close()
-    return _print_eval(args, result)
+    return _print_eval(args, lcb.rescore(result) if args.scoring == "lcb" else result)
 
 
 def _print_eval(args, result: dict) -> int:
@@ -367,13 +375,16 @@ def _print_eval(args, result: dict) -> int:
 
         judged = judge_responses(result["responses"], args.model[0], Judge(args.judge_url, args.judge_model))
     if args.json:
-        print(json.dumps({"models": result["models"], "options": result["options"],
-                          **({"judge": judged} if judged else {})}, ensure_ascii=False))
+        lcb_keys = {k: result[k] for k in ("overall", "lcb") if k in result}
+        print(json.dumps({"scoring": args.scoring, "models": result["models"], "options": result["options"],
+                          **lcb_keys, **({"judge": judged} if judged else {})}, ensure_ascii=False))
         return 0
     for model, w in (judged or {}).get("models", {}).items():
         ci = w["win_rate_ci"]
         print(f"judge {judged['judge']}: {model} vs {w['baseline']}: win rate {w['win_rate']:.2f} "
               f"[{ci[0]:.2f}, {ci[1]:.2f}] over {w['n']} prompts ({w['wins']} won, {w['ties']} tied, {w['losses']} lost)")
+    if args.scoring == "lcb":
+        return _print_lcb(result)
     print(f"{'model':32} {'lang':4} {'n':>3} {'excl':>4} {'LPR':>6} {'cleanLPR':>8} {'realW':>6} {'echo':>6} {'loop':>6} "
           f"{'WPR':>6} {'chrF++':>6}")
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
@@ -382,6 +393,20 @@ def _print_eval(args, result: dict) -> int:
             print(f"{model[-32:]:32} {lang:4} {m['n']:>3} {m['excluded']:>4} {fmt(m['lpr']):>6} {fmt(m['clean_lpr']):>8} "
                   f"{fmt(m['real_word_rate']):>6} {fmt(m['echo_rate']):>6} {fmt(m['loop_rate']):>6} {fmt(m['wpr']):>6} {fmt(m['chrf']):>6}")
     print("n is small: see the 95% intervals with --json.", file=sys.stderr)
+    return 0
+
+
+def _print_lcb(result: dict) -> int:
+    """The table of ``--scoring lcb``: per model and language, then LCB's average over the languages."""
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    print(f"{'model':32} {'lang':4} {'n':>4} {'skip':>4} {'LPR':>6} {'WPR':>6} {'LCPR':>6} {'acc':>6}")
+    for model, langs in result["models"].items():
+        for lang, m in [*langs.items(), ("all", result["overall"][model])]:
+            print(f"{model[-32:]:32} {lang:4} {m['n']:>4} {m.get('skipped', ''):>4} {fmt(m['lpr']):>6} "
+                  f"{fmt(m['wpr']):>6} {fmt(m['lcpr']):>6} {fmt(m['acc']):>6}")
+    info = result["lcb"]
+    print(f"LCB scoring with {Path(info['lid_model']).name}{' (the lite model)' if info['lid_model_lite'] else ''} and "
+          f"{info['english_words']}; intervals with --json.", file=sys.stderr)
     return 0
 
 
