@@ -10,13 +10,15 @@ Everything after ``--`` goes to ``clo train`` unchanged (so the command in docs/
 ran). Evaluation: greedy decoding, repetition penalty 1.2 (the app's default), on the held-out prompts of
 the target language and of English. Results accumulate in ``artifacts/experiments/results.jsonl``.
 
-``--rescore`` scores each record's saved answers (``<name>.responses.jsonl``) again with the scoring code as it
+``--rescore`` scores each record's saved answers (``<name>.responses.jsonl``, else the copy published in
+``docs/answers/``; on a fresh machine run ``python bench/results_chart.py --restore`` first) again with the scoring code as it
 is now (``clo.evaluate.score_answers``: no model loads, no answer changes) and replaces the record's scores,
 so a fix to a metric reaches every published row; the record says when (``rescored``).
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -84,13 +86,17 @@ def main(argv=None) -> int:
         record["final_metrics"] = rows[-1] if rows else {}
         model = str(run_dir)
     ev = _evaluate(model, args.lang, args.max_new_tokens)
-    record.update(scores=ev["scores"], eval_s=ev["eval_s"])
+    record.update(scores=ev["scores"], eval_s=ev["eval_s"], scoring=VERDICT)
     (OUT / f"{record['name']}.responses.jsonl").write_text(
         "\n".join(json.dumps(r, ensure_ascii=False) for r in ev["responses"]) + "\n", encoding="utf-8")
     with open(results, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
     print(json.dumps({k: record[k] for k in ("name", "scores") if k in record}, indent=2, ensure_ascii=False))
     return 0
+
+
+# The verdict a record's scores were computed with (docs/results.md, "Scoring"); bench/results_chart.py keeps it.
+VERDICT = "2026-12-07: clean LPR with the real-word gate over judged words (docs/evaluation.md)"
 
 
 def rescore(results: Path) -> int:
@@ -104,10 +110,15 @@ def rescore(results: Path) -> int:
     changed = 0
     for r in records:
         answers = OUT / f"{r['name']}.responses.jsonl"
-        if not answers.exists():
-            print(f"{r['name']}: no saved answers ({answers.name}), kept as it was")
+        published = ROOT / "docs" / "answers" / f"{answers.name}.gz"  # bench/results_chart.py publishes them there
+        if answers.exists():
+            text = answers.read_text(encoding="utf-8")
+        elif published.exists():
+            text = gzip.decompress(published.read_bytes()).decode("utf-8")
+        else:
+            print(f"{r['name']}: no saved answers ({answers.name}, none published), kept as it was")
             continue
-        rows = [json.loads(l) for l in answers.read_text(encoding="utf-8").splitlines() if l.strip()]
+        rows = [json.loads(l) for l in text.splitlines() if l.strip()]
         for row in rows:
             row["model"] = r["name"]  # one block: the record's own answers
         scores = json.loads(json.dumps(score_answers(rows)["models"][r["name"]]))  # as stored: lists, not tuples
@@ -116,7 +127,7 @@ def rescore(results: Path) -> int:
             moved = sorted(f"{lang}.{k}" for lang in scores for k in scores[lang]
                            if scores[lang][k] != (r.get("scores") or {}).get(lang, {}).get(k))
             print(f"{r['name']}: {', '.join(moved[:8])}{' …' if len(moved) > 8 else ''}")
-        r["scores"], r["rescored"] = scores, time.strftime("%Y-%m-%d %H:%M")
+        r["scores"], r["rescored"], r["scoring"] = scores, time.strftime("%Y-%m-%d %H:%M"), VERDICT
     tmp = results.with_suffix(".jsonl.tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     tmp.replace(results)

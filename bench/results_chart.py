@@ -40,7 +40,9 @@ def publish_answers(names) -> None:
                 gz.write(src.read_bytes())
 
 
-GATED = "2026-12-01"  # rows scored with the real-word gate; earlier rows are not comparable with today's
+# rows scored with a real-word gate (the first, and the one over judged words); earlier rows are not comparable
+GATED = ("2026-12-01", "2026-12-07")
+FIRST_GATE = "2026-12-01: clean LPR with the real-word gate (docs/evaluation.md)"
 
 
 def restore() -> int:
@@ -54,7 +56,7 @@ def restore() -> int:
     SRC.parent.mkdir(parents=True, exist_ok=True)
     with SRC.open("a", encoding="utf-8") as f:
         for r in add:
-            f.write(json.dumps({k: v for k, v in r.items() if k != "scoring"}, ensure_ascii=False) + "\n")
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return len(add)
 
 
@@ -79,9 +81,10 @@ def main() -> None:
                 r = json.loads(line)
                 r.setdefault("scoring", "before 2026-12-01: clean LPR without the real-word gate, max_length 160")
                 published[r["name"]] = r
-    for r in rows:
+    for r in rows:  # a row keeps the verdict it was scored with (bench/demo_experiment.py --rescore sets it)
         published[r["name"]] = {**{k: r.get(k) for k in keep}, "s_per_step": step_seconds(r),
-                                "scoring": "2026-12-01: clean LPR with the real-word gate (docs/evaluation.md)"}
+                                "scoring": r.get("scoring") or FIRST_GATE,
+                                **({"rescored": r["rescored"]} if r.get("rescored") else {})}
     DATA.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in published.values()), encoding="utf-8")
     publish_answers(r["name"] for r in rows)
     names = [f"{r['name']}" for r in rows]

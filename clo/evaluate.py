@@ -63,10 +63,9 @@ def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | 
         result["models"][name] = per_lang
         result["details"][name] = details
         result["generation_seconds"] = {**result.get("generation_seconds", {}), name: round(gen_s, 1)}
-        for p, a in zip(prompts, full):
-            result["responses"].append({"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"],
-                                        "response": a.text, "reference": p.get("reference"), "tokens": a.tokens,
-                                        "cut": a.cut})
+        rows = [{"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"], "response": a.text,
+                 "reference": p.get("reference"), "tokens": a.tokens, "cut": a.cut} for p, a in zip(prompts, full)]
+        result["responses"] += _with_verdicts(rows, details)
         if write_run_eval and isinstance(m, str) and _is_run_dir(m):
             RunDir(m).write_eval({"models": {name: per_lang}, "options": result["options"],
                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -84,6 +83,23 @@ def _score_model(prompts: list[dict], answers: list[str], langs: list[str]) -> t
         per_lang[lang] = {k: score.get(k) for k in SUMMARY_KEYS}
         per_lang[lang].update({k: score[k] for k in _SUMMARY_EXTRA if k in score})
     return per_lang, details
+
+
+VERDICT_FIELDS = ("clean", "verdict", "real_word_rate", "unknown_words", "skipped_words")
+
+
+def _with_verdicts(rows: list[dict], details: dict) -> list[dict]:
+    """Each answer row with why it is or is not clean (``clo eval --out``, the Compare page's download):
+    ``clean``, ``verdict`` ({key, label, reason}), ``real_word_rate``, ``unknown_words``, ``skipped_words``.
+    ``details``: :func:`_score_model`'s full scores, whose per-language ``responses`` follow ``rows``' order."""
+    seen: dict[str, int] = {}
+    out = []
+    for row in rows:
+        i = seen[row["lang"]] = seen.get(row["lang"], -1) + 1
+        d = details[row["lang"]]["responses"][i]
+        out.append({**row, "clean": d["clean_pass"], "verdict": d["verdict"], "real_word_rate": d["real_word_rate"],
+                    "unknown_words": d["unknown_words"], "skipped_words": d["skipped_words"]})
+    return out
 
 
 def load_responses(path) -> list[dict]:
@@ -140,6 +156,7 @@ def score_answers(rows: list[dict]) -> dict:
         mine = [r for r in rows if r["model"] == name]
         langs = sorted({r["lang"] for r in mine})
         result["models"][name], result["details"][name] = _score_model(mine, [r["response"] for r in mine], langs)
-        result["responses"] += [{"model": name, **{k: r.get(k) for k in ("id", "lang", "prompt", "response", "reference")}}
-                                for r in mine]
+        result["responses"] += _with_verdicts(
+            [{"model": name, **{k: r.get(k) for k in ("id", "lang", "prompt", "response", "reference")}} for r in mine],
+            result["details"][name])
     return result

@@ -69,7 +69,7 @@ from clo.data import ASSETS
 from clo.detectors import (DETECTORS, UNKNOWN, Guesses, get_detector, normalize_label, prepare_text,
                            run_detector)
 from clo.languages import LANGUAGES
-from clo.lexicon import real_word_rate
+from clo.lexicon import dictionary_share
 
 __all__ = [
     "Detection",
@@ -391,12 +391,12 @@ def _guard(text: str, lang: str, conf: float, votes: dict[str, str], reason: str
             return "ms", 0.5 + min(0.5, _malay_score(text) / 20), votes, "neighbour"
         if top == "ms":  # py3langid cannot tell Indonesian from Malay (half the UDHR's Indonesian is "ms")
             return lang, conf, votes, reason
-    rate = real_word_rate(text, lang).rate if lang in LEXICON_GATED else None
+    rate = dictionary_share(text, lang) if lang in LEXICON_GATED else None
     if rate is not None and rate < GUARD_LEXICON_ALONE:
         return other, p if other != UNKNOWN else 0.0, votes, "neighbour"
     if top not in (lang, UNKNOWN) and top not in _REGISTRY_TARGETS and p >= GUARD_SURE:
         if rate is None and lang not in LEXICON_GATED:  # asked only now: English and German rarely get here
-            rate = real_word_rate(text, lang).rate
+            rate = dictionary_share(text, lang)
         if rate is None or rate < GUARD_LEXICON:
             return top, p, votes, "neighbour"
     return lang, conf, votes, reason

@@ -50,7 +50,9 @@ from typing import Callable, Iterable, Sequence
 from clo.langid import LineDetection, detect_lines
 from clo.intervals import bootstrap_interval, mean_interval, wilson_interval
 from clo.languages import get_language
-from clo.lexicon import REAL_WORD_MIN, SPELLED_MIN, no_lexicon_reason, real_word_rate, spelled_rate
+from clo.languages import language_name
+from clo.lexicon import (REAL_WORD_MIN, SPELLED_MIN, lexicon_names, no_lexicon_reason, real_word_rate, skipped_summary,
+                         spelled_rate)
 
 __all__ = [
     "ECHO_MIN_COPY",
@@ -301,6 +303,9 @@ class ResponseCheck:
     loop_score: float
     real_word_rate: float | None = None  # None: no lexicon for the language, or no word (see real_words_reason)
     real_words_reason: str = ""
+    unknown_words: tuple[str, ...] = ()  # the words no lexicon knew (clo.lexicon.RealWords.unknown)
+    skipped: dict[str, int] = field(default_factory=dict)  # how many words were not judged, by SKIP_REASONS key
+    skipped_words: dict[str, tuple[str, ...]] = field(default_factory=dict)  # those words, each once
     spelled_rate: float | None = None  # only where there is no lexicon but an alphabet (clo.lexicon.ALPHABETS)
     chrf: float | None = None
     chrf_stats: list[float] | None = field(default=None, repr=False)
@@ -337,6 +342,69 @@ class ResponseCheck:
         return bool(self.clean_pass)
 
     @property
+    def shaped_like(self) -> bool:
+        """Language ID's own detectors mostly named the expected language on some counted line, though the
+        line did not pass: text shaped like the language (its letters and syllables) — the guard turned it
+        down because its words are not real, as in the SmolLM2 demo's tuned Swahili."""
+        for l in self.lines:
+            votes = list(l.detection.votes.values())
+            if l.counted and l.lang != self.lang and votes and sum(v == self.lang for v in votes) * 2 >= len(votes):
+                return True
+        return False
+
+    @property
+    def verdict(self) -> dict:
+        """Why the answer is or is not clean, for people: ``{"key", "label", "reason"}``. ``key`` is one of
+        ``clean``, ``excluded``, ``not_real_words`` (shaped like the language, words not real), ``wrong_language``,
+        ``echo``, ``loop``, ``not_spelled``; ``label`` is a badge's text; ``reason`` one sentence with the
+        numbers behind it (docs/evaluation.md, "Why an answer is not clean")."""
+        name = get_language(self.lang).name
+        counted = [l for l in self.lines if l.counted]
+        right = sum(l.lang == self.lang for l in counted)
+        lines = f"{right} of {len(counted)} counted line{'s' if len(counted) != 1 else ''} detected as {name}"
+        words = self._words_phrase()
+        threshold = REAL_WORD_MIN.get(self.lang)
+        if self.excluded:
+            return {"key": "excluded", "label": "no counted line",
+                    "reason": "Empty or too short to judge (no line of 5 or more words): left out of LPR and clean LPR."}
+        if not self.line_pass:
+            if self.shaped_like and self.real_word_rate is not None and threshold is not None \
+                    and self.real_word_rate < threshold:
+                return {"key": "not_real_words", "label": f"{name}-shaped, not real words · {self.real_word_rate:.0%} real",
+                        "reason": f"Shaped like {name}, but its words are not real {name}: {words}; language ID "
+                                  f"therefore does not call it {name} ({lines})."}
+            others = Counter(l.lang for l in counted if l.lang != self.lang).most_common(1)
+            other = language_name(others[0][0]) if others and others[0][0] != "unknown" else "no language"
+            return {"key": "wrong_language",
+                    "label": f"{other}, not {name}" if others and other != "no language" else f"not {name} · no language recognised",
+                    "reason": f"Not in {name}: {lines}" + (f"; most others: {other}." if others else ".")}
+        if self.echo:
+            return {"key": "echo", "label": f"{name} · echo", "reason": f"Mostly repeats the prompt ({self.echo_score:.0%} copied)."}
+        if self.loop:
+            return {"key": "loop", "label": f"{name} · loop", "reason": "One phrase repeats to fill the answer."}
+        if self.real_words_pass is False:
+            return {"key": "not_real_words", "label": f"{name}, but not real words · {self.real_word_rate:.0%} real",
+                    "reason": f"Detected as {name} ({lines}), but {words}."}
+        if self.spelling_pass is False:
+            return {"key": "not_spelled", "label": f"{name}, not spelled in {name} · {self.spelled_rate:.0%}",
+                    "reason": f"Detected as {name} ({lines}), but only {self.spelled_rate:.0%} of its words are spelled "
+                              f"in its alphabet (clean needs {SPELLED_MIN[self.lang]:.0%})."}
+        return {"key": "clean", "label": f"{name} · clean",
+                "reason": f"In {name} ({lines}), no echo, no loop" + (f"; {words}." if words else ".")}
+
+    def _words_phrase(self) -> str:
+        """"31% of 16 judged words known (clean needs 75%); unknown: tafia, zwena…; not judged: 2 names"."""
+        if self.real_word_rate is None:
+            return ""
+        threshold = REAL_WORD_MIN.get(self.lang)
+        judged = f"{self.real_word_rate:.0%} of the judged words known to {lexicon_names(self.lang)}"
+        need = f" (clean needs {threshold:.0%})" if threshold is not None else ""
+        unknown = (f"; unknown: {', '.join(self.unknown_words[:8])}{'…' if len(self.unknown_words) > 8 else ''}"
+                   if self.unknown_words else "")
+        skipped = f"; not judged: {skipped_summary(self.skipped)}" if self.skipped else ""
+        return judged + need + unknown + skipped
+
+    @property
     def line_accuracy(self) -> float | None:
         counted = [l for l in self.lines if l.counted]
         return sum(l.lang == self.lang for l in counted) / len(counted) if counted else None
@@ -363,9 +431,13 @@ class ResponseCheck:
             "real_word_rate": None if self.real_word_rate is None else round(self.real_word_rate, 4),
             "real_words_reason": self.real_words_reason,
             "real_words_pass": self.real_words_pass,
+            "unknown_words": list(self.unknown_words[:50]),
+            "skipped": dict(self.skipped),
+            "skipped_words": {k: list(v[:30]) for k, v in self.skipped_words.items()},
             "spelled_rate": None if self.spelled_rate is None else round(self.spelled_rate, 4),
             "spelling_pass": self.spelling_pass,
             "clean_pass": self.clean_pass,
+            "verdict": self.verdict,
             "excluded": self.excluded,
             "line_accuracy": self.line_accuracy,
             "chrf": self.chrf,
@@ -400,6 +472,9 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
         loop_score=loop_score(response or ""),
         real_word_rate=words.rate,
         real_words_reason=words.reason,
+        unknown_words=words.unknown,
+        skipped=dict(words.skipped),
+        skipped_words=dict(words.skipped_words),
         spelled_rate=spelled_rate(text, code) if words.rate is None else None,
     )
 

@@ -255,6 +255,19 @@ def test_demo_experiment_rescore_replaces_scores_from_the_saved_answers(tmp_path
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     expected = json.loads(json.dumps(score_answers([{**a, "model": "clo-x"} for a in answers])["models"]["clo-x"]))
     assert rows[0]["scores"] == expected and rows[0]["scores"]["sw"]["clean_lpr"] == 1.0 and "rescored" in rows[0]
+    assert rows[0]["scoring"] == demo_experiment.VERDICT  # the row says which verdict scored it
     assert rows[1] == {"name": "gone", "lang": "sw", "scores": stale}
     out = capsys.readouterr().out
     assert "clo-x: " in out and "gone: no saved answers" in out and "1 with new scores" in out
+
+    # a fresh machine has only the answers published in docs/answers/: --rescore reads those
+    import gzip
+
+    (tmp_path / "clo-x.responses.jsonl").rename(tmp_path / "moved.jsonl")
+    published = tmp_path / "root" / "docs" / "answers"
+    published.mkdir(parents=True)
+    (published / "clo-x.responses.jsonl.gz").write_bytes(gzip.compress((tmp_path / "moved.jsonl").read_bytes()))
+    results.write_text(json.dumps({"name": "clo-x", "lang": "sw", "scores": stale}) + "\n")
+    monkeypatch.setattr(demo_experiment, "ROOT", tmp_path / "root")
+    assert demo_experiment.rescore(results) == 0
+    assert json.loads(results.read_text())["scores"] == expected
