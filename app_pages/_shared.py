@@ -19,6 +19,7 @@ from clo.data import max_upload_mb
 from clo.jobs import JobManager
 from clo.langid import detect
 from clo.languages import get_language, language_name, target_languages
+from clo.metrics import check_response
 from clo.models import BUNDLED, ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
 from clo.runs import default_runs_root
 from clo.spec import spec_fields
@@ -130,6 +131,12 @@ def loaded_model(name: str):
 def detect_text(text: str) -> dict:
     d = detect(text)
     return {"lang": d.lang, "confidence": float(d.confidence), "reason": d.reason}
+
+
+@st.cache_data(max_entries=5_000, show_spinner="Checking the answer (the lexicons load once, up to 20 s)…")
+def answer_verdict(prompt: str, answer: str, lang: str) -> dict:
+    """:attr:`clo.metrics.ResponseCheck.verdict` of one answer: ``{key, label, reason}``."""
+    return check_response(prompt, answer, lang).verdict
 
 
 # -- sidebar ------------------------------------------------------------------------------------------------------

@@ -7,10 +7,9 @@ from clo.data import DataError, load_prompts
 from clo.evaluate import evaluate, parse_responses, score_answers
 from clo.export import rows_to_csv
 from clo.generate import GenerationOptions, stream
-from clo.lexicon import marked_markdown, real_words_caption
-from clo.metrics import is_echo, is_loop
+from clo.lexicon import has_lexicon, marked_markdown
 from clo.models import display_name
-from app_pages._shared import (MISSING, current_lang, current_model, detect_text, fmt_number, lang_name, language_badge,
+from app_pages._shared import (MISSING, answer_verdict, current_lang, current_model, detect_text, fmt_number, lang_name,
                                loaded_model, runs_root, text_file_uploader)
 
 lang, base = current_lang(), current_model()
@@ -54,20 +53,26 @@ def gen_options() -> GenerationOptions:
 
 
 def answer_checks(prompt: str, prompt_lang: str, answer: str, info: dict | None = None) -> None:
-    """Badge: detected language and confidence (green when it is the prompt's); warnings for echo and loop;
-    a note when the answer ran out of tokens (``info``: ``{tokens, cut}`` from clo.generate)."""
+    """The verdict as a badge (clean; shaped like the language but not real words; another language; echo;
+    loop) with its reason, and the real-word count with what was left out of it; a note when the answer ran
+    out of tokens (``info``: ``{tokens, cut}`` from clo.generate)."""
     if info and info.get("cut"):
         st.caption(f":material/content_cut: cut at {info['tokens']} tokens (Max new tokens): the answer did not end "
                    "by itself.")
     if not answer.strip():
         st.warning("Empty answer.", icon=":material/block:")
         return
-    language_badge(detect_text(answer), prompt_lang)
-    st.caption(real_words_caption(answer, prompt_lang) + " Unknown words are marked in the answer.")
-    if is_echo(prompt, answer):
-        st.warning("Echo: the answer mostly repeats the prompt.", icon=":material/content_copy:")
-    if is_loop(answer):
-        st.warning("Loop: one phrase repeats to fill the answer.", icon=":material/repeat:")
+    verdict = answer_verdict(prompt, answer, prompt_lang)
+    color, icon = VERDICT_BADGES.get(verdict["key"], ("red", "error"))
+    st.markdown(f":{color}-badge[:material/{icon}: {verdict['label']}]")
+    legend = (" In the answer, red: words no lexicon knows; grey: names, numbers, code and the like, left out of "
+              "the count." if has_lexicon(prompt_lang) else "")
+    st.caption((verdict["reason"] + legend).replace("$", "\\$"))
+
+
+VERDICT_BADGES = {"clean": ("green", "check_circle"), "not_real_words": ("orange", "blur_on"),
+                  "not_spelled": ("orange", "spellcheck"), "echo": ("orange", "content_copy"),
+                  "loop": ("orange", "repeat"), "wrong_language": ("red", "error"), "excluded": ("gray", "block")}
 
 
 def short(text: str, n: int = 64) -> str:

@@ -8,6 +8,7 @@ jobs run as real ``python -m clo train`` child processes.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -347,6 +348,10 @@ def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
     assert all(answers["answers"].values())
     assert "Reference answer" in texts(at.markdown)  # the held-out prompt's own answer, beside the models'
     assert set(answers["infos"]) == set(models.value) and all(i["tokens"] <= 16 for i in answers["infos"].values())
+    # each answer gets the verdict, and the sentence that says why
+    verdicts = re.findall(r"-badge\[.*(?: · clean|, not |not real words|no counted line|not Swahili)", texts(at.markdown))
+    assert len(verdicts) == 2, texts(at.markdown)
+    assert re.search(r"^(In Swahili|Not in Swahili|Shaped like|Empty or too short)", texts(at.caption), re.M)
     # own prompt: its language is detected and shown
     at.radio(key="cmp_prompt_mode").set_value("own").run()
     at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.").run()
