@@ -65,7 +65,7 @@ COMPOUNDS = ("de", "id", "ko")  # judged by their parts (Kryptowährungsbörse =
 COMPOUND_MIN_PART = 4  # letters (Korean: 2 syllables)
 COMPOUND_HEAD_ZIPF = 3.0  # a compound's head known only to wordfreq must be at least this common
 ZH_SINGLE_MIN_FREQ = 20_000  # a lone Han character is a word when jieba counts it this often (的 318,825; 会 92,091;
-# 光 10,895 is not): about the 250 commonest, chosen with REAL_WORD_MIN["zh"] on the tune half
+# 光 10,895 is not): about the 200 commonest, chosen with REAL_WORD_MIN["zh"] on the tune half
 
 # Calibrated on the "tune" half of the real-text check set (assets/realtext_check: manuals, news, stories,
 # laws with names, numbers and markup; Swahili: the UDHR and the bundled references) against the same texts
@@ -333,6 +333,39 @@ def spelled_rate(text: str, lang: str) -> float | None:
     return sum(bool(is_spelled(w, lang)) for w in ws) / len(ws) if ws else None
 
 
+@functools.lru_cache(maxsize=None)
+def _t2s_table() -> dict[int, str]:
+    """Traditional → Simplified, one character for one (OpenCC's TSCharacters table, first choice), so that a
+    text keeps its length and its pieces map back onto it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("opencc")
+    if spec is None or spec.origin is None:
+        return {}
+    table = {}
+    path = Path(spec.origin).parent / "dictionary" / "TSCharacters.txt"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and len(parts[0]) == 1 and parts[1].split() and len(parts[1].split()[0]) == 1:
+            table[ord(parts[0])] = parts[1].split()[0]
+    return table
+
+
+def simplified(text: str) -> str:
+    """``text`` written Simplified, character for character (們 → 们, 學 → 学), when it is written in
+    Traditional characters: at least :data:`ZH_TRADITIONAL_MIN` characters that only Traditional writing
+    uses (jieba's Simplified dictionary counts them under 100 times). Chinese answers in Traditional
+    characters are then judged by jieba's dictionary like any other; Simplified text is left as it is (乾隆
+    stays, 著名 stays)."""
+    table = _t2s_table()
+    freq = _jieba().FREQ
+    traditional = sum(1 for ch in text if ord(ch) in table and freq.get(ch, 0) < 100)
+    return text.translate(table) if traditional >= ZH_TRADITIONAL_MIN else text
+
+
+ZH_TRADITIONAL_MIN = 3
+
+
 def _zh_known(token: str) -> bool:
     freq = _jieba().FREQ
     if len(token) >= 2:
@@ -481,7 +514,7 @@ def word_marks(text: str, lang: str) -> list[tuple[str, bool | str | None]]:
     spans = _protected(text)
     if code == "zh":
         pieces, pos = [], 0
-        for tok in _jieba().cut(text, HMM=False):
+        for tok in _jieba().cut(simplified(text), HMM=False):  # jieba's dictionary is Simplified
             kind = _span_at(spans, pos, pos + len(tok))
             mark = (kind if kind and tok.strip() else _zh_known(tok) if _HAN_RE.search(tok) else
                     "script" if _WORD_RE.fullmatch(tok) else None)

@@ -247,3 +247,13 @@ def test_why_an_answer_is_not_clean_is_said():
     english = check_response("", "The volcano erupts when magma rises through the crust and pressure builds up.", "sw")
     assert english.verdict["key"] == "wrong_language" and english.verdict["label"] == "English, not Swahili"
     assert check_response("", "", "sw").verdict["key"] == "excluded"
+
+
+def test_chinese_in_traditional_characters_is_judged_like_simplified():
+    """jieba's dictionary is Simplified: a Traditional text is converted character for character first (its
+    pieces still join back to it), and a Simplified text with a few such characters (乾隆) is left alone."""
+    traditional = "我們的學生喜歡學習機器學習，他們每天都在圖書館讀書。"
+    r = real_word_rate(traditional, "zh")
+    assert r.rate == real_word_rate("我们的学生喜欢学习机器学习，他们每天都在图书馆读书。", "zh").rate == 1.0
+    assert "".join(p for p, _ in word_marks(traditional, "zh")) == traditional
+    assert lexicon.simplified("乾隆皇帝是著名的君主。") == "乾隆皇帝是著名的君主。"
