@@ -130,7 +130,9 @@ def loaded_model(name: str):
 @st.cache_data(max_entries=20_000, show_spinner="Loading the language detectors (once, about 10 s)…")
 def detect_text(text: str) -> dict:
     d = detect(text)
-    return {"lang": d.lang, "confidence": float(d.confidence), "reason": d.reason}
+    votes = [v for v in d.votes.values() if v != "unknown"]
+    return {"lang": d.lang, "confidence": float(d.confidence), "reason": d.reason,
+            "agree": sum(v == d.lang for v in votes), "voters": len(d.votes)}
 
 
 @st.cache_data(max_entries=5_000, show_spinner="Checking the answer (the lexicons load once, up to 20 s)…")
@@ -245,11 +247,20 @@ def fmt_duration(seconds) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def evidence(det: dict) -> str:
+    """What a detection rests on, in words a newcomer can read: "3 of 3 detectors", "by its script"."""
+    if det.get("reason") in ("script", "marker"):
+        return "by its script" if det.get("reason") == "script" else "not text"
+    if det.get("voters"):
+        return f"{det.get('agree', 0)} of {det['voters']} detectors"
+    return f"{det['confidence']:.0%} sure"
+
+
 def badge_markdown(det: dict, expected: str | None = None, *, prefix: str = "", rejected: bool = False) -> str:
     """Detected language and confidence as an inline markdown badge: green when it is ``expected``, red when
     not, grey without one; ``rejected`` (a pair's rejected answer, in the wrong language on purpose): orange
     when it is."""
-    label = f"{prefix}{lang_name(det['lang'])} · {det['confidence']:.0%}".replace("[", "(").replace("]", ")")
+    label = f"{prefix}{lang_name(det['lang'])} · {evidence(det)}".replace("[", "(").replace("]", ")")
     if expected is None:
         color, icon = "gray", "language"
     elif rejected and det["lang"] == expected:

@@ -262,7 +262,9 @@ def show_batch(res: dict) -> None:
     c1, c2 = st.columns(2)
     c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv", mime="text/csv",
                        icon=":material/download:", key="cmp_dl_metrics")
-    rows = [{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut")}
+    rows = [{**{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean")},
+             "verdict": (r.get("verdict") or {}).get("label"), "why": (r.get("verdict") or {}).get("reason"),
+             "unknown words": " ".join(r.get("unknown_words") or [])}
             for r in res["responses"]]
     for r in rows:
         r["model"] = res["labels"].get(r["model"], r["model"])

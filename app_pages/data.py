@@ -157,7 +157,8 @@ def use_ready_set(source: str, rows: list[dict]) -> None:
         st.success(f"Saved → `{path}`.{kept}")
 
 
-LEGEND = ("Each badge is the language detected in that text, with the detector's confidence. "
+LEGEND = ("Each badge is the language detected in that text, and how many of the language detectors consulted "
+          "named it (a text in a script only one language uses is told by its script). "
           ":green-badge[:material/check_circle: green] the text is in the language this side should be in · "
           ":red-badge[:material/error: red] it is not (check that translation) · "
           ":orange-badge[:material/swap_horiz: orange] the rejected answer, in the *other* language on purpose: "

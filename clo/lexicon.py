@@ -202,11 +202,17 @@ def _gruut_words(code: str) -> frozenset[str]:
     if spec is None or not spec.submodule_search_locations:
         return frozenset()
     db = Path(next(iter(spec.submodule_search_locations))) / "lexicon.db"
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT DISTINCT word FROM word_phonemes").fetchall()
-    finally:
-        con.close()
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT DISTINCT word FROM word_phonemes").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as e:  # a broken install: judge with hunspell alone, and say so once
+        logging.getLogger(__name__).warning("%s's lexicon %s cannot be read (%s): Swahili words are judged by hunspell "
+                                            "alone; reinstall it with: pip install --force-reinstall %s", GRUUT[code],
+                                            db, e, GRUUT[code].replace("_", "-"))
+        return frozenset()
     words = {re.sub(r"\(\d+\)$", "", w).lower() for (w,) in rows if w}
     # gruut's Swahili lexicon comes from news text and holds ~4,400 common English words and names ("collection",
     # "chelsea"): an English answer would read as real Swahili. Those go, unless hunspell's Swahili has them.

@@ -257,3 +257,25 @@ def test_chinese_in_traditional_characters_is_judged_like_simplified():
     assert r.rate == real_word_rate("我们的学生喜欢学习机器学习，他们每天都在图书馆读书。", "zh").rate == 1.0
     assert "".join(p for p, _ in word_marks(traditional, "zh")) == traditional
     assert lexicon.simplified("乾隆皇帝是著名的君主。") == "乾隆皇帝是著名的君主。"
+
+
+def test_a_broken_second_lexicon_falls_back_to_hunspell_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A corrupt gruut lexicon.db does not crash an evaluation: Swahili is judged by hunspell alone, and the
+    log says which file and how to repair it."""
+    import importlib.util
+    import types
+
+    pkg = tmp_path / "gruut_lang_sw"
+    pkg.mkdir()
+    (pkg / "lexicon.db").write_bytes(b"not a database" * 100)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: types.SimpleNamespace(
+        submodule_search_locations=[str(pkg)]) if name == "gruut_lang_sw" else real_find_spec(name, *a))
+    lexicon._gruut_words.cache_clear()
+    try:
+        with caplog.at_level("WARNING"):
+            assert lexicon._gruut_words("sw") == frozenset()
+        assert "cannot be read" in caplog.text and "pip install --force-reinstall gruut-lang-sw" in caplog.text
+    finally:
+        lexicon._gruut_words.cache_clear()
+        lexicon._second_knows.cache_clear()
