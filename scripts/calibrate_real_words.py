@@ -102,13 +102,6 @@ def suggest(rates: list[float]) -> float:
     return math.floor(rates[int((1 - KEEP) * len(rates))] * 20) / 20
 
 
-def clean(text: str, lang: str) -> bool:
-    from clo.metrics import check_response
-
-    c = check_response("", text, lang)
-    return bool(c.clean_pass)
-
-
 def measure(lang: str, half: str, threshold: float | None, rng: random.Random, path: Path | None = None) -> dict:
     """Rates and the whole verdict on ``half``'s real text, its noise and the neighbours."""
     from clo.metrics import check_response

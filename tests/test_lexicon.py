@@ -279,3 +279,42 @@ def test_a_broken_second_lexicon_falls_back_to_hunspell_with_a_warning(tmp_path,
     finally:
         lexicon._gruut_words.cache_clear()
         lexicon._second_knows.cache_clear()
+
+
+def test_pathological_words_are_judged_quickly():
+    """spylls tries every split of a hyphenated or long word; such words are judged by their parts or not
+    looked up, so degenerate output cannot stall an evaluation (nothing is timed: these took minutes)."""
+    assert real_word_rate("Ha-" * 22 + "ha!", "sw").rate is not None
+    assert lexicon.is_known("Zqbrfk" * 80, "de") is False
+    assert real_word_rate("a." * 5000 + " Zqx. " * 2000, "sw").total > 0
+
+
+def test_addresses_inside_brackets_are_addresses_and_stay_in_ascii():
+    from clo.metrics import check_response
+
+    sw = ("Soma zaidi hapa (https://www.example.com/docs/getting-started/install) na hapa "
+          "(https://github.com/openai/whisper/blob/main/README).")
+    r = real_word_rate(sw, "sw")
+    assert r.rate == 1.0 and r.skipped == {"url": 15}
+    zh = real_word_rate("请访问 https://example.com了解更多信息，我们每天都在学习新的知识。", "zh")
+    assert zh.total >= 15 and set(zh.skipped) == {"url"}  # the Chinese after the address is judged
+    fenced = ("Hapa kuna mfano wa programu inayochuja majina ya watu kwenye orodha.\n\n```\nfor name in names:\n"
+              "    if name.startswith(\"A\"):\n        print(name)\n```\n\nProgramu hii inapitia kila jina na kuchapisha "
+              "majina yanayoanza na herufi A pekee.")
+    c = check_response("", fenced, "sw")
+    assert c.clean_pass and c.skipped.get("code") and "for" not in c.unknown_words
+
+
+def test_invented_german_nouns_are_not_names():
+    """German capitalises every noun, so a capital is no evidence of a name there: a lone unknown noun counts;
+    names beside another capitalised word (Satoshi Nakamoto) or repeated are still names."""
+    noise = real_word_rate("Der Klumpfenbrast ist ein Wolperding und die Grimbelschnatz hat eine Fuggelwarze mit "
+                           "dem Zorbeltrunk.", "de")
+    assert noise.rate < REAL_WORD_MIN["de"]
+    real = real_word_rate("Der Bitcoin-Erfinder Satoshi Nakamoto veröffentlichte 2008 das Whitepaper.", "de")
+    assert real.rate >= REAL_WORD_MIN["de"]
+
+
+def test_code_and_addresses_are_not_marked_up_in_the_answer():
+    md = lexicon.marked_markdown("Tumia `pip install zuka` au https://example.com/zuka leo.", "sw")
+    assert "`pip install zuka`" in md and "https://example.com/zuka" in md
