@@ -400,9 +400,10 @@ def words(text: str, lang: str) -> list[str]:
 # Why a word is not evidence either way (docs/evaluation.md, "What counts as a word"): such words are shown
 # and counted in RealWords.skipped, never in the rate.
 SKIP_REASONS: dict[str, str] = {
-    "name": "names (capitalised inside a sentence, CamelCase, or a run of capitalised words)",
-    "acronym": "acronyms (all capitals)",
-    "number": "numbers, units after a number, words glued to digits",
+    "name": "names (capitalised inside a sentence, CamelCase, or beside another capitalised word; German: beside "
+            "another capitalised word, or recurring)",
+    "acronym": "acronyms (at most 5 letters, all or mostly capitals)",
+    "number": "short words beside a number (units), words glued to digits",
     "url": "web and e-mail addresses",
     "code": "code (backticks, code blocks, identifiers, LaTeX)",
     "markup": "Markdown and HTML markup",
