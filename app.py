@@ -6,7 +6,7 @@ deep link such as /data would then run that page alone, without st.navigation an
     python -m streamlit run app.py          # or: make run
 
 Environment: CLO_RUNS (runs folder, default runs/), CLO_HOME (caches, data folder), CLO_MODEL (a local model
-folder to preselect). Training jobs run in child processes (clo/jobs.py), so closing a tab ends nothing.
+folder to preselect). Training jobs run in child processes (clo/runs/jobs.py), so closing a tab ends nothing.
 """
 import streamlit as st
 

@@ -15,14 +15,16 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from clo.data import max_upload_mb
-from clo.jobs import JobManager
-from clo.langid import detect
-from clo.languages import get_language, language_name, target_languages
-from clo.metrics import check_response
-from clo.models import BUNDLED, ModelNotFoundError, bundled_model, list_models, load_model, resolve_model
-from clo.runs import default_runs_root
-from clo.spec import spec_fields
+from clo.data.formats import max_upload_mb
+from clo.runs.jobs import JobManager
+from clo.evaluation.langid import detect
+from clo.core.languages import get_language, language_name, target_languages
+from clo.evaluation.metrics import check_response
+from clo.models.registry import BUNDLED, ModelNotFoundError, bundled_model, list_models
+from clo.models.load import load_model
+from clo.models.resolve import resolve_model
+from clo.runs.rundir import default_runs_root
+from clo.core.spec import spec_fields
 
 LOCAL = "__local__"  # the sidebar choice "a folder or run directory on this machine"
 HONEST_NOTE = (
@@ -52,7 +54,7 @@ def setting_key(name: str) -> str:
 
 
 def form_fields() -> list:
-    """The TrainSpec fields the Train page shows: those with a ``form`` hint (clo/spec.py)."""
+    """The TrainSpec fields the Train page shows: those with a ``form`` hint (clo/core/spec.py)."""
     return [f for f in spec_fields() if "form" in f.metadata]
 
 
@@ -84,7 +86,7 @@ def current_lang() -> str:
 
 
 def lang_name(code: str | None) -> str:
-    """English name of any language label (clo.languages.language_name): never a raw code on a page; a run's
+    """English name of any language label (clo.core.languages.language_name): never a raw code on a page; a run's
     several target languages (``sw,yo``) as "Swahili + Yoruba"."""
     if code and "," in code:
         return " + ".join(language_name(c) for c in code.split(","))
@@ -137,7 +139,7 @@ def detect_text(text: str) -> dict:
 
 @st.cache_data(max_entries=5_000, show_spinner="Checking the answer (the lexicons load once, up to 20 s)…")
 def answer_verdict(prompt: str, answer: str, lang: str) -> dict:
-    """:attr:`clo.metrics.ResponseCheck.verdict` of one answer: ``{key, label, reason}``."""
+    """:attr:`clo.evaluation.metrics.ResponseCheck.verdict` of one answer: ``{key, label, reason}``."""
     return check_response(prompt, answer, lang).verdict
 
 
@@ -222,7 +224,7 @@ MISSING = "—"
 
 
 def text_file_uploader(label: str, key: str, help: str):
-    """A JSON Lines / CSV uploader capped at ``CLO_MAX_UPLOAD_MB`` (clo.data.max_upload_mb), the cap in its help."""
+    """A JSON Lines / CSV uploader capped at ``CLO_MAX_UPLOAD_MB`` (clo.data.formats.max_upload_mb), the cap in its help."""
     cap = max_upload_mb()
     return st.file_uploader(label, type=["jsonl", "json", "csv"], key=key, max_upload_size=max(1, math.ceil(cap)),
                             help=f"{help} UTF-8 JSON Lines or CSV, up to {cap:g} MB (CLO_MAX_UPLOAD_MB); "

@@ -5,13 +5,13 @@ import os
 
 import streamlit as st
 
-from clo.arena import Arena, ArenaError
-from clo.catalog import runs_with_model
-from clo.data import DataError, load_prompts, parse_bytes
-from clo.generate import GenerationOptions, generate
-from clo.judge import JUDGE_KEY_ENV, JudgeError, judge_round
-from clo.languages import target_languages
-from clo.models import display_name
+from clo.workshop.arena import Arena, ArenaError
+from clo.runs.catalog import runs_with_model
+from clo.data.formats import DataError, load_prompts, parse_bytes
+from clo.evaluation.generate import GenerationOptions, generate
+from clo.workshop.judge import JUDGE_KEY_ENV, JudgeError, judge_round
+from clo.core.languages import target_languages
+from clo.models.registry import display_name
 from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
 
 st.title("Arena")

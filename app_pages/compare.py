@@ -2,13 +2,13 @@
 import plotly.express as px
 import streamlit as st
 
-from clo.catalog import runs_with_model
-from clo.data import DataError, load_prompts
-from clo.evaluate import evaluate, parse_responses, score_answers
-from clo.export import rows_to_csv
-from clo.generate import GenerationOptions, stream
-from clo.lexicon import has_lexicon, marked_markdown
-from clo.models import display_name
+from clo.runs.catalog import runs_with_model
+from clo.data.formats import DataError, load_prompts
+from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
+from clo.core.downloads import rows_to_csv
+from clo.evaluation.generate import GenerationOptions, stream
+from clo.evaluation.lexicon import has_lexicon, marked_markdown
+from clo.models.registry import display_name
 from app_pages._shared import (MISSING, answer_verdict, current_lang, current_model, detect_text, fmt_number, lang_name,
                                loaded_model, runs_root, text_file_uploader)
 
@@ -55,7 +55,7 @@ def gen_options() -> GenerationOptions:
 def answer_checks(prompt: str, prompt_lang: str, answer: str, info: dict | None = None) -> None:
     """The verdict as a badge (clean; shaped like the language but not real words; another language; echo;
     loop) with its reason, and the real-word count with what was left out of it; a note when the answer ran
-    out of tokens (``info``: ``{tokens, cut}`` from clo.generate)."""
+    out of tokens (``info``: ``{tokens, cut}`` from clo.evaluation.generate)."""
     if info and info.get("cut"):
         st.caption(f":material/content_cut: cut at {info['tokens']} tokens (Max new tokens): the answer did not end "
                    "by itself.")

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from clo.catalog import run_file_text, run_table
-from clo.jobs import LOG_NAME
-from clo.models import display_name
-from clo.runs import RunDir, RunError
+from clo.runs.catalog import run_file_text, run_table
+from clo.runs.jobs import LOG_NAME
+from clo.models.registry import display_name
+from clo.runs.rundir import RunDir, RunError
 from app_pages._shared import (MISSING, STATE_ICONS, fmt_duration, fmt_number, job_manager, lang_name, metrics_charts,
                                runs_root)
 

@@ -3,14 +3,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from clo.data import DataError, read_records, resolve_data_path
-from clo.datasets import list_datasets
-from clo.estimate import estimate_run
-from clo.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
-from clo.models import ModelNotFoundError, bundled_model, clo_home, display_name, resolve_model
-from clo.runs import RunDir, RunError, safe_run_path
-from clo.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
-from clo.train import describe_truncation, load_records, samples_used
+from clo.data.formats import DataError, read_records, resolve_data_path
+from clo.data.stored import list_datasets
+from clo.runs.estimate import estimate_run
+from clo.runs.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
+from clo.models.registry import ModelNotFoundError, bundled_model, display_name
+from clo.core.paths import clo_home
+from clo.models.resolve import resolve_model
+from clo.runs.rundir import RunDir, RunError, safe_run_path
+from clo.core.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.training.run import describe_truncation, load_records, samples_used
 from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
                                job_manager, lang_name, metrics_charts, model_guide, runs_root, setting_key)
 
@@ -68,7 +70,7 @@ def spec_value(f, value):
 
 
 def setting_widget(f, col, disabled: bool = False) -> None:
-    """The widget of one TrainSpec field, from its ``form`` hint (clo/spec.py)."""
+    """The widget of one TrainSpec field, from its ``form`` hint (clo/core/spec.py)."""
     hint, key = f.metadata["form"], setting_key(f.name)
     plain, col = col, _Disabled(col, disabled)
     label = hint.get("label", yaml_key(f))
@@ -199,7 +201,7 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
 
 
 def time_estimate(spec: TrainSpec) -> None:
-    """How long this would take here, from the newest comparable finished run (clo.estimate)."""
+    """How long this would take here, from the newest comparable finished run (clo.runs.estimate)."""
     try:
         n = len(load_records(spec))
     except (DataError, OSError, ValueError):

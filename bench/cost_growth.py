@@ -40,8 +40,8 @@ ASSUMED_GPU_MFU = (0.30, 0.45)  # the range the estimate is given for; 0.45 is i
 def long_records(model: str, lang: str, n: int, max_length: int) -> list[dict]:
     """``n`` cross-lingual samples whose English and target answers are each at least ``max_length`` tokens
     (bundled answers of that language joined), so every sequence is cut at ``max_length``; ids unique per cell."""
-    from clo.data import load_crosslingual
-    from clo.models import load_model
+    from clo.data.formats import load_crosslingual
+    from clo.models.load import load_model
 
     tok = load_model(model).tokenizer
     records = load_crosslingual("demo", lang)
@@ -69,7 +69,7 @@ def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int, pea
     """One cell in this process (``--cell``): the figures of one CLO run. ``peak``: the machine's FLOP/s for the
     MFU column (measured here when not given)."""
     from bench.suite import bench_clo_run, measured_peak_flops
-    from clo.data import write_jsonl
+    from clo.data.formats import write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="clo-growth-"))
     n = batch * (steps + 2)  # the clock times the steps after the second (each from the end of the one before)

@@ -12,7 +12,7 @@ the target language and of English. Results accumulate in ``artifacts/experiment
 
 ``--rescore`` scores each record's saved answers (``<name>.responses.jsonl``, else the copy published in
 ``docs/answers/``; on a fresh machine run ``python bench/results_chart.py --restore`` first) again with the scoring code as it
-is now (``clo.evaluate.score_answers``: no model loads, no answer changes) and replaces the record's scores,
+is now (``clo.evaluation.evaluate.score_answers``: no model loads, no answer changes) and replaces the record's scores,
 so a fix to a metric reaches every published row; the record says when (``rescored``).
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ OUT = ROOT / "artifacts" / "experiments"
 
 
 def _evaluate(model: str, lang: str, max_new_tokens: int) -> dict:
-    from clo.data import load_prompts
-    from clo.evaluate import evaluate
-    from clo.generate import GenerationOptions
+    from clo.data.formats import load_prompts
+    from clo.evaluation.evaluate import evaluate
+    from clo.evaluation.generate import GenerationOptions
 
     prompts = load_prompts("demo", [*lang.split(","), "en"])  # a run may have several target languages
     t = time.perf_counter()
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     if args.rescore:
         return rescore(results)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from clo.cli import main as clo_main
+    from clo.cli.main import main as clo_main
 
     record = {"name": args.name or f"base-{args.lang}-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
     if args.base:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
             return code
         record.update(kind="train", train_s=round(time.perf_counter() - t, 1),
                       command="python -m clo " + " ".join(cmd[:-2]) + f" --out runs/{args.name}")
-        from clo.runs import RunDir
+        from clo.runs.rundir import RunDir
 
         run = RunDir(run_dir)
         record["config"] = run.config()
@@ -101,7 +101,7 @@ VERDICT = "2026-12-07: clean LPR with the real-word gate over judged words (docs
 
 def rescore(results: Path) -> int:
     """Replace each record's ``scores`` by those of its saved answers under the current scoring code."""
-    from clo.evaluate import score_answers
+    from clo.evaluation.evaluate import score_answers
 
     if not results.exists():
         print(f"no results yet ({results})")

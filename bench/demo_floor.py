@@ -101,7 +101,7 @@ def record_shapes(trainer, loaded):
     """The forwards of the training steps and of the reference pass, as the trainer's own code cuts them."""
     from torch.utils.data import DataLoader
 
-    from clo.trainer import row_lengths
+    from clo.training.sampling import row_lengths
     from levers import strip
 
     trainer._ensure_head()
@@ -156,9 +156,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from clo.models import load_model, set_system_prompt
-    from clo.scope import apply_scope
-    from clo.spec import TrainSpec, load_recipe
+    from clo.models.load import load_model
+    from clo.models.chat import set_system_prompt
+    from clo.training.scope import apply_scope
+    from clo.core.spec import TrainSpec, load_recipe
     from levers import rebuild
     from suite import measured_peak_flops
 

@@ -41,7 +41,7 @@ def build(shape: str, folder: Path, divide: int = 1) -> tuple[Path, int]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from clo.testing import make_tiny_tokenizer
+    from clo.core.testing import make_tiny_tokenizer
 
     arch, dims = SHAPES[shape]
     dims = dict(dims)

@@ -31,7 +31,7 @@ def make_parser(subparsers=None) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
-    from clo import langid
+    from clo.evaluation import langid
 
     data = {lang: langid.validation_lines(lang, counted_only=not args.all_lines) for lang in args.langs}
     data = {lang: lines for lang, lines in data.items() if lines}

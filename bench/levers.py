@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def build(model: str, lang: str, preset: str = "demo"):
     """A reference-free CLOTrainer on the demo pairs, batched as ``preset`` draws them (no reference pass at
     build), scope attention."""
-    from clo.models import load_model
-    from clo.scope import apply_scope
-    from clo.spec import TrainSpec, load_recipe
+    from clo.models.load import load_model
+    from clo.training.scope import apply_scope
+    from clo.core.spec import TrainSpec, load_recipe
 
     # fp32: each lever's arms set their own precision (the bf16 arm enters autocast itself)
     spec = TrainSpec.from_dict({**load_recipe(preset), "model": model, "lang": lang, "objective": "simpo",
@@ -61,9 +61,9 @@ def build(model: str, lang: str, preset: str = "demo"):
 def rebuild(spec, loaded):
     """Another trainer on ``loaded`` (its scope already applied), tokenizing the demo pairs with the tokenizer
     as it is now."""
-    from clo.data import load_crosslingual
-    from clo.runs import RunDir
-    from clo.train import build_clo_trainer
+    from clo.data.formats import load_crosslingual
+    from clo.runs.rundir import RunDir
+    from clo.training.run import build_clo_trainer
 
     run = RunDir.create(Path(tempfile.mkdtemp(prefix="clo-levers-")) / "run", spec.to_dict())
     return build_clo_trainer(spec=spec, loaded=loaded, records=load_crosslingual("demo", spec.lang), run=run,
@@ -71,7 +71,7 @@ def rebuild(spec, loaded):
 
 
 def strip(batch: dict) -> dict:
-    from clo.trainer import EXTRA_COLUMNS
+    from clo.training.sampling import EXTRA_COLUMNS
 
     return {k: v for k, v in batch.items() if k not in EXTRA_COLUMNS}
 
@@ -80,7 +80,7 @@ def reference_order(trainer, n_pairs: int, repeats: int) -> dict:
     """Plain (dataset order) vs longest first, one-forward scoring in both arms."""
     import torch
 
-    from clo.trainer import row_lengths
+    from clo.training.sampling import row_lengths
 
     ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
     size = row_lengths(ds)
@@ -227,7 +227,7 @@ def bf16_matmul(repeats: int = 5, shape: tuple = (2400, 576, 1536)) -> dict:
     under bf16 autocast, best of ``repeats``: whether this CPU makes bf16 pay at all (AMX) before any model runs."""
     import torch
 
-    from clo.precision import native_bf16, precision_context
+    from clo.core.precision import native_bf16, precision_context
 
     m, k, n = shape
     a, b = torch.randn(m, k), torch.randn(k, n)
@@ -253,7 +253,7 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
     scoring (no gradient), arms interleaved. Agreement is reported, not required: bf16 rounds."""
     import torch
 
-    from clo.precision import precision_context
+    from clo.core.precision import precision_context
 
     batches = training_batches(trainer, n_batches)
     trainer.args.length_buckets, trainer.args.share_prompts = buckets, True
@@ -278,7 +278,7 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
            "max_abs_pair_margin_diff": round((margins(answer_sums("fp32")) - margins(answer_sums("bf16"))).abs().max().item(), 4),
            "grad_relative_diff": round(((g32 - g16).norm() / g32.norm()).item(), 4)}
     # the reference pass: scoring only, longest first in batches of 16 pairs as CLO does
-    from clo.trainer import row_lengths
+    from clo.training.sampling import row_lengths
 
     trainer.model.eval()
     ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
@@ -302,7 +302,7 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
 
 
 def system_prompt_share(trainer, loaded) -> dict:
-    from clo.models import default_system_prompt_tokens
+    from clo.models.chat import default_system_prompt_tokens
 
     extra = default_system_prompt_tokens(loaded.tokenizer)  # a template with no default system prompt: 0
     ds = trainer.train_dataset
@@ -319,7 +319,7 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
     answers' log-probs move on the first ``n_pairs`` pairs (scored without gradient, one forward)."""
     import torch
 
-    from clo.models import set_system_prompt
+    from clo.models.chat import set_system_prompt
 
     dropped = set_system_prompt(loaded.tokenizer, "none")
     if not dropped:

@@ -1,5 +1,5 @@
 """Two rows of the objectives table compared over their seeds: mean over seeds, 95% interval over prompts and
-seeds together, and the difference A − B with its interval (clo.comparison, docs/evaluation.md).
+seeds together, and the difference A − B with its interval (clo.evaluation.comparison, docs/evaluation.md).
 
     python bench/seed_compare.py clo-sw-gemma-3-270m sft-sw-gemma-3-270m --lang sw --lang en
     python bench/seed_compare.py clo-sw-default sft-sw-default --lang sw --lang en --json out.json
@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clo.comparison import compare_methods  # noqa: E402
-from clo.data import DataError  # noqa: E402
+from clo.evaluation.comparison import compare_methods  # noqa: E402
+from clo.data.formats import DataError  # noqa: E402
 
 ANSWERS = ROOT / "artifacts" / "experiments"
 PUBLISHED = ROOT / "docs" / "answers"

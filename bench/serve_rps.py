@@ -18,9 +18,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import openai  # noqa: E402
 
-from clo.data import load_prompts  # noqa: E402
-from clo.models import load_model  # noqa: E402
-from clo.serve import ServeSettings, running_server  # noqa: E402
+from clo.data.formats import load_prompts  # noqa: E402
+from clo.models.load import load_model
+from clo.workshop.serve import ServeSettings, running_server  # noqa: E402
 
 
 def measure(lm, prompts, clients: int, per_client: int, max_tokens: int, max_batch: int) -> dict:

@@ -1,4 +1,4 @@
-"""The benchmark behind ``python -m clo bench`` (a thin command in clo/cli.py): CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
+"""The benchmark behind ``python -m clo bench`` (a thin command in clo/cli/main.py): CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
 in one process, plus loading, batched generation and language-detection speed.
 
 Every figure is measured here; the printed ratios compare rows measured in the same process on the same data:
@@ -212,7 +212,7 @@ def _flops_per_token(n: int, n_trainable: int, reference: bool) -> float:
 
 
 def _bench_data(model: str, lang: str, n_samples: int, tmp: Path) -> Path:
-    from clo.data import load_crosslingual, write_jsonl
+    from clo.data.formats import load_crosslingual, write_jsonl
 
     records = load_crosslingual("demo", lang)
     if len(records) < n_samples:
@@ -228,12 +228,12 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precomput
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from clo.data import load_crosslingual
-    from clo.models import load_model
-    from clo.pairs import build_pairs, to_conversational
-    from clo.scope import apply_scope
-    from clo.spec import TrainSpec
-    from clo.train import common_args, quiet
+    from clo.data.formats import load_crosslingual
+    from clo.models.load import load_model
+    from clo.data.pairs import build_pairs, to_conversational
+    from clo.training.scope import apply_scope
+    from clo.core.spec import TrainSpec
+    from clo.training.run import common_args, quiet
 
     class TimedDPOTrainer(DPOTrainer):  # TRL's trainer unchanged; its reference pass is only timed
         ref_pass_s = 0.0
@@ -284,9 +284,9 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
     """One real ``clo train`` run (CLO or SFT) through run_training, timed per logged step."""
     from transformers import AutoConfig
 
-    from clo.models import resolve_model
-    from clo.spec import TrainSpec
-    from clo.train import run_training
+    from clo.models.resolve import resolve_model
+    from clo.core.spec import TrainSpec
+    from clo.training.run import run_training
 
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
@@ -317,7 +317,8 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
 
 def bench_loading(model: str) -> dict:
     """First load (a bundled GGUF is dequantized into the cache) against a load from the cached safetensors."""
-    from clo.models import bundled_model, load_model
+    from clo.models.registry import bundled_model
+    from clo.models.load import load_model
 
     t = time.perf_counter()
     load_model(model)
@@ -333,8 +334,8 @@ def bench_loading(model: str) -> dict:
 
 def bench_generation(model: str, lang: str, n_prompts: int, max_new_tokens: int) -> dict:
     """Held-out prompts answered in batches (the eval path) against one prompt at a time, greedy."""
-    from clo.data import load_prompts
-    from clo.generate import GenerationOptions, generate, get_model
+    from clo.data.formats import load_prompts
+    from clo.evaluation.generate import GenerationOptions, generate, get_model
 
     lm = get_model(model)
     prompts = [p["prompt"] for p in load_prompts("demo", [lang, "en"])][:n_prompts]
@@ -356,10 +357,10 @@ def bench_generation(model: str, lang: str, n_prompts: int, max_new_tokens: int)
 def bench_padding(model: str, lang: str, batch_size: int, max_length: int, seed: int = 42) -> dict:
     """Share of the computed tokens that are padding, over one epoch of the bundled set, for the shuffled
     order and for --group-by-length (PairSampler, the collator's right-padding to the longest sequence)."""
-    from clo.data import load_crosslingual
-    from clo.models import load_model
-    from clo.pairs import build_pairs
-    from clo.trainer import PairSampler
+    from clo.data.formats import load_crosslingual
+    from clo.models.load import load_model
+    from clo.data.pairs import build_pairs
+    from clo.training.sampling import PairSampler
 
     tok = load_model(model).tokenizer
     eos = tok.eos_token or ""
@@ -391,7 +392,7 @@ def bench_padding(model: str, lang: str, batch_size: int, max_length: int, seed:
 
 def bench_langid() -> dict:
     """Lines per second and accuracy of the combined detector on the bundled texts of every language."""
-    from clo import langid
+    from clo.evaluation import langid
 
     data = {lang: langid.validation_lines(lang) for lang in ("en", "sw", "zh", "de", "ko", "id", "yo")}
     for name in langid.DETECTORS:  # load every model outside the timing (the slow ones load lazily on first use)
@@ -415,7 +416,7 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
               steps: int | None = None, skip: tuple[str, ...] = (), log=print,
               rows: tuple[str, ...] | None = None, precision: str = "auto") -> dict:
     """Run every part and return the JSON-able result (also what ``--json`` prints). ``rows``: only these trainer
-    rows (default: all of :data:`TRAINER_ROWS`). ``precision`` (clo/precision.py) is every trainer row's: TRL's
+    rows (default: all of :data:`TRAINER_ROWS`). ``precision`` (clo/core/precision.py) is every trainer row's: TRL's
     rows compute in the same precision as CLO's, so that neither is compared at a weaker setting."""
     import torch
     from accelerate import PartialState
@@ -430,7 +431,7 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
     # an empty CLO_HOME: the first load really dequantizes, the first CLO run really computes its reference
     os.environ["CLO_HOME"] = str(home)
     try:
-        from clo.precision import resolve_precision
+        from clo.core.precision import resolve_precision
 
         out: dict = {"config": {"model": model, "lang": lang, "scope": scope, "device": device, **cfg,
                                 "precision": precision, "computes_in": resolve_precision(precision, device),
@@ -587,7 +588,7 @@ def bench_parser(sub):
     p.add_argument("--batch-size", type=int, help="samples per step (2 preference pairs each)")
     p.add_argument("--max-length", type=int)
     p.add_argument("--steps", type=int, help="timed steps after one warm-up step")
-    from clo.precision import PRECISIONS
+    from clo.core.precision import PRECISIONS
 
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="every trainer row's compute precision (auto: bf16 where the hardware has it natively)")

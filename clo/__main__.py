@@ -1,5 +1,5 @@
 import sys
 
-from clo.cli import main
+from clo.cli.main import main
 
 sys.exit(main())

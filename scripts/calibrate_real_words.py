@@ -1,9 +1,9 @@
-"""Calibrate the clean verdict's real-word gate (clo.lexicon.REAL_WORD_MIN) on real text, and report it.
+"""Calibrate the clean verdict's real-word gate (clo.evaluation.lexicon.REAL_WORD_MIN) on real text, and report it.
 
     python scripts/calibrate_real_words.py                 # every lexicon language, the table of docs/evaluation.md
     python scripts/calibrate_real_words.py --langs de ko   # some of them
     python scripts/calibrate_real_words.py --json out.json # the figures as JSON, and the real texts that fail
-    python scripts/calibrate_real_words.py --spelling      # clo.lexicon.SPELLED_MIN (Yoruba, no lexicon)
+    python scripts/calibrate_real_words.py --spelling      # clo.evaluation.lexicon.SPELLED_MIN (Yoruba, no lexicon)
 
 **Real text**: ``assets/realtext_check/realtext.jsonl`` — paragraphs people wrote (encyclopaedic prose,
 manuals, stories, laws, with names, numbers and markup), from the packages named in its README; each record
@@ -12,10 +12,10 @@ its pattern of capitals (Chinese: the Han characters of every clause shuffled), 
 the UDHR check set's paragraphs (``assets/langid_check``) in every other language of the same script group.
 
 The suggested threshold is the lowest tune-half real-text rate left after dropping the lowest 1%, rounded
-down to 0.05. Every text is then put through the whole clean verdict (``clo.metrics.check_response``:
+down to 0.05. Every text is then put through the whole clean verdict (``clo.evaluation.metrics.check_response``:
 language ID, echo, loop, real words), and the table says, per language and half, how much real text fails
 clean (*false reject*) and how much noise and neighbour text passes it (*false accept*). Goals: ≤ 3% each on
-the report half. The thresholds in clo/lexicon.py are chosen on the **tune** half only; docs report the
+the report half. The thresholds in clo/evaluation/lexicon.py are chosen on the **tune** half only; docs report the
 **report** half.
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clo.langcheck import load_checkset  # noqa: E402
-from clo.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate  # noqa: E402
+from clo.evaluation.langcheck import load_checkset  # noqa: E402
+from clo.evaluation.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate  # noqa: E402
 
 ASSETS = ROOT / "assets" / "data"
 REALTEXT = ROOT / "assets" / "realtext_check" / "realtext.jsonl"
@@ -104,7 +104,7 @@ def suggest(rates: list[float]) -> float:
 
 def measure(lang: str, half: str, threshold: float | None, rng: random.Random, path: Path | None = None) -> dict:
     """Rates and the whole verdict on ``half``'s real text, its noise and the neighbours."""
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     rows = realtext(lang, half, path)
     real, noise, fails = [], [], []

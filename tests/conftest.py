@@ -38,14 +38,14 @@ def clo_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from clo.testing import make_tiny_model
+    from clo.core.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory) -> Path:
-    from clo.testing import make_tiny_model
+    from clo.core.testing import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-gpt2", arch="gpt2")
 

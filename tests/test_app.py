@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clo.runs import RunDir
-from clo.resume import resume_check
+from clo.runs.rundir import RunDir
+from clo.runs.resume import resume_check
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def test_a_translation_model_that_is_not_installed_is_a_clear_error(app):
 
 
 def test_train_page_widgets_presets_and_cli_command(app):
-    from clo.spec import load_recipe
+    from clo.core.spec import load_recipe
 
     at = open_page(app, "train")
     for key in ("tr_preset", "tr_data", "tr_method", "tr_scope"):
@@ -221,12 +221,12 @@ def test_train_page_widgets_presets_and_cli_command(app):
 def test_the_system_prompt_select_explains_each_choice_and_reaches_the_config(app):
     import yaml
 
-    from clo.models import SYSTEM_PROMPTS
+    from clo.core.spec import SYSTEM_PROMPTS
 
     at = open_page(app, "train")
     sel = at.selectbox(key="tr_system_prompt")
     assert sel.value == "model" and list(sel.options) == list(SYSTEM_PROMPTS)
-    assert all(line in sel.help for line in SYSTEM_PROMPTS.values())  # a line per choice, from clo/spec.py
+    assert all(line in sel.help for line in SYSTEM_PROMPTS.values())  # a line per choice, from clo/core/spec.py
     sel.set_value("none").run()
     assert SYSTEM_PROMPTS["none"] in texts(at.caption)
     at.button(key="tr_cli").click().run()
@@ -326,8 +326,8 @@ def test_launch_refuses_a_missing_data_file_before_queuing(app, runs_root):
 
 @pytest.fixture()
 def finished_run(runs_root, tiny_model, xl_file) -> RunDir:
-    from clo.spec import TrainSpec
-    from clo.train import run_training
+    from clo.core.spec import TrainSpec
+    from clo.training.run import run_training
 
     result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
                           runs_root / "tuned")
@@ -416,8 +416,8 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
 
 
 def test_a_run_link_opens_that_run(app, runs_root, finished_run, tiny_model, xl_file):
-    from clo.spec import TrainSpec
-    from clo.train import run_training
+    from clo.core.spec import TrainSpec
+    from clo.training.run import run_training
 
     run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
                  runs_root / "newer")
@@ -443,7 +443,7 @@ def test_an_interrupted_run_is_resumed_from_the_runs_page(app, runs_root, tiny_m
     Runs page shows it interrupted and resumable; Resume queues `clo runs resume` as a job, which the Train page
     shows, and which finishes the run. A run without a checkpoint says why it cannot be resumed."""
     from app_pages._shared import _job_manager
-    from clo.spec import TrainSpec
+    from clo.core.spec import TrainSpec
 
     env = {**os.environ, "CLO_FAULT": "step:3", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     p = subprocess.run([sys.executable, "-m", "clo", "train", "--model", str(tiny_model), "--data", str(xl_file),
@@ -486,7 +486,7 @@ def test_a_failing_resume_shows_its_error_on_the_runs_and_train_pages(app, runs_
     """Resume of a run whose base model folder has since been removed: the real `clo runs resume` child refuses
     it; both pages show why, and the run stays interrupted and resumable (nothing was changed)."""
     from app_pages._shared import _job_manager
-    from clo.spec import TrainSpec
+    from clo.core.spec import TrainSpec
 
     run = RunDir.create(runs_root / "orphaned", TrainSpec(model=str(tmp_path / "gone-model"), data=str(xl_file),
                                                           lang="sw", save_steps=1).to_dict())

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.arena import Arena, ArenaError, bradley_terry, leaderboard, preference_pairs
-from clo.generate import GenerationOptions
+from clo.workshop.arena import Arena, ArenaError, bradley_terry, leaderboard, preference_pairs
+from clo.evaluation.generate import GenerationOptions
 
 MODELS = ["m/alpha", "m/beta", "m/gamma"]
 PROMPTS = [{"id": "p1", "lang": "sw", "prompt": "Habari?"}, {"id": "p2", "lang": "sw", "prompt": "Jua?"}]
@@ -142,8 +142,8 @@ def test_csv_export_escapes_formulas(arena):
 
 
 def test_decided_votes_become_pairs_clo_train_reads(tmp_path):
-    from clo.data import load_crosslingual, write_jsonl
-    from clo.pairs import build_pairs
+    from clo.data.formats import load_crosslingual, write_jsonl
+    from clo.data.pairs import build_pairs
 
     pairs = preference_pairs(_votes(TABLE))
     assert len(pairs) == 7  # ties and both-bad prefer nothing
@@ -159,7 +159,7 @@ def test_decided_votes_become_pairs_clo_train_reads(tmp_path):
     assert {b["direction"] for b in built} == {"tgt"}
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "1", "lang": "sw", "prompt": "q", "chosen": "a"}) + "\n")
-    from clo.data import DataError
+    from clo.data.formats import DataError
 
     with pytest.raises(DataError, match="rejected"):
         load_crosslingual(bad, "sw")
@@ -167,8 +167,8 @@ def test_decided_votes_become_pairs_clo_train_reads(tmp_path):
 
 def test_exported_votes_train_with_plain_dpo(tiny_model, tmp_path, capsys):
     """`clo arena export` then `clo train --method clo --lambda 0` on the pairs: the class's votes, trained on."""
-    from clo.cli import main
-    from clo.runs import RunDir
+    from clo.cli.main import main
+    from clo.runs.rundir import RunDir
 
     db = tmp_path / "arena.sqlite"
     arena = Arena(db)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clo.arena import Arena
-from clo.generate import GenerationOptions
+from clo.workshop.arena import Arena
+from clo.evaluation.generate import GenerationOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2", "lang": "sw", "prompt": "Jua?"}]
@@ -16,7 +16,7 @@ PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2"
 
 @pytest.fixture(scope="module")
 def three_models(tmp_path_factory, tiny_model, tiny_gpt2):
-    from clo.testing import make_tiny_model
+    from clo.core.testing import make_tiny_model
 
     return [str(tiny_model), str(tiny_gpt2), str(make_tiny_model(tmp_path_factory.mktemp("m") / "tiny-qwen2", "qwen2"))]
 
@@ -78,7 +78,7 @@ def test_participant_app_offers_no_host_action(round_code):
     assert labels == {"A is better", "B is better", "Tie", "Both are bad"}
     assert not at.text_input and not at.selectbox and not at.multiselect and not at.number_input
     src = (ROOT / "arena_app.py").read_text()
-    for host_only in ("clo.jobs", "clo.train", "clo.runs", "app_pages", "st.navigation", "file_uploader", "delete"):
+    for host_only in ("clo.runs", "clo.training", "app_pages", "st.navigation", "file_uploader", "delete"):
         assert host_only not in src, host_only
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.arena import Arena
-from clo.generate import GenerationOptions
+from clo.workshop.arena import Arena
+from clo.evaluation.generate import GenerationOptions
 
 from test_browser import CHROMIUM_ARGS, _free_port, chromium, start_streamlit  # noqa: F401 - the fixture
 
@@ -33,7 +33,7 @@ PROMPTS = [{"id": str(i), "lang": "sw", "prompt": p} for i, p in
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, tiny_model, tiny_gpt2):
-    from clo.testing import make_tiny_model
+    from clo.core.testing import make_tiny_model
 
     tmp = tmp_path_factory.mktemp("arena_load")
     db = tmp / "arena.sqlite"

@@ -1,4 +1,4 @@
-"""Bad input, table-driven, through the CLI (``clo.cli.main``, exit status 2 and one ``error:`` line) and the app
+"""Bad input, table-driven, through the CLI (``clo.cli.main.main``, exit status 2 and one ``error:`` line) and the app
 (Streamlit AppTest: an ``st.error`` on the page, no exception) — and in every case nothing already saved is touched.
 
 Tables: :data:`BAD_FILES` (data files and uploads), :data:`BAD_FLAGS` and :data:`BAD_CONFIGS` (training settings
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.cli import main
-from clo.runs import RunDir
+from clo.cli.main import main
+from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,7 +63,7 @@ def latin1_on_line_2(rows) -> bytes:
 
 
 # (case id, file name, content made from good rows, environment, message). The message is the same on the
-# command line and on the Data page: both read through clo.data.
+# command line and on the Data page: both read through clo.data.formats.
 BAD_FILES = [
     ("empty-file", "data.jsonl", lambda rows: b"", {}, "file is empty: no records"),
     ("only-blank-lines", "data.jsonl", lambda rows: b"\n   \n\n", {}, "file is empty: no records"),
@@ -356,14 +356,14 @@ BAD_PRESETS = [  # (preset file content, message)
 
 @pytest.fixture()
 def recipes(tmp_path, monkeypatch):
-    """The real recipes plus room for broken ones, in a folder of this test (clo.spec reads RECIPES_DIR)."""
+    """The real recipes plus room for broken ones, in a folder of this test (clo.core.spec reads RECIPES_DIR)."""
     import shutil
 
-    import clo.spec
+    import clo.core.spec
 
     folder = tmp_path / "recipes"
     shutil.copytree(ROOT / "recipes", folder)
-    monkeypatch.setattr(clo.spec, "RECIPES_DIR", folder)
+    monkeypatch.setattr(clo.core.spec, "RECIPES_DIR", folder)
     return folder
 
 

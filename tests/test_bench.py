@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from clo.cli import main
+from clo.cli.main import main
 
 
 @pytest.mark.parametrize("skip", [["langid"]])

@@ -154,7 +154,7 @@ def progress_step(pg) -> int:
 def test_data_train_compare_runs_in_the_browser(page, app_url):
     from playwright.sync_api import expect
 
-    from clo.datasets import dataset_path
+    from clo.data.stored import dataset_path
 
     pg = page
     # -- Data: translate 8 demo samples with the bundled references, see the pairs, fix one -------------------

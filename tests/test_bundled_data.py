@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from clo.data import ASSETS, load_crosslingual, load_prompts, load_sft, read_records
-from clo.languages import PAPER_TARGETS, get_language
+from clo.data.formats import DATA_DIR, load_crosslingual, load_prompts, load_sft, read_records
+from clo.core.languages import PAPER_TARGETS, get_language
 
 TARGETS = list(PAPER_TARGETS)
 
@@ -83,6 +83,6 @@ def test_independent_detector_agrees_per_language(capsys):
 
 
 def test_data_readme_exists():
-    assert (ASSETS / "README.md").exists()
+    assert (DATA_DIR / "README.md").exists()
     for lang in ["en"] + TARGETS:
-        assert read_records(ASSETS / "heldout" / f"{lang}.jsonl")
+        assert read_records(DATA_DIR / "heldout" / f"{lang}.jsonl")

@@ -14,12 +14,14 @@ import shutil
 
 import pytest
 
-from clo.cli import main
-from clo.model_cache import safetensors_problem
-from clo.models import BUNDLED, clo_home, resolve_model
-from clo.runs import RunDir
-from clo.spec import TrainSpec
-from clo.train import run_training
+from clo.cli.main import main
+from clo.models.cache import safetensors_problem
+from clo.models.registry import BUNDLED
+from clo.core.paths import clo_home
+from clo.models.resolve import resolve_model
+from clo.runs.rundir import RunDir
+from clo.core.spec import TrainSpec
+from clo.training.run import run_training
 
 
 def test_safetensors_problem_sees_a_file_cut_short_or_overwritten(tiny_model, tmp_path):
@@ -79,7 +81,7 @@ def test_a_damaged_reference_cache_is_moved_aside_and_computed_again(tiny_model,
         data = entry.read_bytes()
         entry.write_bytes(data[:-4] + b"\x00\x00\xc0\x7f" if damage == "overwritten" else data[: len(data) // 2])
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="clo.trainer"):
+        with caplog.at_level(logging.WARNING, logger="clo.training"):
             assert train(damage)["ref_cache_hit"] is False, damage  # never used
         warning = "\n".join(r.getMessage() for r in caplog.records)
         assert str(entry) in warning and "is damaged" in warning and "computing the reference" in warning

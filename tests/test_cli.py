@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.cli import main
-from clo.runs import RunDir
+from clo.cli.main import main
+from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +131,7 @@ def test_help_for_every_command():
 
 
 def test_unicode_line_separators_survive_a_round_trip(tmp_path):
-    from clo.data import load_crosslingual, write_jsonl
+    from clo.data.formats import load_crosslingual, write_jsonl
 
     row = {"id": "1", "lang": "sw", "instruction_en": "a\u2028b", "response_en": "c\u2029d", "instruction": "e\x85f",
            "response": "g", "translator": "reference"}
@@ -140,7 +140,7 @@ def test_unicode_line_separators_survive_a_round_trip(tmp_path):
 
 
 def test_english_loader_rejects_a_crosslingual_file(xl_file):
-    from clo.data import DataError, load_sft
+    from clo.data.formats import DataError, load_sft
 
     with pytest.raises(DataError, match="cross-lingual"):
         load_sft(xl_file)

@@ -1,5 +1,5 @@
-"""Two methods over several seeds: the bootstrap over prompts and seeds (clo.intervals.seeds_bootstrap) and the
-comparison built on real answers files (clo.comparison, bench/seed_compare.py)."""
+"""Two methods over several seeds: the bootstrap over prompts and seeds (clo.evaluation.intervals.seeds_bootstrap) and the
+comparison built on real answers files (clo.evaluation.comparison, bench/seed_compare.py)."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from clo.comparison import compare_methods
-from clo.data import DataError, load_prompts
-from clo.intervals import seeds_bootstrap
+from clo.evaluation.comparison import compare_methods
+from clo.data.formats import DataError, load_prompts
+from clo.evaluation.intervals import seeds_bootstrap
 
 
 def rates(*seeds: list[int]) -> np.ndarray:

@@ -31,7 +31,7 @@ def test_the_count_follows_the_demo_batches_and_agrees_with_the_flop_counter(tin
 
 
 def test_dropping_the_default_system_prompt_lowers_the_floor(tmp_path, monkeypatch):
-    from clo.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model
+    from clo.core.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model
 
     model = make_tiny_model(tmp_path / "tiny-system", template=CHATML_DEFAULT_SYSTEM)
     kept = _floor(tmp_path, monkeypatch, "--model", str(model))

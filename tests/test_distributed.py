@@ -2,7 +2,7 @@
 
 The runs are real: ``python -m accelerate.commands.launch --config_file configs/accelerate/cpu-2proc.yaml -m clo
 train …`` on a tiny model. What each rank trained on is read from the ``CLO_DEBUG_SAMPLES`` diagnostic
-(clo/testing.py): one JSON line per micro-batch per rank, the reference-cache decision, and a SHA-256 of each
+(clo/core/testing.py): one JSON line per micro-batch per rank, the reference-cache decision, and a SHA-256 of each
 rank's trainable weights at the end. Nothing is mocked.
 
 Also checks that every YAML under configs/accelerate/ is accepted by accelerate's own launcher code (the GPU
@@ -85,8 +85,8 @@ def _saved_checksum(run: Path, names: list[str]) -> str:
 
 def _check_one_complete_run(setup, run: Path, state: str, steps: int, dbg: dict) -> None:
     """One run directory, written once, by rank 0 only; both ranks end on the same weights, the saved ones."""
-    from clo.models import load_model
-    from clo.runs import RunDir
+    from clo.models.load import load_model
+    from clo.runs.rundir import RunDir
 
     assert sorted(p.name for p in run.parent.iterdir()) == ["run"]  # no stray run directories
     assert not (setup["base"] / "default_runs").exists()
@@ -140,7 +140,7 @@ def test_two_processes_train_one_clo_run_on_disjoint_data(setup, clo_run):
     assert seen[0] | seen[1] == set(range(N))  # …and together the whole (limited) data set, once
     assert all(len(_events(dbg[r], "batch")) == 2 for r in (0, 1))
     assert [e["hit"] for r in (0, 1) for e in _events(dbg[r], "ref_cache")] == [False, False]
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     rows = RunDir(run).metrics()
     assert rows[-1]["epoch"] == pytest.approx(1.0)  # 2 steps × 2 ranks × 2 samples = 8 samples
@@ -318,7 +318,7 @@ def test_fsdp_wraps_the_decoder_layer_of_each_paper_family():
 # -- sharded training (FSDP2) ------------------------------------------------------------------------
 
 
-FSDP = {"CLO_TEST_FSDP_ON_CPU": "1"}  # clo.testing.fsdp_on_cpu: accelerate enables FSDP only on accelerators
+FSDP = {"CLO_TEST_FSDP_ON_CPU": "1"}  # clo.core.testing.fsdp_on_cpu: accelerate enables FSDP only on accelerators
 FSDP_RUN = ("--batch-size", "2", "--max-steps", "6", "--save-steps", "3", "--lr", "1e-3")
 
 
@@ -339,8 +339,8 @@ def test_fsdp_saves_a_whole_model_and_resumes_after_a_kill(setup, clo_run):
     run's weights. ``clo_run`` (DDP) is the unsharded save beside it."""
     import torch
 
-    from clo.models import load_model
-    from clo.runs import RunDir
+    from clo.models.load import load_model
+    from clo.runs.rundir import RunDir
 
     # 1. uninterrupted
     p, run, dbg_base = _start(setup, "fsdp", cmd=_fsdp_cmd(setup, setup["base"] / "fsdp" / "run"), env=FSDP)
@@ -394,7 +394,7 @@ def test_two_processes_several_target_languages(setup):
     """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
     of it in one micro-batch, languages mixed; per-language margins logged once per step. With shared prompts
     (each pair one masked sequence) under DDP: step 1's log-probs equal the reference pass's."""
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
     run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1",

@@ -1,9 +1,9 @@
 """Crash safety, proven by killing real training processes.
 
 Each test starts the real ``python -m clo train`` on a tiny random model and has it SIGKILL itself at a chosen
-point (``CLO_FAULT``, read by :func:`clo.testing.fault_point`: the same as ``kill -9`` or the out-of-memory killer,
+point (``CLO_FAULT``, read by :func:`clo.core.testing.fault_point`: the same as ``kill -9`` or the out-of-memory killer,
 no cleanup runs), then checks what a user finds afterwards with the CLI (``python -m clo runs``), RunDir and
-``clo.models.load_model``:
+``clo.models.load.load_model``:
 
 - ``metrics.jsonl`` reads up to the last logged step;
 - ``model/`` is the model of the last finished save, loadable, or absent; never a torn file;
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from clo.cli import main
-from clo.process import pid_alive, process_start_id
-from clo.runs import RunDir, recover_lost
-from clo.resume import resume_check
-from clo.spec import TrainSpec
+from clo.cli.main import main
+from clo.core.process import pid_alive, process_start_id
+from clo.runs.rundir import RunDir, recover_lost
+from clo.runs.resume import resume_check
+from clo.core.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
@@ -105,7 +105,7 @@ def test_kill_during_the_reference_pass(tiny_model, xl_file, tmp_path):
 def test_kill_mid_step_then_resume(tiny_model, xl_file, tmp_path):
     """Killed in step 5 (gradients computed, optimizer not stepped) with a save every 3 steps; resumed from
     step 3, it recomputes step 4 exactly as the lost attempt did, then finishes."""
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     root, home = tmp_path / "runs", tmp_path / "home"
     out = root / "mid"
@@ -152,7 +152,7 @@ def test_kill_mid_step_then_resume(tiny_model, xl_file, tmp_path):
 
 def test_kill_while_saving_keeps_the_previous_model(tiny_model, xl_file, tmp_path):
     """Killed during the second save (step 2): the new files are written, not yet published by the rename."""
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     root, home = tmp_path / "runs", tmp_path / "home"
     out = root / "save"
@@ -232,7 +232,7 @@ def test_a_stop_in_a_resumed_runs_reference_pass_keeps_the_earlier_model(tiny_mo
     run can still be resumed from step 2."""
     import threading
 
-    from clo.train import resume_training, run_training
+    from clo.training.run import resume_training, run_training
 
     out = tmp_path / "runs" / "again"
     spec = TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", batch_size=2, max_length=64, lr=1e-3,

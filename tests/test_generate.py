@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from clo.generate import GenerationOptions, clean_answer, generate, generate_answers, stream
-from clo.models import load_model
+from clo.evaluation.generate import GenerationOptions, clean_answer, generate, generate_answers, stream
+from clo.models.load import load_model
 
 PROMPTS = ["What is the capital of Kenya?", "Habari?", "Explain why the sky is blue in simple words, please.",
            "Osha mikono yako kwa sabuni kabla ya kula. Kwa nini?"]
@@ -47,7 +47,7 @@ def test_clean_answer_cuts_invented_turns():
 
 
 def test_eval_json_has_documented_keys(tiny_model, tmp_path, capsys):
-    from clo.cli import main
+    from clo.cli.main import main
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [

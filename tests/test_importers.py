@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.data import DataError, load_sft
-from clo.importers import import_oasst, import_table, read_oasst_messages
+from clo.data.formats import DataError, load_sft
+from clo.data.importers import import_oasst, import_table, read_oasst_messages
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 OASST = FIXTURES / "oasst_small.jsonl"
@@ -19,7 +19,7 @@ GREEN_TEA = "d41f7c2e-8a3b-4f6d-9e1c-2b5a7d3e8f10"
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli import main
+    from clo.cli.main import main
 
     return main(argv)
 

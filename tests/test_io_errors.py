@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.cli import main
-from clo.runs import RunDir
+from clo.cli.main import main
+from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from clo.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
-from clo.catalog import list_runs
-from clo.process import pid_alive
-from clo.runs import RunDir, RunError
-from clo.resume import resume_check
-from clo.spec import TrainSpec
+from clo.runs.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
+from clo.runs.catalog import list_runs
+from clo.core.process import pid_alive
+from clo.runs.rundir import RunDir, RunError
+from clo.runs.resume import resume_check
+from clo.core.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ FAKE_TRAINER = textwrap.dedent('''
     import os, sys, time
     from pathlib import Path
     import yaml
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     cfg_path = sys.argv[sys.argv.index("--config") + 1]
     out = Path(sys.argv[sys.argv.index("--out") + 1])
@@ -304,8 +304,8 @@ def test_closing_the_manager_without_kill_leaves_the_job_running(manager, fake, 
 APP = textwrap.dedent('''
     """A stand-in for the Streamlit app: one JobManager (as in st.cache_resource) and two submitted jobs."""
     import sys, time
-    from clo.jobs import JobManager
-    from clo.spec import TrainSpec
+    from clo.runs.jobs import JobManager
+    from clo.core.spec import TrainSpec
 
     root, model, data = sys.argv[1:4]
     jobs = JobManager(root)
@@ -364,8 +364,8 @@ FAKE_RESUMER = textwrap.dedent('''
     """Behaves like `python -m clo runs resume D`: refuses what clo refuses, else goes on from the checkpoint."""
     import os, sys, time
     from pathlib import Path
-    from clo.resume import prepare_resume, resume_point
-    from clo.runs import RunDir, RunError
+    from clo.runs.resume import prepare_resume, resume_point
+    from clo.runs.rundir import RunDir, RunError
 
     out = Path(sys.argv[-1])
     with open(os.environ["FAKE_JOURNAL"], "a") as f:
@@ -485,7 +485,7 @@ def test_a_failing_resume_shows_its_error_and_leaves_the_run_as_it_was(tmp_path)
     """The real `python -m clo runs resume` child, refused after the run was queued: the base model folder is
     gone. The run is interrupted again with its checkpoint, its page shows why the resume failed, and the queue
     moves on."""
-    from clo.catalog import run_table
+    from clo.runs.catalog import run_table
 
     root = tmp_path / "runs"
     lost = interrupted_run(root / "lost", model=str(tmp_path / "gone-model"))

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from clo.arena import Arena
-from clo.generate import GenerationOptions
-from clo.judge import Judge, combine, judge_responses, judge_round, parse_verdict
-from clo.models import load_model
-from clo.serve import ServeSettings, running_server
+from clo.workshop.arena import Arena
+from clo.evaluation.generate import GenerationOptions
+from clo.workshop.judge import Judge, combine, judge_responses, judge_round, parse_verdict
+from clo.models.load import load_model
+from clo.workshop.serve import ServeSettings, running_server
 
 KEY = "sk-judge-secret-42"
 
@@ -52,7 +52,7 @@ def test_a_judge_that_always_answers_a_yields_50_percent(always_a):
 
 
 def test_clo_eval_with_a_judge_end_to_end(tiny_judge, tiny_model, tiny_gpt2, tmp_path, capsys, monkeypatch):
-    from clo.cli import main
+    from clo.cli.main import main
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("".join(json.dumps({"id": str(i), "lang": "sw", "prompt": p}) + "\n"

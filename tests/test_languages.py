@@ -1,6 +1,6 @@
 import pytest
 
-from clo.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language, target_languages
+from clo.core.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language, target_languages
 
 
 def test_paper_targets_registered_with_codes():
@@ -26,7 +26,7 @@ def test_targets_exclude_english_and_start_with_paper():
 
 
 def test_every_detector_label_gets_a_name_never_a_bare_code():
-    from clo.languages import language_name
+    from clo.core.languages import language_name
 
     assert [language_name(c) for c in ("sw", "swa", "xh", "ceb", "unknown", None)] == [
         "Swahili", "Swahili", "Xhosa", "Cebuano", "Unknown", "Unknown"]

@@ -1,4 +1,4 @@
-"""The Language Confusion Benchmark's own scoring (clo.lcb): each rule of their compute_metrics.py pinned on fixed
+"""The Language Confusion Benchmark's own scoring (clo.evaluation.lcb): each rule of their compute_metrics.py pinned on fixed
 texts, the aggregation on known numbers, and ``clo eval --scoring lcb`` end to end on a small answers file."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from clo import lcb
-from clo.cli import main
-from clo.languages import LANGUAGES
+from clo.evaluation import lcb
+from clo.cli.main import main
+from clo.core.languages import LANGUAGES
 
 GERMAN = "Der Himmel ist blau, weil die Luft das blaue Licht stärker streut."
 ENGLISH = "The sky looks blue because the air scatters blue light more strongly."

@@ -36,7 +36,7 @@ def test_every_lever_runs_and_the_exact_ones_agree(tiny_model, tmp_path, monkeyp
 
 def test_the_system_prompt_lever_drops_the_default_and_says_how_far_log_probs_move(tmp_path, monkeypatch):
     from bench import levers
-    from clo.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model
+    from clo.core.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model
 
     monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
     model = make_tiny_model(tmp_path / "tiny-system", template=CHATML_DEFAULT_SYSTEM)

@@ -1,11 +1,11 @@
-"""Real-word rate (clo.lexicon): real text high, letters shuffled inside words low, None without a lexicon."""
+"""Real-word rate (clo.evaluation.lexicon): real text high, letters shuffled inside words low, None without a lexicon."""
 import random
 import re
 
 import pytest
 
-from clo import lexicon
-from clo.lexicon import REAL_WORD_MIN, real_word_rate, word_marks
+from clo.evaluation import lexicon
+from clo.evaluation.lexicon import REAL_WORD_MIN, real_word_rate, word_marks
 
 REAL = {
     "sw": "Watoto wanacheza mpira shuleni kila siku baada ya masomo, na walimu wanawaangalia kwa furaha.",
@@ -81,7 +81,7 @@ def test_yoruba_has_no_lexicon_but_its_spelling_gates_clean():
     """Yoruba: no dictionary, but its alphabet is closed (no c q v x z; tones grave/acute/macron; a dot below
     on e, o, s only). Real Yoruba is spelled in it; the tuned model's Yoruba-shaped noise is not, so it is
     not counted clean although language ID says Yoruba."""
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     assert lexicon.is_spelled("ọ̀rẹ́", "yo") and lexicon.is_spelled("ń", "yo") and lexicon.is_spelled("gbogbo", "yo")
     for word in ("ụlọ", "kǎm", "güsö", "vâta", "ỉgûdén", "zhétifèn", "ạ"):  # Igbo dot-below u, caron, diaeresis…
@@ -108,7 +108,7 @@ def test_yoruba_spelling_threshold_holds_on_the_report_half():
     import json
     from pathlib import Path
 
-    from clo.langcheck import load_checkset
+    from clo.evaluation.langcheck import load_checkset
 
     root = Path(__file__).resolve().parent.parent / "assets"
     refs = [json.loads(l)["reference"] for l in (root / "data" / "heldout" / "yo.jsonl").read_text("utf-8").splitlines()]
@@ -180,7 +180,7 @@ FLUENT = {
 def test_fluent_text_with_names_compounds_markup_and_titles_is_clean(lang):
     """Names, acronyms, numbers and units, URLs, code, Markdown and a quoted title in another language are not
     evidence against an answer: a fluent answer full of them is clean, and the skipped words are named."""
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     c = check_response("", FLUENT[lang], lang)
     assert c.clean_pass, (c.verdict, c.unknown_words)
@@ -196,7 +196,7 @@ def test_the_same_text_shuffled_is_not_clean(lang):
     import importlib.util
     from pathlib import Path
 
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     path = Path(__file__).resolve().parent.parent / "scripts" / "calibrate_real_words.py"
     spec = importlib.util.spec_from_file_location("calibrate_real_words", path)
@@ -237,7 +237,7 @@ def test_german_compounds_are_judged_by_their_parts():
 def test_why_an_answer_is_not_clean_is_said():
     """The demo's tuned answers are Swahili-shaped text whose words are not real: the verdict says so, with
     the real-word share and the unknown words, instead of a bare "Unknown · 0%"."""
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     noise = ("Inamuwa vakarama ikawa mata na tafia. Inampi naikeka huko zwena yahara wahezana pouhilika wejiminako "
              "umaatua wanauku ushuha akumeki ola niyezihiyina.")  # the SmolLM2 demo run, held-out prompt 1
@@ -290,7 +290,7 @@ def test_pathological_words_are_judged_quickly():
 
 
 def test_addresses_inside_brackets_are_addresses_and_stay_in_ascii():
-    from clo.metrics import check_response
+    from clo.evaluation.metrics import check_response
 
     sw = ("Soma zaidi hapa (https://www.example.com/docs/getting-started/install) na hapa "
           "(https://github.com/openai/whisper/blob/main/README).")

@@ -11,12 +11,12 @@ import os
 
 import pytest
 
-from clo.catalog import list_runs, run_table, runs_with_model
-from clo.cli import main
-from clo.jobs import JobManager, read_progress
-from clo.process import this_host
-from clo.resume import resume_point
-from clo.runs import READ_STATES, RUN_STATES, RunDir, RunError, recover_lost
+from clo.runs.catalog import list_runs, run_table, runs_with_model
+from clo.cli.main import main
+from clo.runs.jobs import JobManager, read_progress
+from clo.core.process import this_host
+from clo.runs.resume import resume_point
+from clo.runs.rundir import READ_STATES, RUN_STATES, RunDir, RunError, recover_lost
 
 
 def good_run(root, name="good") -> RunDir:

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clo.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
+from clo.training.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
                         kto_pair_loss, needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
 
 T = torch.tensor
@@ -75,9 +75,11 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file, loss_type
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    from clo.data import load_crosslingual
-    from clo.pairs import build_pairs, to_conversational
-    from clo.trainer import CLOConfig, CLOTrainer, PairCollator
+    from clo.data.formats import load_crosslingual
+    from clo.data.pairs import build_pairs, to_conversational
+    from clo.training.config import CLOConfig
+    from clo.training.trainer import CLOTrainer
+    from clo.training.sampling import PairCollator
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)

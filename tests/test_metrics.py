@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from clo import metrics as M
-from clo.data import ASSETS
+from clo.evaluation import metrics as M
+from clo.data.formats import DATA_DIR
 
 SW_PROMPT = "Kwa nini anga ni la buluu?"
 SW_GOOD = "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu zaidi kuliko rangi nyingine."
@@ -21,7 +21,7 @@ ZH_NAME = "Python 是一种很受欢迎的编程语言，很多科学家都用�
 
 def _bundled(folder: str) -> dict[str, list[dict]]:
     out = {}
-    for path in sorted((ASSETS / folder).glob("*.jsonl")):
+    for path in sorted((DATA_DIR / folder).glob("*.jsonl")):
         out[path.stem] = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
     return out
 
@@ -223,13 +223,13 @@ def test_aggregate():
 def test_docstring_examples():
     import doctest
 
-    from clo import metrics
+    from clo.evaluation import metrics
 
     assert doctest.testmod(metrics).failed == 0
 
 
 def test_wpr_finds_english_glued_to_han_and_kana():
-    from clo.metrics import english_words, word_pass
+    from clo.evaluation.metrics import english_words, word_pass
 
     assert english_words("我喜欢用python编程") == ["python"]
     assert english_words("私はpythonでプログラムを書きます") == ["python"]
@@ -238,7 +238,7 @@ def test_wpr_finds_english_glued_to_han_and_kana():
 
 
 def test_clean_lpr_needs_real_words_and_strict_counts_excluded():
-    from clo.metrics import score_responses
+    from clo.evaluation.metrics import score_responses
 
     recs = [
         {"prompt": "Kwa nini anga ni la buluu?",

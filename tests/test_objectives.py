@@ -13,10 +13,10 @@ import yaml
 from conftest import SAMPLES, write_xl
 from test_cli import run_cli
 
-from clo.catalog import run_table
-from clo.runs import RunDir
-from clo.spec import SpecError, TrainSpec
-from clo.train import load_records, run_training
+from clo.runs.catalog import run_table
+from clo.runs.rundir import RunDir
+from clo.core.spec import SpecError, TrainSpec
+from clo.training.run import load_records, run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import objectives_table  # noqa: E402  (bench/ is not a package on the path)
@@ -65,7 +65,7 @@ def test_spec_takes_several_languages_and_keeps_one():
 
 
 def test_cli_flags_for_the_new_settings():
-    from clo.cli import build_parser, spec_from_args
+    from clo.cli.main import build_parser, spec_from_args
 
     args = build_parser().parse_args(["train", "--objective", "orpo", "--lang", "sw,yo", "--english-anchor", "0.2",
                                       "--english-nll", "0.1", "--simpo-gamma", "0.3", "--data", "demo"])
@@ -239,7 +239,7 @@ def test_demo_experiment_rescore_replaces_scores_from_the_saved_answers(tmp_path
     """`bench/demo_experiment.py --rescore`: a record's scores become those of its saved answers under today's
     scoring code (a fix to a metric reaches every published row); a record without saved answers is kept."""
     import demo_experiment
-    from clo.evaluate import score_answers
+    from clo.evaluation.evaluate import score_answers
 
     sw = "Watoto wanacheza mpira shuleni kila siku baada ya masomo, na mwalimu anawaangalia."
     answers = [{"model": "default", "id": "a", "lang": "sw", "prompt": "Habari?", "response": sw, "reference": sw},

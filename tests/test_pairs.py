@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from clo.data import ASSETS, load_crosslingual
-from clo.pairs import DIRECTIONS, build_pairs, to_conversational
+from clo.data.formats import DATA_DIR, load_crosslingual
+from clo.data.pairs import DIRECTIONS, build_pairs, to_conversational
 
 RECORDS = [
     {"id": "a", "lang": "sw", "instruction_en": "Hi?", "response_en": "Hello.", "instruction": "Habari?",
@@ -17,7 +17,7 @@ RECORDS = [
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli import main
+    from clo.cli.main import main
 
     return main(argv)
 
@@ -43,7 +43,7 @@ def test_conversational_format():
 
 
 def test_cli_pairs_on_the_demo_set(capsys):
-    if not (ASSETS / "demo" / "sw.jsonl").exists():
+    if not (DATA_DIR / "demo" / "sw.jsonl").exists():
         pytest.skip("assets/data/demo/sw.jsonl is not written yet")
     assert run_cli(["pairs", "--lang", "sw", "--data", "demo", "--limit", "3"]) == 0
     out = capsys.readouterr().out

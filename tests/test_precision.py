@@ -1,13 +1,13 @@
-"""Compute precision (clo/precision.py): what ``auto`` picks, and a bf16 run end to end on a tiny model."""
+"""Compute precision (clo/core/precision.py): what ``auto`` picks, and a bf16 run end to end on a tiny model."""
 from __future__ import annotations
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from clo import precision as P
-from clo.spec import SpecError, TrainSpec
-from clo.train import run_training
+from clo.core import precision as P
+from clo.core.spec import SpecError, TrainSpec
+from clo.training.run import run_training
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -58,7 +58,7 @@ def test_a_bf16_run_trains_in_bf16_and_keeps_its_own_reference_cache(tiny_model,
     assert len(said) == 1 and "computing in bf16" in said[0] and "no native bf16" in said[0]  # the user is warned
     monkeypatch.undo()
     monkeypatch.setenv("CLO_HOME", str(home))
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     run = RunDir(tmp_path / "bf16")
     assert bf16.state == "finished" and run.status()["precision"] == "bf16"
@@ -76,11 +76,11 @@ def test_a_bf16_run_trains_in_bf16_and_keeps_its_own_reference_cache(tiny_model,
         assert diff.max() < 0.05 * b[key].abs().max(), key  # and still the same log-probs to bf16's precision
     again = run_training(TrainSpec(**common, precision="bf16"), tmp_path / "again")
     assert again.ref_cache_hit is True
-    from clo.catalog import run_table
+    from clo.runs.catalog import run_table
 
     assert {r["run"]: r["precision"] for r in run_table(tmp_path)} == {"bf16": "bf16", "fp32": "fp32", "again": "bf16"}
     # the time estimate beside Launch comes from a run of the same precision: bf16 steps are not fp32's
-    from clo.estimate import estimate_run
+    from clo.runs.estimate import estimate_run
 
     assert estimate_run(TrainSpec(**common, precision="fp32"), 8, tmp_path).basis == "fp32"
     assert estimate_run(TrainSpec(**common, precision="bf16"), 8, tmp_path).basis in ("bf16", "again")
@@ -89,8 +89,8 @@ def test_a_bf16_run_trains_in_bf16_and_keeps_its_own_reference_cache(tiny_model,
 def test_a_run_saved_before_the_setting_resumes_in_fp32(tmp_path):
     """config.yaml of a run from before ``precision`` existed: it computed in fp32 on this CPU, and its resume must
     not switch to bf16 halfway (its reference cache, checkpoint and steps are fp32's)."""
-    from clo.runs import RunDir
-    from clo.train import saved_spec
+    from clo.runs.rundir import RunDir
+    from clo.training.run import saved_spec
 
     config = TrainSpec(method="clo", max_steps=3).to_dict()
     config.pop("precision")

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from clo.catalog import list_runs
-from clo.runs import RunDir, RunError, recover_lost, safe_run_path
-from clo.resume import prepare_resume, resume_point
+from clo.runs.catalog import list_runs
+from clo.runs.rundir import RunDir, RunError, recover_lost, safe_run_path
+from clo.runs.resume import prepare_resume, resume_point
 
 
 def test_create_writes_config_and_queued_status(tmp_path):

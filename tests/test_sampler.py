@@ -6,9 +6,9 @@ import random
 import pytest
 import yaml
 
-from clo.spec import TrainSpec
-from clo.train import run_training
-from clo.trainer import PairSampler
+from clo.core.spec import TrainSpec
+from clo.training.run import run_training
+from clo.training.sampling import PairSampler
 
 
 def _padded(order: list[int], row_lengths: list[int], batch_rows: int) -> tuple[int, int]:
@@ -53,7 +53,7 @@ def test_training_with_length_grouping(tiny_model, xl_file, tmp_path, method):
 
 
 def test_cli_flag_sets_and_unsets_grouping(tmp_path):
-    from clo.cli import build_parser, spec_from_args
+    from clo.cli.main import build_parser, spec_from_args
 
     args = build_parser().parse_args(["train", "--group-by-length", "--data", "demo"])
     assert spec_from_args(args).group_by_length is True

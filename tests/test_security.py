@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.cli import main
-from clo.runs import RunDir, RunError, safe_run_path
+from clo.cli.main import main
+from clo.runs.rundir import RunDir, RunError, safe_run_path
 
 ROOT = Path(__file__).resolve().parent.parent
 XL = {"id": "s1", "lang": "sw", "instruction_en": "What is the capital of Kenya?",
@@ -68,7 +68,7 @@ def test_a_symlinked_run_id_pointing_outside_is_refused(tmp_path):
 
 
 def test_the_job_manager_deletes_nothing_outside_the_runs_folder(tmp_path):
-    from clo.jobs import JobManager
+    from clo.runs.jobs import JobManager
 
     root, victim = tmp_path / "runs", tmp_path / "victim"
     make_run(victim, model=True)
@@ -143,8 +143,8 @@ def test_an_upload_name_cannot_place_the_saved_set_outside_the_data_folder(name,
 
 
 def test_a_symlink_in_the_data_folder_is_neither_offered_nor_written_through(app, tmp_path):
-    from clo.data import DataError
-    from clo.datasets import list_datasets, save_dataset
+    from clo.data.formats import DataError
+    from clo.data.stored import list_datasets, save_dataset
 
     datasets, outside = tmp_path / "datasets", tmp_path / "outside.jsonl"
     datasets.mkdir()
@@ -194,7 +194,9 @@ def pickled_model(tmp_path, tiny_model) -> tuple[Path, Path]:
 
 
 def test_a_pickle_only_model_is_refused_and_never_unpickled(pickled_model, tmp_path, capsys):
-    from clo.models import UnsafeModelError, load_model, resolve_model
+    from clo.models.registry import UnsafeModelError
+    from clo.models.load import load_model
+    from clo.models.resolve import resolve_model
 
     folder, marker = pickled_model
     with pytest.raises(UnsafeModelError, match=r"only pickle weights \(pytorch_model.bin\).*safetensors only"):
@@ -212,7 +214,7 @@ def test_a_pickle_only_model_is_refused_and_never_unpickled(pickled_model, tmp_p
 
 
 def test_a_pickle_beside_safetensors_is_ignored(tmp_path, tiny_model):
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     folder, marker = tmp_path / "both", tmp_path / "UNPICKLED"
     shutil.copytree(tiny_model, folder)
@@ -222,7 +224,8 @@ def test_a_pickle_beside_safetensors_is_ignored(tmp_path, tiny_model):
 
 
 def test_a_pickle_only_lora_adapter_is_refused(tmp_path):
-    from clo.models import UnsafeModelError, load_model
+    from clo.models.registry import UnsafeModelError
+    from clo.models.load import load_model
 
     folder, marker = tmp_path / "adapter", tmp_path / "UNPICKLED"
     folder.mkdir()
@@ -256,7 +259,9 @@ def remote_code_model(tmp_path: Path, tiny_model: Path, *, model_type: str = "cl
 
 @pytest.mark.parametrize("tokenizer", [False, True], ids=["model-auto_map", "tokenizer-auto_map"])
 def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(tokenizer, tmp_path, tiny_model, capsys):
-    from clo.models import UnsafeModelError, check_model_folder, load_model
+    from clo.models.registry import UnsafeModelError
+    from clo.models.resolve import check_model_folder
+    from clo.models.load import load_model
 
     folder, marker = remote_code_model(tmp_path, tiny_model, tokenizer=tokenizer)
     with pytest.raises(UnsafeModelError, match=r"needs its own Python code to load \(modeling_evil.py\)"):
@@ -271,7 +276,7 @@ def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(toke
 
 
 def test_auto_map_on_a_built_in_model_type_loads_transformers_own_code(tmp_path, tiny_model):
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     folder, marker = remote_code_model(tmp_path, tiny_model, model_type="llama")
     assert type(load_model(str(folder)).model).__name__ == "LlamaForCausalLM"
@@ -330,7 +335,7 @@ def test_a_config_with_a_python_tag_is_refused_not_run(tmp_path, capsys):
 
 
 def test_streamlit_reads_the_project_config_and_binds_to_localhost():
-    from clo.data import DEFAULT_MAX_UPLOAD_MB
+    from clo.data.formats import DEFAULT_MAX_UPLOAD_MB
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMLIT_")}
     probe = ("import json, streamlit.config as c; c.get_config_options(force_reparse=True); print(json.dumps({k: "
@@ -340,7 +345,7 @@ def test_streamlit_reads_the_project_config_and_binds_to_localhost():
     options = json.loads(out.stdout.strip().splitlines()[-1])
     config = str(ROOT / ".streamlit" / "config.toml")
     assert options["server.address"] == ["127.0.0.1", config]
-    assert options["server.maxUploadSize"] == [DEFAULT_MAX_UPLOAD_MB, config]  # the same cap as clo.data's
+    assert options["server.maxUploadSize"] == [DEFAULT_MAX_UPLOAD_MB, config]  # the same cap as clo.data.formats's
     assert options["server.enableXsrfProtection"][0] is True
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Opening the app to a network", 1)[1].split("\n## ", 1)[0]
@@ -365,8 +370,8 @@ def assert_no_secret(folder: Path) -> list[str]:
 
 
 def test_no_secret_reaches_a_run_directory_or_the_job_log(tmp_path, tiny_model):
-    from clo.jobs import LOG_NAME, JobManager
-    from clo.spec import TrainSpec
+    from clo.runs.jobs import LOG_NAME, JobManager
+    from clo.core.spec import TrainSpec
 
     data = _write(tmp_path / "xl.jsonl", "".join(json.dumps({**XL, "id": f"s{i}"}) + "\n" for i in range(2)).encode())
     spec = TrainSpec(model=str(tiny_model), data=str(data), lang="sw", max_steps=1, batch_size=2)
@@ -385,8 +390,8 @@ def test_no_secret_reaches_a_run_directory_or_the_job_log(tmp_path, tiny_model):
 
 
 def test_no_secret_in_the_error_of_a_failed_run(tmp_path, tiny_model, monkeypatch):
-    from clo.spec import SpecError, TrainSpec
-    from clo.train import run_training
+    from clo.core.spec import SpecError, TrainSpec
+    from clo.training.run import run_training
 
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)
@@ -412,7 +417,7 @@ def test_csv_downloads_never_hand_a_spreadsheet_a_formula(text):
     import csv
     import io
 
-    from clo.export import csv_safe, rows_to_csv
+    from clo.core.downloads import csv_safe, rows_to_csv
 
     assert csv_safe(text) == "'" + text
     rows = [{"model": "run-1", "prompt": "Habari?", "response": text, "chrf": -0.5, "n": 3, "reference": None}]
@@ -423,7 +428,7 @@ def test_csv_downloads_never_hand_a_spreadsheet_a_formula(text):
 
 
 def test_csv_safe_leaves_ordinary_text_alone():
-    from clo.export import csv_safe, rows_to_csv
+    from clo.core.downloads import csv_safe, rows_to_csv
 
     for text in ("Mji mkuu wa Kenya ni Nairobi.", "a = b", "1+1", "", "'quoted", " =not first"):
         assert csv_safe(text) == text

@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from clo.generate import GenerationOptions, generate
-from clo.models import load_model
-from clo.serve import ServeSettings, running_server
+from clo.evaluation.generate import GenerationOptions, generate
+from clo.models.load import load_model
+from clo.workshop.serve import ServeSettings, running_server
 
 FORCE = {"min_new_tokens": 8}  # a random model may end at once; make it write
 PROMPTS = ["What is the capital of Kenya?", "Habari?", "Explain why the sky is blue.", "Osha mikono yako."]

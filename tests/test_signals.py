@@ -6,7 +6,7 @@ mark the run ``stopped`` with the signal named. A second signal aborts at once a
 ``interrupted``; so does a step that has not ended within ``CLO_STOP_DEADLINE_S`` seconds of the stop. The app's
 job manager stops its job the same way when the app shuts down.
 
-A step that never ends is made with ``CLO_FAULT=step:N:hang`` (:func:`clo.testing.fault_point`), so no test depends
+A step that never ends is made with ``CLO_FAULT=step:N:hang`` (:func:`clo.core.testing.fault_point`), so no test depends
 on timing: the waits below are bounded, never measured.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from clo.catalog import list_runs
-from clo.models import load_model
-from clo.runs import RunDir
+from clo.runs.catalog import list_runs
+from clo.models.load import load_model
+from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG = "400"  # steps: only a signal ends such a run early
@@ -151,7 +151,7 @@ APP = textwrap.dedent('''
     makes on SIGTERM or Ctrl-C (its handler stops the server and Python exits normally, running atexit)."""
     import signal, sys
     from app_pages._shared import _job_manager
-    from clo.spec import TrainSpec
+    from clo.core.spec import TrainSpec
     
     root, model, data = sys.argv[1:4]
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))

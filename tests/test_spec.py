@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import clo.spec
-from clo.cli import build_parser, main
-from clo.spec import TrainSpec, add_spec_arguments, setting, spec_fields, spec_from_sources, yaml_key
+import clo.core.spec
+from clo.cli.main import build_parser, main
+from clo.core.spec import TrainSpec, add_spec_arguments, setting, spec_fields, spec_from_sources, yaml_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,15 +48,15 @@ def test_flags_override_config_which_overrides_the_preset(tmp_path):
 
 
 def test_choices_are_checked_with_the_setting_named():
-    with pytest.raises(clo.spec.SpecError, match="Unknown scheduler 'bogus'. Choose one of: linear, cosine"):
+    with pytest.raises(clo.core.spec.SpecError, match="Unknown scheduler 'bogus'. Choose one of: linear, cosine"):
         TrainSpec(scheduler="bogus")
-    with pytest.raises(clo.spec.SpecError, match="Unknown device 'tpu'"):
+    with pytest.raises(clo.core.spec.SpecError, match="Unknown device 'tpu'"):
         TrainSpec(device="tpu")
 
 
 @dataclasses.dataclass
 class WithNewSetting(TrainSpec):
-    """TrainSpec plus one setting, added the way a developer would add it to clo/spec.py."""
+    """TrainSpec plus one setting, added the way a developer would add it to clo/core/spec.py."""
 
     label_smoothing: float = setting(0.0, "smooth the target NLL's labels by this much (a new setting)",
                                       form={"row": 6, "label": "Label smoothing", "widget": "number", "min": 0.0,
@@ -65,7 +65,7 @@ class WithNewSetting(TrainSpec):
 
 @pytest.fixture()
 def new_setting(monkeypatch):
-    monkeypatch.setattr(clo.spec, "TrainSpec", WithNewSetting)
+    monkeypatch.setattr(clo.core.spec, "TrainSpec", WithNewSetting)
     return WithNewSetting
 
 

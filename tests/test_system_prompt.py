@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from clo.models import default_system_prompt_tokens, format_prompt, load_model, set_system_prompt
-from clo.spec import SpecError, TrainSpec
-from clo.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model, make_tiny_tokenizer
+from clo.models.chat import default_system_prompt_tokens, format_prompt, set_system_prompt
+from clo.models.load import load_model
+from clo.core.spec import SpecError, TrainSpec
+from clo.core.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model, make_tiny_tokenizer
 
 USER = [{"role": "user", "content": "Habari yako?"}]
 DEFAULT = "You are a helpful assistant named Tiny"
@@ -43,7 +44,7 @@ def test_none_replaces_the_default_system_prompt_with_an_empty_turn():
 
 
 def test_model_and_templates_without_a_default_change_nothing():
-    from clo.testing import CHATML
+    from clo.core.testing import CHATML
 
     tok = _tokenizer()
     assert set_system_prompt(tok, "model") == 0 and tok.chat_template == CHATML_DEFAULT_SYSTEM
@@ -57,7 +58,7 @@ def test_model_and_templates_without_a_default_change_nothing():
 
 def test_a_run_without_the_default_system_prompt_saves_a_model_that_reads_prompts_as_training_did(
         system_model, xl_file, tmp_path, monkeypatch):
-    from clo.cli import main
+    from clo.cli.main import main
 
     monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
     out = tmp_path / "run"

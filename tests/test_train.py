@@ -9,10 +9,10 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 import torch
 from safetensors.torch import load_file
 
-from clo.scope import find_attention_modules
-from clo.spec import SpecError, TrainSpec
-from clo.train import run_training
-from clo.trainer import PairSampler
+from clo.training.scope import find_attention_modules
+from clo.core.spec import SpecError, TrainSpec
+from clo.training.run import run_training
+from clo.training.sampling import PairSampler
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -53,7 +53,7 @@ def test_attention_scope_moves_only_attention(tiny_model, xl_file, tmp_path, met
 
 
 def test_lora_scope_leaves_base_untouched(tiny_model, xl_file, tmp_path):
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     spec = TrainSpec(method="clo", model=str(tiny_model), data=str(xl_file), scope="lora", max_steps=2,
                      batch_size=2, lr=1e-2, lora_r=4, lora_alpha=8)
@@ -98,15 +98,15 @@ def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
     """Through the real trainer dataloader: each batch holds both directions of every sample in it."""
     from conftest import SAMPLES, write_xl
 
-    from clo.models import load_model
-    from clo.runs import RunDir
-    from clo.train import build_clo_trainer
+    from clo.models.load import load_model
+    from clo.runs.rundir import RunDir
+    from clo.training.run import build_clo_trainer
 
     samples = SAMPLES * 3  # 12 samples
     samples = [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d) in enumerate(samples)]
     xl = write_xl(tmp_path / "xl.jsonl", samples)
     spec = TrainSpec(model=str(tiny_model), data=str(xl), batch_size=3, max_steps=1)
-    from clo.data import load_crosslingual
+    from clo.data.formats import load_crosslingual
 
     records = load_crosslingual(xl, "sw")
     loaded = load_model(str(tiny_model))
@@ -136,11 +136,11 @@ def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_mode
     equal that row scored alone, without any padding."""
     from conftest import SAMPLES, write_xl
 
-    from clo.data import load_crosslingual
-    from clo.models import load_model
-    from clo.runs import RunDir
-    from clo.train import build_clo_trainer
-    from clo.trainer import row_lengths
+    from clo.data.formats import load_crosslingual
+    from clo.models.load import load_model
+    from clo.runs.rundir import RunDir
+    from clo.training.run import build_clo_trainer
+    from clo.training.sampling import row_lengths
 
     samples = [(a, " ".join([b] * (1 + i % 4)), c, " ".join([d] * (1 + (i * 3) % 5)))  # lengths vary, unsorted
                for i, (a, b, c, d) in enumerate(SAMPLES * 2)]
@@ -168,7 +168,7 @@ def test_bucketed_forward_equals_one_forward_with_its_gradients(tiny_model, buck
     same gradients; 64 buckets > 8 sequences: one sequence each."""
     from transformers import AutoModelForCausalLM
 
-    from clo.trainer import add_selective_head, bucketed_logps
+    from clo.training.logprobs import add_selective_head, bucketed_logps
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
     assert add_selective_head(model)
@@ -203,11 +203,11 @@ def test_trainer_with_shared_prompts_scores_as_without(tiny_model, tmp_path):
     per-token log-probs are those of the plain path (which the reference pass wrote)."""
     from conftest import SAMPLES, write_xl
 
-    from clo.data import load_crosslingual
-    from clo.models import load_model
-    from clo.runs import RunDir
-    from clo.train import build_clo_trainer
-    from clo.trainer import EXTRA_COLUMNS
+    from clo.data.formats import load_crosslingual
+    from clo.models.load import load_model
+    from clo.runs.rundir import RunDir
+    from clo.training.run import build_clo_trainer
+    from clo.training.sampling import EXTRA_COLUMNS
 
     records = load_crosslingual(write_xl(tmp_path / "xl.jsonl", SAMPLES * 2), "sw")
     spec = TrainSpec(model=str(tiny_model), data="unused", batch_size=4, max_steps=1, precision="fp32")  # exactness
@@ -246,7 +246,7 @@ def test_shared_prompts_give_the_plain_log_probs_and_gradients(tiny_model, arch,
     does, gradients included — also where sliding-window layers see only part of a sequence (Gemma 3)."""
     from transformers import AutoModelForCausalLM
 
-    from clo.trainer import add_selective_head, prompt_sharing_supported, shared_prompt_logps
+    from clo.training.logprobs import add_selective_head, prompt_sharing_supported, shared_prompt_logps
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model) if arch == "llama" else _tiny_gemma3()
     assert add_selective_head(model) and prompt_sharing_supported(model) is None
@@ -287,7 +287,7 @@ def test_spec_rejects_bad_settings():
 
 
 def test_every_recipe_loads_into_the_spec():
-    from clo.spec import list_recipes, load_recipe
+    from clo.core.spec import list_recipes, load_recipe
 
     names = list_recipes()
     assert {"demo", "paper"} <= set(names)
@@ -301,7 +301,7 @@ def test_every_recipe_loads_into_the_spec():
 def test_unknown_recipe_key_is_an_error(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("method: clo\nlearning_rate: 0.1\n")
-    from clo.spec import load_recipe
+    from clo.core.spec import load_recipe
 
     with pytest.raises(SpecError, match="learning_rate"):
         TrainSpec.from_dict(load_recipe(str(p)))
@@ -319,7 +319,7 @@ def test_reference_cache_second_run_skips_reference_pass(tiny_model, xl_file, tm
 def test_stop_event_keeps_model_of_last_step(tiny_model, xl_file, tmp_path):
     import threading
 
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     stop = threading.Event()
 
@@ -344,7 +344,7 @@ def test_yaml_strings_do_not_pass_as_booleans_or_numbers():
 def test_stop_before_the_first_step_ends_cleanly(tiny_model, xl_file, tmp_path):
     import threading
 
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     stop = threading.Event()
     stop.set()
@@ -366,7 +366,7 @@ def test_gpt2_lora_targets_only_attention(tiny_gpt2, xl_file, tmp_path):
 
 
 def test_training_on_a_lora_run_saves_full_weights(tiny_model, xl_file, tmp_path):
-    from clo.models import load_model
+    from clo.models.load import load_model
 
     first = TrainSpec(method="sft", model=str(tiny_model), data=str(xl_file), scope="lora", max_steps=1, batch_size=1)
     run_training(first, tmp_path / "lora")
@@ -381,12 +381,12 @@ def test_training_on_a_lora_run_saves_full_weights(tiny_model, xl_file, tmp_path
 @pytest.mark.parametrize("lang", ["sw", "zh", "de", "ko", "id", "yo"])
 def test_demo_data_trains_in_every_paper_language(tiny_model, tmp_path, lang):
     """`clo train --data demo` works for all six targets (tiny model, 2 samples, 1 step)."""
-    from clo.cli import main
+    from clo.cli.main import main
 
     out = tmp_path / lang
     assert main(["train", "--model", str(tiny_model), "--data", "demo", "--lang", lang, "--limit", "2",
                  "--batch-size", "2", "--max-steps", "1", "--out", str(out)]) == 0
-    from clo.runs import RunDir
+    from clo.runs.rundir import RunDir
 
     assert RunDir(out).status()["state"] == "finished" and RunDir(out).config()["lang"] == lang
 
@@ -404,7 +404,7 @@ def _long_sample_file(tmp_path):
 
 
 def _lengths(tokenizer, records):
-    from clo.data import load_crosslingual
+    from clo.data.formats import load_crosslingual
 
     out = []
     for r in records:
@@ -416,9 +416,9 @@ def _lengths(tokenizer, records):
 def test_a_sample_whose_answer_would_be_cut_is_reported_and_skipped_whole(tiny_model, tmp_path):
     from transformers import AutoTokenizer
 
-    from clo.data import load_crosslingual
-    from clo.runs import RunDir
-    from clo.train import fit_to_length
+    from clo.data.formats import load_crosslingual
+    from clo.runs.rundir import RunDir
+    from clo.training.run import fit_to_length
 
     data = _long_sample_file(tmp_path)
     records = load_crosslingual(str(data), "sw")
@@ -442,7 +442,7 @@ def test_a_sample_whose_answer_would_be_cut_is_reported_and_skipped_whole(tiny_m
 
 
 def test_the_cli_says_what_max_length_cuts(tiny_model, tmp_path, capsys):
-    from clo.cli import main
+    from clo.cli.main import main
 
     data = _long_sample_file(tmp_path)
     assert main(["train", "--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "r"),
@@ -452,7 +452,7 @@ def test_the_cli_says_what_max_length_cuts(tiny_model, tmp_path, capsys):
 
 
 def test_the_reference_cache_key_changes_with_dtype_device_head_and_config():
-    from clo.trainer import ref_cache_key
+    from clo.training.reference import ref_cache_key
 
     base = dict(weights="w1", max_length=160, columns=[[[1, 2]], [[3]], [[4]]], dtype="torch.float32",
                 device="cpu", head="answer-only", config='{"hidden_size": 32}')
@@ -465,9 +465,9 @@ def test_the_reference_cache_key_changes_with_dtype_device_head_and_config():
 
 
 def test_a_short_run_scores_only_the_samples_it_will_train_on(tiny_model, xl_file, tmp_path):
-    from clo.data import load_crosslingual
-    from clo.runs import RunDir
-    from clo.train import samples_used
+    from clo.data.formats import load_crosslingual
+    from clo.runs.rundir import RunDir
+    from clo.training.run import samples_used
 
     records = load_crosslingual(str(xl_file), "sw")
     spec = TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=1, batch_size=1, max_length=256)

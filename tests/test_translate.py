@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from clo.data import ASSETS, load_crosslingual, read_records
-from clo.models import ModelNotFoundError
-from clo.translate import (
+from clo.data.formats import DATA_DIR, load_crosslingual, read_records
+from clo.models.registry import ModelNotFoundError
+from clo.data.translate import (
     BACKENDS,
     MissingReferenceError,
     ReferenceTranslator,
@@ -58,7 +58,7 @@ LONG = (
     "python -m clo langs\n"
     "```\n"
     "\n"
-    "The docs are at https://example.com/docs/install?lang=en#setup. Call `clo.translate.split_text(x)` "
+    "The docs are at https://example.com/docs/install?lang=en#setup. Call `clo.data.translate.split_text(x)` "
     "to see the pieces.\n"
     "\n"
     "- First item of a list.\n"
@@ -66,7 +66,7 @@ LONG = (
 )
 CODE = "```bash\npip install clo-studio==0.1  # install it\n\npython -m clo langs\n```\n"
 URL = "https://example.com/docs/install?lang=en#setup"
-INLINE = "`clo.translate.split_text(x)`"
+INLINE = "`clo.data.translate.split_text(x)`"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -263,7 +263,7 @@ def test_m2m100_resumes_after_an_interruption(tiny_m2m100, tmp_path):
 
 
 def test_language_not_in_the_registry_fails_before_any_work(tiny_m2m100, tmp_path, monkeypatch):
-    from clo import languages
+    from clo.core import languages
 
     monkeypatch.setitem(languages.LANGUAGES, "yo", dataclasses.replace(languages.LANGUAGES["yo"], m2m100=None))
     tr = load_translator("m2m100", str(tiny_m2m100), **FAST)
@@ -332,13 +332,13 @@ def test_nllb_end_to_end(tiny_nllb, tmp_path):
 
 
 def _bundled(lang: str):
-    if not (ASSETS / "demo" / f"{lang}.jsonl").exists():
+    if not (DATA_DIR / "demo" / f"{lang}.jsonl").exists():
         pytest.skip(f"assets/data/demo/{lang}.jsonl is not written yet")
 
 
 def test_reference_backend_matches_the_bundled_translations():
     _bundled("sw")
-    english = read_records(ASSETS / "demo" / "en.jsonl")
+    english = read_records(DATA_DIR / "demo" / "en.jsonl")
     swahili = {r["id"]: r for r in load_crosslingual("demo", "sw")}
     english = [r for r in english if r["id"] in swahili]
     rows = translate_records(english, "sw", "reference", cache=False)
@@ -347,9 +347,9 @@ def test_reference_backend_matches_the_bundled_translations():
         assert (row["instruction"], row["response"]) == (swahili[row["id"]]["instruction"],
                                                        swahili[row["id"]]["response"])
     # held-out prompts resolve by their exact English wording
-    held_en = read_records(ASSETS / "heldout" / "en.jsonl")
-    if (ASSETS / "heldout" / "sw.jsonl").exists():
-        held_sw = {r["id"]: r["prompt"] for r in read_records(ASSETS / "heldout" / "sw.jsonl")}
+    held_en = read_records(DATA_DIR / "heldout" / "en.jsonl")
+    if (DATA_DIR / "heldout" / "sw.jsonl").exists():
+        held_sw = {r["id"]: r["prompt"] for r in read_records(DATA_DIR / "heldout" / "sw.jsonl")}
         assert translate_texts([held_en[0]["prompt"]], "sw", "reference") == [held_sw[held_en[0]["id"]]]
 
 
@@ -419,7 +419,7 @@ def test_cache_keys_and_a_broken_file(tmp_path):
 
 
 def run_cli(argv: list[str]) -> int:
-    from clo.cli import main
+    from clo.cli.main import main
 
     return main(argv)
 
@@ -440,7 +440,7 @@ def test_cli_translate_with_the_tiny_model(tiny_m2m100, tmp_path, capsys):
 
 
 def test_cli_translate_errors_before_writing(tmp_path, capsys):
-    from clo.languages import LANGUAGES
+    from clo.core.languages import LANGUAGES
 
     uncovered = next(lang for code, lang in LANGUAGES.items()
                      if code != "en" and code not in ReferenceTranslator().languages())
@@ -465,7 +465,7 @@ def test_cli_translate_reference_demo(tmp_path):
 def test_a_damaged_translation_cache_is_moved_aside_and_rebuilt(damage, tiny_m2m100, tmp_path, caplog):
     """The cache file is overwritten, or cut short after a checkpoint: the next open runs PRAGMA quick_check,
     moves the file aside with a warning naming both paths, and the texts are translated again into a fresh cache."""
-    from clo import translation_cache
+    from clo.data import translation_cache
 
     path = tmp_path / "c.sqlite"
     tr = load_translator("m2m100", str(tiny_m2m100), batch_size=4, **FAST)
@@ -476,7 +476,7 @@ def test_a_damaged_translation_cache_is_moved_aside_and_rebuilt(damage, tiny_m2m
     data = path.read_bytes()
     path.write_bytes(b"not a database " * 200 if damage == "not-a-database" else data[: len(data) // 2])
     translation_cache._CHECKED.clear()  # as a new process would
-    with caplog.at_level("WARNING", logger="clo.translation_cache"):
+    with caplog.at_level("WARNING", logger="clo.data.translation_cache"):
         cache = TranslationCache(path)
     (aside,) = tmp_path.glob("c.sqlite.broken-*")
     warning = "\n".join(r.getMessage() for r in caplog.records)

@@ -1,0 +1,691 @@
+"""Does the model answer in the asked language, and is the answer real text? (docs/design.md, "Measuring the answer's language")
+
+Language Confusion Benchmark metrics (Marchisio et al., 2024) on top of :mod:`clo.evaluation.langid`, plus two
+degeneration checks that language ID cannot see, and chrF++ where references exist:
+
+- **LPR** — share of responses whose every counted line (≥ 5 tokens; characters for Han/kana) is detected
+  as the expected language with confidence > 0.3. Responses with no counted line are *excluded* and
+  reported as ``excluded``.
+- **WPR** — non-Latin-script languages only (the registry's ``latin`` flag: zh, ko, ja, ar, hi, ru): among
+  responses passing LPR, the share with no English word longer than 3 letters in a counted line.
+- **line_accuracy** — mean over non-excluded responses of the share of counted lines in the right language
+  (the benchmark's ``acc``).
+- **echo_rate** / **loop_rate** — the answer mostly copies the prompt (:func:`is_echo`) / one short n-gram
+  repeats to fill it (:func:`is_loop`); shares of all responses.
+- **real_word_rate** — mean over responses of the share of their words that a lexicon of the expected
+  language accepts (:mod:`clo.evaluation.lexicon`); ``None`` with ``real_word_rate_reason`` where no lexicon exists
+  (there, for a language with a known alphabet — Yoruba — clean LPR requires words spelled in it).
+- **clean_lpr** — like LPR, but a response must also be neither echo nor loop, and its real-word rate must
+  reach :data:`clo.evaluation.lexicon.REAL_WORD_MIN` (where the language has a lexicon; where it has none but a known
+  alphabet, its words spelled in that alphabet must reach :data:`clo.evaluation.lexicon.SPELLED_MIN`).
+- **clean_lpr_strict** — clean LPR with excluded responses (empty, no counted line) counted as failures.
+- **chrF++** — sacrebleu ``CHRF(word_order=2)`` against references: corpus-level, and per response.
+
+The data sets here are small (48 held-out prompts a language), so every rate comes with a 95% Wilson
+interval and chrF with a seeded bootstrap interval: read differences inside the intervals as noise.
+
+    >>> from clo.evaluation.metrics import score_responses
+    >>> records = [
+    ...     {"prompt": "Kwa nini anga ni la buluu?",
+    ...      "response": "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu zaidi.",
+    ...      "reference": "Anga ni la buluu kwa sababu hewa hutawanya mwanga wa buluu kuliko rangi nyingine."},
+    ...     {"prompt": "Kwa nini anga ni la buluu?", "response": "kwa maji ya kwa maji ya kwa maji ya kwa maji ya"},
+    ... ]
+    >>> s = score_responses(records, "sw")
+    >>> s["lpr"], s["clean_lpr"], s["loop_rate"], s["n"]
+    (1.0, 0.5, 0.5, 2)
+
+Every metric is also registered by name in :data:`METRICS` with ``higher_is_better``; each takes the list
+of per-response :class:`ResponseCheck` and returns a value or ``None`` where it does not apply.
+"""
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+from clo.evaluation.langid import LineDetection, detect_lines
+from clo.evaluation.intervals import bootstrap_interval, mean_interval, wilson_interval
+from clo.core.languages import get_language
+from clo.core.languages import language_name
+from clo.evaluation.lexicon import (REAL_WORD_MIN, SPELLED_MIN, lexicon_names, no_lexicon_reason, real_word_rate, skipped_summary,
+                         spelled_rate)
+
+__all__ = [
+    "ECHO_MIN_COPY",
+    "ECHO_NGRAM",
+    "LOOP_MIN_COVERAGE",
+    "LOOP_MIN_REPEATS",
+    "LOOP_MAX_DISTINCT",
+    "LOOP_DISTINCT_MIN_TOKENS",
+    "WPR_MIN_LETTERS",
+    "Metric",
+    "METRICS",
+    "ResponseCheck",
+    "register",
+    "tokenize",
+    "line_pass",
+    "word_pass",
+    "english_words",
+    "is_echo",
+    "is_loop",
+    "echo_score",
+    "loop_score",
+    "check_response",
+    "chrf",
+    "chrf_per_response",
+    "wilson_interval",
+    "bootstrap_interval",
+    "score_responses",
+    "aggregate",
+]
+
+# --- thresholds (the tests check them on hand-made answers and on every bundled reference answer)
+ECHO_NGRAM = 3  # copied material is found as shared token 3-grams (shorter for very short prompts)
+ECHO_MIN_COPY = 0.75  # echo: ≥ 75% of the response's tokens are copied from the prompt (see echo_score)
+LOOP_MIN_REPEATS = 3  # loop: a 1–4-gram repeated at least 3 times back to back ...
+LOOP_MIN_COVERAGE = 0.5  # ... such repeats cover ≥ 50% of the tokens, or
+LOOP_MAX_DISTINCT = 0.4  # ... among ≥ 12 tokens, ≤ 40% of the 4-grams are distinct (a long phrase looping)
+LOOP_DISTINCT_MIN_TOKENS = 12
+WPR_MIN_LETTERS = 4  # LCB: an English word "longer than 3 letters"
+
+_CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_TOKEN_RE = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_]|[\u0300-\u036f])+")
+# Latin letters only on either side: English glued to Han or kana ("用python编程") is still a word, as in the
+# benchmark, which segments Chinese and Japanese before looking words up.
+_LATIN = "A-Za-z\u00c0-\u024f\u1e00-\u1eff"
+_ENGLISH_WORD_RE = re.compile(r"(?<![%s])[a-z]{%d,}(?![%s])" % (_LATIN, WPR_MIN_LETTERS, _LATIN))
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens; each Han/kana character is a token; punctuation is dropped.
+
+    Combining marks stay with their word (Yoruba ``àárọ̀``), digits are kept.
+    """
+    return _TOKEN_RE.findall((text or "").lower())
+
+
+# ---------------------------------------------------------------------------------------------- language
+
+
+def _lines(response: str | Sequence[LineDetection]) -> list[LineDetection]:
+    return detect_lines(response) if isinstance(response, str) else list(response)
+
+
+def line_pass(response: str | Sequence[LineDetection], lang: str) -> bool | None:
+    """Every counted line is in ``lang`` (confidence > 0.3); ``None`` when no line is counted (excluded)."""
+    code = get_language(lang).code
+    counted = [l for l in _lines(response) if l.counted]
+    if not counted:
+        return None
+    return all(l.lang == code for l in counted)
+
+
+def english_words(response: str | Sequence[LineDetection]) -> list[str]:
+    """English-looking words in counted lines: runs of ≥ 4 lower-case ASCII letters standing alone.
+
+    Like the benchmark, which looks words up in a lower-case English word list, capitalised names and
+    acronyms (``Python``, ``NASA``) are not flagged. No word list ships offline, so any lower-case ASCII word
+    counts — in a non-Latin-script answer such a word is English (or romanised) in practice.
+    """
+    return [w for l in _lines(response) if l.counted for w in _ENGLISH_WORD_RE.findall(l.text)]
+
+
+def word_pass(response: str | Sequence[LineDetection], lang: str) -> bool | None:
+    """WPR for one response: ``None`` for Latin-script languages or responses failing/excluded from LPR."""
+    language = get_language(lang)
+    if language.latin:
+        return None
+    lines = _lines(response)
+    if not line_pass(lines, language.code):
+        return None
+    return not english_words(lines)
+
+
+# ---------------------------------------------------------------------------------------------- degeneration
+
+
+def _ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def echo_score(prompt: str, response: str) -> float:
+    """Share of the response's tokens copied from the prompt, in [0, 1] (1.0: a verbatim copy).
+
+    The larger of two measures: tokens inside a token 3-gram (shorter for very short texts) that also
+    occurs in the prompt — catches the prompt repeated several times — and tokens in runs of ≥ 2 tokens
+    aligned with the prompt in order (``difflib``) — catches a copy with a word changed near its end.
+    """
+    p, r = tokenize(prompt), tokenize(response)
+    if not p or not r:
+        return 0.0
+    n = min(ECHO_NGRAM, len(p), len(r))
+    in_prompt = set(_ngrams(p, n))
+    covered = [False] * len(r)
+    for i, gram in enumerate(_ngrams(r, n)):
+        if gram in in_prompt:
+            covered[i : i + n] = [True] * n
+    blocks = difflib.SequenceMatcher(None, p, r, autojunk=False).get_matching_blocks()
+    aligned = sum(b.size for b in blocks if b.size >= min(2, len(r)))
+    return max(sum(covered), aligned) / len(r)
+
+
+def is_echo(prompt: str, response: str, threshold: float = ECHO_MIN_COPY) -> bool:
+    """The answer mostly repeats the prompt: :func:`echo_score` ≥ ``threshold`` (0.75).
+
+    A verbatim, truncated or repeated copy scores 1.0, a copy with one word changed ~0.9. Normal answers
+    that restate part of the question ("Three fruits rich in vitamin C are …") score ≤ 0.55, and the
+    bundled answers to puzzle questions, which restate the puzzle, at most ~0.7.
+    """
+    return echo_score(prompt, response) >= threshold
+
+
+def _tandem_coverage(tokens: Sequence[str]) -> float:
+    """Share of tokens inside back-to-back repeats (≥ LOOP_MIN_REPEATS times) of a 1–4-gram."""
+    covered = [False] * len(tokens)
+    for n in range(1, 5):
+        i = 0
+        while i + n <= len(tokens):
+            gram, reps = tokens[i : i + n], 1
+            while tokens[i + reps * n : i + (reps + 1) * n] == gram:
+                reps += 1
+            # a trailing partial copy ("kwa maji ya kwa maji") still belongs to the loop
+            tail = 0
+            while tail < n - 1 and i + reps * n + tail < len(tokens) and tokens[i + reps * n + tail] == gram[tail]:
+                tail += 1
+            if reps >= LOOP_MIN_REPEATS:
+                covered[i : i + reps * n + tail] = [True] * (reps * n + tail)
+                i += reps * n
+            else:
+                i += 1
+    return sum(covered) / len(tokens) if tokens else 0.0
+
+
+def _distinct_4grams(tokens: Sequence[str]) -> float | None:
+    four = _ngrams(tokens, 4)
+    return len(set(four)) / len(four) if len(tokens) >= LOOP_DISTINCT_MIN_TOKENS else None
+
+
+def loop_score(response: str) -> float:
+    """Degree of looping in [0, 1], ≥ 0.5 where :func:`is_loop` fires: the larger of the share of tokens
+    in back-to-back repeats of a 1–4-gram and, for answers of ≥ 12 tokens, the share of repeated 4-grams
+    scaled so that the threshold of :func:`is_loop` maps to 0.5."""
+    t = tokenize(response)
+    score = _tandem_coverage(t)
+    distinct = _distinct_4grams(t)
+    if distinct is not None:
+        score = max(score, min(1.0, (1 - distinct) * LOOP_MIN_COVERAGE / (1 - LOOP_MAX_DISTINCT)))
+    return score
+
+
+def is_loop(response: str) -> bool:
+    """A short n-gram repeats to fill the answer.
+
+    True when back-to-back repeats (≥ 3 in a row) of one 1–4-gram cover ≥ 50% of the tokens ("kwa maji
+    ya kwa maji ya kwa maji…", "maji maji maji"), or, for answers of ≥ 12 tokens, when ≤ 40% of the
+    4-grams are distinct (a longer phrase said about 2.5 times or more). Normal answers sit far below:
+    they have no word said three times in a row, and nearly all their 4-grams are distinct.
+    """
+    t = tokenize(response)
+    if _tandem_coverage(t) >= LOOP_MIN_COVERAGE:
+        return True
+    distinct = _distinct_4grams(t)
+    return distinct is not None and distinct <= LOOP_MAX_DISTINCT
+
+
+# ---------------------------------------------------------------------------------------------- chrF++
+
+
+def _chrf_metric():
+    from sacrebleu.metrics import CHRF
+
+    return CHRF(word_order=2)
+
+
+def _chrf_stats(hypotheses: Sequence[str], references: Sequence[str]):
+    """Per-segment chrF++ statistics (sacrebleu's own; summing them gives the corpus score)."""
+    metric = _chrf_metric()
+    return metric, metric._extract_corpus_statistics(list(hypotheses), [list(references)])
+
+
+def chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus-level chrF++ (0–100) of responses against one reference each."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} responses but {len(references)} references")
+    if not hypotheses:
+        raise ValueError("chrF needs at least one response with a reference")
+    return _chrf_metric().corpus_score(list(hypotheses), [list(references)]).score
+
+
+def chrf_statistics(hypotheses: Sequence[str], references: Sequence[str]) -> list[list[int]]:
+    """Per-response chrF++ statistics: additive, so a sum of rows is a corpus's (what a bootstrap over responses
+    resamples); :func:`chrf_from_statistics` scores a row or a sum."""
+    return [list(s) for s in _chrf_stats(hypotheses, references)[1]]
+
+
+def chrf_from_statistics(row: Sequence[float]) -> float:
+    """chrF++ (0–100) of a row of :func:`chrf_statistics` or of a sum of rows."""
+    return _chrf_scorer()._compute_score_from_stats([int(round(v)) for v in row]).score
+
+
+@functools.lru_cache(maxsize=1)
+def _chrf_scorer():
+    return _chrf_metric()
+
+
+def chrf_per_response(hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
+    """Sentence-level chrF++ of each response."""
+    metric, stats = _chrf_stats(hypotheses, references)
+    return [metric._compute_score_from_stats(s).score for s in stats]
+
+
+# ---------------------------------------------------------------------------------------------- per response
+
+
+@dataclass
+class ResponseCheck:
+    """Everything measured on one response; the registered metrics aggregate lists of these."""
+
+    lang: str
+    prompt: str
+    response: str
+    reference: str | None
+    lines: list[LineDetection]
+    line_pass: bool | None  # None: excluded (no counted line)
+    word_pass: bool | None  # None: Latin script, or the response fails / is excluded from LPR
+    english_words: list[str]
+    echo: bool
+    loop: bool
+    echo_score: float
+    loop_score: float
+    real_word_rate: float | None = None  # None: no lexicon for the language, or no word (see real_words_reason)
+    real_words_reason: str = ""
+    unknown_words: tuple[str, ...] = ()  # the words no lexicon knew (clo.evaluation.lexicon.RealWords.unknown)
+    skipped: dict[str, int] = field(default_factory=dict)  # how many words were not judged, by SKIP_REASONS key
+    skipped_words: dict[str, tuple[str, ...]] = field(default_factory=dict)  # those words, each once
+    spelled_rate: float | None = None  # only where there is no lexicon but an alphabet (clo.evaluation.lexicon.ALPHABETS)
+    chrf: float | None = None
+    chrf_stats: list[float] | None = field(default=None, repr=False)
+
+    @property
+    def excluded(self) -> bool:
+        return self.line_pass is None
+
+    @property
+    def real_words_pass(self) -> bool | None:
+        """The real-word rate reaches the language's threshold; ``None`` where there is no rate."""
+        threshold = REAL_WORD_MIN.get(self.lang)
+        return None if self.real_word_rate is None or threshold is None else self.real_word_rate >= threshold
+
+    @property
+    def spelling_pass(self) -> bool | None:
+        """The words are spelled in the language's alphabet (:data:`clo.evaluation.lexicon.SPELLED_MIN`); ``None`` where
+        the language has a lexicon or no alphabet."""
+        threshold = SPELLED_MIN.get(self.lang)
+        return None if self.spelled_rate is None or threshold is None else self.spelled_rate >= threshold
+
+    @property
+    def clean_pass(self) -> bool | None:
+        """Right language, no echo, no loop and real words (where a lexicon exists; where none does but an
+        alphabet is known, words spelled in it); ``None``: excluded."""
+        if self.excluded:
+            return None
+        return bool(self.line_pass and not self.echo and not self.loop and self.real_words_pass is not False
+                    and self.spelling_pass is not False)
+
+    @property
+    def clean_pass_strict(self) -> bool:
+        """:attr:`clean_pass` with an excluded response (empty, no counted line) counted as a failure."""
+        return bool(self.clean_pass)
+
+    @property
+    def shaped_like(self) -> bool:
+        """Language ID's own detectors mostly named the expected language on some counted line, though the
+        line did not pass: text shaped like the language (its letters and syllables) — the guard turned it
+        down because its words are not real, as in the SmolLM2 demo's tuned Swahili."""
+        for l in self.lines:
+            votes = list(l.detection.votes.values())
+            if l.counted and l.lang != self.lang and votes and sum(v == self.lang for v in votes) * 2 >= len(votes):
+                return True
+        return False
+
+    @property
+    def verdict(self) -> dict:
+        """Why the answer is or is not clean, for people: ``{"key", "label", "reason"}``. ``key`` is one of
+        ``clean``, ``excluded``, ``not_real_words`` (shaped like the language, words not real), ``wrong_language``,
+        ``echo``, ``loop``, ``not_spelled``; ``label`` is a badge's text; ``reason`` one sentence with the
+        numbers behind it (docs/evaluation.md, "Why an answer is not clean")."""
+        name = get_language(self.lang).name
+        counted = [l for l in self.lines if l.counted]
+        right = sum(l.lang == self.lang for l in counted)
+        lines = f"{right} of {len(counted)} counted line{'s' if len(counted) != 1 else ''} detected as {name}"
+        words = self._words_phrase()
+        threshold = REAL_WORD_MIN.get(self.lang)
+        if self.excluded:
+            return {"key": "excluded", "label": "no counted line",
+                    "reason": "Empty or too short to judge (no line of 5 or more words; Chinese and Japanese: characters): "
+                              "left out of LPR and clean LPR."}
+        if not self.line_pass:
+            if self.shaped_like and self.real_word_rate is not None and threshold is not None \
+                    and self.real_word_rate < threshold:
+                return {"key": "not_real_words", "label": f"{name}-shaped, not real words · {self.real_word_rate:.0%} real",
+                        "reason": f"Shaped like {name}, but its words are not real {name}: {words}; language ID "
+                                  f"therefore does not call it {name} ({lines})."}
+            others = Counter(l.lang for l in counted if l.lang != self.lang).most_common(1)
+            other = language_name(others[0][0]) if others and others[0][0] != "unknown" else "no language"
+            return {"key": "wrong_language",
+                    "label": f"{other}, not {name}" if others and other != "no language" else f"not {name} · no language recognised",
+                    "reason": f"Not in {name}: {lines}" + (f"; most others: {other}." if others else ".")}
+        if self.echo:
+            return {"key": "echo", "label": f"{name} · echo", "reason": f"Mostly repeats the prompt ({self.echo_score:.0%} copied)."}
+        if self.loop:
+            return {"key": "loop", "label": f"{name} · loop", "reason": "One phrase repeats to fill the answer."}
+        if self.real_words_pass is False:
+            return {"key": "not_real_words", "label": f"{name}, but not real words · {self.real_word_rate:.0%} real",
+                    "reason": f"Detected as {name} ({lines}), but {words}."}
+        if self.spelling_pass is False:
+            return {"key": "not_spelled", "label": f"{name}, not spelled in {name} · {self.spelled_rate:.0%}",
+                    "reason": f"Detected as {name} ({lines}), but only {self.spelled_rate:.0%} of its words are spelled "
+                              f"in its alphabet (clean needs {SPELLED_MIN[self.lang]:.0%})."}
+        return {"key": "clean", "label": f"{name} · clean",
+                "reason": f"In {name} ({lines}), no echo, no loop" + (f"; {words}." if words else ".")}
+
+    def _words_phrase(self) -> str:
+        """"31% of 16 judged words known (clean needs 75%); unknown: tafia, zwena…; not judged: 2 names"."""
+        if self.real_word_rate is None:
+            return ""
+        threshold = REAL_WORD_MIN.get(self.lang)
+        judged = f"{self.real_word_rate:.0%} of the judged words known to {lexicon_names(self.lang)}"
+        need = f" (clean needs {threshold:.0%})" if threshold is not None else ""
+        unknown = (f"; unknown: {', '.join(self.unknown_words[:8])}{'…' if len(self.unknown_words) > 8 else ''}"
+                   if self.unknown_words else "")
+        skipped = f"; not judged: {skipped_summary(self.skipped)}" if self.skipped else ""
+        return judged + need + unknown + skipped
+
+    @property
+    def line_accuracy(self) -> float | None:
+        counted = [l for l in self.lines if l.counted]
+        return sum(l.lang == self.lang for l in counted) / len(counted) if counted else None
+
+    def to_dict(self) -> dict:
+        """JSON-ready details: per-line detections, flags, chrF."""
+        return {
+            "prompt": self.prompt,
+            "response": self.response,
+            "reference": self.reference,
+            "lines": [
+                {"text": l.text, "lang": l.lang, "confidence": l.detection.confidence, "agreement": l.detection.agreement,
+                 "votes": l.detection.votes, "reason": l.detection.reason, "tokens": l.tokens, "counted": l.counted}
+                for l in self.lines
+            ],
+            "detected": _main_language(self.lines),
+            "line_pass": self.line_pass,
+            "word_pass": self.word_pass,
+            "english_words": self.english_words,
+            "echo": self.echo,
+            "loop": self.loop,
+            "echo_score": round(self.echo_score, 4),
+            "loop_score": round(self.loop_score, 4),
+            "real_word_rate": None if self.real_word_rate is None else round(self.real_word_rate, 4),
+            "real_words_reason": self.real_words_reason,
+            "real_words_pass": self.real_words_pass,
+            "unknown_words": list(self.unknown_words[:50]),
+            "skipped": dict(self.skipped),
+            "skipped_words": {k: list(v[:30]) for k, v in self.skipped_words.items()},
+            "spelled_rate": None if self.spelled_rate is None else round(self.spelled_rate, 4),
+            "spelling_pass": self.spelling_pass,
+            "clean_pass": self.clean_pass,
+            "verdict": self.verdict,
+            "excluded": self.excluded,
+            "line_accuracy": self.line_accuracy,
+            "chrf": self.chrf,
+        }
+
+
+def _main_language(lines: Sequence[LineDetection]) -> str | None:
+    """The language of most counted lines (of all lines when none is counted), for display."""
+    pool = [l.lang for l in lines if l.counted] or [l.lang for l in lines]
+    return Counter(pool).most_common(1)[0][0] if pool else None
+
+
+def check_response(prompt: str, response: str, lang: str, reference: str | None = None) -> ResponseCheck:
+    """Detect and flag one response (no chrF: that needs the corpus, see :func:`score_responses`)."""
+    code = get_language(lang).code
+    lines = detect_lines(response or "")
+    lp = line_pass(lines, code)
+    # the words judged: marker lines (code-like, no letters) left out, but a code fence's own lines kept so that
+    # clo.evaluation.lexicon still sees where a fenced block begins and ends (and skips it as code)
+    text = "\n".join(l.text for l in lines if not l.detection.is_marker or l.text.lstrip().startswith(("```", "~~~")))
+    words = real_word_rate(text, code)
+    return ResponseCheck(
+        lang=code,
+        prompt=prompt or "",
+        response=response or "",
+        reference=reference or None,
+        lines=lines,
+        line_pass=lp,
+        word_pass=word_pass(lines, code),
+        english_words=english_words(lines) if not get_language(code).latin else [],
+        echo=is_echo(prompt or "", response or ""),
+        loop=is_loop(response or ""),
+        echo_score=echo_score(prompt or "", response or ""),
+        loop_score=loop_score(response or ""),
+        real_word_rate=words.rate,
+        real_words_reason=words.reason,
+        unknown_words=words.unknown,
+        skipped=dict(words.skipped),
+        skipped_words=dict(words.skipped_words),
+        spelled_rate=spelled_rate(text, code) if words.rate is None else None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    fn: Callable[[list[ResponseCheck]], float | None]
+    higher_is_better: bool
+    help: str
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(name: str, higher_is_better: bool):
+    """Register ``fn(checks) -> float | None`` under ``name``; its docstring's first line is the help."""
+
+    def deco(fn):
+        METRICS[name] = Metric(name, fn, higher_is_better, (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def _rate(flags: Iterable[bool | None]) -> tuple[int, int]:
+    """(successes, trials) over the flags that are not None."""
+    vals = [f for f in flags if f is not None]
+    return sum(bool(v) for v in vals), len(vals)
+
+
+def _share(k_n: tuple[int, int]) -> float | None:
+    k, n = k_n
+    return k / n if n else None
+
+
+@register("lpr", higher_is_better=True)
+def lpr(checks: list[ResponseCheck]) -> float | None:
+    """Line-level pass rate: share of (non-excluded) responses whose every counted line is in the language."""
+    return _share(_rate(c.line_pass for c in checks))
+
+
+@register("clean_lpr", higher_is_better=True)
+def clean_lpr(checks: list[ResponseCheck]) -> float | None:
+    """LPR that also requires the response to be neither echo nor loop, and real words (``REAL_WORD_MIN``) where
+    the language has a lexicon, or words spelled in its alphabet (``SPELLED_MIN``) where it has none."""
+    return _share(_rate(c.clean_pass for c in checks))
+
+
+@register("clean_lpr_strict", higher_is_better=True)
+def clean_lpr_strict(checks: list[ResponseCheck]) -> float | None:
+    """Clean LPR over all responses: an excluded one (empty, no counted line) counts as a failure."""
+    return _share(_rate(c.clean_pass_strict for c in checks))
+
+
+@register("real_word_rate", higher_is_better=True)
+def real_word_rate_metric(checks: list[ResponseCheck]) -> float | None:
+    """Mean share of an answer's words that the language's lexicon accepts (None: no lexicon)."""
+    vals = [c.real_word_rate for c in checks if c.real_word_rate is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+@register("wpr", higher_is_better=True)
+def wpr(checks: list[ResponseCheck]) -> float | None:
+    """Word-level pass rate (non-Latin scripts): LPR-passing responses without English words of > 3 letters."""
+    if not checks or get_language(checks[0].lang).latin:
+        return None
+    return _share(_rate(c.word_pass for c in checks))
+
+
+@register("line_accuracy", higher_is_better=True)
+def line_accuracy(checks: list[ResponseCheck]) -> float | None:
+    """Mean share of counted lines in the right language, over non-excluded responses."""
+    vals = [c.line_accuracy for c in checks if c.line_accuracy is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+@register("echo_rate", higher_is_better=False)
+def echo_rate(checks: list[ResponseCheck]) -> float | None:
+    """Share of responses that mostly copy the prompt."""
+    return _share(_rate(c.echo for c in checks))
+
+
+@register("loop_rate", higher_is_better=False)
+def loop_rate(checks: list[ResponseCheck]) -> float | None:
+    """Share of responses filled by a repeating short n-gram."""
+    return _share(_rate(c.loop for c in checks))
+
+
+@register("excluded", higher_is_better=False)
+def excluded(checks: list[ResponseCheck]) -> float | None:
+    """Responses with no counted line (left out of LPR, clean LPR, WPR and line accuracy)."""
+    return float(sum(c.excluded for c in checks))
+
+
+@register("chrf", higher_is_better=True)
+def chrf_metric(checks: list[ResponseCheck]) -> float | None:
+    """Corpus chrF++ against the references (responses without a reference are skipped)."""
+    with_ref = [c for c in checks if c.reference]
+    if not with_ref:
+        return None
+    return chrf([c.response for c in with_ref], [c.reference for c in with_ref])
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def _round(x, nd=4):
+    if x is None:
+        return None
+    if isinstance(x, tuple):
+        return tuple(round(v, nd) for v in x)
+    return round(x, nd)
+
+
+def score_responses(records: Iterable[dict], lang: str, *, details: bool = True, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """Score model answers to prompts in ``lang``.
+
+    ``records`` are dicts with ``prompt``, ``response`` and optionally ``reference``. Returns ``lpr``,
+    ``clean_lpr``, ``wpr`` (None for Latin scripts), ``line_accuracy``, ``echo_rate``, ``loop_rate``,
+    ``chrf`` (None without references) with 95% intervals (``*_ci``: Wilson for rates, seeded bootstrap
+    for chrF — n is small, so they are wide), ``n``, ``excluded``, ``counts`` (successes, trials) for each
+    rate, and per-response details under ``responses``.
+    """
+    code = get_language(lang).code
+    records = list(records)
+    checks = [check_response(r.get("prompt", ""), r.get("response", ""), code, r.get("reference")) for r in records]
+
+    with_ref = [c for c in checks if c.reference]
+    chrf_value = chrf_ci = None
+    if with_ref:
+        metric, stats = _chrf_stats([c.response for c in with_ref], [c.reference for c in with_ref])
+        for c, s in zip(with_ref, stats):
+            c.chrf_stats = list(s)
+            c.chrf = round(metric._compute_score_from_stats(s).score, 4)
+        chrf_value = METRICS["chrf"].fn(checks)
+        chrf_ci = bootstrap_interval(stats, lambda row: metric._compute_score_from_stats(row).score, n_bootstrap, seed)
+
+    counts = {
+        "lpr": _rate(c.line_pass for c in checks),
+        "clean_lpr": _rate(c.clean_pass for c in checks),
+        "clean_lpr_strict": _rate(c.clean_pass_strict for c in checks),
+        "wpr": _rate(c.word_pass for c in checks),
+        "echo_rate": _rate(c.echo for c in checks),
+        "loop_rate": _rate(c.loop for c in checks),
+    }
+    values = {name: m.fn(checks) for name, m in METRICS.items() if name != "chrf"}
+    out = {
+        "lang": code,
+        "n": len(checks),
+        "excluded": int(values["excluded"] or 0),
+        "lpr": _round(values["lpr"]),
+        "lpr_ci": _round(wilson_interval(*counts["lpr"])),
+        "clean_lpr": _round(values["clean_lpr"]),
+        "clean_lpr_ci": _round(wilson_interval(*counts["clean_lpr"])),
+        "clean_lpr_strict": _round(values["clean_lpr_strict"]),
+        "clean_lpr_strict_ci": _round(wilson_interval(*counts["clean_lpr_strict"])),
+        "real_word_rate": _round(values["real_word_rate"]),
+        "real_word_rate_ci": _round(mean_interval([c.real_word_rate for c in checks if c.real_word_rate is not None],
+                                                   n_bootstrap, seed)),
+        "real_word_rate_reason": _real_words_reason(checks, code),
+        "wpr": _round(values["wpr"]),
+        "wpr_ci": _round(wilson_interval(*counts["wpr"])) if values["wpr"] is not None else None,
+        "line_accuracy": _round(values["line_accuracy"]),
+        "echo_rate": _round(values["echo_rate"]),
+        "echo_rate_ci": _round(wilson_interval(*counts["echo_rate"])),
+        "loop_rate": _round(values["loop_rate"]),
+        "loop_rate_ci": _round(wilson_interval(*counts["loop_rate"])),
+        "chrf": _round(chrf_value),
+        "chrf_ci": _round(chrf_ci),
+        "n_references": len(with_ref),
+        "counts": counts,
+    }
+    if details:
+        out["responses"] = [c.to_dict() for c in checks]
+    return out
+
+
+def _real_words_reason(checks: list[ResponseCheck], code: str) -> str | None:
+    """Why there is no real-word rate (no lexicon; no words), or None when there is one."""
+    if any(c.real_word_rate is not None for c in checks):
+        return None
+    return no_lexicon_reason(code) or "no words to check"
+
+
+_AGGREGATED = ("lpr", "clean_lpr", "clean_lpr_strict", "real_word_rate", "wpr", "line_accuracy", "echo_rate", "loop_rate", "chrf")
+
+
+def aggregate(per_lang: dict[str, dict]) -> dict:
+    """Overall row from :func:`score_responses` results keyed by language.
+
+    Each metric is the unweighted mean over the languages that have it (the benchmark's convention: every
+    language counts the same whatever its number of prompts); ``n`` and ``excluded`` are sums. Rates also
+    get a pooled Wilson interval from the summed counts (``*_ci``), which is the interval of the pooled
+    rate, close to but not the same as the mean.
+    """
+    out: dict = {"lang": "all", "languages": sorted(per_lang)}
+    for key in _AGGREGATED:
+        vals = [s[key] for s in per_lang.values() if s.get(key) is not None]
+        out[key] = _round(sum(vals) / len(vals)) if vals else None
+    out["n"] = sum(s.get("n", 0) for s in per_lang.values())
+    out["excluded"] = sum(s.get("excluded", 0) for s in per_lang.values())
+    for key in ("lpr", "clean_lpr", "clean_lpr_strict", "wpr", "echo_rate", "loop_rate"):
+        pairs = [s["counts"][key] for s in per_lang.values() if "counts" in s and key in s["counts"]]
+        k, n = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        out[f"{key}_ci"] = _round(wilson_interval(k, n)) if n and out.get(key) is not None else None
+    out["chrf_ci"] = None
+    return out

@@ -1,0 +1,1 @@
+"""The workshop: the Arena's blind votes, an OpenAI-compatible endpoint (``clo serve``) and the LLM judge."""
