@@ -10,9 +10,9 @@ import uuid
 
 import streamlit as st
 
-from clo.workshop.arena import VOTES, Arena, ArenaError
-from clo.models.registry import display_name
 from clo.core.languages import get_language
+from clo.models.registry import display_name
+from clo.workshop.arena import VOTES, Arena, ArenaError
 
 st.set_page_config(page_title="CLO Arena", page_icon=":material/how_to_vote:", layout="wide",
                    initial_sidebar_state="collapsed")

@@ -15,16 +15,16 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from clo.data.formats import max_upload_mb
-from clo.runs.jobs import JobManager
-from clo.evaluation.langid import detect
 from clo.core.languages import get_language, language_name, target_languages
-from clo.evaluation.metrics import check_response
-from clo.models.registry import BUNDLED, ModelNotFoundError, bundled_model, list_models
-from clo.models.load import load_model
-from clo.models.resolve import resolve_model
-from clo.runs.rundir import default_runs_root
 from clo.core.spec import spec_fields
+from clo.data.formats import max_upload_mb
+from clo.evaluation.langid import detect
+from clo.evaluation.metrics import check_response
+from clo.models.load import load_model
+from clo.models.registry import BUNDLED, ModelNotFoundError, bundled_model, list_models
+from clo.models.resolve import resolve_model
+from clo.runs.jobs import JobManager
+from clo.runs.rundir import default_runs_root
 
 LOCAL = "__local__"  # the sidebar choice "a folder or run directory on this machine"
 HONEST_NOTE = (

@@ -5,14 +5,14 @@ import os
 
 import streamlit as st
 
-from clo.workshop.arena import Arena, ArenaError
-from clo.runs.catalog import runs_with_model
+from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
+from clo.core.languages import target_languages
 from clo.data.formats import DataError, load_prompts, parse_bytes
 from clo.evaluation.generate import GenerationOptions, generate
-from clo.workshop.judge import JUDGE_KEY_ENV, JudgeError, judge_round
-from clo.core.languages import target_languages
 from clo.models.registry import display_name
-from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
+from clo.runs.catalog import runs_with_model
+from clo.workshop.arena import Arena, ArenaError
+from clo.workshop.judge import JUDGE_KEY_ENV, JudgeError, judge_round
 
 st.title("Arena")
 st.caption("A blind vote the whole room takes part in: each participant sees one prompt and two anonymous answers, "

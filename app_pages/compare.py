@@ -2,15 +2,25 @@
 import plotly.express as px
 import streamlit as st
 
-from clo.runs.catalog import runs_with_model
+from app_pages._shared import (
+    MISSING,
+    answer_verdict,
+    current_lang,
+    current_model,
+    detect_text,
+    fmt_number,
+    lang_name,
+    loaded_model,
+    runs_root,
+    text_file_uploader,
+)
+from clo.core.downloads import rows_to_csv
 from clo.data.formats import DataError, load_prompts
 from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
-from clo.core.downloads import rows_to_csv
 from clo.evaluation.generate import GenerationOptions, stream
 from clo.evaluation.lexicon import has_lexicon, marked_markdown
 from clo.models.registry import display_name
-from app_pages._shared import (MISSING, answer_verdict, current_lang, current_model, detect_text, fmt_number, lang_name,
-                               loaded_model, runs_root, text_file_uploader)
+from clo.runs.catalog import runs_with_model
 
 lang, base = current_lang(), current_model()
 st.title("Compare")

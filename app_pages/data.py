@@ -3,12 +3,24 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name, text_file_uploader
 from clo.data.formats import DataError, load_crosslingual, load_sft, read_records
 from clo.data.pairs import build_pairs
+from clo.data.stored import (
+    dataset_path,
+    datasets_dir,
+    edit_record,
+    edited_ids,
+    free_dataset_path,
+    keep_edits,
+    list_datasets,
+    load_english,
+    parse_upload,
+    previous_versions,
+    save_dataset,
+    search_records,
+)
 from clo.data.translate import BACKENDS, ReferenceTranslator, TranslationError, translate_records
-from clo.data.stored import (dataset_path, datasets_dir, edit_record, edited_ids, free_dataset_path, keep_edits,
-                          list_datasets, load_english, parse_upload, previous_versions, save_dataset, search_records)
-from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name, text_file_uploader
 
 SOURCES = {"demo": "Bundled demo set", "upload": "Upload JSONL or CSV", "file": "File on this machine"}
 PAGE_SIZES = (3, 10, 25, 50)

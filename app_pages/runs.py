@@ -2,12 +2,20 @@
 
 import streamlit as st
 
+from app_pages._shared import (
+    MISSING,
+    STATE_ICONS,
+    fmt_duration,
+    fmt_number,
+    job_manager,
+    lang_name,
+    metrics_charts,
+    runs_root,
+)
+from clo.models.registry import display_name
 from clo.runs.catalog import run_file_text, run_table
 from clo.runs.jobs import LOG_NAME
-from clo.models.registry import display_name
 from clo.runs.rundir import RunDir, RunError
-from app_pages._shared import (MISSING, STATE_ICONS, fmt_duration, fmt_number, job_manager, lang_name, metrics_charts,
-                               runs_root)
 
 mgr = job_manager()
 st.title("Runs")

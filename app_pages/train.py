@@ -3,18 +3,30 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages._shared import (
+    STATE_ICONS,
+    available_models,
+    current_lang,
+    current_model,
+    fmt_duration,
+    form_fields,
+    job_manager,
+    lang_name,
+    metrics_charts,
+    model_guide,
+    runs_root,
+    setting_key,
+)
+from clo.core.paths import clo_home
+from clo.core.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
 from clo.data.formats import DataError, read_records, resolve_data_path
 from clo.data.stored import list_datasets
+from clo.models.registry import ModelNotFoundError, bundled_model, display_name
+from clo.models.resolve import resolve_model
 from clo.runs.estimate import estimate_run
 from clo.runs.jobs import ACTIVE_STATES, cli_command, read_progress, save_config
-from clo.models.registry import ModelNotFoundError, bundled_model, display_name
-from clo.core.paths import clo_home
-from clo.models.resolve import resolve_model
 from clo.runs.rundir import RunDir, RunError, safe_run_path
-from clo.core.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
 from clo.training.run import describe_truncation, load_records, samples_used
-from app_pages._shared import (STATE_ICONS, available_models, current_lang, current_model, fmt_duration, form_fields,
-                               job_manager, lang_name, metrics_charts, model_guide, runs_root, setting_key)
 
 OTHER = "__other__"
 mgr = job_manager()

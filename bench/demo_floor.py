@@ -99,10 +99,10 @@ def flops(calls, sizes: dict, backward: bool) -> dict:
 
 def record_shapes(trainer, loaded):
     """The forwards of the training steps and of the reference pass, as the trainer's own code cuts them."""
+    from levers import strip
     from torch.utils.data import DataLoader
 
     from clo.training.sampling import row_lengths
-    from levers import strip
 
     trainer._ensure_head()
     steps = ShapeRecorder(loaded.model)
@@ -122,9 +122,8 @@ def record_shapes(trainer, loaded):
 
 def check_one_batch(trainer, sizes: dict) -> dict:
     """One real training batch (forward + backward) under PyTorch's FLOP counter, against this script's count."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from levers import strip
+    from torch.utils.flop_counter import FlopCounterMode
 
     batch = strip(next(iter(trainer.get_train_dataloader())))
     rec = ShapeRecorder(trainer.model)
@@ -155,13 +154,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-
-    from clo.models.load import load_model
-    from clo.models.chat import set_system_prompt
-    from clo.training.scope import apply_scope
-    from clo.core.spec import TrainSpec, load_recipe
     from levers import rebuild
     from suite import measured_peak_flops
+
+    from clo.core.spec import TrainSpec, load_recipe
+    from clo.models.chat import set_system_prompt
+    from clo.models.load import load_model
+    from clo.training.scope import apply_scope
 
     recipe = load_recipe(args.preset)
     over = {"lang": args.lang, "precision": "fp32", "objective": "simpo"}  # simpo: no reference pass at build

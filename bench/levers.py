@@ -46,9 +46,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def build(model: str, lang: str, preset: str = "demo"):
     """A reference-free CLOTrainer on the demo pairs, batched as ``preset`` draws them (no reference pass at
     build), scope attention."""
+    from clo.core.spec import TrainSpec, load_recipe
     from clo.models.load import load_model
     from clo.training.scope import apply_scope
-    from clo.core.spec import TrainSpec, load_recipe
 
     # fp32: each lever's arms set their own precision (the bf16 arm enters autocast itself)
     spec = TrainSpec.from_dict({**load_recipe(preset), "model": model, "lang": lang, "objective": "simpo",

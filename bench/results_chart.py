@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.objectives_table import step_seconds  # noqa: E402  (one definition of seconds per step)
+
 SRC = ROOT / "artifacts" / "experiments" / "results.jsonl"
 FIG = ROOT / "docs" / "figures" / "results.png"
 DATA = ROOT / "docs" / "results-data.jsonl"

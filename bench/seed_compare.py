@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from clo.evaluation.comparison import compare_methods  # noqa: E402
 from clo.data.formats import DataError  # noqa: E402
+from clo.evaluation.comparison import compare_methods  # noqa: E402
 
 ANSWERS = ROOT / "artifacts" / "experiments"
 PUBLISHED = ROOT / "docs" / "answers"

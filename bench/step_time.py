@@ -30,9 +30,9 @@ def main():
     home = Path(tempfile.mkdtemp(prefix="clo-bench-home-"))
     os.environ["CLO_HOME"] = str(home)
 
+    from clo.core.spec import TrainSpec
     from clo.data.formats import load_sft, write_jsonl
     from clo.models.load import load_model
-    from clo.core.spec import TrainSpec
     from clo.training.run import run_training
 
     t = time.perf_counter(); load_model("default"); first = time.perf_counter() - t

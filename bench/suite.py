@@ -228,12 +228,12 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precomput
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from clo.data.formats import load_crosslingual
-    from clo.models.load import load_model
-    from clo.data.pairs import build_pairs, to_conversational
-    from clo.training.scope import apply_scope
     from clo.core.spec import TrainSpec
+    from clo.data.formats import load_crosslingual
+    from clo.data.pairs import build_pairs, to_conversational
+    from clo.models.load import load_model
     from clo.training.run import common_args, quiet
+    from clo.training.scope import apply_scope
 
     class TimedDPOTrainer(DPOTrainer):  # TRL's trainer unchanged; its reference pass is only timed
         ref_pass_s = 0.0
@@ -284,8 +284,8 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
     """One real ``clo train`` run (CLO or SFT) through run_training, timed per logged step."""
     from transformers import AutoConfig
 
-    from clo.models.resolve import resolve_model
     from clo.core.spec import TrainSpec
+    from clo.models.resolve import resolve_model
     from clo.training.run import run_training
 
     spec = TrainSpec(**spec_kw)
@@ -317,8 +317,8 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
 
 def bench_loading(model: str) -> dict:
     """First load (a bundled GGUF is dequantized into the cache) against a load from the cached safetensors."""
-    from clo.models.registry import bundled_model
     from clo.models.load import load_model
+    from clo.models.registry import bundled_model
 
     t = time.perf_counter()
     load_model(model)
@@ -358,8 +358,8 @@ def bench_padding(model: str, lang: str, batch_size: int, max_length: int, seed:
     """Share of the computed tokens that are padding, over one epoch of the bundled set, for the shuffled
     order and for --group-by-length (PairSampler, the collator's right-padding to the longest sequence)."""
     from clo.data.formats import load_crosslingual
-    from clo.models.load import load_model
     from clo.data.pairs import build_pairs
+    from clo.models.load import load_model
     from clo.training.sampling import PairSampler
 
     tok = load_model(model).tokenizer

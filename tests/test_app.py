@@ -8,8 +8,8 @@ jobs run as real ``python -m clo train`` child processes.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clo.runs.rundir import RunDir
 from clo.runs.resume import resume_check
+from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.workshop.arena import Arena, ArenaError, bradley_terry, leaderboard, preference_pairs
 from clo.evaluation.generate import GenerationOptions
+from clo.workshop.arena import Arena, ArenaError, bradley_terry, leaderboard, preference_pairs
 
 MODELS = ["m/alpha", "m/beta", "m/gamma"]
 PROMPTS = [{"id": "p1", "lang": "sw", "prompt": "Habari?"}, {"id": "p2", "lang": "sw", "prompt": "Jua?"}]

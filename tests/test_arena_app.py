@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from clo.workshop.arena import Arena
 from clo.evaluation.generate import GenerationOptions
+from clo.workshop.arena import Arena
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2", "lang": "sw", "prompt": "Jua?"}]

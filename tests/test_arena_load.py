@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from clo.workshop.arena import Arena
-from clo.evaluation.generate import GenerationOptions
-
 from test_browser import CHROMIUM_ARGS, _free_port, chromium, start_streamlit  # noqa: F401 - the fixture
+
+from clo.evaluation.generate import GenerationOptions
+from clo.workshop.arena import Arena
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

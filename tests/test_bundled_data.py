@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from clo.data.formats import DATA_DIR, load_crosslingual, load_prompts, load_sft, read_records
 from clo.core.languages import PAPER_TARGETS, get_language
+from clo.data.formats import DATA_DIR, load_crosslingual, load_prompts, load_sft, read_records
 
 TARGETS = list(PAPER_TARGETS)
 

@@ -15,12 +15,12 @@ import shutil
 import pytest
 
 from clo.cli.main import main
+from clo.core.paths import clo_home
+from clo.core.spec import TrainSpec
 from clo.models.cache import safetensors_problem
 from clo.models.registry import BUNDLED
-from clo.core.paths import clo_home
 from clo.models.resolve import resolve_model
 from clo.runs.rundir import RunDir
-from clo.core.spec import TrainSpec
 from clo.training.run import run_training
 
 

@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from clo.evaluation.comparison import compare_methods
 from clo.data.formats import DataError, load_prompts
+from clo.evaluation.comparison import compare_methods
 from clo.evaluation.intervals import seeds_bootstrap
 
 

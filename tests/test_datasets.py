@@ -1,8 +1,7 @@
 """The data folder keeps what a user wrote: previous versions on overwrite, hand fixes through a re-translation."""
 from __future__ import annotations
 
-from clo.data.stored import (edit_record, free_dataset_path, keep_edits, previous_versions, save_dataset,
-                          search_records)
+from clo.data.stored import edit_record, free_dataset_path, keep_edits, previous_versions, save_dataset, search_records
 
 
 def rec(i, text="Habari?", en="Hello?"):

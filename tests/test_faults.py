@@ -28,9 +28,9 @@ import pytest
 
 from clo.cli.main import main
 from clo.core.process import pid_alive, process_start_id
-from clo.runs.rundir import RunDir, recover_lost
-from clo.runs.resume import resume_check
 from clo.core.spec import TrainSpec
+from clo.runs.resume import resume_check
+from clo.runs.rundir import RunDir, recover_lost
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL

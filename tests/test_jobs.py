@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from clo.runs.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
-from clo.runs.catalog import list_runs
 from clo.core.process import pid_alive
-from clo.runs.rundir import RunDir, RunError
-from clo.runs.resume import resume_check
 from clo.core.spec import TrainSpec
+from clo.runs.catalog import list_runs
+from clo.runs.jobs import JobManager, Progress, cli_command, error_from_log, read_progress, save_config
+from clo.runs.resume import resume_check
+from clo.runs.rundir import RunDir, RunError
 
 ROOT = Path(__file__).resolve().parent.parent
 

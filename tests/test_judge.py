@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from clo.workshop.arena import Arena
 from clo.evaluation.generate import GenerationOptions
-from clo.workshop.judge import Judge, combine, judge_responses, judge_round, parse_verdict
 from clo.models.load import load_model
+from clo.workshop.arena import Arena
+from clo.workshop.judge import Judge, combine, judge_responses, judge_round, parse_verdict
 from clo.workshop.serve import ServeSettings, running_server
 
 KEY = "sk-judge-secret-42"

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from clo.evaluation import langid
-from clo.evaluation import detectors
+from clo.evaluation import detectors, langid
 from clo.evaluation.langid import Detection, detect, detect_batch, detect_lines, normalize_label
 
 ROOT = Path(__file__).resolve().parent.parent

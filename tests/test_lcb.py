@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from clo.evaluation import lcb
 from clo.cli.main import main
 from clo.core.languages import LANGUAGES
+from clo.evaluation import lcb
 
 GERMAN = "Der Himmel ist blau, weil die Luft das blaue Licht stärker streut."
 ENGLISH = "The sky looks blue because the air scatters blue light more strongly."

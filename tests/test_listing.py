@@ -11,10 +11,10 @@ import os
 
 import pytest
 
-from clo.runs.catalog import list_runs, run_table, runs_with_model
 from clo.cli.main import main
-from clo.runs.jobs import JobManager, read_progress
 from clo.core.process import this_host
+from clo.runs.catalog import list_runs, run_table, runs_with_model
+from clo.runs.jobs import JobManager, read_progress
 from clo.runs.resume import resume_point
 from clo.runs.rundir import READ_STATES, RUN_STATES, RunDir, RunError, recover_lost
 

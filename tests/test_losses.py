@@ -10,8 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clo.training.losses import (LOSS_FUNCTIONS, OBJECTIVES, clo_loss, dpo_sigmoid_loss, english_anchor, ipo_pair_loss,
-                        kto_pair_loss, needs_reference, objective_loss, orpo_pair_loss, simpo_pair_loss, target_nll)
+from clo.training.losses import (
+    LOSS_FUNCTIONS,
+    OBJECTIVES,
+    clo_loss,
+    dpo_sigmoid_loss,
+    english_anchor,
+    ipo_pair_loss,
+    kto_pair_loss,
+    needs_reference,
+    objective_loss,
+    orpo_pair_loss,
+    simpo_pair_loss,
+    target_nll,
+)
 
 T = torch.tensor
 
@@ -78,8 +90,8 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file, loss_type
     from clo.data.formats import load_crosslingual
     from clo.data.pairs import build_pairs, to_conversational
     from clo.training.config import CLOConfig
-    from clo.training.trainer import CLOTrainer
     from clo.training.sampling import PairCollator
+    from clo.training.trainer import CLOTrainer
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     base = AutoModelForCausalLM.from_pretrained(tiny_model)

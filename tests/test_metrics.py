@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from clo.evaluation import metrics as M
 from clo.data.formats import DATA_DIR
+from clo.evaluation import metrics as M
 
 SW_PROMPT = "Kwa nini anga ni la buluu?"
 SW_GOOD = "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu zaidi kuliko rangi nyingine."

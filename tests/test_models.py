@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from clo.models.registry import BUNDLED, ModelNotFoundError
-from clo.models.chat import PLAIN_CHAT_TEMPLATE, ensure_chat_template
 from clo.core.paths import clo_home
+from clo.models.chat import PLAIN_CHAT_TEMPLATE, ensure_chat_template
 from clo.models.load import load_model
+from clo.models.registry import BUNDLED, ModelNotFoundError
 from clo.models.resolve import resolve_model
 
 

@@ -13,9 +13,9 @@ import yaml
 from conftest import SAMPLES, write_xl
 from test_cli import run_cli
 
+from clo.core.spec import SpecError, TrainSpec
 from clo.runs.catalog import run_table
 from clo.runs.rundir import RunDir
-from clo.core.spec import SpecError, TrainSpec
 from clo.training.run import load_records, run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -239,6 +239,7 @@ def test_demo_experiment_rescore_replaces_scores_from_the_saved_answers(tmp_path
     """`bench/demo_experiment.py --rescore`: a record's scores become those of its saved answers under today's
     scoring code (a fix to a metric reaches every published row); a record without saved answers is kept."""
     import demo_experiment
+
     from clo.evaluation.evaluate import score_answers
 
     sw = "Watoto wanacheza mpira shuleni kila siku baada ya masomo, na mwalimu anawaangalia."

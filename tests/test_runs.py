@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from clo.runs.catalog import list_runs
-from clo.runs.rundir import RunDir, RunError, recover_lost, safe_run_path
 from clo.runs.resume import prepare_resume, resume_point
+from clo.runs.rundir import RunDir, RunError, recover_lost, safe_run_path
 
 
 def test_create_writes_config_and_queued_status(tmp_path):

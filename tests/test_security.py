@@ -194,8 +194,8 @@ def pickled_model(tmp_path, tiny_model) -> tuple[Path, Path]:
 
 
 def test_a_pickle_only_model_is_refused_and_never_unpickled(pickled_model, tmp_path, capsys):
-    from clo.models.registry import UnsafeModelError
     from clo.models.load import load_model
+    from clo.models.registry import UnsafeModelError
     from clo.models.resolve import resolve_model
 
     folder, marker = pickled_model
@@ -224,8 +224,8 @@ def test_a_pickle_beside_safetensors_is_ignored(tmp_path, tiny_model):
 
 
 def test_a_pickle_only_lora_adapter_is_refused(tmp_path):
-    from clo.models.registry import UnsafeModelError
     from clo.models.load import load_model
+    from clo.models.registry import UnsafeModelError
 
     folder, marker = tmp_path / "adapter", tmp_path / "UNPICKLED"
     folder.mkdir()
@@ -259,9 +259,9 @@ def remote_code_model(tmp_path: Path, tiny_model: Path, *, model_type: str = "cl
 
 @pytest.mark.parametrize("tokenizer", [False, True], ids=["model-auto_map", "tokenizer-auto_map"])
 def test_a_model_that_needs_its_own_code_is_refused_and_the_code_never_runs(tokenizer, tmp_path, tiny_model, capsys):
+    from clo.models.load import load_model
     from clo.models.registry import UnsafeModelError
     from clo.models.resolve import check_model_folder
-    from clo.models.load import load_model
 
     folder, marker = remote_code_model(tmp_path, tiny_model, tokenizer=tokenizer)
     with pytest.raises(UnsafeModelError, match=r"needs its own Python code to load \(modeling_evil.py\)"):
@@ -370,8 +370,8 @@ def assert_no_secret(folder: Path) -> list[str]:
 
 
 def test_no_secret_reaches_a_run_directory_or_the_job_log(tmp_path, tiny_model):
-    from clo.runs.jobs import LOG_NAME, JobManager
     from clo.core.spec import TrainSpec
+    from clo.runs.jobs import LOG_NAME, JobManager
 
     data = _write(tmp_path / "xl.jsonl", "".join(json.dumps({**XL, "id": f"s{i}"}) + "\n" for i in range(2)).encode())
     spec = TrainSpec(model=str(tiny_model), data=str(data), lang="sw", max_steps=1, batch_size=2)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from clo.runs.catalog import list_runs
 from clo.models.load import load_model
+from clo.runs.catalog import list_runs
 from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent

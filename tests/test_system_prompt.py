@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from clo.models.chat import default_system_prompt_tokens, format_prompt, set_system_prompt
-from clo.models.load import load_model
 from clo.core.spec import SpecError, TrainSpec
 from clo.core.testing import CHATML_DEFAULT_SYSTEM, make_tiny_model, make_tiny_tokenizer
+from clo.models.chat import default_system_prompt_tokens, format_prompt, set_system_prompt
+from clo.models.load import load_model
 
 USER = [{"role": "user", "content": "Habari yako?"}]
 DEFAULT = "You are a helpful assistant named Tiny"

@@ -5,14 +5,14 @@ import json
 from pathlib import Path
 
 import pytest
-from trl.trainer.dpo_trainer import DataCollatorForPreference
 import torch
 from safetensors.torch import load_file
+from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from clo.training.scope import find_attention_modules
 from clo.core.spec import SpecError, TrainSpec
 from clo.training.run import run_training
 from clo.training.sampling import PairSampler
+from clo.training.scope import find_attention_modules
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -404,7 +404,6 @@ def _long_sample_file(tmp_path):
 
 
 def _lengths(tokenizer, records):
-    from clo.data.formats import load_crosslingual
 
     out = []
     for r in records:

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from clo.data.formats import DATA_DIR, load_crosslingual, read_records
-from clo.models.registry import ModelNotFoundError
 from clo.data.translate import (
     BACKENDS,
     MissingReferenceError,
@@ -27,6 +26,7 @@ from clo.data.translate import (
     translate_records,
     translate_texts,
 )
+from clo.models.registry import ModelNotFoundError
 
 EN = [
     "The sun rises in the east and sets in the west.",

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from clo.core.languages import get_language
 from clo.data.formats import DataError, load_crosslingual, load_sft, write_jsonl
 from clo.data.importers import import_oasst, import_table
-from clo.core.languages import get_language
 from clo.data.pairs import build_pairs
 from clo.data.translate import BACKENDS, TranslationError, load_translator, translate_records
 

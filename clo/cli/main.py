@@ -29,23 +29,23 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from clo.evaluation import lcb
-from clo.workshop.arena import ArenaError
-from clo.runs.catalog import list_runs
 from clo.cli.data import DATA_COMMANDS, check_out
+from clo.cli.signals import aborted, say, stop_on_signals
 from clo.cli.workshop import WORKSHOP_COMMANDS
+from clo.core.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
+from clo.core.paths import REPO_ROOT
+from clo.core.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
 from clo.data.formats import DataError, load_prompts, write_jsonl
+from clo.data.translate import TranslationError
+from clo.evaluation import lcb
 from clo.evaluation.evaluate import evaluate, load_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.evaluation.langid import detect
-from clo.core.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
 from clo.models.registry import ModelNotFoundError, list_models
+from clo.runs.catalog import list_runs
 from clo.runs.rundir import RunDir, RunError, default_runs_root, new_run_id, resolve_run
-from clo.cli.signals import aborted, say, stop_on_signals
-from clo.core.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
 from clo.training.run import describe_truncation, resume_training, run_training
-from clo.data.translate import TranslationError
-from clo.core.paths import REPO_ROOT
+from clo.workshop.arena import ArenaError
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 

@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from clo.workshop.arena import Arena, ArenaError
-from clo.data.formats import write_jsonl
 from clo.core.paths import REPO_ROOT
+from clo.data.formats import write_jsonl
+from clo.workshop.arena import Arena, ArenaError
 
 __all__ = ["WORKSHOP_COMMANDS"]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 __all__ = ["Language", "LANGUAGES", "UnknownLanguageError", "get_language", "target_languages", "language_name"]
 
 
@@ -112,7 +111,8 @@ def language_name(code: str | None) -> str:
     key = str(code).strip().lower().replace("__label__", "")
     if key in _MORE_NAMES:
         return _MORE_NAMES[key]
-    from lingua import IsoCode639_1, IsoCode639_3, Language as _LinguaLanguage  # a detector package: load on need
+    from lingua import IsoCode639_1, IsoCode639_3  # a detector package: load on need
+    from lingua import Language as _LinguaLanguage
 
     for table, finder in ((IsoCode639_1, _LinguaLanguage.from_iso_code_639_1),
                           (IsoCode639_3, _LinguaLanguage.from_iso_code_639_3)):

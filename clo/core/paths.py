@@ -2,6 +2,7 @@
 models' safetensors copies, stored data sets, the translation cache and the Arena's database.
 """
 from __future__ import annotations
+
 import logging
 import os
 from pathlib import Path

@@ -34,8 +34,8 @@ from pathlib import Path
 import yaml
 
 from clo.core.languages import get_language
-from clo.core.precision import PRECISIONS
 from clo.core.paths import RECIPES_DIR
+from clo.core.precision import PRECISIONS
 
 __all__ = [
     "METHODS",
@@ -321,7 +321,7 @@ class TrainSpec:
         return {yaml_key(f): getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict, source: str = "config") -> "TrainSpec":
+    def from_dict(cls, d: dict, source: str = "config") -> TrainSpec:
         """A spec from YAML keys (as in ``config.yaml`` and recipes); unknown keys are refused by name, numbers
         written as text (YAML reads ``5e-5`` as a string) are read as numbers."""
         d = dict(d or {})

@@ -13,8 +13,8 @@ Both read local files only and report a malformed line with its file and line nu
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from clo.data.formats import DataError, parse_json_line, read_records
 

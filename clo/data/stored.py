@@ -24,10 +24,10 @@ import shutil
 import time
 from pathlib import Path
 
-from clo.data.formats import SFT_FIELDS, XL_FIELDS, DataError, load_sft, parse_bytes, validate_records, write_jsonl
-from clo.data.importers import import_oasst
 from clo.core.languages import get_language
 from clo.core.paths import clo_home
+from clo.data.formats import SFT_FIELDS, XL_FIELDS, DataError, load_sft, parse_bytes, validate_records, write_jsonl
+from clo.data.importers import import_oasst
 
 __all__ = [
     "datasets_dir",

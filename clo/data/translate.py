@@ -26,15 +26,15 @@ In Python (``cache=None`` is the default cache under ``$CLO_HOME``)::
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from clo.data.formats import DATA_DIR, SFT_FIELDS, read_records, validate_records
 from clo.core.languages import Language, get_language
-from clo.models.registry import ModelNotFoundError
+from clo.data.formats import DATA_DIR, SFT_FIELDS, read_records, validate_records
 from clo.data.segment import split_text
 from clo.data.translation_cache import TranslationCache, TranslationError, default_cache_path, open_cache
+from clo.models.registry import ModelNotFoundError
 
 __all__ = [
     "BACKENDS",

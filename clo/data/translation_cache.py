@@ -9,9 +9,9 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
 
 from clo.core.paths import clo_home
 

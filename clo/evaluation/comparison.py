@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from clo.core.languages import get_language
 from clo.data.formats import DataError
 from clo.evaluation.evaluate import load_responses
 from clo.evaluation.intervals import seeds_bootstrap
-from clo.core.languages import get_language
 from clo.evaluation.metrics import check_response, chrf_from_statistics, chrf_statistics
 
 __all__ = ["answer_stats", "compare_methods", "METRICS"]

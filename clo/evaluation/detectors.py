@@ -9,8 +9,8 @@ import importlib.util
 import re
 import threading
 import unicodedata
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from clo.core.languages import LANGUAGES
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from clo.core.languages import get_language
 from clo.data.formats import DataError, parse_bytes, read_records
 from clo.evaluation.generate import GenerationOptions, generate_answers, get_model
-from clo.core.languages import get_language
 from clo.evaluation.metrics import score_responses
 from clo.runs.rundir import RunDir
 

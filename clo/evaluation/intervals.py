@@ -8,7 +8,7 @@ percentile bootstrap for corpus statistics and means (docs/evaluation.md).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

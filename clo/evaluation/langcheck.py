@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from clo.core.languages import LANGUAGES
-from clo.evaluation.langid import detect as detect_language
 from clo.core.paths import ASSETS
+from clo.evaluation.langid import detect as detect_language
 
 __all__ = ["CHECKSET", "REGISTRY_TARGET", "NEIGHBOUR_MAX", "WINDOW_SIZES", "load_checkset", "check_items",
            "check_table", "format_table"]

@@ -61,14 +61,21 @@ import functools
 import json
 import re
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from clo.data.formats import DATA_DIR
-from clo.evaluation.detectors import (DETECTORS, UNKNOWN, Guesses, get_detector, normalize_label, prepare_text,
-                           run_detector)
 from clo.core.languages import LANGUAGES
+from clo.data.formats import DATA_DIR
+from clo.evaluation.detectors import (
+    DETECTORS,
+    UNKNOWN,
+    Guesses,
+    get_detector,
+    normalize_label,
+    prepare_text,
+    run_detector,
+)
 from clo.evaluation.lexicon import dictionary_share
 
 __all__ = [

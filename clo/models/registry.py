@@ -8,11 +8,13 @@
     python -m clo models                  # list what is available offline
 """
 from __future__ import annotations
+
 import importlib
 import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+
 from clo.core.paths import clo_home
 
 log = logging.getLogger(__name__)

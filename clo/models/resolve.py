@@ -7,12 +7,13 @@ Only safetensors weights are accepted (:func:`refuse_pickle_only`), and a folder
 (``trust_remote_code``) is refused unless the caller asks for it (:func:`check_model_folder`).
 """
 from __future__ import annotations
+
 import json
 import logging
 from pathlib import Path
-from clo.models.cache import cached_copy_problem
+
 from clo.core.paths import clo_home
-from clo.models.cache import dequantize_to_cache, _move_aside
+from clo.models.cache import _move_aside, cached_copy_problem, dequantize_to_cache
 from clo.models.registry import BUNDLED, ModelNotFoundError, UnsafeModelError, canonical_name
 
 log = logging.getLogger(__name__)

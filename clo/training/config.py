@@ -3,9 +3,12 @@ CLO's own fields — the objective, λ, SimPO's γ, the English anchor, shared p
 A run's settings come from :class:`clo.core.spec.TrainSpec`; this is what the trainer receives of them.
 """
 from __future__ import annotations
+
 import logging
 from dataclasses import dataclass, field
+
 from trl import DPOConfig
+
 from clo.training.losses import LOSS_FUNCTIONS, needs_reference
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,10 @@
 position; :func:`shared_prompt_logps` runs a prompt shared by a pair's two answers once.
 """
 from __future__ import annotations
+
 import functools
 import logging
+
 import torch
 import torch.nn.functional as F
 

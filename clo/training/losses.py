@@ -22,8 +22,8 @@ token counts of the chosen and rejected responses.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -3,13 +3,15 @@ by everything that changes them (:func:`ref_cache_key`: weights, length, columns
 by a SHA-256 of its tensors, and reused by a resumed run or a run on the same data and model.
 """
 from __future__ import annotations
+
 import hashlib
 import json
 import logging
 from pathlib import Path
+
 import torch
-from safetensors import safe_open
 import trl
+from safetensors import safe_open
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ with trainers from :func:`build_sft_trainer` / :func:`build_clo_trainer`, and sa
 torch, transformers and TRL are imported only inside those functions, so importing this module is cheap.
 """
 from __future__ import annotations
+
 import copy
 import json
 import logging
@@ -20,19 +21,20 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from clo.data.formats import load_crosslingual
-from clo.core.paths import clo_home
-from clo.models.load import load_model
-from clo.models.resolve import resolve_model
-from clo.models.chat import set_system_prompt
-from clo.data.pairs import build_pairs, to_conversational
-from clo.runs.resume import prepare_resume, resume_point
+
 from clo.core.files import check_free_space
-from clo.runs.rundir import RunDir, RunError, now_iso
-from clo.training.scope import apply_scope, count_trainable
+from clo.core.paths import clo_home
 from clo.core.spec import SFT_ROWS, SpecError, TrainSpec
 from clo.core.testing import debug_end, debug_watch
+from clo.data.formats import load_crosslingual
+from clo.data.pairs import build_pairs, to_conversational
+from clo.models.chat import set_system_prompt
+from clo.models.load import load_model
+from clo.models.resolve import resolve_model
+from clo.runs.resume import prepare_resume, resume_point
+from clo.runs.rundir import RunDir, RunError, now_iso
 from clo.training.distributed import gathered_state_dict
+from clo.training.scope import apply_scope, count_trainable
 from clo.training.stopping import StopRequest, TrainingStopped, stopped_by
 
 log = logging.getLogger(__name__)

@@ -3,8 +3,10 @@ both directions of a sample in one batch (length-grouped within :data:`GROUP_BAT
 :class:`PairCollator` pads them, keeping CLO's own columns (:data:`EXTRA_COLUMNS`) away from the model.
 """
 from __future__ import annotations
+
 import logging
 import os
+
 import torch
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 

@@ -6,25 +6,28 @@ driver (:mod:`clo.training.run`) imports it inside the function that trains, so 
 (:mod:`clo.training.reference`), and scores answer tokens only on a CPU (:mod:`clo.training.logprobs`).
 """
 from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import time
 from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 from trl import DPOTrainer
 from trl.trainer.utils import use_adapter
-from clo.training.losses import LOSS_FUNCTIONS
+
 from clo.core.precision import precision_context
 from clo.core.testing import debug_write, fault_point, fsdp_on_cpu
-from clo.training.stopping import TrainingStopped
 from clo.training.distributed import all_agree
 from clo.training.logprobs import add_selective_head, bucketed_logps, prompt_sharing_supported, shared_prompt_logps
-from clo.training.reference import tensors_sha256, read_ref_cache, ref_cache_key
+from clo.training.losses import LOSS_FUNCTIONS
+from clo.training.reference import read_ref_cache, ref_cache_key, tensors_sha256
 from clo.training.sampling import EXTRA_COLUMNS, PairSampler, row_lengths
+from clo.training.stopping import TrainingStopped
 
 log = logging.getLogger(__name__)
 

@@ -30,11 +30,11 @@ from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
 
+from clo.core.downloads import rows_to_csv
+from clo.core.paths import clo_home
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.evaluation.metrics import wilson_interval
-from clo.core.paths import clo_home
 from clo.models.registry import display_name
-from clo.core.downloads import rows_to_csv
 
 __all__ = ["Arena", "VOTES", "REAL_LANG", "default_db", "bradley_terry", "leaderboard",
            "preference_pairs", "ArenaError"]

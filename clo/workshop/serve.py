@@ -116,7 +116,7 @@ class Batcher:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             groups: dict[str, list] = {}
             for item in batch:
