@@ -187,9 +187,9 @@ class TrainSpec:
         choices=SYSTEM_PROMPTS,
         form={"row": 4, "label": "System prompt", "widget": "select", "explain": True,
               "help": "model: the chat template as it is. none: drop the default system prompt some templates add "
-                      "to every conversation (SmolLM2: 16 tokens a sequence, 9% of the demo's computed "
-                      "positions). The tuned model keeps the choice in its saved template, so every later use "
-                      "reads prompts as training did."})
+                      "to every conversation (SmolLM2's: 16 tokens a sequence; docs/performance.md measures "
+                      "what dropping it saves). The tuned model keeps the choice in its saved template, so every "
+                      "later use reads prompts as training did."})
     max_length: int = setting(256, "max tokens of prompt + answer",
                                form={"row": 4, "label": "Max length", "widget": "number", "min": 16, "max": 8192,
                                      "step": 16, "help": "Tokens of prompt + answer."})
@@ -207,7 +207,7 @@ class TrainSpec:
     group_by_length: bool = setting(
         False, "batch samples of similar length together (less padding, faster steps; order stays shuffled)",
         form={"row": 5, "label": "Group samples by length", "widget": "checkbox",
-              "help": "Batches hold samples of similar length: less padding, about 12% faster on the demo data; "
+              "help": "Batches hold samples of similar length: less padding, faster steps (docs/performance.md); "
                       "the order of batches stays shuffled."})
     share_prompts: bool = setting(
         False, "score each preference pair's prompt once for both answers (one masked sequence; same log-probs, "
@@ -225,7 +225,7 @@ class TrainSpec:
                       "0: save only at the end; such a run cannot be resumed."})
     # -- hardware and trust -------------------------------------------------------------------------------
     gradient_checkpointing: bool = setting(
-        False, "recompute activations in the backward pass: less memory, ~30% slower (7B+ models on a GPU)")
+        False, "recompute activations in the backward pass: less memory, slower steps (for large models on a GPU)")
     device: str = setting("auto", "auto, cpu or cuda", choices=DEVICES)
     precision: str = setting(
         "auto", "compute precision: " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()),

@@ -129,9 +129,9 @@ class _Lingua:
     def __init__(self) -> None:
         from lingua import Language, LanguageDetectorBuilder
 
-        # The registry's languages plus their usual confusers, not all 75: lingua holds ~15 MB of n-gram
-        # models per Latin-script language once it has seen Latin text (75 languages: ~1 GB, 6–8 s to load;
-        # these 25: ~330 MB, ~2 s). Detectors that know every language (fastText, CLD3) vote beside it.
+        # The registry's languages plus their usual confusers, not all 75: lingua loads the n-gram models of
+        # every Latin-script language it knows once it has seen Latin text, so each language costs memory and
+        # load time. Detectors that know every language (fastText, CLD3) vote beside it.
         languages = {l for l in Language.all() if l.iso_code_639_1.name.lower() in set(LANGUAGES) | LINGUA_EXTRA}
         self.detector = LanguageDetectorBuilder.from_languages(*languages).build()
         self.supports = {normalize_label(l) for l in languages}
@@ -189,7 +189,7 @@ class _Py3Langid:
         self.supports = set(self.identifier.labels)
 
     def __call__(self, text: str) -> Guesses:
-        code, p = self.identifier.classify(text)  # the top guess only: 3× faster than rank()
+        code, p = self.identifier.classify(text)  # the top guess only: cheaper than rank()
         return [(str(code), float(p))]
 
 

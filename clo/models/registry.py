@@ -93,8 +93,8 @@ BUNDLED: dict[str, BundledModel] = {
             ),
             aliases=("gemma",),
             preset="demo-gemma",
-            finding=("Shows the switch in real words: after the `demo-gemma` preset (about 15 minutes the first "
-                     "time on a 2-core CPU) it answers Swahili prompts in real Swahili — 94% dictionary words, "
+            finding=("Shows the switch in real words: after the `demo-gemma` preset (docs/performance.md times its "
+                     "first run) it answers Swahili prompts in real Swahili — 94% dictionary words, "
                      "clean LPR 0.12 → 0.97 over three seeds — in grammatical-looking sentences mostly unrelated "
                      "to the question, and English stays English. SFT with the same settings does as well "
                      "(clean LPR 1.00, higher Swahili chrF++): CLO's edge over SFT is not reproduced at this "

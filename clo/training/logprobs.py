@@ -24,7 +24,7 @@ def add_selective_head(model) -> bool:
     """Let ``model(..., labels=L, clo_logps=True)`` return per-token log-probs of the labelled tokens only.
 
     TRL's fused LM head scores every position (prompt and padding included) in tiles unless Triton is
-    available; on a CPU that is most of a CLO step (profiled: ~75% of step time for SmolLM2). This head runs
+    available; on a CPU that is most of a CLO step (docs/performance.md profiles it). This head runs
     the backbone, then projects only the answer positions. It patches ``forward`` (not a submodule call), so
     DDP's hooks still see the forward. Returns False (and patches nothing) for heads with exotic scaling.
     """

@@ -368,9 +368,9 @@ def leaderboard(votes: list[dict], models: list[str], n_boot: int = 200, seed: i
 
 
 def preference_pairs(votes: list[dict]) -> list[dict]:
-    """Decided votes (A or B) as DPO preference pairs ``{id, lang, prompt, chosen, rejected, ...}``, the format
-    ``clo train --method dpo`` reads (docs/workshop.md, "From votes to training data"). Ties and both-bad are
-    left out: they prefer nothing."""
+    """Decided votes (A or B) as DPO preference pairs ``{id, lang, prompt, chosen, rejected, ...}``, a format
+    ``clo train --data`` reads: plain DPO is ``--method clo --lambda 0`` (docs/workshop.md, "From votes to
+    training data"). Ties and both-bad are left out: they prefer nothing."""
     out = []
     for v in votes:
         if v["vote"] not in ("A", "B"):
