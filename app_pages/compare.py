@@ -19,6 +19,7 @@ from clo.data.formats import DataError, load_prompts
 from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, stream
 from clo.evaluation.lexicon import has_lexicon, marked_markdown
+from clo.evaluation.metrics import COMPARE_COLUMNS, METRICS
 from clo.models.registry import display_name
 from clo.runs.catalog import runs_with_model
 
@@ -228,22 +229,10 @@ def uploaded_answers() -> None:
                                      "responses": result["responses"]}
 
 
-METRIC_COLUMNS = {  # key → (column, quantity, tooltip)
-    "clean_lpr": ("clean LPR", "rate", "answers in the prompt's language with neither echo nor loop, and enough "
-                                       "real words where the language has a dictionary"),
-    "clean_lpr_strict": ("clean LPR (strict)", "rate", "clean LPR with answers too short to tell their language "
-                                                         "counted as failures"),
-    "real_word_rate": ("real words", "rate", f"mean share of an answer's words a dictionary of the language knows "
-                                             f"({MISSING}: no dictionary, e.g. Yoruba)"),
-    "lpr": ("LPR", "rate", "answers whose every line is in the prompt's language"),
-    "echo_rate": ("echo", "rate", "answers that mostly repeat the prompt"),
-    "loop_rate": ("loop", "rate", "answers where one phrase repeats to fill the answer"),
-    "wpr": ("WPR", "rate", f"answers with no English word; only for targets in a non-Latin script ({MISSING}: "
-                           "does not apply, e.g. Swahili and English are both in Latin script)"),
-    "chrf": ("chrF++", "chrf", f"similarity to the reference answers, 0–100 ({MISSING}: no references)"),
-    "n": ("n", "count", "answers scored"),
-    "excluded": ("excluded", "count", "answers too short to tell their language"),
-}
+QUANTITY = {"count": "count", "rate": "rate", "mean": "rate", "corpus": "chrf"}  # a metric's kind → its number format
+METRIC_COLUMNS = {k: (METRICS[k].label, QUANTITY[METRICS[k].kind], METRICS[k].tip.format(missing=MISSING))
+                  for k in COMPARE_COLUMNS}  # key → (column, quantity, tooltip)
+CHART_COLORS = {"clean_lpr": "#0f766e", "lpr": "#5eead4", "real_word_rate": "#f59e0b", "chrf": "#a78bfa"}  # the bars
 ANSWERS_PER_PAGE = 5
 
 
@@ -255,12 +244,13 @@ def show_batch(res: dict) -> None:
                         **{col: s.get(k) for k, (col, _, _) in METRIC_COLUMNS.items()}})
             table.append({"model": res["labels"].get(m, m), "prompts in": lang_name(code),
                           **{col: fmt_number(s.get(k), kind) for k, (col, kind, _) in METRIC_COLUMNS.items()}})
+    chart = {METRICS[k].label: color for k, color in CHART_COLORS.items()}
     long = [{"model": r["model"], "lang": lang_name(r["lang"]), "metric": k,
-             "value": r[k] / 100 if k == "chrF++" else r[k]}
-            for r in raw for k in ("clean LPR", "LPR", "real words", "chrF++") if r[k] is not None]
+             "value": r[k] / 100 if k == METRICS["chrf"].label else r[k]}
+            for r in raw for k in chart if r[k] is not None]
     if long:
         fig = px.bar(long, x="model", y="value", color="metric", barmode="group", facet_col="lang", text_auto=".2f",
-                     range_y=[0, 1.1], color_discrete_map={"clean LPR": "#0f766e", "LPR": "#5eead4", "real words": "#f59e0b", "chrF++": "#a78bfa"},
+                     range_y=[0, 1.1], color_discrete_map=chart,
                      labels={"value": "share of answers (chrF++ / 100)", "model": "", "metric": ""})
         fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]} prompts</b>"))
         fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},

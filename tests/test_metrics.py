@@ -208,6 +208,21 @@ def test_registry():
     assert M.METRICS["lpr"].fn(checks) == 0.5
 
 
+def test_the_registry_drives_the_scores_and_both_tables():
+    """Every metric is declared once: the scores hold each in the registry's order, each rate's counts, and the
+    Compare page's and the CLI's columns are registered metrics with a label and a header."""
+    s = M.score_responses([{"prompt": SW_PROMPT, "response": SW_GOOD}, {"prompt": SW_PROMPT, "response": SW_LOOP}],
+                          "sw", details=False)
+    assert [k for k in s if k in M.METRICS] == list(M.METRICS)
+    assert list(s["counts"]) == M.metrics_of("rate") and all(f"{k}_ci" in s for k in M.metrics_of("rate"))
+    assert all(m.kind in M.KINDS and m.label for m in M.METRICS.values())
+    assert set(M.COMPARE_COLUMNS) <= set(M.METRICS) and all(M.METRICS[k].tip for k in M.COMPARE_COLUMNS)
+    assert all(M.METRICS[k].cli for k in M.CLI_COLUMNS)
+    overall = M.aggregate({"sw": s})
+    assert [k for k in overall if k in M.METRICS] == [k for k in M.METRICS if k not in M.metrics_of("count")] + \
+        M.metrics_of("count")
+
+
 def test_aggregate():
     sw = M.score_responses([{"prompt": SW_PROMPT, "response": SW_GOOD}, {"prompt": SW_PROMPT, "response": SW_LOOP}], "sw")
     zh = M.score_responses([{"prompt": ZH_PROMPT, "response": ZH_GOOD}, {"prompt": ZH_PROMPT, "response": ZH_BECAUSE}], "zh")

@@ -41,6 +41,7 @@ from clo.evaluation import lcb
 from clo.evaluation.evaluate import evaluate, load_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.evaluation.langid import detect
+from clo.evaluation.metrics import CLI_COLUMNS, METRICS
 from clo.models.registry import ModelNotFoundError, list_models
 from clo.runs.catalog import list_runs
 from clo.runs.rundir import RunDir, RunError, default_runs_root, new_run_id, resolve_run
@@ -385,13 +386,13 @@ def _print_eval(args, result: dict) -> int:
               f"[{ci[0]:.2f}, {ci[1]:.2f}] over {w['n']} prompts ({w['wins']} won, {w['ties']} tied, {w['losses']} lost)")
     if args.scoring == "lcb":
         return _print_lcb(result)
-    print(f"{'model':32} {'lang':4} {'n':>3} {'excl':>4} {'LPR':>6} {'cleanLPR':>8} {'realW':>6} {'echo':>6} {'loop':>6} "
-          f"{'WPR':>6} {'chrF++':>6}")
+    columns = [METRICS[name].cli for name in CLI_COLUMNS]  # (header, width)
+    print(" ".join([f"{'model':32} {'lang':4}", *(f"{head:>{width}}" for head, width in columns)]))
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
     for model, langs in result["models"].items():
         for lang, m in langs.items():
-            print(f"{model[-32:]:32} {lang:4} {m['n']:>3} {m['excluded']:>4} {fmt(m['lpr']):>6} {fmt(m['clean_lpr']):>8} "
-                  f"{fmt(m['real_word_rate']):>6} {fmt(m['echo_rate']):>6} {fmt(m['loop_rate']):>6} {fmt(m['wpr']):>6} {fmt(m['chrf']):>6}")
+            print(" ".join([f"{model[-32:]:32} {lang:4}",
+                            *(f"{fmt(m[name]):>{width}}" for name, (_, width) in zip(CLI_COLUMNS, columns))]))
     print("n is small: see the 95% intervals with --json.", file=sys.stderr)
     return 0
 

@@ -18,11 +18,12 @@ from clo.core.languages import get_language
 from clo.data.formats import DataError
 from clo.evaluation.evaluate import load_responses
 from clo.evaluation.intervals import seeds_bootstrap
+from clo.evaluation.metrics import METRICS as REGISTRY
 from clo.evaluation.metrics import check_response, chrf_from_statistics, chrf_statistics
 
 __all__ = ["answer_stats", "compare_methods", "METRICS"]
 
-METRICS = ("clean_lpr", "clean_lpr_strict", "real_word_rate", "chrf")
+METRICS = ("clean_lpr", "clean_lpr_strict", "real_word_rate", "chrf")  # compared over seeds: names in metrics.METRICS
 
 
 def answer_stats(rows: list[dict], lang: str) -> dict[str, np.ndarray]:
@@ -30,12 +31,8 @@ def answer_stats(rows: list[dict], lang: str) -> dict[str, np.ndarray]:
     :data:`METRICS`: ``[passed, 1]`` (``[0, 0]`` for an answer left out of clean LPR), ``[rate, 1]`` (``[0, 0]``
     without a rate) and chrF++'s n-gram statistics (``[0, …]`` without a reference)."""
     checks = [check_response(r["prompt"], r["response"], lang, r.get("reference")) for r in rows]
-    out = {
-        "clean_lpr": np.array([[0.0, 0.0] if c.clean_pass is None else [float(c.clean_pass), 1.0] for c in checks]),
-        "clean_lpr_strict": np.array([[float(c.clean_pass_strict), 1.0] for c in checks]),
-        "real_word_rate": np.array([[0.0, 0.0] if c.real_word_rate is None else [c.real_word_rate, 1.0]
-                                    for c in checks]),
-    }
+    out = {name: np.array([[0.0, 0.0] if (v := REGISTRY[name].answer(c)) is None else [float(v), 1.0] for c in checks])
+           for name in METRICS if REGISTRY[name].kind != "corpus"}
     with_ref = [i for i, c in enumerate(checks) if c.reference]
     if with_ref:
         stats = chrf_statistics([checks[i].response for i in with_ref], [checks[i].reference for i in with_ref])

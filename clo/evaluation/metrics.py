@@ -35,8 +35,10 @@ interval and chrF with a seeded bootstrap interval: read differences inside the 
     >>> s["lpr"], s["clean_lpr"], s["loop_rate"], s["n"]
     (1.0, 0.5, 0.5, 2)
 
-Every metric is also registered by name in :data:`METRICS` with ``higher_is_better``; each takes the list
-of per-response :class:`ResponseCheck` and returns a value or ``None`` where it does not apply.
+Every metric is declared once, in :data:`METRICS`: ``higher_is_better``, how it aggregates (its ``kind``), its
+label and tip for people and its header in ``clo eval``'s table; ``fn`` takes the list of per-response
+:class:`ResponseCheck` and returns a value or ``None`` where it does not apply. :func:`score_responses`,
+:func:`aggregate`, the Compare page (:data:`COMPARE_COLUMNS`) and ``clo eval`` (:data:`CLI_COLUMNS`) read it.
 """
 from __future__ import annotations
 
@@ -70,6 +72,10 @@ __all__ = [
     "WPR_MIN_LETTERS",
     "Metric",
     "METRICS",
+    "KINDS",
+    "COMPARE_COLUMNS",
+    "CLI_COLUMNS",
+    "metrics_of",
     "ResponseCheck",
     "register",
     "tokenize",
@@ -490,26 +496,40 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
 
 # ---------------------------------------------------------------------------------------------- registry
 
+# How a metric is computed from the per-response checks, and how a language's values combine into the overall row
+# (:func:`aggregate`):
+# - "count": a sum over the responses (an int in the scores); overall, the sum over the languages.
+# - "rate": the share of the responses whose flag is True, among those where it is not None; a Wilson interval from
+#   the (successes, trials) kept under ``counts``; overall, the mean over languages and the pooled Wilson interval.
+# - "mean": the mean of the per-response values that are not None (a bootstrap interval where ``interval``);
+#   overall, the mean over languages.
+# - "corpus": computed on the responses together (chrF++, bootstrap interval); overall, the mean over languages.
+KINDS = ("count", "rate", "mean", "corpus")
+
 
 @dataclass(frozen=True)
 class Metric:
+    """One metric, declared once: what it measures and how it aggregates, and its name for people (``label``,
+    with ``tip`` on the Compare page; ``cli``, the header of ``clo eval``'s table, and that column's width)."""
+
     name: str
-    fn: Callable[[list[ResponseCheck]], float | None]
+    fn: Callable[[list[ResponseCheck]], float | None]  # the metric over a language's checks
     higher_is_better: bool
     help: str
+    kind: str = "rate"  # one of KINDS
+    answer: Callable[[ResponseCheck], float | bool | None] | None = None  # one response's flag or value (not corpus)
+    interval: bool = False  # a "mean" with a 95% interval (``*_ci``)
+    label: str = ""
+    tip: str = ""  # what it means, for people; ``{missing}`` stands for the sign shown where there is no value
+    cli: tuple[str, int] | None = None  # (header, width) in ``clo eval``'s table
 
 
 METRICS: dict[str, Metric] = {}
 
 
-def register(name: str, higher_is_better: bool):
-    """Register ``fn(checks) -> float | None`` under ``name``; its docstring's first line is the help."""
-
-    def deco(fn):
-        METRICS[name] = Metric(name, fn, higher_is_better, (fn.__doc__ or "").strip().splitlines()[0])
-        return fn
-
-    return deco
+def _share(k_n: tuple[int, int]) -> float | None:
+    k, n = k_n
+    return k / n if n else None
 
 
 def _rate(flags: Iterable[bool | None]) -> tuple[int, int]:
@@ -518,77 +538,128 @@ def _rate(flags: Iterable[bool | None]) -> tuple[int, int]:
     return sum(bool(v) for v in vals), len(vals)
 
 
-def _share(k_n: tuple[int, int]) -> float | None:
-    k, n = k_n
-    return k / n if n else None
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
 
 
-@register("lpr", higher_is_better=True)
-def lpr(checks: list[ResponseCheck]) -> float | None:
+def register(name: str, higher_is_better: bool, *, kind: str = "rate", interval: bool = False, label: str = "",
+             tip: str = "", cli: tuple[str, int] | None = None):
+    """Register a metric under ``name``; the decorated function's docstring's first line is its help. For a "count",
+    "rate" or "mean" (:data:`KINDS`) it takes one :class:`ResponseCheck` and gives that response's count, flag or
+    value; for a "corpus" metric it takes the list of checks and gives the metric."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+
+    def deco(fn):
+        if kind == "corpus":
+            answer, over = None, fn
+        elif kind == "count":
+            answer, over = fn, (lambda checks: float(sum(fn(c) for c in checks)))
+        elif kind == "rate":
+            answer, over = fn, (lambda checks: _share(_rate(fn(c) for c in checks)))
+        else:
+            answer, over = fn, (lambda checks: _mean(fn(c) for c in checks))
+        METRICS[name] = Metric(name, over, higher_is_better, (fn.__doc__ or "").strip().splitlines()[0], kind, answer,
+                               interval, label or name, tip, cli)
+        return fn
+
+    return deco
+
+
+# In this order in the scores (score_responses, aggregate).
+@register("n", higher_is_better=True, kind="count", label="n", tip="answers scored", cli=("n", 3))
+def n_responses(check: ResponseCheck) -> int:
+    """Responses scored."""
+    return 1
+
+
+@register("excluded", higher_is_better=False, kind="count", label="excluded",
+          tip="answers too short to tell their language", cli=("excl", 4))
+def excluded(check: ResponseCheck) -> int:
+    """Responses with no counted line (left out of LPR, clean LPR, WPR and line accuracy)."""
+    return int(check.excluded)
+
+
+@register("lpr", higher_is_better=True, label="LPR", tip="answers whose every line is in the prompt's language",
+          cli=("LPR", 6))
+def lpr(check: ResponseCheck) -> bool | None:
     """Line-level pass rate: share of (non-excluded) responses whose every counted line is in the language."""
-    return _share(_rate(c.line_pass for c in checks))
+    return check.line_pass
 
 
-@register("clean_lpr", higher_is_better=True)
-def clean_lpr(checks: list[ResponseCheck]) -> float | None:
+@register("clean_lpr", higher_is_better=True, label="clean LPR",
+          tip="answers in the prompt's language with neither echo nor loop, and enough real words where the language "
+              "has a dictionary", cli=("cleanLPR", 8))
+def clean_lpr(check: ResponseCheck) -> bool | None:
     """LPR that also requires the response to be neither echo nor loop, and real words (``REAL_WORD_MIN``) where
     the language has a lexicon, or words spelled in its alphabet (``SPELLED_MIN``) where it has none."""
-    return _share(_rate(c.clean_pass for c in checks))
+    return check.clean_pass
 
 
-@register("clean_lpr_strict", higher_is_better=True)
-def clean_lpr_strict(checks: list[ResponseCheck]) -> float | None:
+@register("clean_lpr_strict", higher_is_better=True, label="clean LPR (strict)",
+          tip="clean LPR with answers too short to tell their language counted as failures")
+def clean_lpr_strict(check: ResponseCheck) -> bool:
     """Clean LPR over all responses: an excluded one (empty, no counted line) counts as a failure."""
-    return _share(_rate(c.clean_pass_strict for c in checks))
+    return check.clean_pass_strict
 
 
-@register("real_word_rate", higher_is_better=True)
-def real_word_rate_metric(checks: list[ResponseCheck]) -> float | None:
+@register("real_word_rate", higher_is_better=True, kind="mean", interval=True, label="real words",
+          tip="mean share of an answer's words a dictionary of the language knows ({missing}: no dictionary, e.g. "
+              "Yoruba)", cli=("realW", 6))
+def real_word_rate_metric(check: ResponseCheck) -> float | None:
     """Mean share of an answer's words that the language's lexicon accepts (None: no lexicon)."""
-    vals = [c.real_word_rate for c in checks if c.real_word_rate is not None]
-    return sum(vals) / len(vals) if vals else None
+    return check.real_word_rate
 
 
-@register("wpr", higher_is_better=True)
-def wpr(checks: list[ResponseCheck]) -> float | None:
+@register("wpr", higher_is_better=True, label="WPR",
+          tip="answers with no English word; only for targets in a non-Latin script ({missing}: does not apply, e.g. "
+              "Swahili and English are both in Latin script)", cli=("WPR", 6))
+def wpr(check: ResponseCheck) -> bool | None:
     """Word-level pass rate (non-Latin scripts): LPR-passing responses without English words of > 3 letters."""
-    if not checks or get_language(checks[0].lang).latin:
-        return None
-    return _share(_rate(c.word_pass for c in checks))
+    return check.word_pass  # None for a Latin-script language
 
 
-@register("line_accuracy", higher_is_better=True)
-def line_accuracy(checks: list[ResponseCheck]) -> float | None:
+@register("line_accuracy", higher_is_better=True, kind="mean", label="line accuracy")
+def line_accuracy(check: ResponseCheck) -> float | None:
     """Mean share of counted lines in the right language, over non-excluded responses."""
-    vals = [c.line_accuracy for c in checks if c.line_accuracy is not None]
-    return sum(vals) / len(vals) if vals else None
+    return check.line_accuracy
 
 
-@register("echo_rate", higher_is_better=False)
-def echo_rate(checks: list[ResponseCheck]) -> float | None:
+@register("echo_rate", higher_is_better=False, label="echo", tip="answers that mostly repeat the prompt",
+          cli=("echo", 6))
+def echo_rate(check: ResponseCheck) -> bool:
     """Share of responses that mostly copy the prompt."""
-    return _share(_rate(c.echo for c in checks))
+    return check.echo
 
 
-@register("loop_rate", higher_is_better=False)
-def loop_rate(checks: list[ResponseCheck]) -> float | None:
+@register("loop_rate", higher_is_better=False, label="loop", tip="answers where one phrase repeats to fill the answer",
+          cli=("loop", 6))
+def loop_rate(check: ResponseCheck) -> bool:
     """Share of responses filled by a repeating short n-gram."""
-    return _share(_rate(c.loop for c in checks))
+    return check.loop
 
 
-@register("excluded", higher_is_better=False)
-def excluded(checks: list[ResponseCheck]) -> float | None:
-    """Responses with no counted line (left out of LPR, clean LPR, WPR and line accuracy)."""
-    return float(sum(c.excluded for c in checks))
-
-
-@register("chrf", higher_is_better=True)
+@register("chrf", higher_is_better=True, kind="corpus", label="chrF++",
+          tip="similarity to the reference answers, 0–100 ({missing}: no references)", cli=("chrF++", 6))
 def chrf_metric(checks: list[ResponseCheck]) -> float | None:
     """Corpus chrF++ against the references (responses without a reference are skipped)."""
     with_ref = [c for c in checks if c.reference]
     if not with_ref:
         return None
     return chrf([c.response for c in with_ref], [c.reference for c in with_ref])
+
+
+# What the two tables show, in their order: the Compare page's (the headline first, with each metric's label and tip)
+# and `clo eval`'s (with each metric's ``cli`` header).
+COMPARE_COLUMNS = ("clean_lpr", "clean_lpr_strict", "real_word_rate", "lpr", "echo_rate", "loop_rate", "wpr", "chrf",
+                   "n", "excluded")
+CLI_COLUMNS = ("n", "excluded", "lpr", "clean_lpr", "real_word_rate", "echo_rate", "loop_rate", "wpr", "chrf")
+
+
+def metrics_of(kind: str) -> list[str]:
+    """The names of the metrics of ``kind`` (:data:`KINDS`), in the registry's order."""
+    return [name for name, m in METRICS.items() if m.kind == kind]
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -605,11 +676,12 @@ def _round(x, nd=4):
 def score_responses(records: Iterable[dict], lang: str, *, details: bool = True, n_bootstrap: int = 1000, seed: int = 0) -> dict:
     """Score model answers to prompts in ``lang``.
 
-    ``records`` are dicts with ``prompt``, ``response`` and optionally ``reference``. Returns ``lpr``,
-    ``clean_lpr``, ``wpr`` (None for Latin scripts), ``line_accuracy``, ``echo_rate``, ``loop_rate``,
-    ``chrf`` (None without references) with 95% intervals (``*_ci``: Wilson for rates, seeded bootstrap
-    for chrF — n is small, so they are wide), ``n``, ``excluded``, ``counts`` (successes, trials) for each
-    rate, and per-response details under ``responses``.
+    ``records`` are dicts with ``prompt``, ``response`` and optionally ``reference``. Returns every metric of
+    :data:`METRICS` in its order — ``n``, ``excluded``, ``lpr``, ``clean_lpr``, ``clean_lpr_strict``,
+    ``real_word_rate`` (with ``real_word_rate_reason`` where there is none), ``wpr`` (None for Latin scripts),
+    ``line_accuracy``, ``echo_rate``, ``loop_rate``, ``chrf`` (None without references) — with 95% intervals
+    (``*_ci``: Wilson for rates, seeded bootstrap for the real-word rate and chrF — n is small, so they are wide),
+    ``n_references``, ``counts`` (successes, trials) for each rate, and per-response details under ``responses``.
     """
     code = get_language(lang).code
     records = list(records)
@@ -625,41 +697,25 @@ def score_responses(records: Iterable[dict], lang: str, *, details: bool = True,
         chrf_value = METRICS["chrf"].fn(checks)
         chrf_ci = bootstrap_interval(stats, lambda row: metric._compute_score_from_stats(row).score, n_bootstrap, seed)
 
-    counts = {
-        "lpr": _rate(c.line_pass for c in checks),
-        "clean_lpr": _rate(c.clean_pass for c in checks),
-        "clean_lpr_strict": _rate(c.clean_pass_strict for c in checks),
-        "wpr": _rate(c.word_pass for c in checks),
-        "echo_rate": _rate(c.echo for c in checks),
-        "loop_rate": _rate(c.loop for c in checks),
-    }
-    values = {name: m.fn(checks) for name, m in METRICS.items() if name != "chrf"}
-    out = {
-        "lang": code,
-        "n": len(checks),
-        "excluded": int(values["excluded"] or 0),
-        "lpr": _round(values["lpr"]),
-        "lpr_ci": _round(wilson_interval(*counts["lpr"])),
-        "clean_lpr": _round(values["clean_lpr"]),
-        "clean_lpr_ci": _round(wilson_interval(*counts["clean_lpr"])),
-        "clean_lpr_strict": _round(values["clean_lpr_strict"]),
-        "clean_lpr_strict_ci": _round(wilson_interval(*counts["clean_lpr_strict"])),
-        "real_word_rate": _round(values["real_word_rate"]),
-        "real_word_rate_ci": _round(mean_interval([c.real_word_rate for c in checks if c.real_word_rate is not None],
-                                                   n_bootstrap, seed)),
-        "real_word_rate_reason": _real_words_reason(checks, code),
-        "wpr": _round(values["wpr"]),
-        "wpr_ci": _round(wilson_interval(*counts["wpr"])) if values["wpr"] is not None else None,
-        "line_accuracy": _round(values["line_accuracy"]),
-        "echo_rate": _round(values["echo_rate"]),
-        "echo_rate_ci": _round(wilson_interval(*counts["echo_rate"])),
-        "loop_rate": _round(values["loop_rate"]),
-        "loop_rate_ci": _round(wilson_interval(*counts["loop_rate"])),
-        "chrf": _round(chrf_value),
-        "chrf_ci": _round(chrf_ci),
-        "n_references": len(with_ref),
-        "counts": counts,
-    }
+    counts = {name: _rate(METRICS[name].answer(c) for c in checks) for name in metrics_of("rate")}
+    out: dict = {"lang": code}
+    for name, m in METRICS.items():
+        if m.kind == "count":
+            out[name] = int(m.fn(checks) or 0)
+        elif m.kind == "rate":
+            out[name] = _round(m.fn(checks))
+            out[f"{name}_ci"] = _round(wilson_interval(*counts[name]))
+        elif m.kind == "mean":
+            out[name] = _round(m.fn(checks))
+            if m.interval:
+                values = [v for c in checks if (v := m.answer(c)) is not None]
+                out[f"{name}_ci"] = _round(mean_interval(values, n_bootstrap, seed))
+        else:  # chrF++, the one corpus metric
+            out[name], out[f"{name}_ci"] = _round(chrf_value), _round(chrf_ci)
+        if name == "real_word_rate":
+            out["real_word_rate_reason"] = _real_words_reason(checks, code)
+    out["n_references"] = len(with_ref)
+    out["counts"] = counts
     if details:
         out["responses"] = [c.to_dict() for c in checks]
     return out
@@ -672,26 +728,24 @@ def _real_words_reason(checks: list[ResponseCheck], code: str) -> str | None:
     return no_lexicon_reason(code) or "no words to check"
 
 
-_AGGREGATED = ("lpr", "clean_lpr", "clean_lpr_strict", "real_word_rate", "wpr", "line_accuracy", "echo_rate", "loop_rate", "chrf")
-
-
 def aggregate(per_lang: dict[str, dict]) -> dict:
     """Overall row from :func:`score_responses` results keyed by language.
 
     Each metric is the unweighted mean over the languages that have it (the benchmark's convention: every
-    language counts the same whatever its number of prompts); ``n`` and ``excluded`` are sums. Rates also
+    language counts the same whatever its number of prompts); the counts (``n``, ``excluded``) are sums. Rates also
     get a pooled Wilson interval from the summed counts (``*_ci``), which is the interval of the pooled
-    rate, close to but not the same as the mean.
+    rate, close to but not the same as the mean; chrF++ gets none (``chrf_ci`` is None).
     """
     out: dict = {"lang": "all", "languages": sorted(per_lang)}
-    for key in _AGGREGATED:
+    for key in (name for name, m in METRICS.items() if m.kind != "count"):
         vals = [s[key] for s in per_lang.values() if s.get(key) is not None]
         out[key] = _round(sum(vals) / len(vals)) if vals else None
-    out["n"] = sum(s.get("n", 0) for s in per_lang.values())
-    out["excluded"] = sum(s.get("excluded", 0) for s in per_lang.values())
-    for key in ("lpr", "clean_lpr", "clean_lpr_strict", "wpr", "echo_rate", "loop_rate"):
+    for key in metrics_of("count"):
+        out[key] = sum(s.get(key, 0) for s in per_lang.values())
+    for key in metrics_of("rate"):
         pairs = [s["counts"][key] for s in per_lang.values() if "counts" in s and key in s["counts"]]
         k, n = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
         out[f"{key}_ci"] = _round(wilson_interval(k, n)) if n and out.get(key) is not None else None
-    out["chrf_ci"] = None
+    for key in metrics_of("corpus"):
+        out[f"{key}_ci"] = None
     return out
