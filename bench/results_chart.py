@@ -1,6 +1,7 @@
 """Draw docs/figures/results.png (the rows of artifacts/experiments/results.jsonl) and add them to
 docs/results-data.jsonl (earlier rows stay; a re-measured name replaces its row); copy each row's answers to
-docs/answers/ (gzipped), so that ``bench/seed_compare.py`` can compare published rows on a fresh machine.
+docs/answers/ (gzipped), so that ``bench/seed_compare.py`` can compare published rows on a fresh machine; then
+rewrite the tables of docs/results.md from docs/results-data.jsonl (``python -m bench.experiments docs``).
 
     python bench/results_chart.py            # after bench/demo_experiment.py runs
     python bench/results_chart.py --restore  # a fresh machine: the published rows back into artifacts/ first
@@ -27,8 +28,9 @@ ANSWERS = ROOT / "docs" / "answers"
 
 
 def publish_answers(names) -> None:
-    """Each row's answers file (``artifacts/experiments/<name>.responses.jsonl``) as docs/answers/<name>.responses.jsonl.gz;
-    a row whose answers are not on this machine keeps the copy already published."""
+    """Each row's answers file (``artifacts/experiments/<name>.responses.jsonl``) as
+    docs/answers/<name>.responses.jsonl.gz; a row whose answers are not on this machine keeps the copy already
+    published."""
     import gzip
 
     ANSWERS.mkdir(parents=True, exist_ok=True)
@@ -112,9 +114,11 @@ def main() -> None:
     ax.axhline(0.95, color="#6b7280", ls=":", lw=1)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("share of held-out prompts (n = 48)")
-    ax.set_title("Held-out prompts, SmolLM2-135M and (gemma runs) Gemma-3-270M; greedy, repetition penalty 1.2", fontsize=10)
+    ax.set_title("Held-out prompts, SmolLM2-135M and (gemma runs) Gemma-3-270M; greedy, repetition penalty 1.2",
+                 fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1))
-    bx.bar([i - w / 2 for i in x], [score(r, r["lang"], "chrf") for r in rows], w, label="target chrF++", color="#0f766e")
+    bx.bar([i - w / 2 for i in x], [score(r, r["lang"], "chrf") for r in rows], w, label="target chrF++",
+           color="#0f766e")
     bx.bar([i + w / 2 for i in x], [score(r, "en", "chrf") for r in rows], w, label="English chrF++", color="#6b7280")
     bx.set_ylabel("chrF++ against the reference answers")
     bx.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1))
@@ -124,6 +128,9 @@ def main() -> None:
     FIG.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIG, dpi=130)
     print(f"wrote {FIG} and {DATA}")
+    from bench.experiments import docs
+
+    docs()
 
 
 if __name__ == "__main__":
