@@ -1,5 +1,6 @@
-"""Files written safely and read defensively (docs/reliability.md): atomic replacement, the free-space check
-before a large write, and a reader for JSON/YAML mappings that says what is wrong instead of raising.
+"""Files written safely and read defensively (docs/reliability.md): atomic replacement, moving a damaged file
+aside, the free-space check before a large write, and a reader for JSON/YAML mappings that says what is wrong
+instead of raising.
 """
 from __future__ import annotations
 
@@ -8,25 +9,61 @@ import json
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
-__all__ = ["atomic_write_text", "check_free_space", "read_run_file"]
+__all__ = ["atomic_path", "atomic_write_text", "move_aside", "check_free_space", "read_run_file"]
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Write ``path`` atomically: yields a fresh temporary file beside it (``.<name>.<random>``, same folder, so
+    the same file system) for the caller to write; when the block ends normally the file is flushed to disk and
+    replaces ``path`` in one rename, so a reader sees the old file or the whole new one, never a torn one. When
+    the block raises, ``path`` is left as it was and the temporary file is removed."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """``text`` (UTF-8) as the whole of ``path``, replaced atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def move_aside(path: str | Path, name: str | None = None, companions: tuple[str, ...] = ()) -> Path | None:
+    """Move a damaged file or folder out of the way, kept for inspection and never read again: to ``name`` in the
+    same folder, by default ``<name>.broken-<time>-<ns>`` (unique). ``companions``: suffixes of files that belong
+    to it (SQLite's ``-wal``), moved beside it when they exist. Returns where it went; None when ``path`` is
+    already gone (another process moved it first). Raises ``OSError`` when it cannot be moved; the caller says
+    what that means, and what the move means (with a warning naming both paths)."""
+    path = Path(path)
+    aside = path.with_name(name or f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return None
+    for extra in companions:
+        side = path.with_name(path.name + extra)
+        try:
+            os.replace(side, aside.with_name(aside.name + extra))
+        except FileNotFoundError:
+            pass
+    return aside
 
 
 def _mb(n: int) -> str:

@@ -18,9 +18,10 @@ import io
 import json
 import math
 import os
-import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 
+from clo.core.files import atomic_path
 from clo.core.languages import get_language
 from clo.core.paths import ASSETS
 
@@ -225,17 +226,9 @@ def write_jsonl(path: str | Path, rows, *, atomic: bool = True) -> Path:
     if path.is_dir():
         raise DataError("is a folder; give the name of a .jsonl file to write", path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent) if atomic else (None, str(path))
-    try:
-        with (os.fdopen(fd, "w", encoding="utf-8") if fd is not None else open(tmp, "w", encoding="utf-8")) as f:
-            for row in rows:
-                f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
-        if atomic:
-            os.replace(tmp, path)
-    except BaseException:
-        if atomic:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) if atomic else nullcontext(path) as target, open(target, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
     return path
 
 

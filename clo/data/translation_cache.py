@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import sqlite3
 import time
@@ -13,6 +12,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
+from clo.core.files import move_aside
 from clo.core.paths import clo_home
 
 __all__ = ["TranslationCache", "TranslationError", "default_cache_path", "open_cache"]
@@ -126,19 +126,13 @@ class TranslationCache:
         _CHECKED.add(key)
 
     def _move_aside(self, problem: str) -> None:
-        stamp = f"broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
-        aside = self.path.with_name(f"{self.path.name}.{stamp}")
         try:
-            os.replace(self.path, aside)
-            for extra in ("-wal", "-shm", "-journal"):
-                side = self.path.with_name(self.path.name + extra)
-                if side.exists():
-                    os.replace(side, aside.with_name(aside.name + extra))
-        except FileNotFoundError:
-            return  # another process moved it first
+            aside = move_aside(self.path, companions=("-wal", "-shm", "-journal"))
         except OSError as e:
             raise TranslationError(f"the translation cache {self.path} is damaged ({problem}) and cannot be moved "
                                    f"aside ({e.strerror or e}); delete it to start a fresh cache") from e
+        if aside is None:
+            return  # another process moved it first
         log.warning("the translation cache %s is damaged (%s); moved it to %s and starting a fresh cache (its "
                     "texts are translated again)", self.path, problem, aside)
 

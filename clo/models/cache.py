@@ -10,10 +10,9 @@ import os
 import shutil
 import struct
 import tempfile
-import time
 from pathlib import Path
 
-from clo.core.files import check_free_space
+from clo.core.files import check_free_space, move_aside
 from clo.core.paths import clo_home
 from clo.models.chat import PLAIN_CHAT_TEMPLATE
 from clo.models.registry import BundledModel, ModelNotFoundError
@@ -83,17 +82,15 @@ def cached_copy_problem(folder: Path) -> str | None:
 
 def _move_aside(folder: Path, problem: str) -> Path | None:
     """Move a damaged cached copy out of the way (kept for inspection, never read again), with a warning."""
-    aside = folder.with_name(f"{folder.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
     try:
-        os.replace(folder, aside)
-    except FileNotFoundError:
-        return None  # another process moved it first
+        aside = move_aside(folder)
     except OSError as e:
         log.warning("the cached copy %s is damaged (%s) and could not be moved aside: %s", folder, problem, e)
         raise ModelNotFoundError(f"The cached model copy {folder} is damaged ({problem}) and could not be moved "
                                  f"aside ({e.strerror or e}); delete it, and it is rebuilt from its GGUF.") from e
-    log.warning("the cached model copy %s is damaged (%s); moved it to %s and rebuilding it from its GGUF "
-                "(delete the damaged copy when you no longer need it)", folder, problem, aside)
+    if aside is not None:  # (None: another process moved it first)
+        log.warning("the cached model copy %s is damaged (%s); moved it to %s and rebuilding it from its GGUF "
+                    "(delete the damaged copy when you no longer need it)", folder, problem, aside)
     return aside
 
 

@@ -48,12 +48,12 @@ from typing import Callable
 
 import yaml
 
-from clo.runs.catalog import list_runs
-from clo.core.process import owner_alive, pid_alive, this_host
-from clo.runs.resume import resume_check
-from clo.runs.rundir import (DONE_STATES, RunDir, RunError, atomic_write_text, new_run_id, now_iso, phase_label, recover_run,
-                      safe_run_path)
+from clo.core.files import atomic_write_text
 from clo.core.paths import REPO_ROOT
+from clo.core.process import owner_alive, pid_alive, this_host
+from clo.runs.catalog import list_runs
+from clo.runs.resume import resume_check
+from clo.runs.rundir import DONE_STATES, RunDir, RunError, new_run_id, now_iso, phase_label, recover_run, safe_run_path
 
 __all__ = [
     "ACTIVE_STATES",

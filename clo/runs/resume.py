@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 
-from clo.runs.rundir import RunDir, RunError, atomic_write_text, now_iso, recover_run
+from clo.core.files import atomic_write_text
+from clo.runs.rundir import RunDir, RunError, now_iso, recover_run
 
 __all__ = ["RESUMABLE_STATES", "REPLACED_METRICS", "resume_check", "resume_point", "prepare_resume"]
 

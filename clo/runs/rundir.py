@@ -30,7 +30,7 @@ from typing import Callable
 
 import yaml
 
-from clo.core.files import atomic_write_text, check_free_space, read_run_file
+from clo.core.files import atomic_write_text, check_free_space, move_aside, read_run_file
 from clo.core.process import owner_alive, owner_fields, owner_known
 from clo.core.testing import fault_point
 
@@ -45,14 +45,11 @@ __all__ = [
     "default_runs_root",
     "new_run_id",
     "now_iso",
-    "atomic_write_text",
     "safe_run_path",
     "recover_run",
     "recover_lost",
     "resolve_run",
     "iter_runs",
-    "read_run_file",
-    "check_free_space",
     "phase_label",
 ]
 
@@ -271,12 +268,13 @@ class RunDir:
         data, why = self.read_status()
         if why is None:
             return {} if data == {"state": "unknown"} and not self.status_path.exists() else data
-        aside = self.path / "status.json.unreadable"
         try:
-            os.replace(self.status_path, aside)
-            log.warning("run %s: %s; moved it to %s and wrote a new status.json", self.id, why, aside)
+            aside = move_aside(self.status_path, "status.json.unreadable")
         except OSError as e:
             log.warning("run %s: %s; could not move it aside (%s)", self.id, why, e)
+        else:
+            if aside is not None:  # (None: another process moved it first)
+                log.warning("run %s: %s; moved it to %s and wrote a new status.json", self.id, why, aside)
         return {}
 
     def _write_status(self, data: dict) -> dict:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader
 from trl import DPOTrainer
 from trl.trainer.utils import use_adapter
 
+from clo.core.files import atomic_path, move_aside
 from clo.core.precision import precision_context
 from clo.core.testing import debug_write, fault_point, fsdp_on_cpu
 from clo.training.distributed import all_agree
@@ -149,14 +149,15 @@ class CLOTrainer(DPOTrainer):
         if path is not None and path.exists():
             t, problem = read_ref_cache(path, len(dataset))
             if problem and self.accelerator.is_main_process:  # never used: moved aside, then computed again
-                aside = path.with_name(f"{path.name}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}")
                 try:
-                    os.replace(path, aside)
-                    log.warning("reference cache %s is damaged (%s); moved it to %s and computing the reference "
-                                "log-probs again", path, problem, aside)
+                    aside = move_aside(path)
                 except OSError as e:
                     log.warning("reference cache %s is damaged (%s) and could not be moved aside (%s); computing "
                                 "the reference log-probs again", path, problem, e)
+                else:
+                    if aside is not None:  # (None: another process moved it first)
+                        log.warning("reference cache %s is damaged (%s); moved it to %s and computing the "
+                                    "reference log-probs again", path, problem, aside)
         # a hit only if every rank has the file: ranks taking different branches would leave some waiting
         # in the reference pass's collectives (another job writing the file meanwhile; several machines)
         self.ref_cache_hit = all_agree(t is not None, "all")
@@ -201,11 +202,9 @@ class CLOTrainer(DPOTrainer):
             chosen[where], rejected[where] = chosen.clone(), rejected.clone()  # back to dataset order
             self.ref_pass_seconds = time.perf_counter() - t0
             if path is not None and self.accelerator.is_main_process:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
                 tensors = {"ref_chosen_logps": chosen.contiguous(), "ref_rejected_logps": rejected.contiguous()}
-                save_file(tensors, str(tmp), metadata={"sha256": tensors_sha256(tensors)})
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    save_file(tensors, str(tmp), metadata={"sha256": tensors_sha256(tensors)})
         self.accelerator.wait_for_everyone()
         dataset = dataset.add_column("ref_chosen_logps", chosen.tolist())
         return dataset.add_column("ref_rejected_logps", rejected.tolist())
