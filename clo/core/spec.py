@@ -42,6 +42,7 @@ __all__ = [
     "SYSTEM_PROMPTS",
     "OBJECTIVE_HELP",
     "REFERENCE_FREE",
+    "needs_reference",
     "SCOPES",
     "SCHEDULERS",
     "SFT_ROWS",
@@ -82,7 +83,16 @@ OBJECTIVE_HELP = {
     "orpo": "ORPO: odds ratio of the per-token probabilities, weighted by β; reference-free (no reference pass)",
     "simpo": "SimPO: length-normalised log-prob margin above γ (simpo_gamma); reference-free (no reference pass)",
 }
-REFERENCE_FREE = ("orpo", "simpo")
+REFERENCE_FREE = ("orpo", "simpo")  # the objectives that read no reference log-probs
+
+
+def needs_reference(objective: str, english_anchor: float = 0.0) -> bool:
+    """Whether a run needs the reference log-probs (and so the reference pass and its cache): the objective uses
+    them, or the English anchor (which compares with the reference) is on. The one definition: the spec, the
+    objectives' table (:mod:`clo.training.losses`) and the trainer's config ask it."""
+    return objective not in REFERENCE_FREE or english_anchor > 0
+
+
 SCOPES = {
     "attention": "only attention projections train (the paper)",
     "full": "every parameter trains",
@@ -312,8 +322,8 @@ class TrainSpec:
 
     @property
     def needs_reference(self) -> bool:
-        """Whether training runs the reference pass: a reference-based objective, or the English anchor on."""
-        return self.objective not in REFERENCE_FREE or self.english_anchor > 0
+        """Whether training runs the reference pass (:func:`needs_reference`)."""
+        return needs_reference(self.objective, self.english_anchor)
 
     # -- YAML -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
-from clo.training.losses import LOSS_FUNCTIONS, needs_reference
+from clo.core.spec import needs_reference
+from clo.training.losses import LOSS_FUNCTIONS
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from clo.core.spec import OBJECTIVE_HELP, REFERENCE_FREE
+from clo.core.spec import OBJECTIVE_HELP, needs_reference
 
 __all__ = ["CLOLossOutput", "Objective", "OBJECTIVES", "LOSS_FUNCTIONS", "dpo_sigmoid_loss", "ipo_pair_loss",
            "simpo_pair_loss", "orpo_pair_loss", "kto_pair_loss", "target_nll", "english_nll", "english_anchor", "objective_loss",
@@ -177,14 +177,9 @@ class Objective:
 _PAIR_LOSSES = {"clo": dpo_sigmoid_loss, "ipo": ipo_pair_loss, "kto": kto_pair_loss, "orpo": orpo_pair_loss,
                 "simpo": simpo_pair_loss}
 # names, summaries and which ones need no reference come from clo.core.spec (torch-free, read by the CLI and the app)
-OBJECTIVES: dict[str, Objective] = {name: Objective(name, _PAIR_LOSSES[name], name not in REFERENCE_FREE, summary)
+OBJECTIVES: dict[str, Objective] = {name: Objective(name, _PAIR_LOSSES[name], needs_reference(name), summary)
                                     for name, summary in OBJECTIVE_HELP.items()}
 assert set(OBJECTIVES) == set(_PAIR_LOSSES), "clo.core.spec.OBJECTIVE_HELP and clo.training.losses disagree"
-
-
-def needs_reference(objective: str, english_anchor_weight: float = 0.0) -> bool:
-    """Whether a run needs the reference log-probs: the objective uses them, or the English anchor is on."""
-    return OBJECTIVES[objective].needs_reference or english_anchor_weight > 0
 
 
 def objective_loss(policy_chosen, policy_rejected, ref_chosen=None, ref_rejected=None, *, is_target,
