@@ -159,3 +159,39 @@ def test_a_resume_drops_the_lost_attempts_stop_request_but_keeps_one_made_after_
     st = app.status()
     assert app.stop_requested() and st["state"] == "running" and "resume_of" not in st
     assert (st["attempts"][0]["state"], st["attempts"][0]["error"]) == ("interrupted", "killed")
+
+
+def _finished_run(root, name, spec, *, ended, per_step, ref_per_sample, steps=10, n_samples=40, other=30.0):
+    """A finished run as the estimate reads it: config.yaml, status.json and metrics rows with elapsed_s."""
+    run = RunDir.create(root / name, spec.to_dict())
+    for step in range(1, steps + 1):
+        run.append_metrics({"step": step, "loss": 1.0, "elapsed_s": per_step * step})
+    ref = ref_per_sample * n_samples
+    run.finish("finished", ended=ended, step=steps, n_samples=n_samples, ref_pass_s=ref, precision="fp32",
+               duration_s=ref + per_step * steps + other)
+    return run
+
+
+def test_a_time_estimate_counts_gradient_accumulation_and_matches_runs_on_it(tmp_path):
+    """With grad_accum 2 a step trains on batch_size × 2 samples (clo.core.spec.TrainSpec.samples_per_step), as
+    the run counts them (clo.training.run.samples_used): the reference pass scores that many and an epoch takes
+    half the steps. Only a run with the same grad_accum measures a step's time."""
+    from clo.core.spec import TrainSpec
+    from clo.runs.estimate import estimate_run
+
+    common = dict(model="m", method="clo", batch_size=2, device="cpu", precision="fp32")
+    _finished_run(tmp_path, "accum2", TrainSpec(**common, grad_accum=2), ended="2025-01-01T00:00:00+00:00",
+                  per_step=5.0, ref_per_sample=0.5)
+    _finished_run(tmp_path, "accum1", TrainSpec(**common, grad_accum=1), ended="2025-01-02T00:00:00+00:00",
+                  per_step=2.5, ref_per_sample=0.5)  # newer, but its steps are half as long
+
+    est = estimate_run(TrainSpec(**common, grad_accum=2, max_steps=5), 100, tmp_path)
+    assert est.basis == "accum2"
+    assert est.steps == 5 and est.reference_s == 0.5 * 5 * 2 * 2  # 20 samples scored, not 10
+    assert est.seconds == 5 * 5.0 + est.reference_s + 30.0
+    assert TrainSpec(**common, grad_accum=2, max_steps=5).n_samples_used(100, processes=2) == 40
+
+    epoch = estimate_run(TrainSpec(**common, grad_accum=2), 100, tmp_path)
+    assert epoch.basis == "accum2" and epoch.steps == 25  # 50 batches of 2, a step every 2 batches
+    assert epoch.reference_s == 0.5 * 100
+    assert estimate_run(TrainSpec(**common, grad_accum=1), 100, tmp_path).steps == 50

@@ -320,6 +320,19 @@ class TrainSpec:
         """The target languages, in the order given (``lang: sw,yo`` → ``["sw", "yo"]``)."""
         return self.lang.split(",")
 
+    def samples_per_step(self, processes: int = 1) -> int:
+        """Samples one optimizer step trains on: ``batch_size`` on each of ``processes``, ``grad_accum`` times."""
+        return self.batch_size * self.grad_accum * max(1, processes)
+
+    def n_samples_used(self, n_samples: int, processes: int = 1) -> int:
+        """How many of ``n_samples`` a run on ``processes`` processes trains on: when its ``max_steps`` cover less
+        than one pass, that many steps of :meth:`samples_per_step`; sft-dpo (two stages) and runs without
+        ``max_steps`` use all. The one count: the run picks them (:func:`clo.training.run.samples_used`) and its
+        time estimate counts them (:func:`clo.runs.estimate.estimate_run`)."""
+        if not self.max_steps or self.method == "sft-dpo":
+            return n_samples
+        return min(n_samples, self.max_steps * self.samples_per_step(processes))
+
     @property
     def needs_reference(self) -> bool:
         """Whether training runs the reference pass (:func:`needs_reference`)."""

@@ -7,7 +7,8 @@
 A finished run's ``status.json`` and ``metrics.jsonl`` hold what it measured: seconds per optimizer step
 (the last row's ``elapsed_s`` over the steps of its stage), the reference pass's seconds per sample
 (``ref_pass_s`` / ``n_samples``) and the rest (loading and saving). The newest finished run with the same model,
-method, batch size, device and precision gives the estimate; without one there is none (the first run measures it).
+method, batch size, gradient accumulation, device and precision gives the estimate; without one there is none (the
+first run measures it).
 """
 from __future__ import annotations
 
@@ -30,11 +31,15 @@ class Estimate:
     basis: str  # the run the rates come from
 
 
-def planned_steps(*, n_samples: int, batch_size: int, epochs: float, max_steps: int | None) -> int:
-    """Optimizer steps a run takes: ``max_steps`` when set, else its epochs over ``n_samples``."""
+def planned_steps(*, n_samples: int, batch_size: int, epochs: float, max_steps: int | None, grad_accum: int = 1,
+                  processes: int = 1) -> int:
+    """Optimizer steps a run takes: ``max_steps`` when set, else its epochs over ``n_samples``, counted as the
+    trainer counts them: batches of ``batch_size`` on each of ``processes``, one step every ``grad_accum`` batches
+    (the last one of an epoch may be short)."""
     if max_steps:
         return int(max_steps)
-    return max(1, math.ceil(math.ceil(n_samples / max(1, batch_size)) * epochs))
+    batches = math.ceil(n_samples / max(1, batch_size * max(1, processes)))
+    return max(1, math.ceil(math.ceil(batches / max(1, grad_accum)) * epochs))
 
 
 def _rates(run) -> tuple[float, float, float] | None:
@@ -65,18 +70,21 @@ def _precision_here(spec) -> str:
     return resolve_precision(getattr(spec, "precision", "auto"), device)
 
 
-def estimate_run(spec, n_samples: int, root: str | Path) -> Estimate | None:
-    """The time ``spec`` on ``n_samples`` samples should take here, from the newest comparable finished run
-    under ``root`` (same model, method, batch size, device and precision); None without one."""
-    used = min(n_samples, spec.max_steps * spec.batch_size) if spec.max_steps else n_samples
-    steps = planned_steps(n_samples=used, batch_size=spec.batch_size, epochs=spec.epochs, max_steps=spec.max_steps)
+def estimate_run(spec, n_samples: int, root: str | Path, processes: int = 1) -> Estimate | None:
+    """The time ``spec`` on ``n_samples`` samples should take here on ``processes`` processes, from the newest
+    comparable finished run under ``root`` (same model, method, batch size, gradient accumulation, device and
+    precision); None without one. The samples it uses are counted as the run counts them
+    (:meth:`clo.core.spec.TrainSpec.n_samples_used`)."""
+    used = spec.n_samples_used(n_samples, processes)
+    steps = planned_steps(n_samples=used, batch_size=spec.batch_size, epochs=spec.epochs, max_steps=spec.max_steps,
+                          grad_accum=spec.grad_accum, processes=processes)
     runs = sorted(iter_runs(root), key=lambda r: r.status().get("ended") or "", reverse=True)[:LOOKBACK]
     precision = _precision_here(spec)
     fallback = None
     for run in runs:
         cfg = run.config()
-        if (cfg.get("model"), cfg.get("method"), cfg.get("batch_size"), cfg.get("device", "auto")) != \
-                (spec.model, spec.method, spec.batch_size, spec.device):
+        if (cfg.get("model"), cfg.get("method"), cfg.get("batch_size"), cfg.get("grad_accum", 1),
+                cfg.get("device", "auto")) != (spec.model, spec.method, spec.batch_size, spec.grad_accum, spec.device):
             continue
         if run.status().get("precision", "fp32") != precision:  # bf16 steps take a fraction of fp32's
             continue

@@ -472,9 +472,7 @@ def samples_used(records: list[dict], spec: TrainSpec, num_processes: int = 1) -
     a seeded random subset of that many samples (in data order), so that the reference pass scores only what
     trains — a 5-step demo run scores 40 samples, not 168. Deterministic in (data, seed, steps, batch), so a
     resumed or reproduced run picks the same samples. sft-dpo (two stages) and runs without max_steps use all."""
-    if not spec.max_steps or spec.method == "sft-dpo":
-        return records
-    need = spec.max_steps * spec.batch_size * spec.grad_accum * max(1, num_processes)
+    need = spec.n_samples_used(len(records), num_processes)
     if need >= len(records):
         return records
     chosen = sorted(random.Random(spec.seed).sample(range(len(records)), need))
