@@ -19,6 +19,7 @@ from clo.core.languages import get_language, language_name, target_languages
 from clo.core.spec import spec_fields
 from clo.data.formats import max_upload_mb
 from clo.evaluation.langid import detect
+from clo.evaluation.lexicon import marked_markdown
 from clo.evaluation.metrics import check_response
 from clo.models.load import load_model
 from clo.models.registry import BUNDLED, ModelNotFoundError, bundled_model, list_models
@@ -138,9 +139,12 @@ def detect_text(text: str) -> dict:
 
 
 @st.cache_data(max_entries=5_000, show_spinner="Checking the answer (the lexicons load once, up to 20 s)…")
-def answer_verdict(prompt: str, answer: str, lang: str) -> dict:
-    """:attr:`clo.evaluation.metrics.ResponseCheck.verdict` of one answer: ``{key, label, reason}``."""
-    return check_response(prompt, answer, lang).verdict
+def answer_view(prompt: str, answer: str, lang: str) -> dict:
+    """One answer checked once (:func:`clo.evaluation.metrics.check_response`): ``verdict`` (``{key, label,
+    reason}``) and ``markdown``, the answer with the marks its real-word rate counted
+    (:func:`clo.evaluation.lexicon.marked_markdown`)."""
+    check = check_response(prompt, answer, lang)
+    return {"verdict": check.verdict, "markdown": marked_markdown(answer, lang, check.answer_marks)}
 
 
 # -- sidebar ------------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._shared import (
     MISSING,
-    answer_verdict,
+    answer_view,
     current_lang,
     current_model,
     detect_text,
@@ -18,7 +18,7 @@ from clo.core.downloads import rows_to_csv
 from clo.data.formats import DataError, load_prompts
 from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, stream
-from clo.evaluation.lexicon import has_lexicon, marked_markdown
+from clo.evaluation.lexicon import has_lexicon
 from clo.evaluation.metrics import COMPARE_COLUMNS, METRICS
 from clo.models.registry import display_name
 from clo.runs.catalog import runs_with_model
@@ -63,17 +63,20 @@ def gen_options() -> GenerationOptions:
     return GenerationOptions(max_new_tokens=int(n), repetition_penalty=float(rp), do_sample=sample)
 
 
-def answer_checks(prompt: str, prompt_lang: str, answer: str, info: dict | None = None) -> None:
-    """The verdict as a badge (clean; shaped like the language but not real words; another language; echo;
+def checked_answer(prompt: str, prompt_lang: str, answer: str, info: dict | None = None) -> None:
+    """A complete answer, checked once (``answer_view``): its text with the words the lexicon does not know
+    marked, the verdict as a badge (clean; shaped like the language but not real words; another language; echo;
     loop) with its reason, and the real-word count with what was left out of it; a note when the answer ran
     out of tokens (``info``: ``{tokens, cut}`` from clo.evaluation.generate)."""
+    view = answer_view(prompt, answer, prompt_lang) if answer else None
+    st.markdown(view["markdown"] if view else "_(nothing)_")
     if info and info.get("cut"):
         st.caption(f":material/content_cut: cut at {info['tokens']} tokens (Max new tokens): the answer did not end "
                    "by itself.")
     if not answer.strip():
         st.warning("Empty answer.", icon=":material/block:")
         return
-    verdict = answer_verdict(prompt, answer, prompt_lang)
+    verdict = view["verdict"]
     color, icon = VERDICT_BADGES.get(verdict["key"], ("red", "error"))
     st.markdown(f":{color}-badge[:material/{icon}: {verdict['label']}]")
     legend = (" In the answer, red: words no lexicon knows; grey: names, numbers, code and the like, left out of "
@@ -91,9 +94,9 @@ def short(text: str, n: int = 64) -> str:
     return text if len(text) <= n else text[: n - 1].rstrip() + "…"
 
 
-def show_answer(text: str, lang: str | None = None) -> None:
-    """The answer; once it is complete (``lang`` given), with the words the lexicon does not know marked."""
-    st.markdown((marked_markdown(text, lang) if lang else text.replace("$", "\\$")) if text else "_(nothing)_")
+def show_answer(text: str) -> None:
+    """The answer as it is (while it streams, and the reference answer)."""
+    st.markdown(text.replace("$", "\\$") if text else "_(nothing)_")
 
 
 def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOptions) -> None:
@@ -136,8 +139,7 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
             with col:
                 st.markdown(f"**{labels.get(m, m)}**")
                 if m in last["answers"]:
-                    show_answer(last["answers"][m], last["lang"])
-                    answer_checks(last["prompt"], last["lang"], last["answers"][m], last.get("infos", {}).get(m))
+                    checked_answer(last["prompt"], last["lang"], last["answers"][m], last.get("infos", {}).get(m))
                 else:
                     st.caption("Press **Answer** to hear from this model too.")
 
@@ -170,8 +172,7 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> tupl
                 del streams[m], texts[m]
     for m, text in texts.items():
         with slots[m].container():
-            show_answer(text, prompt_lang)
-            answer_checks(prompt, prompt_lang, text, infos.get(m))
+            checked_answer(prompt, prompt_lang, text, infos.get(m))
     return texts, infos
 
 
@@ -293,8 +294,7 @@ def show_batch_answers(res: dict) -> None:
             for col, r in zip(st.columns(len(answers)), answers):
                 with col:
                     st.caption(res["labels"].get(r["model"], r["model"]))
-                    show_answer(r["response"], code)
-                    answer_checks(prompt, code, r["response"], r)
+                    checked_answer(prompt, code, r["response"], r)
 
 
 opts_by_value = model_options()

@@ -318,3 +318,26 @@ def test_invented_german_nouns_are_not_names():
 def test_code_and_addresses_are_not_marked_up_in_the_answer():
     md = lexicon.marked_markdown("Tumia `pip install zuka` au https://example.com/zuka leo.", "sw")
     assert "`pip install zuka`" in md and "https://example.com/zuka" in md
+
+
+def test_each_kind_of_skipped_word_is_named_from_one_table():
+    """SKIP_REASONS names every kind for one word and for several (skipped_summary) and says which are grey."""
+    assert lexicon.skipped_summary({"name": 3, "number": 1, "url": 2}) == "3 names, 2 addresses, 1 number or unit"
+    assert lexicon.skipped_summary({"script": 1, "other": 2}) == "2 other, 1 word in another script"
+    assert all(r.one and r.many and r.rule for r in lexicon.SKIP_REASONS.values())
+    assert ":gray[WORA]" in lexicon.marked_markdown("Jibu si WORA.", "sw")  # an acronym: grey
+    assert "`x = 1`" in lexicon.marked_markdown("Andika `x = 1` leo.", "sw")  # code: not grey
+
+
+def test_an_answer_is_shown_with_the_marks_its_verdict_counted():
+    """The Compare page marks an answer's words once: check_response's marks, laid back onto the whole answer
+    (blank lines and indentation kept), give the same Markdown as marking the answer again."""
+    from clo.evaluation.metrics import check_response
+
+    answer = "Mji mkuu wa Kenya ni Nairobi.\n\n   Ni mji mkubwa sana, na zwena tafia KELEDA.\n```\nx = 1\n```\n"
+    check = check_response("Mji mkuu wa Kenya ni upi?", answer, "sw")
+    assert "".join(piece for piece, _ in check.answer_marks) == answer
+    assert lexicon.marked_markdown(answer, "sw", check.answer_marks) == lexicon.marked_markdown(answer, "sw")
+    assert ":red-background[zwena]" in lexicon.marked_markdown(answer, "sw", check.answer_marks)
+    yo = check_response("Báwo ni?", "Ọmọ náà kǎm", "yo")  # no lexicon: marked for its spelling, here
+    assert yo.answer_marks == word_marks("Ọmọ náà kǎm", "yo")

