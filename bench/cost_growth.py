@@ -9,9 +9,10 @@ Each cell is one real ``clo train --method clo`` run (``run_training``, the firs
 runs) in its own process, so that its peak resident memory is its own: ``batch`` samples a step (4 sequences
 each: two directions × chosen and rejected), every answer long enough that each sequence is cut at exactly
 ``max_length`` (``skip_truncated`` off) — the cost of full-length sequences, an upper bound for shorter data.
-Every cell computes in fp32 (``precision``: as the published
-table, and its MFU is against an fp32 matmul peak). One warm-up step, then ``--steps`` timed (median of each step's time from the end of the one before). The models share one fresh ``CLO_HOME`` (a bundled GGUF is
-dequantized once); every cell's data differ, so no reference cache is hit.
+Every cell computes in fp32 (``precision``: as the published table, and its MFU is against an fp32 matmul peak).
+One warm-up step, then ``--steps`` timed (median of each step's time from the end of the one before). The models
+share one fresh ``CLO_HOME`` (a bundled GGUF is dequantized once); every cell's data differ, so no reference cache
+is hit.
 
 The epoch estimate: the paper trains 6,400 samples at batch 8 (800 steps); on this machine that is 800 × the
 batch-8 cell's seconds per step plus 6,400 × its reference seconds per sample, at the longest length measured.
@@ -32,8 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from clo.bench.measure import GPU_PEAKS, flops_per_token, measured_peak_flops  # noqa: E402
+
 PAPER_SAMPLES, PAPER_BATCH = 6400, 8
-GPU = ("H100", 989e12)  # dense bf16 datasheet peak (bench/suite.py GPU_PEAKS)
+GPU = ("H100", GPU_PEAKS["H100"])  # dense bf16 datasheet peak
 ASSUMED_GPU_MFU = (0.30, 0.45)  # the range the estimate is given for; 0.45 is issue 15's goal on a GPU
 
 
@@ -68,7 +71,7 @@ def long_records(model: str, lang: str, n: int, max_length: int) -> list[dict]:
 def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int, peak: float | None = None) -> dict:
     """One cell in this process (``--cell``): the figures of one CLO run. ``peak``: the machine's FLOP/s for the
     MFU column (measured here when not given)."""
-    from bench.suite import bench_clo_run, measured_peak_flops
+    from bench.suite import bench_clo_run
     from clo.data.formats import write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="clo-growth-"))
@@ -99,11 +102,11 @@ def epoch_estimate(cells: list[dict], batch: int = PAPER_BATCH) -> list[dict]:
         here = steps * c["s_per_step"] + PAPER_SAMPLES * c["ref_s_per_sample"]
         tokens = PAPER_SAMPLES * 4 * c["max_length"]  # two directions × chosen and rejected, full length
         n, n_tr = c["total_params"], c["trainable_params"]
-        flops = tokens * (2 * n + 2 * n + 2 * n_tr) + tokens * 2 * n  # training steps + the reference pass
+        flops = tokens * flops_per_token(n, n_tr, reference=True)  # training steps + the reference pass
         gpu = [flops / (GPU[1] * m) for m in ASSUMED_GPU_MFU]
-        out.append({"model": model, "max_length": c["max_length"], "batch": batch, "steps": steps, "here_s": round(here),
-                    "gpu": GPU[0], "gpu_s": [float(f"{g:.3g}") for g in gpu], "gpu_mfu": list(ASSUMED_GPU_MFU),
-                    "flops": float(f"{flops:.4g}")})
+        out.append({"model": model, "max_length": c["max_length"], "batch": batch, "steps": steps,
+                    "here_s": round(here), "gpu": GPU[0], "gpu_s": [float(f"{g:.3g}") for g in gpu],
+                    "gpu_mfu": list(ASSUMED_GPU_MFU), "flops": float(f"{flops:.4g}")})
     return out
 
 
@@ -151,8 +154,6 @@ def grid(models: list[str], lengths: list[int], batches: list[int], *, lang: str
     so in its row and the grid goes on. ``out``: the JSON is rewritten after every cell. The machine's peak
     FLOP/s (for MFU) is measured once, here, unless given."""
     if peak is None:
-        from bench.suite import measured_peak_flops
-
         peak = measured_peak_flops("cpu")[0]
     res: dict = {"config": {"lang": lang, "timed_steps": steps, "scope": "attention", "method": "clo",
                             "precision": "fp32", "peak_flops": peak}, "cells": [], "epoch": []}

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -155,8 +154,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from levers import rebuild
-    from suite import measured_peak_flops
 
+    from clo.bench.measure import Timer, measured_peak_flops
     from clo.core.spec import TrainSpec, load_recipe
     from clo.models.chat import set_system_prompt
     from clo.models.load import load_model
@@ -173,8 +172,8 @@ def main(argv=None) -> int:
     set_system_prompt(loaded.tokenizer, spec.system_prompt)
     trainer = rebuild(spec, loaded)  # share_prompts and the rest from the spec, as clo train builds it
     sizes = model_sizes(loaded.model)
-    t = time.perf_counter()
-    step_calls, ref_calls, n_steps = record_shapes(trainer, loaded)
+    with Timer() as counting:
+        step_calls, ref_calls, n_steps = record_shapes(trainer, loaded)
     train, ref = flops(step_calls, sizes, backward=True), flops(ref_calls, sizes, backward=False)
     peak, how = measured_peak_flops("cpu")
     total = train["tflop"] + ref["tflop"]
@@ -185,7 +184,7 @@ def main(argv=None) -> int:
               "floor_s": {"reference": round(ref["tflop"] * 1e12 / peak, 1),
                           "training": round(train["tflop"] * 1e12 / peak, 1),
                           "both": round(total * 1e12 / peak, 1)},
-              "counting_s": round(time.perf_counter() - t, 1)}
+              "counting_s": round(counting.seconds, 1)}
     if args.check:
         result["check"] = check_one_batch(trainer, sizes)
     print(json.dumps(result, indent=2))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +30,7 @@ def make_parser(subparsers=None) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
+    from clo.bench.measure import Timer
     from clo.evaluation import langid
 
     data = {lang: langid.validation_lines(lang, counted_only=not args.all_lines) for lang in args.langs}
@@ -50,23 +50,25 @@ def main(argv=None) -> int:
     for lang, lines in data.items():
         acc[lang] = {}
         for name in names:
-            t0 = time.perf_counter()
             if name == "combined":
-                dets = [langid.detect(x) for x in lines]
-                per_lang_rate[lang] = len(lines) / (time.perf_counter() - t0)
+                with Timer() as t:
+                    dets = [langid.detect(x) for x in lines]
+                per_lang_rate[lang] = len(lines) / t.seconds
                 labels = [d.lang for d in dets]
                 reasons[lang] = Counter(d.reason for d in dets)
                 mistakes += [(lang, d, x) for d, x in zip(dets, lines) if d.lang != lang]
             else:
-                labels = [(langid.run_detector(name, x) or [("unknown", 0.0)])[0][0] for x in lines]
-            elapsed[name] += time.perf_counter() - t0
+                with Timer() as t:
+                    labels = [(langid.run_detector(name, x) or [("unknown", 0.0)])[0][0] for x in lines]
+            elapsed[name] += t.seconds
             acc[lang][name] = sum(l == lang for l in labels) / len(lines)
 
     print("lingua here knows the registry languages and 12 confusers only, which flatters its accuracy")
     print(f"{'lang':5} {'lines':>5} " + " ".join(f"{n:>10}" for n in names) + f" {'lines/s':>8}   combined stages")
     for lang, row in acc.items():
         stages = ", ".join(f"{k} {v}" for k, v in reasons[lang].most_common())
-        print(f"{lang:5} {len(data[lang]):5d} " + " ".join(f"{row[n]:10.1%}" for n in names) + f" {per_lang_rate[lang]:8.0f}   {stages}")
+        print(f"{lang:5} {len(data[lang]):5d} " + " ".join(f"{row[n]:10.1%}" for n in names)
+              + f" {per_lang_rate[lang]:8.0f}   {stages}")
     print(f"{'lines/s':11} " + " ".join(f"{total / elapsed[n]:10.0f}" for n in names))
     if args.verbose:
         for lang, d, x in mistakes:

@@ -1,6 +1,7 @@
 """Measure each speed lever of a CLO run alone, against the plain path, in one process (docs/performance.md).
 
-    python bench/levers.py [--model default] [--preset demo] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2] [--only LEVER] [--json FILE]
+    python bench/levers.py [--model default] [--preset demo] [--lang sw] [--pairs 96] [--batches 4] [--repeats 2]
+                           [--only LEVER] [--json FILE]
 
 On the bundled demo set (both preference pairs of every sample, tokenized exactly as `clo train` does):
 
@@ -25,22 +26,22 @@ On the bundled demo set (both preference pairs of every sample, tokenized exactl
   tokenized again). Not an exact lever: the model reads another prompt, so the answers' log-probs move; the
   figures are how far, per answer and per pair margin, on the first ``--pairs`` pairs.
 
-Every arm first runs one batch untimed (the first backward of a process pays one-time costs: 10 s of a 41 s
-arm, measured on SmolLM2 on 2026-12-06), then arms are interleaved (A B A B …) so that a slow patch of the
-machine hits both; the ratio is the median of the arm's times over the plain arm's. Speed only: never run beside another CPU job when the figure matters.
+Every arm first runs one batch untimed (the first backward of a process pays one-time costs), then arms are
+interleaved (A B A B …) so that a slow patch of the machine hits both; the ratio is the median of the arm's times
+over the plain arm's (clo/bench/measure.py). Speed only: never run beside another CPU job when the figure matters.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from clo.bench.measure import best_time, interleaved, median_ratio  # noqa: E402
 
 
 def build(model: str, lang: str, preset: str = "demo"):
@@ -88,32 +89,26 @@ def reference_order(trainer, n_pairs: int, repeats: int) -> dict:
     trainer.args.length_buckets = 1
     trainer.model.eval()
 
-    def score(order):
-        rows = [ds[i] for i in order]
+    orders = {"plain": list(range(len(ds))), "longest_first": longest_first}
+    rows = {arm: [ds[i] for i in order] for arm, order in orders.items()}
+
+    def score(arm):
         out, positions = [], 0
-        t = time.perf_counter()
-        for i in range(0, len(rows), 16):
-            batch = trainer.data_collator(rows[i:i + 16])
+        for i in range(0, len(rows[arm]), 16):
+            batch = trainer.data_collator(rows[arm][i:i + 16])
             positions += batch["input_ids"].numel()
             c, r = trainer.compute_ref_log_probs(trainer.model, strip(batch))
             out.append(torch.stack([c, r], 1))
         logps = torch.cat(out)
         back = torch.empty_like(logps)
-        back[torch.tensor(order)] = logps
-        return time.perf_counter() - t, positions, back
+        back[torch.tensor(orders[arm])] = logps
+        return positions, back
 
-    times = {"plain": [], "longest_first": []}
-    for _ in range(repeats):
-        for arm, order in (("plain", list(range(len(ds)))), ("longest_first", longest_first)):
-            seconds, positions, logps = score(order)
-            times[arm].append(seconds)
-            if arm == "plain":
-                plain_positions, plain_logps = positions, logps
-            else:
-                sorted_positions, sorted_logps = positions, logps
+    times, last = interleaved(orders, repeats, score)
+    (plain_positions, plain_logps), (sorted_positions, sorted_logps) = last["plain"], last["longest_first"]
     diff = (plain_logps - sorted_logps).abs().max().item()
     return {"pairs": len(ds), "plain_s": times["plain"], "longest_first_s": times["longest_first"],
-            "time_ratio": round(statistics.median(times["longest_first"]) / statistics.median(times["plain"]), 3),
+            "time_ratio": median_ratio(times["longest_first"], times["plain"]),
             "positions_plain": plain_positions, "positions_longest_first": sorted_positions,
             "positions_ratio": round(sorted_positions / plain_positions, 3), "max_abs_logp_diff": diff}
 
@@ -137,34 +132,25 @@ def interleaved_backward(trainer, batches, arms, repeats: int, configure, contex
     import contextlib
 
     params = [p for p in trainer.model.parameters() if p.requires_grad]
-    arm_now = None
 
-    def step():
-        t, logps, grads = time.perf_counter(), [], None
+    def step(arm):
+        configure(arm)
+        logps, grads = [], None
         for batch in batches:
             trainer.model.zero_grad(set_to_none=True)
-            with context(arm_now) if context else contextlib.nullcontext():
+            with context(arm) if context else contextlib.nullcontext():
                 lp = trainer._token_logps(trainer.model, batch)
             lp.sum().backward()
             logps.append(lp.detach())
             grads = [p.grad.clone() for p in params[:4]]  # the last batch's first attention weights
-        return time.perf_counter() - t, logps, grads
+        return logps, grads
 
     for arm in arms:  # untimed warm-up of every arm: the first backward of a process pays one-time costs
         configure(arm)
-        arm_now = arm
         trainer.model.zero_grad(set_to_none=True)
         with context(arm) if context else contextlib.nullcontext():
             trainer._token_logps(trainer.model, batches[0]).sum().backward()
-    times, ref = {a: [] for a in arms}, {}
-    for _ in range(repeats):
-        for arm in arms:
-            configure(arm)
-            arm_now = arm
-            seconds, logps, grads = step()
-            times[arm].append(seconds)
-            ref[arm] = (logps, grads)
-    return times, ref
+    return interleaved(arms, repeats, step)
 
 
 def max_diffs(a, b) -> tuple[float, float]:
@@ -195,9 +181,8 @@ def length_buckets(trainer, n_batches: int, repeats: int, arms=(1, 2, 4)) -> dic
                                       lambda b: setattr(trainer.args, "length_buckets", b))
     out = {"batches": len(batches), "sequences_per_batch": int(batches[0]["input_ids"].shape[0]),
            "seconds": {str(b): v for b, v in times.items()}}
-    base = statistics.median(times[1])
     for b in arms[1:]:
-        out[f"time_ratio_{b}"] = round(statistics.median(times[b]) / base, 3)
+        out[f"time_ratio_{b}"] = median_ratio(times[b], times[1])
         out[f"max_abs_logp_diff_{b}"], out[f"max_abs_grad_diff_{b}"] = max_diffs(ref[1], ref[b])
     trainer.args.length_buckets = 2
     return out
@@ -216,7 +201,7 @@ def shared_prompts(trainer, n_batches: int, repeats: int, buckets: int = 2) -> d
     shared_pos = sum(positions(b, True, buckets) for b in batches)
     logp_diff, grad_diff = max_diffs(ref[False], ref[True])
     return {"batches": len(batches), "buckets": buckets, "plain_s": times[False], "shared_s": times[True],
-            "time_ratio": round(statistics.median(times[True]) / statistics.median(times[False]), 3),
+            "time_ratio": median_ratio(times[True], times[False]),
             "positions_plain": plain_pos, "positions_shared": shared_pos,
             "positions_ratio": round(shared_pos / plain_pos, 3),
             "max_abs_logp_diff": logp_diff, "max_abs_grad_diff": grad_diff}
@@ -234,13 +219,7 @@ def bf16_matmul(repeats: int = 5, shape: tuple = (2400, 576, 1536)) -> dict:
 
     def best(arm: str) -> float:
         with precision_context(arm, "cpu"):
-            a @ b  # warm-up
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                a @ b
-                times.append(time.perf_counter() - t)
-        return min(times)
+            return best_time(lambda: a @ b, repeats)
 
     f32, b16 = best("fp32"), best("bf16")
     return {"shape": list(shape), "threads": torch.get_num_threads(), "native_bf16": native_bf16("cpu"),
@@ -271,11 +250,12 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
     g32, g16 = torch.cat([g.flatten() for g in ref["fp32"][1]]), torch.cat([g.flatten() for g in ref["bf16"][1]])
     out = {"batches": len(batches), "buckets": buckets, "share_prompts": True,
            "train_fp32_s": times["fp32"], "train_bf16_s": times["bf16"],
-           "train_time_ratio": round(statistics.median(times["bf16"]) / statistics.median(times["fp32"]), 3),
+           "train_time_ratio": median_ratio(times["bf16"], times["fp32"]),
            "max_abs_token_logp_diff": round(token_diff, 4),
            "max_abs_answer_logp_diff": round((answer_sums("fp32") - answer_sums("bf16")).abs().max().item(), 4),
            "mean_abs_answer_logp_diff": round((answer_sums("fp32") - answer_sums("bf16")).abs().mean().item(), 4),
-           "max_abs_pair_margin_diff": round((margins(answer_sums("fp32")) - margins(answer_sums("bf16"))).abs().max().item(), 4),
+           "max_abs_pair_margin_diff": round(
+               (margins(answer_sums("fp32")) - margins(answer_sums("bf16"))).abs().max().item(), 4),
            "grad_relative_diff": round(((g32 - g16).norm() / g32.norm()).item(), 4)}
     # the reference pass: scoring only, longest first in batches of 16 pairs as CLO does
     from clo.training.sampling import row_lengths
@@ -284,18 +264,18 @@ def bf16(trainer, n_batches: int, n_pairs: int, repeats: int, buckets: int = 2) 
     ds = trainer.train_dataset.select(range(min(n_pairs, len(trainer.train_dataset))))
     size = row_lengths(ds)
     rows = [ds[i] for i in sorted(range(len(ds)), key=lambda i: -size[i])]
-    score_s, scored = {"fp32": [], "bf16": []}, {}
-    for _ in range(repeats):
-        for arm in ("fp32", "bf16"):
-            t, got = time.perf_counter(), []
-            with ctx(arm):
-                for i in range(0, len(rows), 16):
-                    got.append(torch.stack(trainer.compute_ref_log_probs(trainer.model, strip(trainer.data_collator(rows[i:i + 16]))), 1))
-            score_s[arm].append(time.perf_counter() - t)
-            scored[arm] = torch.cat(got)
+    def score(arm):
+        got = []
+        with ctx(arm):
+            for i in range(0, len(rows), 16):
+                batch = strip(trainer.data_collator(rows[i:i + 16]))
+                got.append(torch.stack(trainer.compute_ref_log_probs(trainer.model, batch), 1))
+        return torch.cat(got)
+
+    score_s, scored = interleaved(("fp32", "bf16"), repeats, score)
     trainer.model.train()
     out.update({"reference_pairs": len(ds), "reference_fp32_s": score_s["fp32"], "reference_bf16_s": score_s["bf16"],
-                "reference_time_ratio": round(statistics.median(score_s["bf16"]) / statistics.median(score_s["fp32"]), 3),
+                "reference_time_ratio": median_ratio(score_s["bf16"], score_s["fp32"]),
                 "reference_max_abs_answer_logp_diff": round((scored["fp32"] - scored["bf16"]).abs().max().item(), 4)})
     trainer.args.share_prompts = False
     return out
@@ -306,7 +286,8 @@ def system_prompt_share(trainer, loaded) -> dict:
 
     extra = default_system_prompt_tokens(loaded.tokenizer)  # a template with no default system prompt: 0
     ds = trainer.train_dataset
-    tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
+    tokens = sum(2 * len(p) + len(c) + len(r)
+                 for p, c, r in zip(ds["prompt_ids"], ds["chosen_ids"], ds["rejected_ids"]))
     sequences = 2 * len(ds)
     return {"system_prompt_tokens": extra, "sequences": sequences, "tokens": tokens,
             "share": round(extra * sequences / tokens, 3)}
@@ -333,14 +314,13 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
     for arm, t in arms.items():  # untimed warm-up, as in interleaved_backward
         t.model.zero_grad(set_to_none=True)
         t._token_logps(t.model, batches[arm][0]).sum().backward()
-    times = {arm: [] for arm in arms}
-    for _ in range(repeats):
-        for arm, t in arms.items():
-            start = time.perf_counter()
-            for batch in batches[arm]:
-                t.model.zero_grad(set_to_none=True)
-                t._token_logps(t.model, batch).sum().backward()
-            times[arm].append(time.perf_counter() - start)
+    def train(arm):
+        t = arms[arm]
+        for batch in batches[arm]:
+            t.model.zero_grad(set_to_none=True)
+            t._token_logps(t.model, batch).sum().backward()
+
+    times, _ = interleaved(arms, repeats, train)
     trainer.model.zero_grad(set_to_none=True)
     # the same pairs, scored both ways: dataset rows keep the data's order, so row i is the same pair in both
     trainer.model.eval()
@@ -348,8 +328,9 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
     with torch.no_grad():
         for arm, t in arms.items():
             ds = t.train_dataset.select(range(min(n_pairs, len(t.train_dataset))))
-            got = [torch.stack(t.compute_ref_log_probs(t.model, strip(t.data_collator([ds[j] for j in range(i, min(i + 16, len(ds)))]))), 1)
-                   for i in range(0, len(ds), 16)]
+            scoring = [strip(t.data_collator([ds[j] for j in range(i, min(i + 16, len(ds)))]))
+                       for i in range(0, len(ds), 16)]
+            got = [torch.stack(t.compute_ref_log_probs(t.model, batch), 1) for batch in scoring]
             sums[arm] = torch.cat(got)  # (pairs, 2): chosen, rejected
     trainer.model.train()
     answer_diff = (sums["model"] - sums["none"]).abs()
@@ -359,7 +340,7 @@ def system_prompt(trainer, loaded, spec, n_batches: int, n_pairs: int, repeats: 
     pos = {arm: sum(positions(b, True, buckets) for b in batches[arm]) for arm in arms}
     return {"system_prompt_tokens": dropped, "batches": n_batches, "buckets": buckets, "share_prompts": True,
             "model_s": times["model"], "none_s": times["none"],
-            "time_ratio": round(statistics.median(times["none"]) / statistics.median(times["model"]), 3),
+            "time_ratio": median_ratio(times["none"], times["model"]),
             "positions_model": pos["model"], "positions_none": pos["none"],
             "positions_ratio": round(pos["none"] / pos["model"], 3), "pairs_scored": len(sums["model"]),
             "max_abs_answer_logp_diff": round(answer_diff.max().item(), 3),

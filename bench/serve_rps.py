@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import openai  # noqa: E402
 
+from clo.bench.measure import Timer  # noqa: E402
 from clo.data.formats import load_prompts  # noqa: E402
 from clo.models.load import load_model
 from clo.workshop.serve import ServeSettings, running_server  # noqa: E402
@@ -37,10 +37,9 @@ def measure(lm, prompts, clients: int, per_client: int, max_tokens: int, max_bat
                 tokens += r.usage.completion_tokens
             return tokens
 
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(clients) as pool:
+        with Timer() as t, ThreadPoolExecutor(clients) as pool:
             tokens = sum(pool.map(worker, range(clients)))
-        wall = time.perf_counter() - t0
+        wall = t.seconds
         batches = list(app.state.batcher.batches)
     n = clients * per_client
     return {"requests": n, "seconds": round(wall, 2), "requests_per_s": round(n / wall, 3),

@@ -1,5 +1,6 @@
-"""The benchmark behind ``python -m clo bench`` (a thin command in clo/cli/main.py): CLO against TRL's own DPOTrainer (and SFT) on the same model, data, batch and length,
-in one process, plus loading, batched generation and language-detection speed.
+"""The benchmark behind ``python -m clo bench`` (a thin command in clo/cli/main.py): CLO against TRL's own
+DPOTrainer (and SFT) on the same model, data, batch and length, in one process, plus loading, batched generation
+and language-detection speed.
 
 Every figure is measured here; the printed ratios compare rows measured in the same process on the same data:
 
@@ -18,158 +19,38 @@ Per row: seconds per step (median after one warm-up step), seconds per preferenc
 the level before the phase is reported too; ``torch.cuda.max_memory_allocated`` on a GPU) and achieved model
 FLOP/s against the machine's peak (MFU). Model FLOPs per token follow the usual convention (PaLM's MFU):
 2·N forward + 2·N activation backward + 2·N_trainable weight backward, + 2·N for the reference forward where
-it runs (TRL's row: in every step; CLO's first run: in its reference pass; never on a cache hit), N = parameters including the LM head (attention-score FLOPs left out: small at these
-lengths). The same convention for every row, so FLOP/s ratios are the inverse time ratios per token.
+it runs (TRL's row: in every step; CLO's first run: in its reference pass; never on a cache hit), N = parameters
+including the LM head (attention-score FLOPs left out: small at these lengths; clo/bench/measure.py). The same
+convention for every row, so FLOP/s ratios are the inverse time ratios per token.
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import threading
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from clo.bench.measure import (
+    StepClock,
+    Timer,
+    flop_params,
+    flops_per_token,
+    measured_peak_flops,
+    param_counts,
+    peak_memory,
+    release_memory,
+    timed,
+)
 
 # --quick: small enough for a 2-core CPU in a few minutes; full: the demo preset's batch and length.
 QUICK = dict(batch_size=2, max_length=128, steps=3, gen_prompts=40, gen_tokens=24)
 FULL = dict(batch_size=8, max_length=160, steps=3, gen_prompts=40, gen_tokens=64)
 
 TRAINER_ROWS = ("trl_dpo", "trl_dpo_precomputed", "clo", "clo_cached", "sft")
-
-# dense bf16 peak of known accelerators (FLOP/s, no sparsity)
-GPU_PEAKS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "L4": 121e12}
-
-
-# ---------------------------------------------------------------------------------------------------
-# Measuring tools
-# ---------------------------------------------------------------------------------------------------
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _release_memory() -> None:
-    """Give freed heap back to the OS so the next phase's RSS starts low (glibc keeps it otherwise)."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-@contextmanager
-def peak_memory(device: str):
-    """Yields a dict filled on exit with ``peak_gb`` and ``rise_gb`` (RSS on CPU, allocated memory on CUDA)."""
-    import torch
-
-    out: dict = {}
-    _release_memory()
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        yield out
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated()
-        out.update(kind="cuda_max_memory_allocated", peak_gb=round(peak / 2**30, 3),
-                   rise_gb=round((peak - before) / 2**30, 3))
-        return
-    before = _rss_bytes()
-    peak = [before]
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], _rss_bytes())
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    try:
-        yield out
-    finally:
-        done.set()
-        t.join()
-        peak[0] = max(peak[0], _rss_bytes())
-        out.update(kind="rss", peak_gb=round(peak[0] / 2**30, 3), rise_gb=round((peak[0] - before) / 2**30, 3))
-
-
-def measured_peak_flops(device: str, computes_in: str = "fp32") -> tuple[float, str]:
-    """The machine's peak, estimated: a known accelerator's datasheet value, else a large matmul measured here in
-    the precision the rows compute in (``computes_in``: a bf16 run's MFU against an fp32 peak would overstate)."""
-    import torch
-
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name()
-        for key, peak in GPU_PEAKS.items():
-            if key in name:
-                return peak, f"{name} datasheet dense bf16"
-        dtype, sizes = torch.bfloat16, (4096, 8192)
-    else:
-        dtype, sizes = (torch.bfloat16 if computes_in == "bf16" else torch.float32), (1024, 2048, 3072)
-    # best of several short windows and sizes: a shared or throttled machine only ever makes a window slower
-    best, best_n = 0.0, 0
-    for _ in range(3):
-        for n in sizes:
-            a = torch.randn(n, n, device=device, dtype=dtype)
-            b = torch.randn(n, n, device=device, dtype=dtype)
-            a @ b
-            reps, t0 = 0, time.perf_counter()
-            while time.perf_counter() - t0 < 0.3:
-                a @ b
-                reps += 1
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            rate = 2 * n**3 * reps / (time.perf_counter() - t0)
-            if rate > best:
-                best, best_n = rate, n
-    return best, (f"best measured {best_n}x{best_n} {str(dtype).replace('torch.', '')} matmul, "
-                  f"{torch.get_num_threads()} threads")
-
-
-class StepClock:
-    """Timestamps of every logged step (logging_steps=1) and the cumulative token count TRL logs."""
-
-    def __init__(self):
-        self.times: list[float] = []
-        self.tokens: list[float] = []
-
-    def __call__(self, event: dict) -> None:  # an events sink for run_training
-        row = event.get("metrics")
-        if row is not None:
-            self.times.append(time.perf_counter())
-            self.tokens.append(row.get("num_tokens", 0.0))
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        clock = self
-
-        class _Cb(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kw):
-                if logs and "train_runtime" not in logs:
-                    clock.times.append(time.perf_counter())
-                    clock.tokens.append(float(logs.get("num_tokens", 0.0)))
-
-        return _Cb()
-
-    def summary(self) -> tuple[float, float]:
-        """(median seconds per step, tokens per step) over the steps after the first (warm-up) one."""
-        if len(self.times) < 3:
-            raise RuntimeError(f"need at least 3 logged steps to time, got {len(self.times)}")
-        dts = [b - a for a, b in zip(self.times[1:], self.times[2:])] or [self.times[1] - self.times[0]]
-        dtok = [b - a for a, b in zip(self.tokens[1:], self.tokens[2:])]
-        return statistics.median(dts), statistics.mean(dtok) if dtok else 0.0
 
 
 @dataclass
@@ -192,23 +73,6 @@ class Row:
 # ---------------------------------------------------------------------------------------------------
 # The phases
 # ---------------------------------------------------------------------------------------------------
-
-
-def _param_counts(model, embed_tied: bool) -> tuple[int, int]:
-    """(N for FLOPs: every parameter except the input embedding table, counted once even when tied, trainable)."""
-    total = sum(p.numel() for p in model.parameters())
-    emb = model.get_input_embeddings().weight.numel()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return _flop_params(total, emb, embed_tied), trainable
-
-
-def _flop_params(total: int, embedding: int, tied: bool) -> int:
-    """N of the FLOP estimate: the input embedding is a lookup, not a matmul, unless it is also the LM head."""
-    return total if tied else total - embedding
-
-
-def _flops_per_token(n: int, n_trainable: int, reference: bool) -> float:
-    return 2 * n + 2 * n + 2 * n_trainable + (2 * n if reference else 0)
 
 
 def _bench_data(model: str, lang: str, n_samples: int, tmp: Path) -> Path:
@@ -239,11 +103,10 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precomput
         ref_pass_s = 0.0
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            t0 = time.perf_counter()
-            try:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
-            finally:
-                self.ref_pass_s += time.perf_counter() - t0
+            with Timer() as t:
+                result = super()._precompute_ref_logps(dataset, name, batch_size)
+            self.ref_pass_s += t.seconds
+            return result
 
     spec = TrainSpec(**spec_kw)
     clock = StepClock()
@@ -251,7 +114,7 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precomput
     with peak_memory(device) as mem:
         loaded = load_model(spec.model, device=device, dtype="float32")
         apply_scope(loaded.model, spec)
-        n, n_tr = _param_counts(loaded.model, loaded.model.config.get_text_config().tie_word_embeddings)
+        n, n_tr = param_counts(loaded.model)
         pairs = [to_conversational(p) for p in build_pairs(load_crosslingual(str(data), spec.lang))]
         # the same reference batch as CLO's pass (build_clo_trainer): 2 × samples per step
         args = DPOConfig(**common_args(spec, tmp, 2 * spec.batch_size, device), beta=spec.beta,
@@ -269,7 +132,7 @@ def bench_trl_dpo(data: Path, device: str, peak: float, spec_kw: dict, precomput
     pairs_per_step = 2 * spec.batch_size
     ref_per_pair = ref_s / n_pairs if precompute and n_pairs else 0.0
     s_per_pair = step_s / pairs_per_step + ref_per_pair
-    flops = _flops_per_token(n, n_tr, reference=True) * tok / (s_per_pair * pairs_per_step)
+    flops = flops_per_token(n, n_tr, reference=True) * tok / (s_per_pair * pairs_per_step)
     if precompute:
         name, what = "trl_dpo_precomputed", ("TRL DPOTrainer (sigmoid), precompute_ref_log_probs=True: one "
                                              "reference pass before training, no reference copy")
@@ -295,7 +158,7 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
     step_s, tok = clock.summary()
     # parameter counts for the FLOP estimate: the run's own counts, the embedding size from the base config
     text = AutoConfig.from_pretrained(resolve_model(spec.model)[1]).get_text_config()
-    n = _flop_params(result.total_params, text.vocab_size * text.hidden_size, text.tie_word_embeddings)
+    n = flop_params(result.total_params, text.vocab_size * text.hidden_size, text.tie_word_embeddings)
     n_tr = result.trainable
     preference = spec.method == "clo"
     pairs_per_step = 2 * spec.batch_size  # SFT: the same samples, one sequence per direction
@@ -305,7 +168,8 @@ def bench_clo_run(name: str, data: Path, device: str, peak: float, spec_kw: dict
     # the reference pass is part of CLO's cost: charge it per pair, like TRL's in-step reference forward
     s_per_pair = step_s / pairs_per_step + ref_per_pair
     # the reference forward counts only where it ran (a cache hit spends no FLOPs on it)
-    flops = _flops_per_token(n, n_tr, reference=preference and not result.ref_cache_hit) * tok / (s_per_pair * pairs_per_step)
+    per_token = flops_per_token(n, n_tr, reference=preference and not result.ref_cache_hit)
+    flops = per_token * tok / (s_per_pair * pairs_per_step)
     what = {"clo": "clo train --method clo" + (" (reference cache hit: no reference pass)" if result.ref_cache_hit
                                                else " (first run: one reference pass, cached)"),
             "sft": "clo train --method sft (TRL SFTTrainer, English + target sequences)"}[spec.method]
@@ -320,12 +184,8 @@ def bench_loading(model: str) -> dict:
     from clo.models.load import load_model
     from clo.models.registry import bundled_model
 
-    t = time.perf_counter()
-    load_model(model)
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    load_model(model)
-    cached = time.perf_counter() - t
+    first, _ = timed(load_model, model)
+    cached, _ = timed(load_model, model)
     bundled = bundled_model(model) is not None
     return {"first_load_s": round(first, 2), "cached_load_s": round(cached, 3),
             "first_load_is": "GGUF dequantization + safetensors write" if bundled else "load from its folder",
@@ -341,13 +201,9 @@ def bench_generation(model: str, lang: str, n_prompts: int, max_new_tokens: int)
     prompts = [p["prompt"] for p in load_prompts("demo", [lang, "en"])][:n_prompts]
     opts = GenerationOptions(max_new_tokens=max_new_tokens)
     generate(lm, prompts[:1], opts)  # warm-up
-    t = time.perf_counter()
-    batched = generate(lm, prompts, opts)
-    t_batched = time.perf_counter() - t
+    t_batched, batched = timed(generate, lm, prompts, opts)
     one = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=1)
-    t = time.perf_counter()
-    single = generate(lm, prompts, one)
-    t_single = time.perf_counter() - t
+    t_single, single = timed(generate, lm, prompts, one)
     same = sum(a == b for a, b in zip(batched, single))
     return {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "batch_size": opts.batch_size,
             "batched_s": round(t_batched, 2), "one_at_a_time_s": round(t_single, 2),
@@ -398,12 +254,12 @@ def bench_langid() -> dict:
     for name in langid.DETECTORS:  # load every model outside the timing (the slow ones load lazily on first use)
         langid.run_detector(name, "warm up the detector")
     langid.detect("warm up the detector")
-    total, right, t = 0, {}, time.perf_counter()
-    for lang, lines in data.items():
-        right[lang] = round(sum(langid.detect(x).lang == lang for x in lines) / len(lines), 4)
-        total += len(lines)
-    dt = time.perf_counter() - t
-    return {"lines": total, "lines_per_s": round(total / dt), "accuracy": right}
+    total, right = 0, {}
+    with Timer() as t:
+        for lang, lines in data.items():
+            right[lang] = round(sum(langid.detect(x).lang == lang for x in lines) / len(lines), 4)
+            total += len(lines)
+    return {"lines": total, "lines_per_s": round(total / t.seconds), "accuracy": right}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -477,7 +333,7 @@ def run_bench(model: str = "default", lang: str = "sw", scope: str = "attention"
                 except (torch.cuda.OutOfMemoryError, MemoryError) as e:  # a measured result too: say so, go on
                     out.setdefault("errors", {})[name] = f"out of memory: {str(e)[:200]}"
                     log(f"{name}: out of memory")
-                    _release_memory()
+                    release_memory()
                     if device.startswith("cuda"):
                         torch.cuda.empty_cache()
             out["rows"] = {k: {**asdict(v), "flops_per_s": float(f"{v.flops_per_s:.4g}")} for k, v in rows.items()}
@@ -538,10 +394,11 @@ def print_report(res: dict) -> None:
         l = res["loading"]
         print(f"loading: first {l['first_load_s']} s ({l['first_load_is']}), cached {l['cached_load_s']} s")
     if "rows" in res:
-        print(f"{'row':19} {'s/step':>8} {'s/pair':>8} {'tok/s':>8} {'peak GB':>8} {'rise GB':>8} {'GFLOP/s':>8} {'MFU':>6}")
+        print(f"{'row':19} {'s/step':>8} {'s/pair':>8} {'tok/s':>8} {'peak GB':>8} {'rise GB':>8} {'GFLOP/s':>8} "
+              f"{'MFU':>6}")
         for r in res["rows"].values():
-            print(f"{r['name']:19} {r['step_s']:8.2f} {r['s_per_pair']:8.3f} {r['tokens_per_s']:8.0f} {r['peak_gb']:8.2f} "
-                  f"{r['rise_gb']:8.2f} {r['flops_per_s'] / 1e9:8.1f} {r['mfu']:6.1%}")
+            print(f"{r['name']:19} {r['step_s']:8.2f} {r['s_per_pair']:8.3f} {r['tokens_per_s']:8.0f} "
+                  f"{r['peak_gb']:8.2f} {r['rise_gb']:8.2f} {r['flops_per_s'] / 1e9:8.1f} {r['mfu']:6.1%}")
         for k, v in res["ratios"].items():
             print(f"  {k}: {v}")
     if "padding" in res:
@@ -564,10 +421,14 @@ def markdown_table(res: dict) -> str:
     lines = ["| row | s/step | s/pair | tokens/s | peak GB | rise GB | GFLOP/s | MFU | reference pass |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in res.get("rows", {}).values():
-        ref = f"{r['ref_pass_s']:.1f} s ({r['ref_s_per_pair']:.3f} s/pair)" if r["ref_pass_s"] else \
-            ("cached: no pass" if r["extra"].get("ref_cache_hit") else "inside each step" if r["name"] == "trl_dpo" else "–")
+        if r["ref_pass_s"]:
+            ref = f"{r['ref_pass_s']:.1f} s ({r['ref_s_per_pair']:.3f} s/pair)"
+        else:
+            ref = ("cached: no pass" if r["extra"].get("ref_cache_hit")
+                   else "inside each step" if r["name"] == "trl_dpo" else "–")
         lines.append(f"| `{r['name']}` | {r['step_s']:.2f} | {r['s_per_pair']:.3f} | {r['tokens_per_s']:.0f} | "
-                     f"{r['peak_gb']:.2f} | {r['rise_gb']:.2f} | {r['flops_per_s'] / 1e9:.0f} | {r['mfu']:.0%} | {ref} |")
+                     f"{r['peak_gb']:.2f} | {r['rise_gb']:.2f} | {r['flops_per_s'] / 1e9:.0f} | {r['mfu']:.0%} | "
+                     f"{ref} |")
     for name in res.get("errors", {}):
         lines.append(f"| `{name}` | out of memory | | | | | | | |")
     ratios = ", ".join(f"`{k}` **{v}**" for k, v in res.get("ratios", {}).items())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["core", "models", "data", "runs", "training", "evaluation", "workshop", "cli"]  # the code map's order
+PACKAGES = ["core", "models", "data", "runs", "training", "evaluation", "workshop", "bench", "cli"]  # the code map's order
 
 
 def _modules() -> dict[str, Path]:

@@ -1,0 +1,1 @@
+"""Benchmarks: the measuring tools every benchmark uses (:mod:`~clo.bench.measure`)."""
