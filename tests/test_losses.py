@@ -102,7 +102,7 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file, loss_type
     trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common, loss_type=[loss_type]),
                              train_dataset=Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]),
                              processing_class=tok)
-    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0, clo_loss=objective),
+    clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0, objective=objective),
                              data_collator=PairCollator(tok.pad_token_id, 128),
                              train_dataset=Dataset.from_list(pairs), processing_class=tok)
     assert clo_trainer.selective_head  # on CPU our head scores only answer tokens

@@ -45,7 +45,7 @@ __all__ = [
     "needs_reference",
     "SCOPES",
     "SCHEDULERS",
-    "SFT_ROWS",
+    "SFT_DIRECTIONS",
     "RECIPES_DIR",
     "SpecError",
     "TrainSpec",
@@ -98,8 +98,9 @@ SCOPES = {
     "full": "every parameter trains",
     "lora": "LoRA adapters (on attention or all linear layers); reference = adapters disabled",
 }
-# the SFT methods: which side of each sample they train on ("en": English prompt → answer, "tgt": target)
-SFT_ROWS = {"sft": ("en", "tgt"), "sft-tgt": ("tgt",), "sft-eng": ("en",), "sft-dpo": ("en", "tgt")}
+# the SFT methods: the directions of each sample they train on ("en": English prompt → answer, "tgt": target;
+# clo.data.pairs names a pair's direction the same way)
+SFT_DIRECTIONS = {"sft": ("en", "tgt"), "sft-tgt": ("tgt",), "sft-eng": ("en",), "sft-dpo": ("en", "tgt")}
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 DEVICES = ("auto", "cpu", "cuda")

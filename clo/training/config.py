@@ -25,8 +25,8 @@ class CLOConfig(DPOConfig):
     """TRL's DPOConfig plus CLO's own fields."""
 
     lam: float = field(default=0.5, metadata={"help": "λ: weight of the target-only NLL term"})
-    clo_loss: str = field(default="clo", metadata={"help": "objective (clo.training.losses.LOSS_FUNCTIONS): clo, ipo, kto, orpo, "
-                                                           "simpo, or dpo (clo with λ = 0)"})
+    objective: str = field(default="clo", metadata={"help": "objective (clo.training.losses.LOSS_FUNCTIONS): clo, "
+                                                            "ipo, kto, orpo, simpo, or dpo (clo with λ = 0)"})
     simpo_gamma: float = field(default=0.5, metadata={"help": "SimPO's target margin γ"})
     english_anchor: float = field(default=0.0, metadata={"help": "weight of the English anchor (0: off)"})
     english_nll: float = field(default=0.0, metadata={"help": "weight of NLL(y_en | x_en) (0: off)"})
@@ -43,12 +43,12 @@ class CLOConfig(DPOConfig):
         super().__post_init__()
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError("lam must be in [0, 1]")
-        if self.clo_loss not in LOSS_FUNCTIONS:
-            raise ValueError(f"clo_loss must be one of {list(LOSS_FUNCTIONS)}")
+        if self.objective not in LOSS_FUNCTIONS:
+            raise ValueError(f"objective must be one of {list(LOSS_FUNCTIONS)}")
 
     @property
     def needs_reference(self) -> bool:
         """Whether the objective (or the English anchor) uses reference log-probs: reference-free runs skip the
         reference pass and its cache."""
-        return needs_reference("clo" if self.clo_loss == "dpo" else self.clo_loss, self.english_anchor)
+        return needs_reference("clo" if self.objective == "dpo" else self.objective, self.english_anchor)
 

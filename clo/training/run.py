@@ -24,7 +24,7 @@ from pathlib import Path
 
 from clo.core.files import check_free_space
 from clo.core.paths import clo_home
-from clo.core.spec import SFT_ROWS, SpecError, TrainSpec
+from clo.core.spec import SFT_DIRECTIONS, SpecError, TrainSpec
 from clo.core.testing import debug_end, debug_watch
 from clo.data.formats import load_crosslingual
 from clo.data.pairs import build_pairs, to_conversational
@@ -242,7 +242,7 @@ def _train_stages(spec: TrainSpec, run: RunDir, records, stop_event, resume_from
                   save_bytes=save_bytes)
     result = TrainResult(state="finished", run_dir=run.path, steps=0, seconds=0.0)
     stopped = False
-    if spec.method in SFT_ROWS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
+    if spec.method in SFT_DIRECTIONS:  # sft, sft-tgt, sft-eng, and the first stage of sft-dpo
         stage = "sft"
         run.phase("training", stage=stage)
         trainer = build_sft_trainer(spec=spec, loaded=loaded, records=records, run=run, device=device,
@@ -325,13 +325,13 @@ def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event, 
 
 def build_sft_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: str, peft_config=None,
                       callback=None):
-    """TRL's SFTTrainer on the rows of ``spec.method`` (English, target or both; completion-only loss)."""
+    """TRL's SFTTrainer on the directions of ``spec.method`` (English, target or both; completion-only loss)."""
     from trl import SFTConfig, SFTTrainer
 
-    rows = SFT_ROWS[spec.method]
-    ds = _sft_dataset(records, rows)
+    directions = SFT_DIRECTIONS[spec.method]
+    ds = _sft_dataset(records, directions)
     _check_prompt_lengths(loaded.tokenizer, ds["prompt"], spec)
-    args = SFTConfig(**common_args(spec, run.path, spec.batch_size * len(rows), device),
+    args = SFTConfig(**common_args(spec, run.path, spec.batch_size * len(directions), device),
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
                          peft_config=peft_config, callbacks=[callback] if callback else None)
@@ -355,7 +355,7 @@ def build_clo_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
     # copy of the model as the reference; CLOTrainer then skips the pass itself
     args = CLOConfig(**common_args(spec, run.path, 2 * spec.batch_size, device),
                      beta=spec.beta, lam=0.0 if spec.method == "sft-dpo" else spec.lam,
-                     clo_loss=spec.objective, simpo_gamma=spec.simpo_gamma,
+                     objective=spec.objective, simpo_gamma=spec.simpo_gamma,
                      english_anchor=spec.english_anchor, english_nll=spec.english_nll,
                      lang_codes=spec.langs, share_prompts=spec.share_prompts,
                      precompute_ref_log_probs=True, precompute_ref_batch_size=2 * spec.batch_size,
@@ -426,8 +426,8 @@ def _conversations(record: dict, method: str) -> list[tuple[list, list]]:
     a_tgt = [{"role": "assistant", "content": record["response"]}]
     if method in ("clo", "sft-dpo"):
         return [(en, a_en), (en, a_tgt), (tgt, a_tgt), (tgt, a_en)]  # sft-dpo's SFT rows are among these
-    rows = SFT_ROWS[method]
-    return ([(en, a_en)] if "en" in rows else []) + ([(tgt, a_tgt)] if "tgt" in rows else [])
+    directions = SFT_DIRECTIONS[method]
+    return ([(en, a_en)] if "en" in directions else []) + ([(tgt, a_tgt)] if "tgt" in directions else [])
 
 
 def fit_to_length(tokenizer, records: list[dict], spec: TrainSpec) -> tuple[list[dict], dict]:
@@ -490,15 +490,15 @@ def describe_truncation(t: dict) -> str:
     return line + ": trained cut (skip_truncated: true leaves such samples out)."
 
 
-def _sft_dataset(records, rows: tuple[str, ...]):
+def _sft_dataset(records, directions: tuple[str, ...]):
     from datasets import Dataset
 
     items = []
     for r in records:
-        if "en" in rows:
+        if "en" in directions:
             items.append({"prompt": [{"role": "user", "content": r["instruction_en"]}],
                           "completion": [{"role": "assistant", "content": r["response_en"]}]})
-        if "tgt" in rows:
+        if "tgt" in directions:
             items.append({"prompt": [{"role": "user", "content": r["instruction"]}],
                           "completion": [{"role": "assistant", "content": r["response"]}]})
     return Dataset.from_list(items)

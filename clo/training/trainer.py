@@ -228,7 +228,7 @@ class CLOTrainer(DPOTrainer):
                 self.ref_model or self.model, {k: v for k, v in inputs.items() if k not in EXTRA_COLUMNS})
         if ref_chosen is not None:
             ref_chosen, ref_rejected = ref_chosen.to(logps.dtype), ref_rejected.to(logps.dtype)
-        fn = LOSS_FUNCTIONS[self.args.clo_loss]
+        fn = LOSS_FUNCTIONS[self.args.objective]
         out = fn(policy_chosen, policy_rejected, ref_chosen, ref_rejected, is_target=inputs["is_target"],
                  chosen_tokens=chosen_tokens, rejected_tokens=rejected_tokens, beta=self.beta, lam=self.args.lam,
                  gamma=self.args.simpo_gamma, anchor=self.args.english_anchor, en_nll=self.args.english_nll)
