@@ -1,9 +1,10 @@
 """docs/performance.md's bench tables are generated from docs/performance-data.json
-(scripts/performance_tables.py)."""
+(scripts/performance_tables.py); no docs/ page carries a dated section."""
 from __future__ import annotations
 
 import copy
 import json
+import re
 import runpy
 from pathlib import Path
 
@@ -27,3 +28,10 @@ def test_each_recorded_run_names_its_command_and_machine():
         assert run["command"].startswith("python -m clo bench") and run["machine"] and run["rows"]
         assert all(set(run["columns"]) <= set(row) for row in run["rows"])
 
+
+def test_no_page_of_docs_has_a_dated_section():
+    dated = re.compile(r"^#+ .*(\b20\d\d\b|earlier|older measurements|re-measured)", re.I | re.M)
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        assert not dated.findall(text), page.name
+        assert "Re-measured on" not in text and "Older measurements" not in text, page.name
