@@ -1,11 +1,12 @@
 """Shared fixtures: an isolated CLO_HOME, tiny random models built offline, a small cross-lingual file."""
 from __future__ import annotations
 
-import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, write_xl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -13,19 +14,6 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("CLO_NO_PROGRESS", "1")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-
-ROOT = Path(__file__).resolve().parent.parent
-
-SAMPLES = [
-    ("What is the capital of Kenya?", "The capital of Kenya is Nairobi.",
-     "Mji mkuu wa Kenya ni upi?", "Mji mkuu wa Kenya ni Nairobi."),
-    ("How do I cook rice?", "Rinse it, add water, and simmer until soft.",
-     "Ninapikaje wali?", "Osha mchele, ongeza maji, na uupike hadi ulainike."),
-    ("Why should I wash my hands?", "Wash your hands with soap before you eat.",
-     "Kwa nini ninawe mikono?", "Osha mikono yako kwa sabuni kabla ya kula."),
-    ("Why is the sky blue?", "The sky looks blue because air scatters blue light.",
-     "Kwa nini anga ni la buluu?", "Anga linaonekana la buluu kwa sababu hewa hutawanya mwanga wa buluu."),
-]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,12 +38,19 @@ def tiny_gpt2(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny-gpt2", arch="gpt2")
 
 
-def write_xl(path: Path, samples=SAMPLES, lang="sw") -> Path:
-    with open(path, "w", encoding="utf-8") as f:
-        for i, (ie, re_, it, rt) in enumerate(samples):
-            f.write(json.dumps({"id": f"s{i}", "lang": lang, "instruction_en": ie, "response_en": re_,
-                                "instruction": it, "response": rt, "translator": "reference"}, ensure_ascii=False) + "\n")
-    return path
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The path of Debian's Chromium for Playwright (``scripts/ensure_chromium.sh`` installs it where it can); the
+    test is skipped with the reason where it cannot be had."""
+    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    try:
+        r = subprocess.run(["sh", str(ROOT / "scripts" / "ensure_chromium.sh")], capture_output=True, text=True,
+                           timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"could not run scripts/ensure_chromium.sh: {e}")
+    if r.returncode != 0:
+        pytest.skip(f"Chromium is not available: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture()

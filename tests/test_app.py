@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 from streamlit.testing.v1 import AppTest
 
 from clo.runs.resume import resume_check
@@ -50,14 +51,6 @@ def wait_for_state(run: RunDir, states=("finished", "stopped", "failed", "interr
             raise TimeoutError(f"run {run.id} still {state}")
         time.sleep(0.2)
     return state
-
-
-def wait_for(cond, timeout=240.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.2)
 
 
 def set_training(at: AppTest, data: Path, *, max_steps: int, max_length: int = 256) -> None:
@@ -286,7 +279,7 @@ def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_ro
     assert "Queued" in texts(at.info) and "one job trains at a time" in texts(at.info)
     queued_run = RunDir(runs_root / at.session_state["train_run"])
     assert queued_run.status()["state"] == "queued"
-    wait_for(lambda: len(long_run.metrics()) >= 1)
+    wait_for(lambda: len(long_run.metrics()) >= 1, timeout=240.0, every=0.2)
     at.run()
     assert f"in the queue: `{queued_run.id}`" in texts(at.caption)
     assert long_run.id in texts(at.markdown)  # the panel shows what trains now, with its Stop button

@@ -194,10 +194,10 @@ def _start_arena(tmp_path, sighup):
     import signal
     import sys
 
-    from test_browser import _free_port, start_streamlit
+    from helpers import free_port, start_streamlit
 
     root = Path(__file__).resolve().parent.parent
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "clo", "arena", "--port", str(port), "--db", str(tmp_path / "arena.sqlite")]
     proc = start_streamlit(cmd, {**os.environ, "PYTHONPATH": str(root)}, tmp_path / "arena.log", port, timeout_s=90,
                            preexec_fn=lambda: signal.signal(signal.SIGHUP, sighup))

@@ -14,17 +14,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM_ARGS, _free_port, chromium, start_streamlit  # noqa: F401 - the fixture
+from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit
 
 from clo.evaluation.generate import GenerationOptions
 from clo.workshop.arena import Arena
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
 SESSIONS, VOTES_EACH = 20, 2  # two votes each: every session still moves on to a second pair ("Next pair")
 PROMPTS = [{"id": str(i), "lang": "sw", "prompt": p} for i, p in
            enumerate(["Habari za asubuhi?", "Jua huchomoza wapi?", "Mji mkuu wa Kenya ni upi?"])]
@@ -40,7 +38,7 @@ def servers(tmp_path_factory, tiny_model, tiny_gpt2):
     code = Arena(db).create_round(models, PROMPTS, GenerationOptions(max_new_tokens=6, extra={"min_new_tokens": 6}))
     env = {**os.environ, "CLO_ARENA_DB": str(db), "CLO_RUNS": str(tmp / "runs"), "CLO_MODEL": str(tiny_model),
            "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-    vport, hport = _free_port(), _free_port()
+    vport, hport = free_port(), free_port()
     voter = start_streamlit([sys.executable, "-m", "clo", "arena", "--port", str(vport), "--db", str(db)], env,
                             tmp / "arena.log", vport, timeout_s=90)
     host = start_streamlit([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(hport),

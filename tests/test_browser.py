@@ -11,68 +11,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 STEPS = 60  # enough steps for the chart to be seen growing between two 1.5 s refreshes, even on a fast machine
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    try:
-        r = subprocess.run(["sh", str(ROOT / "scripts" / "ensure_chromium.sh")], capture_output=True, text=True,
-                           timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"could not run scripts/ensure_chromium.sh: {e}")
-    if r.returncode != 0:
-        pytest.skip(f"Chromium is not available: {r.stderr.strip() or r.stdout.strip()}")
-    return r.stdout.strip().splitlines()[-1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_streamlit(cmd: list[str], env: dict, log_path: Path, port: int, timeout_s: float,
-                    **popen) -> subprocess.Popen:
-    """Start a Streamlit app (``cmd``, output to ``log_path``; ``popen``: more Popen arguments) and wait until its
-    health check answers on ``port``; fail the test with the log's end if it exits or does not answer within
-    ``timeout_s``."""
-    with open(log_path, "wb") as log:  # the child keeps its own copy of the file
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, **popen)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.read() == b"ok":
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"{cmd} did not start:\n{Path(log_path).read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_model):
     tmp = tmp_path_factory.mktemp("browser")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CLO_RUNS": str(tmp / "runs"), "CLO_HOME": os.environ["CLO_HOME"],
            "CLO_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "PYTHONPATH": str(ROOT)}

@@ -8,20 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from clo.cli.main import main
 from clo.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(*args, cwd=None, env=None):
-    """The real `python -m clo` in a subprocess (exit code, stdout, stderr)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env["PYTHONPATH"] = str(ROOT) + os.pathsep + full_env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-m", "clo", *args], capture_output=True, text=True, cwd=cwd or ROOT,
-                       env=full_env, timeout=600)
-    return p.returncode, p.stdout, p.stderr
 
 
 def test_cli_trains_tiny_llama_and_reproduces(tiny_model, xl_file, tmp_path):

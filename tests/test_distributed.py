@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLES, write_xl
-from test_objectives import _two_language_file
+from helpers import SAMPLES, two_language_file, write_xl
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -396,7 +395,7 @@ def test_two_processes_several_target_languages(setup):
     (each pair one masked sequence) under DDP: step 1's log-probs equal the reference pass's."""
     from clo.runs.rundir import RunDir
 
-    data = _two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
+    data = two_language_file(setup["base"] / "sw-yo.jsonl", copies=3)  # 12 samples in each language
     run, dbg = _launch(setup, "multi", "--data", str(data), "--lang", "sw,yo", "--batch-size", "2", "--epochs", "1",
                          "--share-prompts")
     dbg = _debug(dbg)

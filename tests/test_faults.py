@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, clo_env
 
 from clo.cli.main import main
 from clo.core.process import pid_alive, process_start_id
@@ -32,17 +33,12 @@ from clo.core.spec import TrainSpec
 from clo.runs.resume import resume_check
 from clo.runs.rundir import RunDir, recover_lost
 
-ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
 
 
 def clo(*args, home: Path, fault: str | None = None) -> subprocess.CompletedProcess:
     """The real CLI in a subprocess, with its own CLO_HOME (reference cache) and, optionally, a fault."""
-    env = {**os.environ, "CLO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("CLO_FAULT", None)
-    if fault:
-        env["CLO_FAULT"] = fault
+    env = clo_env(home, **({"CLO_FAULT": fault} if fault else {}))
     return subprocess.run([sys.executable, "-m", "clo", *args], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=600)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clo.cli.main import main
 from clo.data.formats import DataError, load_sft
 from clo.data.importers import import_oasst, import_table, read_oasst_messages
 
@@ -16,12 +17,6 @@ OASST_TREES = FIXTURES / "oasst_trees_small.jsonl"
 
 BLACK_HOLE = "6ab24d72-0181-4594-a9cd-deaf170242fb"
 GREEN_TEA = "d41f7c2e-8a3b-4f6d-9e1c-2b5a7d3e8f10"
-
-
-def run_cli(argv: list[str]) -> int:
-    from clo.cli.main import main
-
-    return main(argv)
 
 
 # -- OpenAssistant ----------------------------------------------------------------------------------------------
@@ -171,14 +166,14 @@ def test_import_table_from_a_datasets_folder(tmp_path):
 
 def test_cli_data_import_commands(tmp_path, capsys):
     out = tmp_path / "oasst-en.jsonl"
-    assert run_cli(["data", "import-oasst", str(OASST), "--out", str(out)]) == 0
+    assert main(["data", "import-oasst", str(OASST), "--out", str(out)]) == 0
     assert "2 English SFT records" in capsys.readouterr().out
     assert [r["id"] for r in load_sft(out)] == [BLACK_HOLE, GREEN_TEA]
 
     table = tmp_path / "t.csv"
     table.write_text("q,a\nHi?,Hello.\n", encoding="utf-8")
     out2 = tmp_path / "t.jsonl"
-    assert run_cli(["data", "import", str(table), "--instruction-col", "q", "--response-col", "a", "--out", str(out2),
+    assert main(["data", "import", str(table), "--instruction-col", "q", "--response-col", "a", "--out", str(out2),
                     "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == 1
     assert load_sft(out2)[0]["response"] == "Hello."

@@ -19,11 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, clo_env
 
 from clo.cli.main import main
 from clo.runs.rundir import RunDir
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -46,13 +45,6 @@ def small_fs(tmp_path):
     yield mount
     for where in reversed(mounted):
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
-
-
-def clo_env(home: Path) -> dict:
-    env = {**os.environ, "CLO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("CLO_FAULT", None)
-    return env
 
 
 def train_args(model, data, out: Path, *extra) -> list[str]:

@@ -12,10 +12,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from clo.core.process import pid_alive
 from clo.core.spec import TrainSpec
@@ -90,14 +90,6 @@ def manager(tmp_path, fake):
 
 def spec(**kw) -> TrainSpec:
     return TrainSpec(**{"model": "tiny", "data": "demo", "max_steps": 3, **kw})
-
-
-def wait_for(cond, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not reached")
-        time.sleep(0.05)
 
 
 def test_jobs_run_in_submission_order_one_at_a_time(manager, fake):

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SAMPLES, write_xl
-from test_cli import run_cli
+from helpers import run_cli, two_language_file
 
 from clo.core.spec import SpecError, TrainSpec
 from clo.runs.catalog import run_table
@@ -20,25 +19,6 @@ from clo.training.run import load_records, run_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import objectives_table  # noqa: E402  (bench/ is not a package on the path)
-
-YO = [("What is the capital of Kenya?", "The capital of Kenya is Nairobi.", "Kí ni olú ìlú Kenya?",
-       "Nairobi ni olú ìlú Kenya."),
-      ("How do I cook rice?", "Rinse it, add water, and simmer until soft.", "Báwo ni mo ṣe ń se ìrẹsì?",
-       "Fọ̀ ọ́, fi omi kún un, kí o sì sè é títí yóò fi rọ̀."),
-      ("Why should I wash my hands?", "Wash your hands with soap before you eat.", "Kí ló dé tí mo fi gbọ́dọ̀ fọ ọwọ́?",
-       "Fi ọṣẹ fọ ọwọ́ rẹ kí o tó jẹun."),
-      ("Why is the sky blue?", "The sky looks blue because air scatters blue light.", "Kí ló dé tí ojú ọ̀run fi búlúù?",
-       "Ojú ọ̀run dàbí búlúù nítorí afẹ́fẹ́ ń tú ìmọ́lẹ̀ búlúù ká.")]
-
-
-def _two_language_file(path: Path, copies: int = 1) -> Path:
-    """One file with the same samples (same ids) in Swahili and in Yoruba."""
-    sw = write_xl(path.with_suffix(".sw"), [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d)
-                                            in enumerate(SAMPLES * copies)], lang="sw")
-    yo = write_xl(path.with_suffix(".yo"), [(f"{a} ({i})", b, f"{c} ({i})", d) for i, (a, b, c, d)
-                                            in enumerate(YO * copies)], lang="yo")
-    path.write_text(sw.read_text(encoding="utf-8") + yo.read_text(encoding="utf-8"), encoding="utf-8")
-    return path
 
 
 def _phases(events: list[dict]) -> list[str]:
@@ -75,7 +55,7 @@ def test_cli_flags_for_the_new_settings():
 
 
 def test_records_of_several_languages_pair_each_sample_with_each_translation(tmp_path):
-    data = _two_language_file(tmp_path / "xl.jsonl")
+    data = two_language_file(tmp_path / "xl.jsonl")
     recs = load_records(TrainSpec(lang="sw,yo", data=str(data)))
     assert [r["lang"] for r in recs] == ["sw"] * 4 + ["yo"] * 4
     assert [r["id"] for r in recs[:4]] == [r["id"] for r in recs[4:]]  # the same English samples in each
@@ -136,7 +116,7 @@ def test_sft_dpo_second_stage_takes_the_objective(tiny_model, xl_file, tmp_path,
 
 def test_multi_target_run_covers_every_sample_language_once_with_both_directions_together(tiny_model, tmp_path,
                                                                                         monkeypatch):
-    data = _two_language_file(tmp_path / "xl.jsonl", copies=2)  # 8 samples × 2 languages = 16 units
+    data = two_language_file(tmp_path / "xl.jsonl", copies=2)  # 8 samples × 2 languages = 16 units
     dbg = tmp_path / "samples.dbg"
     monkeypatch.setenv("CLO_DEBUG_SAMPLES", str(dbg))
     spec = TrainSpec(lang="sw,yo", model=str(tiny_model), data=str(data), batch_size=4, epochs=2, max_length=128,

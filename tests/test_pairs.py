@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from clo.cli.main import main
 from clo.data.formats import DATA_DIR, load_crosslingual
 from clo.data.pairs import DIRECTIONS, build_pairs, to_conversational
 
@@ -14,12 +15,6 @@ RECORDS = [
     {"id": "b", "lang": "sw", "instruction_en": "Why?", "response_en": "Because.", "instruction": "Kwa nini?",
      "response": "Kwa sababu."},
 ]
-
-
-def run_cli(argv: list[str]) -> int:
-    from clo.cli.main import main
-
-    return main(argv)
 
 
 def test_two_pairs_per_sample_in_sample_order():
@@ -45,7 +40,7 @@ def test_conversational_format():
 def test_cli_pairs_on_the_demo_set(capsys):
     if not (DATA_DIR / "demo" / "sw.jsonl").exists():
         pytest.skip("assets/data/demo/sw.jsonl is not written yet")
-    assert run_cli(["pairs", "--lang", "sw", "--data", "demo", "--limit", "3"]) == 0
+    assert main(["pairs", "--lang", "sw", "--data", "demo", "--limit", "3"]) == 0
     out = capsys.readouterr().out
     records = load_crosslingual("demo", "sw")[:3]
     for label in ("English prompt: ", "Swahili prompt: ", "chosen (en):", "rejected (sw):", "chosen (sw):",
@@ -61,9 +56,9 @@ def test_cli_pairs_on_the_demo_set(capsys):
 
 
 def test_cli_pairs_json_and_file(xl_file, capsys):
-    assert run_cli(["pairs", "--lang", "sw", "--data", str(xl_file), "--limit", "2", "--json"]) == 0
+    assert main(["pairs", "--lang", "sw", "--data", str(xl_file), "--limit", "2", "--json"]) == 0
     pairs = json.loads(capsys.readouterr().out)
     assert [p["direction"] for p in pairs] == ["en", "tgt", "en", "tgt"]
     assert pairs[1]["chosen"] == "Mji mkuu wa Kenya ni Nairobi."
-    assert run_cli(["pairs", "--lang", "sw", "--data", str(xl_file), "--limit", "0", "--width", "0"]) == 0
+    assert main(["pairs", "--lang", "sw", "--data", str(xl_file), "--limit", "0", "--width", "0"]) == 0
     assert "4 samples → 8 preference pairs" in capsys.readouterr().out

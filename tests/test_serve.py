@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+from helpers import free_port
 
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.models.load import load_model
@@ -110,15 +110,9 @@ def test_bad_requests_get_4xx_json_and_the_server_keeps_serving(server):
         _client(url).chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_clo_serve_command_answers_plain_http(tiny_model, tmp_path):
     """`python -m clo serve` as a user runs it: binds 127.0.0.1, the key from the environment, curl-style JSON."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "CLO_API_KEY": KEY, "HF_HUB_OFFLINE": "1"}
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "clo", "serve", "--model", str(tiny_model), "--port", str(port)],

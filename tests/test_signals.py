@@ -16,44 +16,27 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, clo_env, wait_for
 
 from clo.models.load import load_model
 from clo.runs.catalog import list_runs
 from clo.runs.rundir import RunDir
 
-ROOT = Path(__file__).resolve().parent.parent
 LONG = "400"  # steps: only a signal ends such a run early
-
-
-def env_for(home: Path, **extra) -> dict:
-    env = {**os.environ, "CLO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("CLO_FAULT", None)
-    env.update(extra)
-    return env
 
 
 def start(args: list[str], log: Path, home: Path, **extra) -> subprocess.Popen:
     """The real CLI, its stderr into ``log`` (read while it runs)."""
-    return subprocess.Popen([sys.executable, "-m", "clo", *args], cwd=ROOT, env=env_for(home, **extra),
+    return subprocess.Popen([sys.executable, "-m", "clo", *args], cwd=ROOT, env=clo_env(home, **extra),
                             stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
 
 
 def train_args(model, data, out: Path, *extra) -> list[str]:
     return ["train", "--model", str(model), "--data", str(data), "--lang", "sw", "--batch-size", "2",
             "--max-length", "64", "--lr", "1e-3", "--max-steps", LONG, "--out", str(out), *extra]
-
-
-def wait_for(cond, timeout=300.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
 
 
 def rows(run: RunDir) -> int:
@@ -74,7 +57,7 @@ def test_a_signal_stops_training_after_the_current_step_and_keeps_its_model(sig,
     run, log = RunDir(tmp_path / "run"), tmp_path / "stderr.txt"
     p = start(train_args(tiny_model, xl_file, run.path), log, tmp_path / "home")
     try:
-        wait_for(lambda: rows(run) >= 2, what="two logged steps")
+        wait_for(lambda: rows(run) >= 2, timeout=300.0, what="two logged steps")
         p.send_signal(sig)
         rc = finish(p)
     finally:
@@ -99,9 +82,10 @@ def test_a_second_signal_aborts_at_once_and_a_resume_stops_on_sigterm_too(tmp_pa
     home, run, log = tmp_path / "home", RunDir(tmp_path / "run"), tmp_path / "stderr.txt"
     p = start(train_args(tiny_model, xl_file, run.path, "--save-steps", "2"), log, home, CLO_FAULT="step:3:hang")
     try:
-        wait_for(lambda: run.status().get("checkpoint_step") == 2, what="the step-2 checkpoint")
+        wait_for(lambda: run.status().get("checkpoint_step") == 2, timeout=300.0, what="the step-2 checkpoint")
         p.send_signal(signal.SIGTERM)
-        wait_for(lambda: "SIGTERM: stopping after the current step" in log.read_text(), what="the first stop")
+        wait_for(lambda: "SIGTERM: stopping after the current step" in log.read_text(), timeout=300.0,
+                 what="the first stop")
         p.send_signal(signal.SIGTERM)
         rc = finish(p)
     finally:
@@ -119,7 +103,7 @@ def test_a_second_signal_aborts_at_once_and_a_resume_stops_on_sigterm_too(tmp_pa
     log2 = tmp_path / "resume.txt"
     p = start(["runs", "resume", str(run.path)], log2, home)
     try:
-        wait_for(lambda: rows(run) >= 3, what="a resumed step")
+        wait_for(lambda: rows(run) >= 3, timeout=300.0, what="a resumed step")
         p.send_signal(signal.SIGTERM)
         rc = finish(p)
     finally:
@@ -135,7 +119,7 @@ def test_a_step_that_does_not_end_within_the_deadline_is_aborted(tmp_path, tiny_
     p = start(train_args(tiny_model, xl_file, run.path), log, tmp_path / "home", CLO_FAULT="step:2:hang",
               CLO_STOP_DEADLINE_S="2")
     try:
-        wait_for(lambda: rows(run) >= 1, what="a logged step")
+        wait_for(lambda: rows(run) >= 1, timeout=300.0, what="a logged step")
         p.send_signal(signal.SIGTERM)  # one signal only: the deadline ends the hanging step
         rc = finish(p)
     finally:
@@ -169,11 +153,11 @@ def test_the_app_shutting_down_stops_its_job_cleanly(tmp_path, tiny_model, xl_fi
     script = tmp_path / "app.py"
     script.write_text(APP)
     app = subprocess.Popen([sys.executable, str(script), str(root), str(tiny_model), str(xl_file)], cwd=ROOT,
-                           env=env_for(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           env=clo_env(tmp_path / "home"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = RunDir(root / "job")
     try:
         assert app.stdout.readline().strip() == "submitted", app.stderr.read()
-        wait_for(lambda: rows(run) >= 2, what="two logged steps of the job")
+        wait_for(lambda: rows(run) >= 2, timeout=300.0, what="two logged steps of the job")
         app.send_signal(signal.SIGTERM)
         assert finish(app) == 0
     finally:

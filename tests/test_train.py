@@ -96,7 +96,7 @@ def test_sampler_keeps_pairs_together():
 
 def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
     """Through the real trainer dataloader: each batch holds both directions of every sample in it."""
-    from conftest import SAMPLES, write_xl
+    from helpers import SAMPLES, write_xl
 
     from clo.models.load import load_model
     from clo.runs.rundir import RunDir
@@ -134,7 +134,7 @@ def test_trainer_batches_never_split_a_sample(tiny_model, tmp_path):
 def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_model, tmp_path):
     """The reference pass batches rows by length (less padding); each row's log-probs, back in dataset order,
     equal that row scored alone, without any padding."""
-    from conftest import SAMPLES, write_xl
+    from helpers import SAMPLES, write_xl
 
     from clo.data.formats import load_crosslingual
     from clo.models.load import load_model
@@ -201,7 +201,7 @@ def test_bucketed_forward_equals_one_forward_with_its_gradients(tiny_model, buck
 def test_trainer_with_shared_prompts_scores_as_without(tiny_model, tmp_path):
     """``share_prompts`` on the trainer: the reference log-probs of a whole batch and the training path's
     per-token log-probs are those of the plain path (which the reference pass wrote)."""
-    from conftest import SAMPLES, write_xl
+    from helpers import SAMPLES, write_xl
 
     from clo.data.formats import load_crosslingual
     from clo.models.load import load_model
@@ -395,7 +395,7 @@ def test_demo_data_trains_in_every_paper_language(tiny_model, tmp_path, lang):
 
 
 def _long_sample_file(tmp_path):
-    from conftest import SAMPLES, write_xl
+    from helpers import SAMPLES, write_xl
 
     long_answer = " ".join(["Mji mkuu wa Kenya ni Nairobi, na ni mji mkubwa sana."] * 30)
     samples = list(SAMPLES[:3]) + [("Tell me about Nairobi.", "Nairobi is a big city.", "Niambie kuhusu Nairobi.",

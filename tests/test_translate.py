@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from clo.cli.main import main
 from clo.data.formats import DATA_DIR, load_crosslingual, read_records
 from clo.data.translate import (
     BACKENDS,
@@ -418,12 +419,6 @@ def test_cache_keys_and_a_broken_file(tmp_path):
 # -- CLI --------------------------------------------------------------------------------------------------------
 
 
-def run_cli(argv: list[str]) -> int:
-    from clo.cli.main import main
-
-    return main(argv)
-
-
 def test_cli_translate_with_the_tiny_model(tiny_m2m100, tmp_path, capsys):
     src = tmp_path / "en.jsonl"
     src.write_text("".join(json.dumps({"id": f"e{i}", "instruction": EN[i], "response": EN[i + 1]}) + "\n"
@@ -431,11 +426,11 @@ def test_cli_translate_with_the_tiny_model(tiny_m2m100, tmp_path, capsys):
     out = tmp_path / "sw.jsonl"
     argv = ["translate", "--data", str(src), "--lang", "sw", "--translator", "m2m100", "--model", str(tiny_m2m100),
             "--out", str(out), "--limit", "3", "--device", "cpu", "--cache", str(tmp_path / "c.sqlite"), "--json"]
-    assert run_cli(argv) == 0
+    assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     rows = load_crosslingual(out, "sw")
     assert len(rows) == 3 and summary["records"] == 3 and summary["generated"] == summary["segments"] == 4
-    assert run_cli(argv) == 0
+    assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["generated"] == 0  # second run: all from the cache
 
 
@@ -445,7 +440,7 @@ def test_cli_translate_errors_before_writing(tmp_path, capsys):
     uncovered = next(lang for code, lang in LANGUAGES.items()
                      if code != "en" and code not in ReferenceTranslator().languages())
     out = tmp_path / "never.jsonl"
-    code = run_cli(["translate", "--data", "demo", "--lang", uncovered.code, "--translator", "reference",
+    code = main(["translate", "--data", "demo", "--lang", uncovered.code, "--translator", "reference",
                     "--out", str(out)])
     assert code == 2 and not out.exists()
     assert f"no bundled {uncovered.name} reference translations" in capsys.readouterr().err
@@ -454,7 +449,7 @@ def test_cli_translate_errors_before_writing(tmp_path, capsys):
 def test_cli_translate_reference_demo(tmp_path):
     _bundled("sw")
     out = tmp_path / "demo-sw.jsonl"
-    assert run_cli(["translate", "--data", "demo", "--lang", "sw", "--translator", "reference", "--out", str(out),
+    assert main(["translate", "--data", "demo", "--lang", "sw", "--translator", "reference", "--out", str(out),
                     "--limit", "3"]) == 0
     rows = load_crosslingual(out, "sw")
     assert [r["id"] for r in rows] == ["demo-001", "demo-002", "demo-003"]
