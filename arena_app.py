@@ -10,7 +10,7 @@ import uuid
 
 import streamlit as st
 
-from clo.core.languages import get_language
+from clo.core.languages import language_name
 from clo.models.registry import display_name
 from clo.workshop.arena import VOTES, Arena, ArenaError
 
@@ -20,13 +20,6 @@ ss = st.session_state
 ss.setdefault("arena_session", uuid.uuid4().hex)  # one participant = one browser tab's session
 arena = Arena()
 st.title("Arena")
-
-
-def lang_name(code):
-    try:
-        return get_language(code).name
-    except ValueError:
-        return None
 
 
 code = (st.query_params.get("round") or ss.get("arena_code") or "").strip().upper()
@@ -51,7 +44,7 @@ if m is None:
     st.success("You have voted on every pair in this round (or the host closed it). Thank you!")
     st.stop()
 
-language = lang_name(m.get("lang"))
+language = language_name(m["lang"]) if m.get("lang") else None
 
 
 def vote(choice: str) -> None:

@@ -86,14 +86,6 @@ def current_lang() -> str:
     return st.session_state.get("sb_lang", "sw")
 
 
-def lang_name(code: str | None) -> str:
-    """English name of any language label (clo.core.languages.language_name): never a raw code on a page; a run's
-    several target languages (``sw,yo``) as "Swahili + Yoruba"."""
-    if code and "," in code:
-        return " + ".join(language_name(c) for c in code.split(","))
-    return language_name(code)
-
-
 # -- cached resources ---------------------------------------------------------------------------------------------
 
 
@@ -266,7 +258,7 @@ def badge_markdown(det: dict, expected: str | None = None, *, prefix: str = "", 
     """Detected language and confidence as an inline markdown badge: green when it is ``expected``, red when
     not, grey without one; ``rejected`` (a pair's rejected answer, in the wrong language on purpose): orange
     when it is."""
-    label = f"{prefix}{lang_name(det['lang'])} · {evidence(det)}".replace("[", "(").replace("]", ")")
+    label = f"{prefix}{language_name(det['lang'])} · {evidence(det)}".replace("[", "(").replace("]", ")")
     if expected is None:
         color, icon = "gray", "language"
     elif rejected and det["lang"] == expected:

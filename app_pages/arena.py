@@ -5,12 +5,12 @@ import os
 
 import streamlit as st
 
-from app_pages._shared import current_lang, current_model, lang_name, loaded_model, runs_root
-from clo.core.languages import target_languages
+from app_pages._shared import current_lang, current_model, loaded_model, runs_root
+from clo.core.languages import language_name, target_languages
 from clo.data.formats import DataError, load_prompts, parse_bytes
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.models.registry import display_name
-from clo.runs.catalog import runs_with_model
+from clo.runs.catalog import model_choices, runs_with_model
 from clo.workshop.arena import Arena, ArenaError
 from clo.workshop.judge import JUDGE_KEY_ENV, JudgeError, judge_round
 
@@ -22,20 +22,11 @@ arena = Arena()
 ss = st.session_state
 
 
-def model_options() -> dict[str, str]:
-    base = current_model()
-    opts = {base: f"Base · {display_name(base)}"} if base else {}
-    opts.setdefault("default", f"Base · {display_name('default')}")
-    for r in runs_with_model(runs_root()):
-        opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
-    return opts
-
-
 def prompt_set() -> list[dict]:
     source = st.radio("Prompts", ["Held-out", "Upload", "Type them"], horizontal=True, key="ar_source")
     if source == "Held-out":
         langs = st.multiselect("Languages", [l.code for l in target_languages()] + ["en"], default=[current_lang()],
-                               format_func=lang_name, key="ar_langs")
+                               format_func=language_name, key="ar_langs")
         n = st.number_input("Prompts per language", 1, 50, 4, key="ar_n")
         return load_prompts("demo", langs or None, per_lang=int(n))
     if source == "Upload":
@@ -49,13 +40,13 @@ def prompt_set() -> list[dict]:
             st.error(str(e))
             return []
     lang = st.selectbox("Language of the prompts", [l.code for l in target_languages()] + ["en"],
-                        format_func=lang_name, key="ar_typed_lang")
+                        format_func=language_name, key="ar_typed_lang")
     text = st.text_area("One prompt per line", key="ar_typed")
     return [{"id": f"t{i}", "lang": lang, "prompt": line.strip()} for i, line in enumerate(text.splitlines()) if line.strip()]
 
 
 with st.expander("Open a round", expanded=not arena.rounds()):
-    opts = model_options()
+    opts = model_choices(runs_with_model(runs_root()), (current_model(), "default"))
     models = st.multiselect("Models (two or more)", list(opts), format_func=opts.get, key="ar_models")
     prompts = prompt_set()
     n_new = st.number_input("Max new tokens", 8, 512, 96, step=8, key="ar_max_new")

@@ -9,32 +9,24 @@ from app_pages._shared import (
     current_model,
     detect_text,
     fmt_number,
-    lang_name,
     loaded_model,
     runs_root,
     text_file_uploader,
 )
 from clo.core.downloads import rows_to_csv
+from clo.core.languages import language_name
 from clo.data.formats import DataError, load_prompts
 from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, stream
 from clo.evaluation.lexicon import has_lexicon
 from clo.evaluation.metrics import COMPARE_COLUMNS, METRICS
-from clo.models.registry import display_name
-from clo.runs.catalog import runs_with_model
+from clo.runs.catalog import model_choices, runs_with_model
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
-RUN_LANGS: dict[str, list[str]] = {}  # run path → its target languages (a run may have several: sw,yo)
-
-
-def model_options() -> dict[str, str]:
-    """value (what load_model takes) → label; the sidebar's model first, then every run with a model."""
-    opts = {base: f"Base · {display_name(base)}"} if base else {}
-    for r in runs_with_model(runs_root()):
-        opts[r["path"]] = f"{r['id']} · {r['method']} · {lang_name(r['lang'])}"
-        RUN_LANGS[r["path"]] = [c for c in str(r["lang"] or "").split(",") if c]
-    return opts
+RUNS = runs_with_model(runs_root())  # the runs the picker offers after the sidebar's model
+# run path → its target languages (a run may have several: sw,yo)
+RUN_LANGS = {r["path"]: [c for c in str(r["lang"] or "").split(",") if c] for r in RUNS}
 
 
 def pick_models(opts: dict[str, str]) -> list[str]:
@@ -109,17 +101,17 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
             st.warning(f"{e}. Write your own prompt instead.")
             return
         idx = st.selectbox("Held-out prompt", range(len(prompts)), key="cmp_heldout",
-                           format_func=lambda i: short(f"{lang_name(prompts[i]['lang'])} · {prompts[i]['prompt']}"))
+                           format_func=lambda i: short(f"{language_name(prompts[i]['lang'])} · {prompts[i]['prompt']}"))
         prompt, prompt_lang = prompts[idx]["prompt"], prompts[idx]["lang"]
         reference = prompts[idx].get("reference")
-        st.caption(f"A {lang_name(prompt_lang)} prompt: a green badge means the answer is in {lang_name(prompt_lang)} "
-                   "too.")
+        st.caption(f"A {language_name(prompt_lang)} prompt: a green badge means the answer is in "
+                   f"{language_name(prompt_lang)} too.")
     else:
         reference = None
         prompt = st.text_area("Your prompt", key="cmp_own", placeholder="Habari! Unaweza kunieleza kuhusu mvua?").strip()
         prompt_lang = detect_text(prompt)["lang"] if prompt else lang
         if prompt:
-            st.caption(f"Prompt detected as {lang_name(prompt_lang)}.")
+            st.caption(f"Prompt detected as {language_name(prompt_lang)}.")
     go = st.button("Answer", type="primary", icon=":material/play_arrow:", key="cmp_go",
                    disabled=not (prompt and models))
     cols = st.columns(max(len(models), 1) + (1 if reference else 0))
@@ -187,8 +179,9 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
     if "cmp_batch_langs" in st.session_state:
         st.session_state["cmp_batch_langs"] = [c for c in st.session_state["cmp_batch_langs"] if c in choices]
     langs = c1.multiselect("Prompt languages", choices, default=choices, key="cmp_batch_langs",
-                           format_func=lang_name, help="Target prompts test fidelity; English prompts test preservation. "
-                                                       "A run trained on several languages is scored on each.")
+                           format_func=language_name,
+                           help="Target prompts test fidelity; English prompts test preservation. "
+                                "A run trained on several languages is scored on each.")
     per_lang = c2.number_input("Prompts per language", 1, 48, 8, key="cmp_batch_n")
     if st.button("Run batch evaluation", type="primary", key="cmp_batch_go", disabled=not (models and langs)):
         try:
@@ -243,10 +236,10 @@ def show_batch(res: dict) -> None:
         for code, s in per_lang.items():
             raw.append({"model": res["labels"].get(m, m), "lang": code,
                         **{col: s.get(k) for k, (col, _, _) in METRIC_COLUMNS.items()}})
-            table.append({"model": res["labels"].get(m, m), "prompts in": lang_name(code),
+            table.append({"model": res["labels"].get(m, m), "prompts in": language_name(code),
                           **{col: fmt_number(s.get(k), kind) for k, (col, kind, _) in METRIC_COLUMNS.items()}})
     chart = {METRICS[k].label: color for k, color in CHART_COLORS.items()}
-    long = [{"model": r["model"], "lang": lang_name(r["lang"]), "metric": k,
+    long = [{"model": r["model"], "lang": language_name(r["lang"]), "metric": k,
              "value": r[k] / 100 if k == METRICS["chrf"].label else r[k]}
             for r in raw for k in chart if r[k] is not None]
     if long:
@@ -282,7 +275,7 @@ def show_batch_answers(res: dict) -> None:
         by_prompt.setdefault((r["lang"], r["id"], r["prompt"]), []).append(r)
     langs = list(dict.fromkeys(k[0] for k in by_prompt))
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    pick = c1.radio("Prompts in", langs, format_func=lang_name, horizontal=True, key="cmp_ans_lang")
+    pick = c1.radio("Prompts in", langs, format_func=language_name, horizontal=True, key="cmp_ans_lang")
     items = [(k, v) for k, v in by_prompt.items() if k[0] == pick]
     pages = max(1, -(-len(items) // ANSWERS_PER_PAGE))
     page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"cmp_ans_page_{pick}")
@@ -297,7 +290,7 @@ def show_batch_answers(res: dict) -> None:
                     checked_answer(prompt, code, r["response"], r)
 
 
-opts_by_value = model_options()
+opts_by_value = model_choices(RUNS, (base,))
 if not opts_by_value:
     st.info("Pick a model in the sidebar first.")
     st.stop()

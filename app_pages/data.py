@@ -3,7 +3,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages._shared import badge_markdown, current_lang, detect_text, lang_name, text_file_uploader
+from app_pages._shared import badge_markdown, current_lang, detect_text, text_file_uploader
+from clo.core.languages import language_name
 from clo.data.formats import DataError, load_crosslingual, load_sft, read_records
 from clo.data.pairs import build_pairs
 from clo.data.stored import (
@@ -28,7 +29,7 @@ BUNDLED = "__bundled__"  # the review choice "the bundled demo set" (read from a
 
 lang = current_lang()
 st.title("Data")
-st.caption(f"English instruction pairs and their {lang_name(lang)} translation make the cross-lingual set. "
+st.caption(f"English instruction pairs and their {language_name(lang)} translation make the cross-lingual set. "
            f"Sets are saved in `{datasets_dir()}`; the Train page offers every set there.")
 
 
@@ -74,7 +75,7 @@ def translate_panel(source: str, rows: list[dict]) -> None:
                               "folder or the Hugging Face cache first.")
     else:
         c2.caption(f"Hand-written translations of the bundled demo and held-out texts — only those texts "
-                   f"({', '.join(map(lang_name, refs)) or 'none yet'}).")
+                   f"({', '.join(map(language_name, refs)) or 'none yet'}).")
     limit = c3.number_input("Records", 1, max(1, len(rows)), len(rows), key=f"data_tr_limit_{source}_{len(rows)}")
     target = dataset_path(source, lang)
     try:
@@ -83,7 +84,7 @@ def translate_panel(source: str, rows: list[dict]) -> None:
         existing = []
     edits = edited_ids(existing)
     ss = st.session_state
-    if st.button(f"Translate {int(limit)} records into {lang_name(lang)}", type="primary", key="data_translate"):
+    if st.button(f"Translate {int(limit)} records into {language_name(lang)}", type="primary", key="data_translate"):
         if edits:
             ss["data_confirm"] = target.name  # ask first: the set holds hand fixes
         else:
@@ -151,10 +152,10 @@ def run_translation(source, rows, translator, model, target: Path, existing: lis
 
 def use_ready_set(source: str, rows: list[dict]) -> None:
     langs = sorted({r["lang"] for r in rows})
-    st.info(f"This file is already a cross-lingual set ({len(rows)} samples, {', '.join(map(lang_name, langs))}): "
+    st.info(f"This file is already a cross-lingual set ({len(rows)} samples, {', '.join(map(language_name, langs))}): "
             "no translation needed.")
     if lang not in langs:
-        st.warning(f"It holds no {lang_name(lang)} samples; pick its language in the sidebar.")
+        st.warning(f"It holds no {language_name(lang)} samples; pick its language in the sidebar.")
         return
     if st.button("Save it to the data folder", type="primary", key="data_use_ready"):
         target = dataset_path(source, lang)
@@ -186,17 +187,17 @@ def text_with_badge(label: str, text: str, expected: str, *, rejected: bool = Fa
 def show_pair(pair: dict) -> None:
     """One preference pair: prompt, then the chosen and the rejected answer, each with its detected language."""
     with st.container(border=True):
-        text_with_badge(f"Prompt ({lang_name(pair['prompt_lang'])})", pair["prompt"], pair["prompt_lang"])
+        text_with_badge(f"Prompt ({language_name(pair['prompt_lang'])})", pair["prompt"], pair["prompt_lang"])
         with st.container(border=True):
             text_with_badge(":green[✓ Chosen]", pair["chosen"], pair["chosen_lang"])
         with st.container(border=True):
-            text_with_badge(f":orange[✗ Rejected — {lang_name(pair['rejected_lang'])}, the wrong language here]",
+            text_with_badge(f":orange[✗ Rejected — {language_name(pair['rejected_lang'])}, the wrong language here]",
                             pair["rejected"], pair["rejected_lang"], rejected=True)
 
 
 def fix_form(path: Path | None, rows: list[dict], rec: dict) -> None:
     """Fix one record's translation. ``path`` None: the bundled set, whose fixes go to a copy in the data folder."""
-    with st.expander(f"Fix the {lang_name(rec['lang'])} translation of {rec['id']}"):
+    with st.expander(f"Fix the {language_name(rec['lang'])} translation of {rec['id']}"):
         with st.form(f"data_fix_{rec['id']}"):
             instr = st.text_area("Instruction", rec["instruction"], key=f"data_fix_i_{rec['id']}")
             resp = st.text_area("Response", rec["response"], height=150, key=f"data_fix_r_{rec['id']}")
@@ -230,7 +231,7 @@ def review(path: Path | None) -> None:
     per_page = c3.selectbox("Per page", PAGE_SIZES, key="data_per_page")
     suspect_only = st.toggle("Only suspect translations", key="data_suspect",
                              help=f"Samples whose translated instruction or response is not detected as "
-                                  f"{lang_name(lang)}.")
+                                  f"{language_name(lang)}.")
     rows_shown = search_records(rows, query)
     if suspect_only:
         rows_shown = [r for r in rows_shown if detect_text(r["instruction"])["lang"] != r["lang"]
@@ -240,8 +241,8 @@ def review(path: Path | None) -> None:
                            key=f"data_page_{path.name if path else 'bundled'}_{suspect_only}_{query}_{per_page}")
     shown = f"{len(rows_shown)} match" + ("es" if len(rows_shown) != 1 else "") if (query or suspect_only) else ""
     st.caption(f"{len(rows)} samples{' · ' + shown if shown else ''} · each gives two preference pairs, kept in one "
-               f"batch: English prompt → English answer chosen; {lang_name(lang)} prompt → {lang_name(lang)} answer "
-               "chosen.")
+               f"batch: English prompt → English answer chosen; {language_name(lang)} prompt → "
+               f"{language_name(lang)} answer chosen.")
     st.caption(LEGEND)
     if not rows_shown:
         st.info("No sample matches." if query else "Every translation is detected as the target language.")
@@ -285,11 +286,11 @@ labels = {p: Path(p).name for p in options}
 try:
     load_crosslingual("demo", lang)
     options.append(BUNDLED)
-    labels[BUNDLED] = f"Bundled demo set ({lang_name(lang)})"
+    labels[BUNDLED] = f"Bundled demo set ({language_name(lang)})"
 except DataError:
     pass  # no bundled set in this language
 if not options:
-    st.info(f"No {lang_name(lang)} set in the data folder yet: translate one above.")
+    st.info(f"No {language_name(lang)} set in the data folder yet: translate one above.")
 else:
     if (wanted := st.session_state.pop("data_review_next", None)) in options:
         st.session_state["data_review_set"] = wanted

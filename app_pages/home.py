@@ -1,9 +1,10 @@
 """Overview: what CLO does and the four steps of the app."""
 import streamlit as st
 
-from app_pages._shared import HONEST_NOTE, current_lang, lang_name, model_guide
+from app_pages._shared import HONEST_NOTE, current_lang, model_guide
+from clo.core.languages import language_name
 
-lang = lang_name(current_lang())
+lang = language_name(current_lang())
 st.title("CLO Studio")
 st.markdown(
     f"Teach a small English chat model to answer **{lang}** prompts in **{lang}** with **Cross-Lingual "

@@ -8,13 +8,13 @@ from app_pages._shared import (
     fmt_duration,
     fmt_number,
     job_manager,
-    lang_name,
     metrics_charts,
     runs_root,
 )
+from clo.core.languages import language_name
 from clo.models.registry import display_name
 from clo.runs.catalog import run_file_text, run_table
-from clo.runs.jobs import LOG_NAME
+from clo.runs.jobs import ACTIVE_STATES, LOG_NAME
 from clo.runs.rundir import RunDir, RunError
 
 mgr = job_manager()
@@ -40,7 +40,7 @@ COLUMNS = {  # column → (runs-table key, quantity, tooltip); every cell a form
     "batch": ("batch", "count", "samples per batch"),
 }
 st.dataframe(
-    [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING, "language": lang_name(r["lang"]),
+    [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING, "language": language_name(r["lang"]),
       **{col: fmt_number(r[key], kind) for col, (key, kind, _) in COLUMNS.items()},
       "duration": fmt_duration(r["duration_s"]), "precision": r["precision"] or MISSING, "scope": r["scope"] or MISSING,
       "model": display_name(r["model"] or "") or MISSING} for r in rows],
@@ -60,7 +60,7 @@ run_id = st.selectbox("Run", list(by_id), key="runs_sel",
                       format_func=lambda i: f"{i} — {by_id[i]['state']}")
 r = by_id[run_id]
 run = RunDir(r["path"])
-st.markdown(f"{STATE_ICONS.get(r['state'], '')} **{r['state']}** · {r['method']} · {lang_name(r['lang'])} · "
+st.markdown(f"{STATE_ICONS.get(r['state'], '')} **{r['state']}** · {r['method']} · {language_name(r['lang'])} · "
             f"model `{r['model']}` · "
             f"{fmt_number(r['steps'] or 0, 'count')} steps · took {fmt_duration(r['duration_s'])}")
 st.caption(f"Link to this run: `?run={run_id}` on the Runs or the Train page.")
@@ -81,7 +81,7 @@ if c1.button("Open in Compare", icon=":material/compare:", disabled=not r["has_m
              help=None if r["has_model"] else "This run saved no model."):
     st.session_state["compare_open"] = r["path"]
     st.switch_page("app_pages/compare.py")
-active = r["state"] in ("queued", "running")
+active = r["state"] in ACTIVE_STATES
 if active and c2.button("Stop", icon=":material/stop_circle:", key="runs_stop"):
     st.toast(f"{run_id}: {mgr.stop(run_id)}")
 if r["resumable"] and c2.button(f"Resume from step {r['resume_step']}", icon=":material/play_arrow:", key="runs_resume",

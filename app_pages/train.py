@@ -11,12 +11,12 @@ from app_pages._shared import (
     fmt_duration,
     form_fields,
     job_manager,
-    lang_name,
     metrics_charts,
     model_guide,
     runs_root,
     setting_key,
 )
+from clo.core.languages import language_name
 from clo.core.paths import clo_home
 from clo.core.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
 from clo.data.formats import DataError, read_records, resolve_data_path
@@ -129,7 +129,8 @@ def fill_from_run(run: RunDir) -> None:
 def data_picker(disabled: bool = False) -> str:
     sets = [str(p) for p in list_datasets(lang)]
     options = ["demo", *sets, OTHER]
-    labels = {"demo": f"Bundled demo set ({lang_name(lang)})", OTHER: "Another file…"} | {p: Path(p).name for p in sets}
+    labels = {"demo": f"Bundled demo set ({language_name(lang)})", OTHER: "Another file…"} | {
+        p: Path(p).name for p in sets}
     wanted = st.session_state.pop("train_data", None)  # sent by the Data page
     if wanted in options:
         st.session_state["tr_data"] = wanted
@@ -162,7 +163,7 @@ def target_langs(data: str, disabled: bool = False) -> list[str]:
         ss["tr_langs"], ss["tr_langs_for"] = [lang], lang
     choices = list(dict.fromkeys([lang, *ss.get("tr_langs", []), *data_langs(data)]))
     ss["tr_langs"] = [c for c in ss.get("tr_langs", [lang]) if c in choices] or [lang]
-    picked = st.multiselect("Target languages", choices, key="tr_langs", format_func=lang_name, disabled=disabled,
+    picked = st.multiselect("Target languages", choices, key="tr_langs", format_func=language_name, disabled=disabled,
                             help="Several languages train in one run: each English sample pairs with its translation "
                                  "in every one, and batches mix them. The first comes from the sidebar.")
     return picked or [lang]
@@ -310,7 +311,8 @@ def live_panel() -> None:
     prog = read_progress(run, rows)
     cfg = run.config()
     st.markdown(f"#### {STATE_ICONS.get(prog.state, '')} `{run_id}` — {prog.state}\n"
-                f"{cfg.get('method')} · {lang_name(cfg.get('lang'))} · model `{display_name(cfg.get('model') or '')}`")
+                f"{cfg.get('method')} · {language_name(cfg.get('lang'))} · "
+                f"model `{display_name(cfg.get('model') or '')}`")
     st.progress(prog.fraction, text=progress_text(run, prog))
     if prog.active:
         stopping = run.stop_requested()
@@ -358,8 +360,9 @@ def locked_run() -> RunDir | None:
 
 
 st.title("Train")
-st.caption(f"Base model `{display_name(model) if model else '—'}` and target language {lang_name(lang)} come from the "
-           "sidebar (add more target languages below). Training runs in a background process: closing or reloading this tab does not stop it.")
+st.caption(f"Base model `{display_name(model) if model else '—'}` and target language {language_name(lang)} come "
+           "from the sidebar (add more target languages below). Training runs in a background process: closing or "
+           "reloading this tab does not stop it.")
 with st.expander("Which model shows the paper's point?", icon=":material/lightbulb:"):
     model_guide()
 left, right = st.columns([1, 1], gap="large")
@@ -381,6 +384,6 @@ with left:
         st.code(cli_command(path), language="bash", wrap_lines=True)
         st.caption(f"`{path}` holds these settings; a finished run keeps its own copy as `config.yaml`.")
 with right:
-    polling = any(RunDir(runs_root() / r).status().get("state") in ("queued", "running")
+    polling = any(RunDir(runs_root() / r).status().get("state") in ACTIVE_STATES
                   for r in filter(None, [watched_run()]))
     st.fragment(live_panel, run_every=1.5 if polling else 5.0)()

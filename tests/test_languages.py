@@ -31,3 +31,4 @@ def test_every_detector_label_gets_a_name_never_a_bare_code():
     assert [language_name(c) for c in ("sw", "swa", "xh", "ceb", "unknown", None)] == [
         "Swahili", "Swahili", "Xhosa", "Cebuano", "Unknown", "Unknown"]
     assert language_name("qq") == "Unlisted (qq)"
+    assert language_name("sw,yo") == "Swahili + Yoruba"  # a run's several target languages

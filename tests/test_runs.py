@@ -195,3 +195,15 @@ def test_a_time_estimate_counts_gradient_accumulation_and_matches_runs_on_it(tmp
     assert epoch.basis == "accum2" and epoch.steps == 25  # 50 batches of 2, a step every 2 batches
     assert epoch.reference_s == 0.5 * 100
     assert estimate_run(TrainSpec(**common, grad_accum=1), 100, tmp_path).steps == 50
+
+
+def test_a_model_picker_offers_the_bases_then_every_run_with_its_languages_named(tmp_path):
+    """clo.runs.catalog.model_choices: what Compare's and the Arena's pickers offer, in one definition."""
+    from clo.runs.catalog import model_choices
+
+    runs = [{"path": "/r/a", "id": "a", "method": "clo", "lang": "sw,yo"}]
+    from clo.models.registry import display_name
+
+    assert model_choices(runs, ("", "default")) == {"default": f"Base · {display_name('default')}",
+                                                    "/r/a": "a · clo · Swahili + Yoruba"}
+    assert list(model_choices(runs, ("/m", "default"))) == ["/m", "default", "/r/a"]

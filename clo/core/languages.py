@@ -101,9 +101,13 @@ _MORE_NAMES = {"ceb": "Cebuano", "war": "Waray", "ilo": "Iloko", "mg": "Malagasy
 
 def language_name(code: str | None) -> str:
     """An English name for any language label a detector gives (``xh`` → ``Xhosa``): the registry's name, else
-    lingua's ISO 639 table, else a short table of the rest; a label nobody knows reads ``Unlisted (xx)``."""
+    lingua's ISO 639 table, else a short table of the rest; a label nobody knows reads ``Unlisted (xx)``. A run's
+    several target languages (``sw,yo``) read "Swahili + Yoruba". Every page names languages with it: never a raw
+    code."""
     if not code:
         return "Unknown"
+    if "," in str(code):
+        return " + ".join(language_name(c) for c in str(code).split(","))
     try:
         return get_language(code).name
     except ValueError:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clo.core.languages import language_name
+from clo.models.registry import display_name
 from clo.runs.resume import resume_check
 from clo.runs.rundir import RunDir, iter_runs, recover_lost
 
-__all__ = ["list_runs", "run_summary", "run_table", "run_file_text", "runs_with_model", "RESUME_HINT"]
+__all__ = ["list_runs", "run_summary", "run_table", "run_file_text", "runs_with_model", "model_choices", "RESUME_HINT"]
 
 
 def _text(value) -> str | None:
@@ -93,6 +95,16 @@ def list_runs(root: str | Path | None = None) -> list[dict]:
 def runs_with_model(root: str | Path | None = None) -> list[dict]:
     """Runs that saved a model and no longer train: what Compare and ``clo eval`` can load."""
     return [r for r in list_runs(root) if r["has_model"] and r["state"] in ("finished", "stopped", "interrupted")]
+
+
+def model_choices(runs: list[dict], bases=()) -> dict[str, str]:
+    """What a model picker offers (Compare, Arena): value (what ``load_model`` takes) → label. ``bases`` first,
+    as "Base · <name>" (empty ones left out), then each of ``runs`` (rows of :func:`runs_with_model`) as
+    "<id> · <method> · <languages>"."""
+    opts = {b: f"Base · {display_name(b)}" for b in bases if b}
+    for r in runs:
+        opts[r["path"]] = f"{r['id']} · {r['method']} · {language_name(r['lang'])}"
+    return opts
 
 
 def run_file_text(run_dir: str | Path, name: str, max_chars: int | None = None) -> str | None:
