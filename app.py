@@ -24,3 +24,6 @@ page = st.navigation([
 ])
 sidebar()
 page.run()
+# drawn last, once the page has run to its end: browser tests wait for its count to grow (tests/test_browser.py)
+st.session_state["_drawn"] = st.session_state.get("_drawn", 0) + 1
+st.html(f'<span data-testid="clo-drawn" data-run="{st.session_state["_drawn"]}" hidden></span>')

@@ -111,6 +111,21 @@ def test_data_page_translates_previews_and_fixes(app):
     assert first["translator"] == "reference+edited"
 
 
+def test_train_on_this_set_takes_the_set_to_the_train_page(app):
+    """Data's "Train on this set →" opens Train with that set chosen, and its CLI command names the recipe it
+    writes (the browser walk, tests/test_browser.py, only sees that it happens)."""
+    at = open_page(app, "data")
+    at.number_input(key="data_tr_limit_demo_168").set_value(4).run()
+    at.button(key="data_translate").click().run()
+    path = Path(at.session_state["data_review_set"])
+    at.button(key="data_to_train").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="tr_data").value == str(path)
+    at.switch_page("app_pages/train.py").run()  # AppTest's next run would go back to the page it last opened
+    at.button(key="tr_cli").click().run()
+    assert re.search(r"^python -m clo train --config \S*clo-clo-sw-\w+\.yaml", texts(at.code)), texts(at.code)
+
+
 def test_data_page_previews_the_bundled_set_and_keeps_hand_edits(app):
     at = open_page(app, "data")
     # the bundled Swahili side previews before anything is translated, with the badge legend

@@ -8,7 +8,6 @@ is missing; where that is impossible the test is skipped with the reason. Screen
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -70,33 +69,47 @@ def settle(pg) -> None:
     pg.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=120_000)
 
 
+DRAWN_JS = """() => Math.max(0, ...[...document.querySelectorAll('[data-testid=clo-drawn]')].map(e => +e.dataset.run))"""
+
+
+def drawn(pg) -> int:
+    """How many runs of the page this session has completed: app.py draws a marker with that count last."""
+    return pg.evaluate(DRAWN_JS)
+
+
+def wait_drawn(pg, after: int = 0, timeout: int = 120_000) -> None:
+    """Wait until a run of the page later than the ``after``-th has drawn the page to its end."""
+    pg.wait_for_function(f"(after) => ({DRAWN_JS})() > after", arg=after, timeout=timeout)
+    settle(pg)
+
+
+def rerun_by(pg, act, timeout: int = 120_000) -> None:
+    """Do ``act`` (a click, a committed value) on a page at rest and wait until the run it starts has drawn the
+    page to its end: no fixed pause, and no action lands on a page still being redrawn."""
+    settle(pg)
+    before = drawn(pg)
+    act()
+    wait_drawn(pg, before, timeout)
+
+
 def set_number(pg, label: str, value) -> None:
-    """Type a number and make sure it stuck: a rerun still in flight can overwrite a value typed too early."""
-    box = pg.get_by_label(label, exact=True)
-    for _ in range(3):
-        box.fill(str(value))
-        box.press("Enter")
-        pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
-        settle(pg)
-        if box.input_value() == str(value):
-            return
     from playwright.sync_api import expect
 
-    expect(box).to_have_value(str(value))  # fails with the value it holds
+    box = pg.get_by_label(label, exact=True)
+    if box.input_value() != str(value):
+        box.fill(str(value))
+        rerun_by(pg, lambda: box.press("Enter"))
+    expect(box).to_have_value(str(value))
 
 
 def set_toggle(pg, label: str) -> None:
-    """Switch a toggle on and make sure it stuck: a click that lands while the page re-renders can be lost, and
-    then Compare would answer greedily (a random tiny model's greedy answer is empty: no badge to wait for)."""
-    toggle = pg.get_by_role("switch", name=label)
-    for _ in range(3):
-        if toggle.is_checked():
-            return
-        pg.get_by_text(label).click()
-        pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
-        settle(pg)
+    """Switch a toggle on (else Compare would answer greedily: a random tiny model's greedy answer is empty, no
+    badge to wait for)."""
     from playwright.sync_api import expect
 
+    toggle = pg.get_by_role("switch", name=label)
+    if not toggle.is_checked():
+        rerun_by(pg, lambda: pg.get_by_text(label).click())
     expect(toggle).to_be_checked()
 
 
@@ -108,17 +121,14 @@ def progress_step(pg) -> int:
 def test_data_train_compare_runs_in_the_browser(page, app_url):
     from playwright.sync_api import expect
 
-    from clo.data.stored import dataset_path
-
     pg = page
     # -- Data: translate 8 demo samples with the bundled references, see the pairs, fix one -------------------
     pg.goto(f"{app_url}/data")
+    wait_drawn(pg)
     expect(pg.get_by_text("1 · Make a cross-lingual set")).to_be_visible()
-    settle(pg)
     set_number(pg, "Records", 8)
-    pg.get_by_role("button", name=re.compile("Translate 8 records into Swahili")).click()
+    rerun_by(pg, pg.get_by_role("button", name=re.compile("Translate 8 records into Swahili")).click)
     expect(pg.get_by_text(re.compile(r"8 samples translated \(reference\)"))).to_be_visible()
-    settle(pg)
     expect(pg.get_by_text("✓ Chosen").first).to_be_visible()
     expect(pg.get_by_text("✗ Rejected").first).to_be_visible()
     expect(pg.get_by_text(re.compile(r"Swahili · (\d of \d detectors|by its script)")).first).to_be_visible()  # detected-language badges
@@ -129,38 +139,20 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     expect(box).to_be_visible()
     box.fill("Mto mrefu zaidi barani Afrika ni upi?")
     expect(box).to_have_value("Mto mrefu zaidi barani Afrika ni upi?")
-    box.blur()  # commit the text first: on a slow machine the blur's re-render can swallow a click made with it
-    saved = pg.get_by_text("Saved the fix to demo-001")
-    for _ in range(3):
-        pg.get_by_role("button", name="Save fix").first.click()
-        pg.wait_for_timeout(300)  # let the rerun start before waiting for it to end
-        settle(pg)
-        # the save writes the copy and reruns the page, which re-detects every badge: slow on a loaded CI machine.
-        # CI once showed the page unchanged after the click (the translation's note still there, no rerun): the
-        # click was lost, so it is made again; saving the same fix twice writes the same file.
-        try:
-            expect(saved).to_be_visible(timeout=20_000)
-            break
-        except AssertionError:
-            if pg.get_by_text(re.compile(r"8 samples translated \(reference\)")).count() == 0:
-                raise  # the page did rerun, and the note is missing: a real failure
-    expect(saved).to_be_visible()
-    fixed = [json.loads(line) for line in
-             dataset_path("demo", "sw").read_text().splitlines() if line.strip()]
-    assert next(r for r in fixed if r["id"] == "demo-001")["instruction"] == "Mto mrefu zaidi barani Afrika ni upi?"
-    settle(pg)
-    pg.get_by_role("button", name="Train on this set →").click()
+    box.blur()  # commit the text to the form first (a form's text reruns nothing until it is submitted)
+    rerun_by(pg, pg.get_by_role("button", name="Save fix").first.click)
+    expect(pg.get_by_text("Saved the fix to demo-001")).to_be_visible()  # what was saved: test_app.py
+    rerun_by(pg, pg.get_by_role("button", name="Train on this set →").click)
 
     # -- Train: the set comes along; launch a short CLO run and watch the curves grow -------------------------
     expect(pg.get_by_role("heading", name="Train")).to_be_visible()
-    settle(pg)
     expect(pg.get_by_role("combobox", name="Cross-lingual set")).to_have_value("demo-sw.jsonl")
     set_number(pg, "Batch size", 2)
     set_number(pg, "Max steps", STEPS)
-    pg.get_by_role("button", name="Show CLI command").click()
-    expect(pg.get_by_text(re.compile(r"python -m clo train --config .*clo-clo-sw-\w+\.yaml"))).to_be_visible()
+    rerun_by(pg, pg.get_by_role("button", name="Show CLI command").click)
+    expect(pg.get_by_text(re.compile(r"python -m clo train --config "))).to_be_visible()  # its file: test_app.py
     shot(pg, "02-train-settings")
-    pg.get_by_role("button", name="Launch training").click()
+    rerun_by(pg, pg.get_by_role("button", name="Launch training").click)
     expect(pg.get_by_text(re.compile(r"Started \S+ on 8 samples"))).to_be_visible()
     expect(pg.get_by_text(re.compile(rf"^Step [1-9]\d*/{STEPS}"))).to_be_visible(timeout=120_000)
     first = progress_step(pg)
@@ -196,15 +188,14 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     shot(pg, "04-train-finished")
 
     # -- Compare: base and the new run answer the same held-out prompt side by side ---------------------------
-    pg.get_by_role("link", name="Compare").click()
+    rerun_by(pg, pg.get_by_role("link", name="Compare").click)
     expect(pg.get_by_role("heading", name="Compare")).to_be_visible()
-    settle(pg)
     expect(pg.get_by_text("Base · tiny-llama").first).to_be_visible()
     expect(pg.get_by_text(re.compile(r"-clo-sw · clo · Swahili")).first).to_be_visible()
     pg.get_by_text("Generation settings").click()
     set_number(pg, "Max new tokens", 24)
     set_toggle(pg, "Sample (else greedy)")  # a random tiny model's greedy answer is only special tokens
-    pg.get_by_role("button", name="Answer").click()
+    rerun_by(pg, pg.get_by_role("button", name="Answer").click, timeout=180_000)
     # a verdict badge: "Swahili · clean", "English, not Swahili", "Swahili-shaped, not real words · 31% real", "no
     # counted line" (a random tiny model's answer may be a stray byte), so match on the endings only
     badges = pg.get_by_text(re.compile(r"( · clean|, not [\w ()]+|not real words · \d+% real|no counted line|no language recognised| · echo| · loop)$"))
@@ -212,15 +203,14 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     shot(pg, "05-compare")
     pg.get_by_role("tab", name="Batch over held-out prompts").click()
     set_number(pg, "Prompts per language", 2)
-    pg.get_by_role("button", name="Run batch evaluation").click()
+    rerun_by(pg, pg.get_by_role("button", name="Run batch evaluation").click, timeout=240_000)
     expect(pg.get_by_role("button", name="Download metrics (CSV)")).to_be_visible(timeout=180_000)
     expect(pg.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # plotly.js loads on first use
     shot(pg, "06-compare-batch")
 
     # -- Runs: the run is listed as finished --------------------------------------------------------------------
-    pg.get_by_role("link", name="Runs").click()
+    rerun_by(pg, pg.get_by_role("link", name="Runs").click)
     expect(pg.get_by_role("heading", name="Runs")).to_be_visible()
-    settle(pg)
     expect(pg.get_by_text(re.compile(r"finished · clo · Swahili")).first).to_be_visible()
     shot(pg, "07-runs")
 
@@ -259,8 +249,8 @@ def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
         for path, heading in (("", "CLO Studio"), ("data", "Data"), ("train", "Train"), ("compare", "Compare"),
                               ("runs", "Runs")):
             pg.goto(f"{app_url}/{path}")
+            wait_drawn(pg)
             expect(pg.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-            settle(pg)
             pg.wait_for_timeout(1000)  # badges and charts lay out after the script run
             problems += [f"{width} px /{path}: cut off: {c}" for c in pg.evaluate(CLIPPED_JS)]
             problems += [f"{width} px /{path}: a cell reads {c!r}" for c in pg.evaluate(NONE_JS)]
