@@ -30,10 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from clo.bench.measure import GPU_PEAKS, flops_per_token, measured_peak_flops
 
-from clo.bench.measure import GPU_PEAKS, flops_per_token, measured_peak_flops  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PAPER_SAMPLES, PAPER_BATCH = 6400, 8
 GPU = ("H100", GPU_PEAKS["H100"])  # dense bf16 datasheet peak
@@ -71,7 +70,7 @@ def long_records(model: str, lang: str, n: int, max_length: int) -> list[dict]:
 def run_cell(model: str, lang: str, max_length: int, batch: int, steps: int, peak: float | None = None) -> dict:
     """One cell in this process (``--cell``): the figures of one CLO run. ``peak``: the machine's FLOP/s for the
     MFU column (measured here when not given)."""
-    from bench.suite import bench_clo_run
+    from clo.bench.suite import bench_clo_run
     from clo.data.formats import write_jsonl
 
     tmp = Path(tempfile.mkdtemp(prefix="clo-growth-"))

@@ -25,11 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 class ShapeRecorder:
@@ -98,9 +94,9 @@ def flops(calls, sizes: dict, backward: bool) -> dict:
 
 def record_shapes(trainer, loaded):
     """The forwards of the training steps and of the reference pass, as the trainer's own code cuts them."""
-    from levers import strip
     from torch.utils.data import DataLoader
 
+    from bench.levers import strip
     from clo.training.sampling import row_lengths
 
     trainer._ensure_head()
@@ -121,8 +117,9 @@ def record_shapes(trainer, loaded):
 
 def check_one_batch(trainer, sizes: dict) -> dict:
     """One real training batch (forward + backward) under PyTorch's FLOP counter, against this script's count."""
-    from levers import strip
     from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.levers import strip
 
     batch = strip(next(iter(trainer.get_train_dataloader())))
     rec = ShapeRecorder(trainer.model)
@@ -153,8 +150,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
-    from levers import rebuild
 
+    from bench.levers import rebuild
     from clo.bench.measure import Timer, measured_peak_flops
     from clo.core.spec import TrainSpec, load_recipe
     from clo.models.chat import set_system_prompt

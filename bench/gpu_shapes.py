@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.suite import TRAINER_ROWS  # noqa: E402  (light: torch is imported inside its functions)
+from clo.bench.suite import TRAINER_ROWS  # light: torch is imported inside its functions
 
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,7 +84,7 @@ def main() -> int:
     ap.add_argument("--work", help="folder for the random model (default: a temporary folder)")
     ap.add_argument("--out", help="write the JSON result here too")
     args = ap.parse_args()
-    from bench.suite import print_report, run_bench
+    from clo.bench.suite import print_report, run_bench
 
     work = Path(args.work or tempfile.mkdtemp(prefix="clo-gpu-shapes-"))
     folder, n = build(args.shape, work / args.shape, args.divide)

@@ -11,11 +11,7 @@ combined rate includes the stages that decide without a detector (script rule fo
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import Counter
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 LANGS = ("en", "sw", "zh", "de", "ko", "id", "yo")
 

@@ -35,13 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from clo.bench.measure import best_time, interleaved, median_ratio  # noqa: E402
+from clo.bench.measure import best_time, interleaved, median_ratio
 
 
 def build(model: str, lang: str, preset: str = "demo"):

@@ -54,11 +54,9 @@ import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
+from clo.evaluation.langid import detect
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from clo.evaluation.langid import detect  # noqa: E402
-
 OUT = ROOT / "assets" / "realtext_check" / "realtext.jsonl"
 UDHR = ROOT / "assets" / "langid_check" / "udhr.jsonl"
 CJK = {"ko", "zh"}

@@ -29,12 +29,10 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from clo.evaluation.langcheck import load_checkset
+from clo.evaluation.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from clo.evaluation.langcheck import load_checkset  # noqa: E402
-from clo.evaluation.lexicon import ALPHABETS, REAL_WORD_MIN, SPELLED_MIN, real_word_rate, spelled_rate  # noqa: E402
-
 ASSETS = ROOT / "assets" / "data"
 REALTEXT = ROOT / "assets" / "realtext_check" / "realtext.jsonl"
 LANGS = ("sw", "id", "de", "en", "ko", "zh")

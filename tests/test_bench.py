@@ -44,7 +44,7 @@ def test_bench_quick_json_on_tiny_model(tiny_model, tmp_path, capsys, skip):
     assert printed["config"]["computes_in"].replace("fp32", "float32").replace("bf16", "bfloat16") in \
         printed["machine"]["peak_is"]
     # the printed report and --markdown show every row and the new ratios
-    from bench.suite import markdown_table, print_report
+    from clo.bench.suite import markdown_table, print_report
 
     print_report(printed)
     report = capsys.readouterr().out
@@ -58,7 +58,7 @@ def test_bench_quick_json_on_tiny_model(tiny_model, tmp_path, capsys, skip):
 
 
 def test_bench_refuses_too_little_data(tiny_model):
-    from bench.suite import run_bench
+    from clo.bench.suite import run_bench
 
     with pytest.raises(ValueError, match="needs"):
         run_bench(model=str(tiny_model), batch_size=100, steps=5, max_length=512, skip=("load", "generate", "langid"),

@@ -4,10 +4,6 @@ but the machine's peak, which is only divided by."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _floor(tmp_path, monkeypatch, *args) -> dict:

@@ -3,10 +3,6 @@ gradients, bf16 reports how far it moves them, and the JSON holds every figure. 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def test_every_lever_runs_and_the_exact_ones_agree(tiny_model, tmp_path, monkeypatch):

@@ -55,7 +55,7 @@ def test_an_editable_install_in_a_fresh_venv_gives_a_working_clo(tmp_path):
     assert p.stdout.startswith("usage: clo ")
     for command in ("train", "eval", "serve", "bench"):
         assert re.search(rf"^\s+{command}\s", p.stdout, re.M), p.stdout
-    p = subprocess.run([str(python), "-c", "import bench.levers, clo; print(clo.__file__)"],
+    p = subprocess.run([str(python), "-c", "import bench.levers, clo.bench.suite, clo; print(clo.__file__)"],
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert Path(p.stdout.strip()) == ROOT / "clo" / "__init__.py"

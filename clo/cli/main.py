@@ -29,11 +29,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from clo.bench import suite as bench_suite
 from clo.cli.data import DATA_COMMANDS, check_out
 from clo.cli.signals import aborted, say, stop_on_signals
 from clo.cli.workshop import WORKSHOP_COMMANDS
 from clo.core.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
-from clo.core.paths import REPO_ROOT
 from clo.core.spec import METHODS, SCOPES, SpecError, TrainSpec, add_spec_arguments, spec_from_sources
 from clo.data.formats import DataError, load_prompts, write_jsonl
 from clo.data.translate import TranslationError
@@ -497,22 +497,11 @@ COMMANDS = {
 
 
 def _bench_parser(sub):
-    return _bench_suite().bench_parser(sub)
+    return bench_suite.bench_parser(sub)
 
 
 def cmd_bench(args) -> int:
-    return _bench_suite().cmd_bench(args)
-
-
-def _bench_suite():
-    """bench/suite.py: the benchmark lives beside the other benchmarks, outside the library; the repository
-    root (this package's parent) is where it is found."""
-    root = str(REPO_ROOT)
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    from bench import suite
-
-    return suite
+    return bench_suite.cmd_bench(args)
 
 
 def _all_commands() -> dict:

@@ -49,7 +49,6 @@ from typing import Callable
 import yaml
 
 from clo.core.files import atomic_write_text
-from clo.core.paths import REPO_ROOT
 from clo.core.process import owner_alive, pid_alive, this_host
 from clo.runs.catalog import list_runs
 from clo.runs.resume import resume_check
@@ -524,7 +523,6 @@ class JobManager:
         if run.status().get("state") != "queued":  # stopped or deleted meanwhile
             return
         env = dict(os.environ if self.env is None else self.env)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.setdefault("PYTHONUNBUFFERED", "1")
         argv = self.resume_cmd(run.path) if job.kind == "resume" else self.command(run.path)
         with open(run.path / LOG_NAME, "ab") as out:
