@@ -73,7 +73,6 @@ async def _participant(browser, url: str, i: int, clicks: list, timeout_ms: int 
 
 
 def test_twenty_sessions_vote_at_once_and_no_vote_is_lost(servers, chromium):
-    pytest.importorskip("playwright.async_api")
     from playwright.async_api import async_playwright, expect
 
     code, db = servers["code"], servers["db"]

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from clo.cli.main import main
-from clo.data.formats import DATA_DIR, load_crosslingual
+from clo.data.formats import load_crosslingual
 from clo.data.pairs import DIRECTIONS, build_pairs, to_conversational
 
 RECORDS = [
@@ -38,8 +36,6 @@ def test_conversational_format():
 
 
 def test_cli_pairs_on_the_demo_set(capsys):
-    if not (DATA_DIR / "demo" / "sw.jsonl").exists():
-        pytest.skip("assets/data/demo/sw.jsonl is not written yet")
     assert main(["pairs", "--lang", "sw", "--data", "demo", "--limit", "3"]) == 0
     out = capsys.readouterr().out
     records = load_crosslingual("demo", "sw")[:3]

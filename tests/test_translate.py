@@ -332,13 +332,7 @@ def test_nllb_end_to_end(tiny_nllb, tmp_path):
 # -- reference --------------------------------------------------------------------------------------------------
 
 
-def _bundled(lang: str):
-    if not (DATA_DIR / "demo" / f"{lang}.jsonl").exists():
-        pytest.skip(f"assets/data/demo/{lang}.jsonl is not written yet")
-
-
 def test_reference_backend_matches_the_bundled_translations():
-    _bundled("sw")
     english = read_records(DATA_DIR / "demo" / "en.jsonl")
     swahili = {r["id"]: r for r in load_crosslingual("demo", "sw")}
     english = [r for r in english if r["id"] in swahili]
@@ -441,16 +435,15 @@ def test_cli_translate_errors_before_writing(tmp_path, capsys):
                      if code != "en" and code not in ReferenceTranslator().languages())
     out = tmp_path / "never.jsonl"
     code = main(["translate", "--data", "demo", "--lang", uncovered.code, "--translator", "reference",
-                    "--out", str(out)])
+                "--out", str(out)])
     assert code == 2 and not out.exists()
     assert f"no bundled {uncovered.name} reference translations" in capsys.readouterr().err
 
 
 def test_cli_translate_reference_demo(tmp_path):
-    _bundled("sw")
     out = tmp_path / "demo-sw.jsonl"
     assert main(["translate", "--data", "demo", "--lang", "sw", "--translator", "reference", "--out", str(out),
-                    "--limit", "3"]) == 0
+                 "--limit", "3"]) == 0
     rows = load_crosslingual(out, "sw")
     assert [r["id"] for r in rows] == ["demo-001", "demo-002", "demo-003"]
     assert BACKENDS["reference"].default_model is None
