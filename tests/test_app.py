@@ -357,7 +357,8 @@ def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
     assert "Reference answer" in texts(at.markdown)  # the held-out prompt's own answer, beside the models'
     assert set(answers["infos"]) == set(models.value) and all(i["tokens"] <= 16 for i in answers["infos"].values())
     # each answer gets the verdict, and the sentence that says why
-    verdicts = re.findall(r"-badge\[.*(?: · clean|, not |not real words|no counted line|not Swahili)", texts(at.markdown))
+    verdicts = re.findall(r"-badge\[.*(?: · clean|, not |not real words|no counted line|not Swahili)",
+                          texts(at.markdown))
     assert len(verdicts) == 2, texts(at.markdown)
     assert re.search(r"^(In Swahili|Not in Swahili|Shaped like|Empty or too short)", texts(at.caption), re.M)
     # own prompt: its language is detected and shown
@@ -383,8 +384,8 @@ def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
 
 def test_compare_batch_view_scores_an_uploaded_responses_file(app):
     """Answers made elsewhere: scored without a model, one block per model name, bad files named with their line."""
-    rows = [{"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "Mji mkuu wa Kenya ni Nairobi.",
-             "model": "mine"},
+    rows = [{"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?",
+             "response": "Mji mkuu wa Kenya ni Nairobi.", "model": "mine"},
             {"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "The capital is Nairobi.",
              "model": "theirs"},
             {"id": "p1", "lang": "en", "prompt": "What is the capital of Kenya?", "response": "Nairobi is the capital.",
@@ -401,7 +402,8 @@ def test_compare_batch_view_scores_an_uploaded_responses_file(app):
     assert "real words" in table.columns and "The answers" in texts(at.markdown)
     # the answers themselves, with the words the Swahili dictionary does not know marked
     assert any(":red-background[capital]" in m.value for m in at.markdown)
-    at.file_uploader(key="cmp_resp_upload").upload("bad.jsonl", b'{"id": "1", "lang": "sw", "prompt": "x"}\n', "application/jsonl")
+    at.file_uploader(key="cmp_resp_upload").upload("bad.jsonl", b'{"id": "1", "lang": "sw", "prompt": "x"}\n',
+                                                   "application/jsonl")
     at.run()
     assert "bad.jsonl, line 1: field 'response' is missing" in texts(at.error)
 

@@ -177,7 +177,8 @@ def test_exported_votes_train_with_plain_dpo(tiny_model, tmp_path, capsys):
         while (m := arena.next_matchup(code, s)) is not None:
             arena.record_vote(code, s, m, "A" if s == "s1" else "B")
     out = tmp_path / "pairs.jsonl"
-    assert main(["arena", "--db", str(db), "export", code.lower(), "--out", str(out), "--csv", str(tmp_path / "v.csv")]) == 0
+    assert main(["arena", "--db", str(db), "export", code.lower(), "--out", str(out),
+                 "--csv", str(tmp_path / "v.csv")]) == 0
     assert len(out.read_text().splitlines()) == 12
     assert main(["arena", "--db", str(db), "export", "NOPE", "--out", str(out)]) == 2
     run = tmp_path / "run"

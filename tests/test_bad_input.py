@@ -75,12 +75,13 @@ BAD_FILES = [
     ("utf-16-csv-no-bom", "data.csv", lambda rows: csv_bytes(rows).decode("utf-8").encode("utf-16-le"), {},
      "is UTF-16 (or UTF-32) text"),
     ("latin-1", "data.jsonl", latin1_on_line_2, {}, "line 2: not valid UTF-8 text (byte 0xe9"),
-    ("broken-jsonl-line", "data.jsonl", lambda rows: jsonl(rows[:1]) + b'{"id": "x", "instruction": \n' + jsonl(rows[1:]),
-     {}, "line 2: not valid JSON"),
+    ("broken-jsonl-line", "data.jsonl",
+     lambda rows: jsonl(rows[:1]) + b'{"id": "x", "instruction": \n' + jsonl(rows[1:]), {}, "line 2: not valid JSON"),
     ("json-array-line", "data.jsonl", lambda rows: jsonl(rows[:1]) + b"[1, 2]\n", {},
      "line 2: expected a JSON object, got list"),
-    ("field-missing", "data.jsonl", lambda rows: jsonl([rows[0], {k: v for k, v in rows[1].items() if k != "response"}]),
-     {}, "line 2: field 'response' is missing"),
+    ("field-missing", "data.jsonl",
+     lambda rows: jsonl([rows[0], {k: v for k, v in rows[1].items() if k != "response"}]), {},
+     "line 2: field 'response' is missing"),
     ("field-not-text", "data.jsonl", lambda rows: jsonl([rows[0], {**rows[1], "response": 42}]), {},
      "line 2: field 'response' must be a string, got int"),
     ("duplicate-id", "data.jsonl", lambda rows: jsonl([rows[0], {**rows[1], "id": rows[0]["id"]}]), {},
@@ -271,7 +272,8 @@ def test_cli_unknown_language_in_pairs_and_translate(tmp_path, capsys):
     code, err = cli(capsys, "pairs", "--data", "demo", "--lang", "en")
     assert code == 2 and "English is the source side of every sample" in err, err
     out = tmp_path / "x.jsonl"
-    code, err = cli(capsys, "translate", "--data", "demo", "--lang", "xx", "--translator", "reference", "--out", str(out))
+    code, err = cli(capsys, "translate", "--data", "demo", "--lang", "xx", "--translator", "reference",
+                    "--out", str(out))
     assert code == 2 and "Unknown language 'xx'" in err and not out.exists()
 
 
@@ -389,8 +391,9 @@ def test_app_preset_that_vanished_is_reported(app, recipes):
 
 
 @pytest.mark.parametrize("key, value, lowest", [("tr_lr", -1.0, 1e-7), ("tr_lr", 0.0, 1e-7), ("tr_batch_size", 0, 1),
-                                                ("tr_batch_size", -8, 1), ("tr_epochs", 0.0, 0.1), ("tr_epochs", -1.0, 0.1),
-                                                ("tr_max_length", 4, 16), ("tr_beta", 0.0, 0.001)])
+                                                ("tr_batch_size", -8, 1), ("tr_epochs", 0.0, 0.1),
+                                                ("tr_epochs", -1.0, 0.1), ("tr_max_length", 4, 16),
+                                                ("tr_beta", 0.0, 0.001)])
 def test_app_number_widgets_keep_settings_in_range(key, value, lowest, app):
     at = open_page(app, "train")
     at.number_input(key=key).set_value(value).run()

@@ -69,7 +69,8 @@ def settle(pg) -> None:
     pg.wait_for_selector("[data-testid=stStatusWidget]", state="detached", timeout=120_000)
 
 
-DRAWN_JS = """() => Math.max(0, ...[...document.querySelectorAll('[data-testid=clo-drawn]')].map(e => +e.dataset.run))"""
+DRAWN_JS = """() => Math.max(0,
+    ...[...document.querySelectorAll('[data-testid=clo-drawn]')].map(e => +e.dataset.run))"""
 
 
 def drawn(pg) -> int:
@@ -131,7 +132,8 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     expect(pg.get_by_text(re.compile(r"8 samples translated \(reference\)"))).to_be_visible()
     expect(pg.get_by_text("✓ Chosen").first).to_be_visible()
     expect(pg.get_by_text("✗ Rejected").first).to_be_visible()
-    expect(pg.get_by_text(re.compile(r"Swahili · (\d of \d detectors|by its script)")).first).to_be_visible()  # detected-language badges
+    # detected-language badges
+    expect(pg.get_by_text(re.compile(r"Swahili · (\d of \d detectors|by its script)")).first).to_be_visible()
     expect(pg.get_by_text(re.compile(r"English · \d of \d detectors")).first).to_be_visible()
     shot(pg, "01-data")
     pg.get_by_text("Fix the Swahili translation of demo-001").click()
@@ -198,7 +200,8 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     rerun_by(pg, pg.get_by_role("button", name="Answer").click, timeout=180_000)
     # a verdict badge: "Swahili · clean", "English, not Swahili", "Swahili-shaped, not real words · 31% real", "no
     # counted line" (a random tiny model's answer may be a stray byte), so match on the endings only
-    badges = pg.get_by_text(re.compile(r"( · clean|, not [\w ()]+|not real words · \d+% real|no counted line|no language recognised| · echo| · loop)$"))
+    badges = pg.get_by_text(re.compile(r"( · clean|, not [\w ()]+|not real words · \d+% real|no counted line"
+                                       r"|no language recognised| · echo| · loop)$"))
     expect(badges.nth(1)).to_be_visible(timeout=120_000)  # one language badge per model, once both are done
     shot(pg, "05-compare")
     pg.get_by_role("tab", name="Batch over held-out prompts").click()
@@ -226,7 +229,8 @@ CLIPPED_JS = """() => {
     const clips = ['hidden', 'clip'].includes(cs.overflowX) || cs.textOverflow === 'ellipsis';
     const text = (el.tagName === 'INPUT' ? el.value : el.innerText || '').trim();
     if (!clips || !text || el.getBoundingClientRect().width === 0) continue;
-    if (el.scrollWidth > el.clientWidth + 1) out.push(`${text.slice(0, 60)} (${el.scrollWidth} > ${el.clientWidth} px)`);
+    if (el.scrollWidth > el.clientWidth + 1)
+      out.push(`${text.slice(0, 60)} (${el.scrollWidth} > ${el.clientWidth} px)`);
   }
   return out;
 }"""

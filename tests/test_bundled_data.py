@@ -77,7 +77,8 @@ def test_independent_detector_agrees_per_language(capsys):
             ok += got is not None and got.iso_code_639_3.name.lower() in (want, {"swh": "swa"}.get(want, want))
         table[lang] = (ok, len(texts))
     with capsys.disabled():
-        print("\nlingua agreement on bundled texts: " + ", ".join(f"{l} {o}/{n} = {o / n:.1%}" for l, (o, n) in table.items()))
+        print("\nlingua agreement on bundled texts: "
+              + ", ".join(f"{l} {o}/{n} = {o / n:.1%}" for l, (o, n) in table.items()))
     for lang, (ok, n) in table.items():
         assert ok / n >= 0.95, f"{lang}: {ok}/{n}"
 

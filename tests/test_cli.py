@@ -197,8 +197,8 @@ def test_eval_scores_existing_responses_without_a_model(tmp_path, capsys):
     ('{"id": 1, "lang": "sw", "prompt": "p", "response": "r"}\n', "field 'id' must be a string"),
     ('{"id": "1", "lang": "sw", "prompt": "p"}\n', "field 'response' is missing"),
     ('{"id": "1", "lang": "xx", "prompt": "p", "response": "r"}\n', "line 1"),
-    ('{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n',
-     "duplicate id"),
+    ('{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n'
+     '{"id": "1", "lang": "sw", "prompt": "p", "response": "r"}\n', "duplicate id"),
     ("not json\n", "not valid JSON"),
 ])
 def test_eval_responses_bad_input_is_one_error_line(tmp_path, capsys, content, message):

@@ -1,5 +1,5 @@
-"""Two methods over several seeds: the bootstrap over prompts and seeds (clo.evaluation.intervals.seeds_bootstrap) and the
-comparison built on real answers files (clo.evaluation.comparison, bench/seed_compare.py)."""
+"""Two methods over several seeds: the bootstrap over prompts and seeds (clo.evaluation.intervals.seeds_bootstrap)
+and the comparison built on real answers files (clo.evaluation.comparison, bench/seed_compare.py)."""
 from __future__ import annotations
 
 import json
@@ -97,7 +97,8 @@ def test_seed_compare_script_finds_each_rows_seed_files_and_prints_the_table(tmp
 
     prompts = load_prompts("demo", ["sw"])[:6]
     for seed in (1, 2, 10):  # seed 10 sorts after 2
-        write_answers(tmp_path / f"clo-sw-x-s{seed}.responses.jsonl", [{**p, "response": p["reference"]} for p in prompts])
+        write_answers(tmp_path / f"clo-sw-x-s{seed}.responses.jsonl",
+                      [{**p, "response": p["reference"]} for p in prompts])
     write_answers(tmp_path / "sft-sw-x-s1.responses.jsonl", [{**p, "response": "hello there"} for p in prompts])
     assert main(["clo-sw-x", "sft-sw-x", "--lang", "sw", "--folder", str(tmp_path), "--resamples", "100",
                  "--json", str(tmp_path / "out.json")]) == 0
@@ -127,7 +128,8 @@ def test_published_answers_serve_seed_compare_where_the_runs_are_not(tmp_path, m
     chart.publish_answers(["orpo-sw-x-s1"])
     assert (published / "orpo-sw-x-s1.responses.jsonl.gz").read_bytes() == first  # same answers, same bytes
     assert sorted(p.name for p in published.iterdir()) == ["orpo-sw-x-s1.responses.jsonl.gz",
-                                                           "orpo-sw-x-s2.responses.jsonl.gz", "sft-sw-x-s1.responses.jsonl.gz"]
+                                                           "orpo-sw-x-s2.responses.jsonl.gz",
+                                                           "sft-sw-x-s1.responses.jsonl.gz"]
     empty = tmp_path / "empty"
     empty.mkdir()
     assert compare.main(["orpo-sw-x", "sft-sw-x", "--lang", "sw", "--folder", str(empty), "--resamples", "50"]) == 0

@@ -24,7 +24,8 @@ from helpers import SAMPLES, two_language_file, write_xl
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs" / "accelerate"
-N = 8  # samples used (--limit 8 of 12; --max-length 96 keeps all 8 whole): two ranks × 2 samples a step → 2 steps an epoch
+# samples used (--limit 8 of 12; --max-length 96 keeps all 8 whole): two ranks × 2 samples a step → 2 steps an epoch
+N = 8
 TIMEOUT = 300  # generous: only a guard against a hang (a rank stuck in a collective), never asserted on
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK")
 
@@ -268,7 +269,8 @@ def test_accelerate_configs_are_accepted_by_accelerate(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HOME", str(tmp_path))
     names = sorted(p.name for p in CONFIGS.glob("*.yaml"))
-    assert names == ["cpu-2proc.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml", "fsdp-cpu-2proc.yaml", "fsdp.yaml"]
+    assert names == ["cpu-2proc.yaml", "deepspeed-zero2.yaml", "deepspeed-zero3.yaml", "fsdp-cpu-2proc.yaml",
+                     "fsdp.yaml"]
     for name in names:
         cfg = load_config_from_file(str(CONFIGS / name))  # unknown keys raise here
         on_cpu = "cpu" in name

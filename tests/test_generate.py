@@ -15,8 +15,8 @@ def test_batched_greedy_equals_one_at_a_time(tiny_model):
     force = {"min_new_tokens": 12}  # a random model may end at once; make it write
     opts = GenerationOptions(max_new_tokens=12, repetition_penalty=1.5, batch_size=4, extra=force)
     batched = generate(lm, PROMPTS, opts)
-    single = [generate(lm, [p], GenerationOptions(max_new_tokens=12, repetition_penalty=1.5, batch_size=1, extra=force))[0]
-              for p in PROMPTS]
+    one_at_a_time = GenerationOptions(max_new_tokens=12, repetition_penalty=1.5, batch_size=1, extra=force)
+    single = [generate(lm, [p], one_at_a_time)[0] for p in PROMPTS]
     assert batched == single
     assert any(a for a in batched)
 

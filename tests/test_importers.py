@@ -174,6 +174,6 @@ def test_cli_data_import_commands(tmp_path, capsys):
     table.write_text("q,a\nHi?,Hello.\n", encoding="utf-8")
     out2 = tmp_path / "t.jsonl"
     assert main(["data", "import", str(table), "--instruction-col", "q", "--response-col", "a", "--out", str(out2),
-                    "--json"]) == 0
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["records"] == 1
     assert load_sft(out2)[0]["response"] == "Hello."

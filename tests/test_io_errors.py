@@ -92,8 +92,9 @@ def test_a_disk_that_fills_up_during_training_ends_with_one_error_line(small_fs,
     disk = small_fs("32m")
     run = RunDir(disk / "run")
     env = clo_env(tmp_path / "home")
-    p = subprocess.Popen([sys.executable, "-m", "clo", *train_args(tiny_model, xl_file, run.path, "--max-steps", "400")],
-                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    args = train_args(tiny_model, xl_file, run.path, "--max-steps", "400")
+    p = subprocess.Popen([sys.executable, "-m", "clo", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
         while len(run.metrics()) < 2:
@@ -183,7 +184,8 @@ def test_a_runs_folder_without_write_permission_still_lists():
                            capture_output=True, text=True, timeout=300)
         assert p.returncode == 2, p.stderr
         line = one_error_line(p.stderr)
-        assert str(root / "lost") in line and "Permission denied; check its permissions, or choose another folder" in line
+        assert str(root / "lost") in line
+        assert "Permission denied; check its permissions, or choose another folder" in line
         assert lost.status()["state"] == "running"  # nothing was written
     finally:
         for folder in base.rglob("*"):

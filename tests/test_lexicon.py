@@ -1,4 +1,5 @@
-"""Real-word rate (clo.evaluation.lexicon): real text high, letters shuffled inside words low, None without a lexicon."""
+"""Real-word rate (clo.evaluation.lexicon): real text high, letters shuffled inside words low, None without a
+lexicon."""
 import random
 import re
 
@@ -111,7 +112,8 @@ def test_yoruba_spelling_threshold_holds_on_the_report_half():
     from clo.evaluation.langcheck import load_checkset
 
     root = Path(__file__).resolve().parent.parent / "assets"
-    refs = [json.loads(l)["reference"] for l in (root / "data" / "heldout" / "yo.jsonl").read_text("utf-8").splitlines()]
+    lines = (root / "data" / "heldout" / "yo.jsonl").read_text("utf-8").splitlines()
+    refs = [json.loads(l)["reference"] for l in lines]
     udhr = load_checkset("report")
     report = refs[1::2] + [r["text"] for r in udhr if r["lang"] == "yo"]
     assert all(lexicon.spelled_rate(t, "yo") >= lexicon.SPELLED_MIN["yo"] for t in report)
@@ -222,7 +224,8 @@ def test_each_kind_of_skipped_word_is_recognised():
     marks = dict((w, m) for w, m in word_marks(
         "Katika mwaka 2024, KWJT na kampuni ya SpaceX walituma roketi ya Falcon9 umbali wa km 400 — angalia "
         "www.nasa.gov, andika kwa info@nasa.gov au endesha `launch_rocket()`. <br> (Read the full report) ", "sw"))
-    assert marks["KWJT"] == "acronym" and marks["km"] == "number" and marks["SpaceX"] == "name" and marks["Falcon"] == "number"
+    assert marks["KWJT"] == "acronym" and marks["km"] == "number"
+    assert marks["SpaceX"] == "name" and marks["Falcon"] == "number"
     assert marks["nasa"] == "url" and marks["info"] == "url" and marks["launch"] == marks["rocket"] == "code"
     assert marks["br"] == "markup" and marks["Read"] == "foreign" and marks["report"] == "foreign"
     assert marks["kampuni"] is True and marks["roketi"] is True
@@ -299,7 +302,8 @@ def test_addresses_inside_brackets_are_addresses_and_stay_in_ascii():
     zh = real_word_rate("请访问 https://example.com了解更多信息，我们每天都在学习新的知识。", "zh")
     assert zh.total >= 15 and set(zh.skipped) == {"url"}  # the Chinese after the address is judged
     fenced = ("Hapa kuna mfano wa programu inayochuja majina ya watu kwenye orodha.\n\n```\nfor name in names:\n"
-              "    if name.startswith(\"A\"):\n        print(name)\n```\n\nProgramu hii inapitia kila jina na kuchapisha "
+              "    if name.startswith(\"A\"):\n        print(name)\n```\n\n"
+              "Programu hii inapitia kila jina na kuchapisha "
               "majina yanayoanza na herufi A pekee.")
     c = check_response("", fenced, "sw")
     assert c.clean_pass and c.skipped.get("code") and "for" not in c.unknown_words

@@ -99,9 +99,9 @@ def test_loss_equals_trl_dpotrainer_on_same_batch(tiny_model, xl_file, loss_type
     common = dict(output_dir="/tmp/unused", report_to="none", use_cpu=True, per_device_train_batch_size=4, bf16=False,
                   precompute_ref_log_probs=True, beta=0.1, max_length=128, logging_steps=1)
 
+    rows = [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]
     trl_trainer = DPOTrainer(model=copy.deepcopy(base), args=DPOConfig(**common, loss_type=[loss_type]),
-                             train_dataset=Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs]),
-                             processing_class=tok)
+                             train_dataset=Dataset.from_list(rows), processing_class=tok)
     clo_trainer = CLOTrainer(model=copy.deepcopy(base), args=CLOConfig(**common, lam=0.0, objective=objective),
                              data_collator=PairCollator(tok.pad_token_id, 128),
                              train_dataset=Dataset.from_list(pairs), processing_class=tok)
@@ -191,7 +191,8 @@ def test_kto_by_hand():
     # the reference point never goes below 0 and carries no gradient: a policy far below the reference
     low_c = T([-30.0, -30.0], requires_grad=True)
     losses, _, _ = kto_pair_loss(low_c, T([-30.0, -30.0]), rc, rr, 0.5)
-    direct = ((1 - torch.sigmoid(0.5 * (low_c - rc - 0.0))) + (1 - torch.sigmoid(0.5 * (0.0 - (T([-30.0] * 2) - rr))))) / 2
+    direct = ((1 - torch.sigmoid(0.5 * (low_c - rc - 0.0)))
+              + (1 - torch.sigmoid(0.5 * (0.0 - (T([-30.0] * 2) - rr))))) / 2
     assert torch.allclose(losses, direct)
     losses.sum().backward()
     assert (low_c.grad < 0).all()  # descending the loss raises the desirable answer's likelihood

@@ -65,7 +65,8 @@ def test_word_pass_counts_only_longer_words():
         (SW_PROMPT, SW_PROMPT),  # verbatim
         (SW_PROMPT, "kwa nini anga ni la buluu"),  # case and punctuation do not matter
         (SW_PROMPT, f"{SW_PROMPT} {SW_PROMPT} {SW_PROMPT}"),  # repeated
-        ("Why does the ground sometimes shake in an earthquake?", "Why does the ground sometimes shake during an earthquake?"),
+        ("Why does the ground sometimes shake in an earthquake?",
+         "Why does the ground sometimes shake during an earthquake?"),
         ("Why does the ground sometimes shake in an earthquake?", "Why does the ground sometimes shake"),  # truncated
         (ZH_PROMPT, "为什么天空是蓝色的"),
         ("为什么发生地震时地面有时会晃动？", "为什么发生地震时地面会晃动呢？"),  # near copy
@@ -81,8 +82,10 @@ def test_echo(prompt, response):
         (SW_PROMPT, SW_GOOD),
         (SW_PROMPT, ""),
         ("", SW_GOOD),
-        ("Name three fruits that are rich in vitamin C.", "Three fruits rich in vitamin C are oranges, guavas and papayas."),
-        ("Why is the sky blue?", "Why is the sky blue? Because air scatters blue light more than red light, so we see blue."),
+        ("Name three fruits that are rich in vitamin C.",
+         "Three fruits rich in vitamin C are oranges, guavas and papayas."),
+        ("Why is the sky blue?",
+         "Why is the sky blue? Because air scatters blue light more than red light, so we see blue."),
         (ZH_PROMPT, ZH_GOOD),
     ],
 )
@@ -172,7 +175,8 @@ def test_score_responses_wpr_for_chinese():
 
 
 def test_chrf_and_bootstrap():
-    refs = ["Anga ni la buluu kwa sababu hewa hutawanya mwanga wa buluu.", "Mto Nile ndio mto mrefu zaidi barani Afrika."]
+    refs = ["Anga ni la buluu kwa sababu hewa hutawanya mwanga wa buluu.",
+            "Mto Nile ndio mto mrefu zaidi barani Afrika."]
     records = [
         {"prompt": SW_PROMPT, "response": refs[0], "reference": refs[0]},
         {"prompt": "Mto gani ni mrefu zaidi Afrika?", "response": "Mto Kongo ni mrefu.", "reference": refs[1]},
@@ -224,8 +228,10 @@ def test_the_registry_drives_the_scores_and_both_tables():
 
 
 def test_aggregate():
-    sw = M.score_responses([{"prompt": SW_PROMPT, "response": SW_GOOD}, {"prompt": SW_PROMPT, "response": SW_LOOP}], "sw")
-    zh = M.score_responses([{"prompt": ZH_PROMPT, "response": ZH_GOOD}, {"prompt": ZH_PROMPT, "response": ZH_BECAUSE}], "zh")
+    sw = M.score_responses([{"prompt": SW_PROMPT, "response": SW_GOOD}, {"prompt": SW_PROMPT, "response": SW_LOOP}],
+                           "sw")
+    zh = M.score_responses([{"prompt": ZH_PROMPT, "response": ZH_GOOD},
+                            {"prompt": ZH_PROMPT, "response": ZH_BECAUSE}], "zh")
     overall = M.aggregate({"sw": sw, "zh": zh})
     assert overall["lang"] == "all" and overall["languages"] == ["sw", "zh"]
     assert overall["n"] == 4 and overall["excluded"] == 0

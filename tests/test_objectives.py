@@ -171,7 +171,8 @@ def test_objectives_table_plans_every_row_on_one_budget(capsys):
     for objective in ("clo", "ipo", "kto", "orpo", "simpo"):
         assert any(f"--objective {objective}" in line for line in lines)
     assert any("--english-anchor" in line for line in lines) and any("--method sft " in line for line in lines)
-    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--model", "default", "--seeds", "1", "--steps", "5"]) == 0
+    assert objectives_table.main(["--dry-run", "--multi", "sw,yo,de", "--model", "default", "--seeds", "1",
+                                  "--steps", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "--lang sw,yo,de" in lines[0] and "--max-steps 15" in lines[0]
     assert [("--max-steps 5" in line) for line in lines[1:]] == [True, True, True]

@@ -136,7 +136,7 @@ APP = textwrap.dedent('''
     import signal, sys
     from app_pages._shared import _job_manager
     from clo.core.spec import TrainSpec
-    
+
     root, model, data = sys.argv[1:4]
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     mgr = _job_manager(root)

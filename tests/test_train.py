@@ -148,14 +148,15 @@ def test_reference_pass_scores_longest_first_and_returns_dataset_order(tiny_mode
     # fp32: the claim is exact agreement (bf16 rounds differently with other padding; tests/test_precision.py)
     spec = TrainSpec(model=str(tiny_model), data="unused", batch_size=2, max_steps=1, precision="fp32")
     loaded = load_model(str(tiny_model))
-    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=records, run=RunDir.create(tmp_path / "run", spec.to_dict()),
-                                device="cpu", ref_cache_dir=None)
+    trainer = build_clo_trainer(spec=spec, loaded=loaded, records=records,
+                                run=RunDir.create(tmp_path / "run", spec.to_dict()), device="cpu", ref_cache_dir=None)
     ds = trainer.train_dataset
     assert trainer.ref_cache_hit is False and len(ds) == 2 * len(records)
     sizes = row_lengths(ds)
     assert sizes != sorted(sizes, reverse=True)  # dataset order is not the pass's order
     for i in range(len(ds)):
-        batch = trainer.data_collator([{k: ds[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids", "is_target")}])
+        batch = trainer.data_collator([{k: ds[i][k] for k in ("prompt_ids", "chosen_ids", "rejected_ids",
+                                                               "is_target")}])
         chosen, rejected = trainer.compute_ref_log_probs(trainer.model, {k: v for k, v in batch.items()
                                                                          if k not in ("is_target", "lang_id")})
         assert float(chosen) == pytest.approx(ds[i]["ref_chosen_logps"], rel=1e-6, abs=1e-5), i
@@ -295,7 +296,8 @@ def test_every_recipe_loads_into_the_spec():
         spec = TrainSpec.from_dict(load_recipe(name), source=name)
         assert spec.method in ("clo", "sft", "sft-tgt", "sft-eng", "sft-dpo")
     paper = TrainSpec.from_dict(load_recipe("paper"))
-    assert (paper.lr, paper.beta, paper.lam, paper.epochs, paper.batch_size, paper.scope) == (5e-5, 0.1, 0.5, 1, 8, "attention")
+    assert (paper.lr, paper.beta, paper.lam, paper.epochs, paper.batch_size, paper.scope) == (
+        5e-5, 0.1, 0.5, 1, 8, "attention")
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -327,8 +329,8 @@ def test_stop_event_keeps_model_of_last_step(tiny_model, xl_file, tmp_path):
         if e.get("metrics", {}).get("step") == 1:
             stop.set()
 
-    result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=5, batch_size=1), tmp_path / "r",
-                          events=events, stop_event=stop)
+    result = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), max_steps=5, batch_size=1),
+                          tmp_path / "r", events=events, stop_event=stop)
     assert result.state == "stopped" and result.steps == 1
     run = RunDir(tmp_path / "r")
     assert run.status()["state"] == "stopped" and run.has_model()
