@@ -89,7 +89,7 @@ def _kept(run_dir: Path) -> str:
                 else "no model")
     if run.checkpoint_step():
         kept.append(f"the checkpoint of step {run.checkpoint_step()}")
-    state, shown = status.get("state"), run.shown_status().get("state")
+    state, shown = status.get("state"), run.status(shown=True).get("state")
     if state in ("failed", "stopped", "interrupted"):
         end = f"the run is marked {state}"
     elif state == "running" and status.get("pid") == os.getpid():  # this process trained it, and has ended that

@@ -26,10 +26,10 @@ def _number(value) -> int | float | None:
 
 def run_summary(run: RunDir) -> dict:
     """What the listings show of one run: state, settings, last step, times, model and resume facts. A run whose
-    files cannot be used is state ``unreadable`` with the reason in ``error`` (:meth:`RunDir.shown_status`); a
-    value of the wrong type in a file is shown as missing."""
+    files cannot be used is state ``unreadable`` with the reason in ``error`` (:meth:`RunDir.status`,
+    ``shown=True``); a value of the wrong type in a file is shown as missing."""
     config = run.read_config()
-    status, cfg = run.shown_status(config), config[0]
+    status, cfg = run.status(shown=True, config=config), config[0]
     rows = run.metrics()
     last = rows[-1] if rows else {}
     resume_step, why_not = resume_check(run, status)

@@ -175,7 +175,7 @@ def read_progress(run: RunDir, rows: list[dict] | None = None, now: float | None
     """Step, total steps, ETA and phase of ``run``. The ETA extrapolates the current stage's seconds per step
     (``elapsed_s`` counts from the start of the stage) and, when the rows are read from disk, counts down from the
     time the last row was written."""
-    status = run.shown_status()
+    status = run.status(shown=True)
     from_disk = rows is None
     rows = run.metrics() if rows is None else rows
     state = status.get("state", "unknown")

@@ -26,7 +26,7 @@ _DROP_ON_RESUME = ("lost_at", "interrupted_at", "returncode", "traceback", "note
 
 def _check(run: RunDir, status: dict | None = None) -> tuple[int | None, str | None, bool]:
     """(step, why not, whether training it again from the start is the way out)."""
-    status = run.shown_status() if status is None else status
+    status = run.status(shown=True) if status is None else status
     state = status.get("state", "unknown")
     if state in ("unreadable", "unknown") and status.get("error"):
         return None, f"it is {state}: {status['error'].rstrip('.')}", False

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 RUN_STATES = ("queued", "running", "stopped", "failed", "finished", "interrupted")  # what status.json says
 DONE_STATES = ("stopped", "failed", "finished", "interrupted")
-# What a reader reports when status.json cannot say (RunDir.status / shown_status); never written.
+# What the reader (RunDir.status) reports when status.json cannot say; never written.
 READ_STATES = {
     "unknown": "no status.json (yet), or it says running without a process that can be checked (pid, its start "
                "time and host)",
@@ -221,29 +221,29 @@ class RunDir:
         run.set_status("queued", created=now_iso())
         return run
 
-    # -- status: the low-level writer ----------------------------------------------------------------------
-    def read_status(self) -> tuple[dict, str | None]:
-        """``(status, None)``; ``({"state": "unreadable", "error": why}, why)`` when ``status.json`` cannot be used;
-        ``({"state": "unknown"}, None)`` when there is none."""
+    # -- status: the one reader, and the low-level writer -------------------------------------------------
+    def status(self, *, shown: bool = False, config: tuple[dict, str | None] | None = None) -> dict:
+        """The run's status: the one reader of ``status.json``.
+
+        By default, what the file says; ``{"state": "unknown"}`` when there is none; ``{"state": "unreadable",
+        "error": why}`` when it cannot be used (unreadable, not UTF-8, empty, malformed, not a mapping, no known
+        state). Neither of these two states is ever written.
+
+        ``shown=True``: the status as the listings, the app and resume show it. The state is also ``unreadable``
+        (the reason and what to do in ``error``) when ``config.yaml`` cannot be used (``config``: what
+        :meth:`read_config` already returned, so it is not read twice); ``unknown`` when it says ``running``
+        without naming a process that can be checked (pid, its start time and host); ``interrupted`` when that
+        process is gone but the loss could not be recorded (a read-only folder)."""
         data, why = read_run_file(self.status_path)
         if why is None and data is not None and data.get("state") not in RUN_STATES:
             why = f"status.json names no known state (state: {str(data.get('state'))[:40]!r})"
         if why is not None:
-            return {"state": "unreadable", "error": why}, why
-        return (data if data is not None else {"state": "unknown"}), None
-
-    def status(self) -> dict:
-        """What ``status.json`` says (see :meth:`read_status` for a file that cannot be used)."""
-        return self.read_status()[0]
-
-    def shown_status(self, config: tuple[dict, str | None] | None = None) -> dict:
-        """The status as the listings, the app and resume show it: :meth:`status`, except that the state is
-        ``unreadable`` (the reason and what to do in ``error``) when ``config.yaml`` or ``status.json`` cannot be
-        used; ``unknown`` when it says ``running`` without naming a process that can be checked (pid, its start
-        time and host); ``interrupted`` when that process is gone but the loss could not be recorded (a read-only
-        folder)."""
-        status, why = self.read_status()
-        cfg, cfg_why = self.read_config() if config is None else config  # (config: read_config() already read)
+            status = {"state": "unreadable", "error": why}
+        else:
+            status = data if data is not None else {"state": "unknown"}
+        if not shown:
+            return status
+        cfg, cfg_why = self.read_config() if config is None else config
         if cfg_why is None and not cfg and not self.config_path.exists() and self.status_path.exists():
             cfg_why = "config.yaml is missing"
         whys = [w for w in (why, cfg_why) if w]
@@ -263,11 +263,12 @@ class RunDir:
         return status
 
     def _stored_status(self) -> dict:
-        """The status a write starts from: what ``status.json`` holds, or ``{}``. A file that cannot be used is
-        moved aside to ``status.json.unreadable`` (with a warning), never silently overwritten."""
-        data, why = self.read_status()
-        if why is None:
+        """The status a write starts from (:meth:`status`), or ``{}`` when there is none. A file that cannot be
+        used is moved aside to ``status.json.unreadable`` (with a warning), never silently overwritten."""
+        data = self.status()
+        if data.get("state") != "unreadable":
             return {} if data == {"state": "unknown"} and not self.status_path.exists() else data
+        why = data["error"]
         try:
             aside = move_aside(self.status_path, "status.json.unreadable")
         except OSError as e:
@@ -307,8 +308,8 @@ class RunDir:
 
     def update_status(self, drop=(), **fields) -> dict:
         """Change some fields of ``status.json`` without changing its state (``drop``: keys to remove)."""
-        data, why = self.read_status()
-        if self.readonly or why is not None or not self.status_path.exists():
+        data = self.status()
+        if self.readonly or data.get("state") == "unreadable" or not self.status_path.exists():
             return data
         for key in drop:
             data.pop(key, None)
@@ -589,7 +590,7 @@ def recover_run(run: RunDir) -> bool:
 def recover_lost(root: str | Path | None = None) -> list[str]:
     """Mark runs whose process died while ``running`` as ``interrupted``. Returns their ids. A run whose loss
     cannot be written (a read-only folder, a full disk) is left as it is, with a warning; the listings still
-    show it ``interrupted`` (:meth:`RunDir.shown_status`)."""
+    show it ``interrupted`` (:meth:`RunDir.status` with ``shown=True``)."""
     lost = []
     for run in iter_runs(root):
         try:
