@@ -18,7 +18,7 @@ from app_pages._shared import (
 )
 from clo.core.languages import language_name
 from clo.core.paths import clo_home
-from clo.core.spec import SpecError, TrainSpec, list_recipes, load_recipe, yaml_key
+from clo.core.spec import SpecError, TrainSpec, list_presets, load_preset, yaml_key
 from clo.data.formats import DataError, read_records, resolve_data_path
 from clo.data.stored import list_datasets
 from clo.models.registry import ModelNotFoundError, bundled_model, display_name
@@ -34,9 +34,9 @@ lang, model = current_lang(), current_model()
 
 
 def presets() -> dict[str, str]:
-    """Recipes from recipes/; a Gemma preset only where Gemma is installed."""
+    """The presets in presets/; a Gemma preset only where Gemma is installed."""
     have_gemma = any(m["name"] == "gemma-3-270m" and m["available"] for m in available_models())
-    return {k: v for k, v in list_recipes().items() if "gemma" not in k or have_gemma}
+    return {k: v for k, v in list_presets().items() if "gemma" not in k or have_gemma}
 
 
 def apply_preset() -> None:
@@ -44,19 +44,19 @@ def apply_preset() -> None:
     st.session_state.pop("tr_preset_error", None)
     if not name:
         return
-    source = f"Preset {name!r} (recipes/{name}.yaml)"
+    source = f"Preset {name!r} (presets/{name}.yaml)"
     try:
-        recipe = load_recipe(name)
-        spec = TrainSpec.from_dict({k: v for k, v in recipe.items() if k not in ("model", "data", "lang")},
+        preset = load_preset(name)
+        spec = TrainSpec.from_dict({k: v for k, v in preset.items() if k not in ("model", "data", "lang")},
                                    source=source)
-    except SpecError as e:  # a broken or vanished recipes/<name>.yaml: say so and keep the current settings
+    except SpecError as e:  # a broken or vanished presets/<name>.yaml: say so and keep the current settings
         msg = str(e)
         st.session_state["tr_preset_error"] = msg if msg.startswith((source, "Unknown preset")) else f"{source}: {msg}"
         return
     for f in form_fields():
         st.session_state[setting_key(f.name)] = widget_value(f, getattr(spec, f.name))
     # a preset made for one bundled model (demo-gemma) also picks that model in the sidebar
-    wanted = bundled_model(str(recipe.get("model", "default")))
+    wanted = bundled_model(str(preset.get("model", "default")))
     if wanted is not None and "default" not in wanted.aliases:
         st.session_state["sb_model"] = wanted.name
 
@@ -186,7 +186,7 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
                   on_click=lambda: st.session_state.update(tr_unlocked=locked.id),
                   help="Change the settings and queue another job: it starts when this one ends.")
     st.selectbox("Preset", list(ps), key="tr_preset", on_change=apply_preset, disabled=disabled,
-                 help="Fills the settings below from recipes/<name>.yaml; change any of them afterwards.")
+                 help="Fills the settings below from presets/<name>.yaml; change any of them afterwards.")
     if ps.get(st.session_state.get("tr_preset")):
         st.caption(ps[st.session_state["tr_preset"]])
     if "demo-gemma" not in ps:

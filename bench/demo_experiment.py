@@ -1,4 +1,4 @@
-"""Measure what CLO and SFT do on a bundled model: train with a recipe, then score held-out prompts.
+"""Measure what CLO and SFT do on a bundled model: train with a preset, then score held-out prompts.
 
     python bench/demo_experiment.py --name clo-demo --lang sw -- --preset demo --method clo
     python bench/demo_experiment.py --name sft-demo --lang sw -- --preset demo --method sft

@@ -153,17 +153,17 @@ def main(argv=None) -> int:
 
     from bench.levers import rebuild
     from clo.bench.measure import Timer, measured_peak_flops
-    from clo.core.spec import TrainSpec, load_recipe
+    from clo.core.spec import TrainSpec, load_preset
     from clo.models.chat import set_system_prompt
     from clo.models.load import load_model
     from clo.training.scope import apply_scope
 
-    recipe = load_recipe(args.preset)
+    preset = load_preset(args.preset)
     over = {"lang": args.lang, "precision": "fp32", "objective": "simpo"}  # simpo: no reference pass at build
     over.update({k: v for k, v in (("model", args.model), ("system_prompt", args.system_prompt)) if v})
     if args.share_prompts:
         over["share_prompts"] = args.share_prompts == "on"
-    spec = TrainSpec.from_dict({**recipe, **over})
+    spec = TrainSpec.from_dict({**preset, **over})
     loaded = load_model(spec.model)
     apply_scope(loaded.model, spec)
     set_system_prompt(loaded.tokenizer, spec.system_prompt)

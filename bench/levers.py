@@ -44,12 +44,12 @@ from clo.bench.measure import best_time, interleaved, median_ratio
 def build(model: str, lang: str, preset: str = "demo"):
     """A reference-free CLOTrainer on the demo pairs, batched as ``preset`` draws them (no reference pass at
     build), scope attention."""
-    from clo.core.spec import TrainSpec, load_recipe
+    from clo.core.spec import TrainSpec, load_preset
     from clo.models.load import load_model
     from clo.training.scope import apply_scope
 
     # fp32: each lever's arms set their own precision (the bf16 arm enters autocast itself)
-    spec = TrainSpec.from_dict({**load_recipe(preset), "model": model, "lang": lang, "objective": "simpo",
+    spec = TrainSpec.from_dict({**load_preset(preset), "model": model, "lang": lang, "objective": "simpo",
                                 "precision": "fp32"})
     loaded = load_model(model)
     apply_scope(loaded.model, spec)
@@ -350,7 +350,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="default")
     ap.add_argument("--lang", default="sw")
-    ap.add_argument("--preset", default="demo", help="the recipe whose batching the training batches follow "
+    ap.add_argument("--preset", default="demo", help="the preset whose batching the training batches follow "
                     "(demo-gemma: not grouped by length)")
     ap.add_argument("--pairs", type=int, default=96, help="pairs of the reference-order measurement")
     ap.add_argument("--batches", type=int, default=4, help="training batches of the length-bucket measurement")

@@ -112,7 +112,7 @@ def test_data_page_translates_previews_and_fixes(app):
 
 
 def test_train_on_this_set_takes_the_set_to_the_train_page(app):
-    """Data's "Train on this set →" opens Train with that set chosen, and its CLI command names the recipe it
+    """Data's "Train on this set →" opens Train with that set chosen, and its CLI command names the preset it
     writes (the browser walk, tests/test_browser.py, only sees that it happens)."""
     at = open_page(app, "data")
     at.number_input(key="data_tr_limit_demo_168").set_value(4).run()
@@ -204,14 +204,14 @@ def test_a_translation_model_that_is_not_installed_is_a_clear_error(app):
 
 
 def test_train_page_widgets_presets_and_cli_command(app):
-    from clo.core.spec import load_recipe
+    from clo.core.spec import load_preset
 
     at = open_page(app, "train")
     for key in ("tr_preset", "tr_data", "tr_method", "tr_scope"):
         assert at.selectbox(key=key) is not None
     assert at.slider(key="tr_lam").value == 0.5
     assert {"demo", "paper"} <= {o.split(" — ")[0] for o in at.selectbox(key="tr_preset").options}
-    demo, paper = load_recipe("demo"), load_recipe("paper")
+    demo, paper = load_preset("demo"), load_preset("paper")
     assert at.number_input(key="tr_lr").value == pytest.approx(float(demo["lr"]))  # the demo preset, applied first
     assert at.checkbox(key="tr_group_by_length").value is True  # the demo preset batches by length
     at.selectbox(key="tr_preset").set_value("paper").run()

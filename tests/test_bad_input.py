@@ -209,7 +209,7 @@ BAD_FLAGS = [
     (["--method", "ppo"], "Unknown method 'ppo'. Choose one of: clo, sft, sft-tgt, sft-eng, sft-dpo."),
     (["--scope", "mlp"], "Unknown scope 'mlp'. Choose one of: attention, full, lora."),
     (["--preset", "nope"], "Unknown preset 'nope'. Presets:"),
-    (["--preset", "../recipes/demo"], "Unknown preset '../recipes/demo'"),
+    (["--preset", "../presets/demo"], "Unknown preset '../presets/demo'"),
     (["--max-length", "0"], "max_length must be a positive integer, got 0"),
     (["--max-steps", "0"], "max_steps must be a positive integer, got 0"),
     (["--warmup-ratio", "1"], "warmup_ratio must be in [0, 1), got 1.0"),
@@ -340,7 +340,7 @@ def test_app_file_path_that_is_binary_or_a_folder_shows_an_error(app, tmp_path):
 
 
 # Settings reach the app only through its widgets (bounded: an out-of-range value is clamped to the bound) and
-# through preset files in recipes/. A broken preset is reported and the settings on the page stay as they were.
+# through preset files in presets/. A broken preset is reported and the settings on the page stay as they were.
 BAD_PRESETS = [  # (preset file content, message)
     ("lr: -1\n", "lr must be a positive number, got -1"),
     ("lr: 0\n", "lr must be a positive number, got 0"),
@@ -357,21 +357,21 @@ BAD_PRESETS = [  # (preset file content, message)
 
 
 @pytest.fixture()
-def recipes(tmp_path, monkeypatch):
-    """The real recipes plus room for broken ones, in a folder of this test (clo.core.spec reads RECIPES_DIR)."""
+def presets(tmp_path, monkeypatch):
+    """The real presets plus room for broken ones, in a folder of this test (clo.core.spec reads PRESETS_DIR)."""
     import shutil
 
     import clo.core.spec
 
-    folder = tmp_path / "recipes"
-    shutil.copytree(ROOT / "recipes", folder)
-    monkeypatch.setattr(clo.core.spec, "RECIPES_DIR", folder)
+    folder = tmp_path / "presets"
+    shutil.copytree(ROOT / "presets", folder)
+    monkeypatch.setattr(clo.core.spec, "PRESETS_DIR", folder)
     return folder
 
 
 @pytest.mark.parametrize("content, message", BAD_PRESETS, ids=[m[:40] for _, m in BAD_PRESETS])
-def test_app_bad_preset_shows_an_error_and_keeps_the_settings(content, message, app, recipes):
-    (recipes / "broken.yaml").write_text(content)
+def test_app_bad_preset_shows_an_error_and_keeps_the_settings(content, message, app, presets):
+    (presets / "broken.yaml").write_text(content)
     at = open_page(app, "train")
     lr = at.number_input(key="tr_lr").value
     at.selectbox(key="tr_preset").set_value("broken").run()
@@ -381,10 +381,10 @@ def test_app_bad_preset_shows_an_error_and_keeps_the_settings(content, message, 
     assert not at.button(key="tr_launch").disabled  # the settings on the page are still valid
 
 
-def test_app_preset_that_vanished_is_reported(app, recipes):
-    (recipes / "gone.yaml").write_text("lr: 1e-4\n")
+def test_app_preset_that_vanished_is_reported(app, presets):
+    (presets / "gone.yaml").write_text("lr: 1e-4\n")
     at = open_page(app, "train")
-    (recipes / "gone.yaml").unlink()
+    (presets / "gone.yaml").unlink()
     at.selectbox(key="tr_preset").set_value("gone").run()
     assert not at.exception, at.exception
     assert "Unknown preset 'gone'" in errors(at)

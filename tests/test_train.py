@@ -287,26 +287,26 @@ def test_spec_rejects_bad_settings():
             TrainSpec(**bad)
 
 
-def test_every_recipe_loads_into_the_spec():
-    from clo.core.spec import list_recipes, load_recipe
+def test_every_preset_loads_into_the_spec():
+    from clo.core.spec import list_presets, load_preset
 
-    names = list_recipes()
+    names = list_presets()
     assert {"demo", "paper"} <= set(names)
     for name in names:
-        spec = TrainSpec.from_dict(load_recipe(name), source=name)
+        spec = TrainSpec.from_dict(load_preset(name), source=name)
         assert spec.method in ("clo", "sft", "sft-tgt", "sft-eng", "sft-dpo")
-    paper = TrainSpec.from_dict(load_recipe("paper"))
+    paper = TrainSpec.from_dict(load_preset("paper"))
     assert (paper.lr, paper.beta, paper.lam, paper.epochs, paper.batch_size, paper.scope) == (
         5e-5, 0.1, 0.5, 1, 8, "attention")
 
 
-def test_unknown_recipe_key_is_an_error(tmp_path):
+def test_unknown_preset_key_is_an_error(tmp_path):
     p = tmp_path / "x.yaml"
     p.write_text("method: clo\nlearning_rate: 0.1\n")
-    from clo.core.spec import load_recipe
+    from clo.core.spec import load_preset
 
     with pytest.raises(SpecError, match="learning_rate"):
-        TrainSpec.from_dict(load_recipe(str(p)))
+        TrainSpec.from_dict(load_preset(str(p)))
 
 
 def test_reference_cache_second_run_skips_reference_pass(tiny_model, xl_file, tmp_path, monkeypatch):

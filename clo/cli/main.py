@@ -166,9 +166,11 @@ def cmd_models(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for r in rows:
-        state = "ready (cached)" if r["cached"] else ("installed" if r["available"] else f"not installed: {r['install']}")
+        state = ("ready (cached)" if r["cached"]
+                 else "installed" if r["available"] else f"not installed: {r['install']}")
         alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
-        print(f"{r['name']}{alias}\n    {r['title']} — {r['kind']}, {state}" + (f"\n    {r['notice']}" if r["notice"] else ""))
+        notice = f"\n    {r['notice']}" if r["notice"] else ""
+        print(f"{r['name']}{alias}\n    {r['title']} — {r['kind']}, {state}" + notice)
     return 0
 
 
@@ -181,11 +183,11 @@ def _train_parser(sub):
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train one run into a run directory (config.yaml, status.json, metrics.jsonl, model/).\n"
                     "Settings come from, in increasing priority: defaults, --preset, --config, flags; each flag\n"
-                    "is also a key of config.yaml and of recipes (--batch-size: batch_size).\n\n"
+                    "is also a key of config.yaml and of presets (--batch-size: batch_size).\n\n"
                     "methods: " + "; ".join(f"{k}: {v}" for k, v in METHODS.items()) + "\n"
                     "scopes:  " + "; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
     )
-    p.add_argument("--preset", help="named recipe from recipes/ (demo, paper, ...)")
+    p.add_argument("--preset", help="a preset: a settings file in presets/ by name (demo, paper, ...)")
     p.add_argument("--config", help="a config.yaml (e.g. from an earlier run) to reproduce")
     p.add_argument("--out", help="run directory to create (default runs/<time>-<method>-<lang>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -200,7 +202,8 @@ def spec_from_args(args) -> TrainSpec:
 
 class TrainProgress:
     """What ``clo train`` and ``clo runs resume`` print while a run trains: loading messages, the reference
-    pass, and a progress bar with loss, margin and accuracy (an events sink for :func:`clo.training.run.run_training`)."""
+    pass, and a progress bar with loss, margin and accuracy (an events sink for
+    :func:`clo.training.run.run_training`)."""
 
     def __init__(self, resumed: str | None = None):
         self.bar = None
@@ -261,7 +264,8 @@ def cmd_train(args) -> int:
         f = result.final
         print(f"{result.state}: {result.steps} steps in {result.seconds:.1f} s → {result.run_dir}")
         if f:
-            print("last step: " + ", ".join(f"{k}={f[k]:.4g}" for k in ("loss", "sft_loss", "cl_loss", "margin", "accuracy") if k in f))
+            keys = ("loss", "sft_loss", "cl_loss", "margin", "accuracy")
+            print("last step: " + ", ".join(f"{k}={f[k]:.4g}" for k in keys if k in f))
         print(f"trainable parameters: {result.trainable:,} of {result.total_params:,}")
     return 0
 
@@ -313,8 +317,10 @@ def _eval_parser(sub):
                        description="Generate answers to held-out prompts and report LPR, clean LPR, echo/loop rates, "
                                    "WPR and chrF++ per model and language. A run directory gets eval.json.")
     p.add_argument("--model", action="append", help="model or run directory (repeatable)")
-    p.add_argument("--responses", help="score existing answers instead: JSONL of {id, lang, prompt, response[, model]}")
-    p.add_argument("--prompts", default="demo", help="held-out prompts JSONL ({id, lang, prompt[, reference]}) or 'demo'")
+    p.add_argument("--responses",
+                   help="score existing answers instead: JSONL of {id, lang, prompt, response[, model]}")
+    p.add_argument("--prompts", default="demo",
+                   help="held-out prompts JSONL ({id, lang, prompt[, reference]}) or 'demo'")
     p.add_argument("--lang", action="append",
                    help="only these languages (repeatable, or comma-separated as a run's lang: sw,yo,en; default: "
                         "all in the file)")
@@ -341,7 +347,8 @@ def cmd_eval(args) -> int:
     if bool(args.responses) == bool(args.model):
         raise DataError("give --model (generate answers) or --responses FILE (score existing answers), not both")
     if bool(args.judge_url) != bool(args.judge_model) or (args.judge_url and len(args.model or []) < 2):
-        raise DataError("the judge needs --judge-url, --judge-model and two or more --model (the first is the baseline)")
+        raise DataError("the judge needs --judge-url, --judge-model and two or more --model "
+                        "(the first is the baseline)")
     if args.responses:
         codes = {get_language(l).code for l in args.lang or []}
         rows = [r for r in load_responses(args.responses) if not codes or r["lang"] in codes]
@@ -358,7 +365,8 @@ def cmd_eval(args) -> int:
     bars = {}
 
     def progress(model, done, total):
-        bar = bars.get(model) or bars.setdefault(model, tqdm(total=total, desc=model[-30:], unit="prompt", file=sys.stderr))
+        bar = bars.get(model) or bars.setdefault(
+            model, tqdm(total=total, desc=model[-30:], unit="prompt", file=sys.stderr))
         bar.update(done - bar.n)
 
     result = evaluate(args.model, prompts, options=opts, progress=progress)
@@ -383,12 +391,16 @@ def _print_eval(args, result: dict) -> int:
     for model, w in (judged or {}).get("models", {}).items():
         ci = w["win_rate_ci"]
         print(f"judge {judged['judge']}: {model} vs {w['baseline']}: win rate {w['win_rate']:.2f} "
-              f"[{ci[0]:.2f}, {ci[1]:.2f}] over {w['n']} prompts ({w['wins']} won, {w['ties']} tied, {w['losses']} lost)")
+              f"[{ci[0]:.2f}, {ci[1]:.2f}] over {w['n']} prompts "
+              f"({w['wins']} won, {w['ties']} tied, {w['losses']} lost)")
     if args.scoring == "lcb":
         return _print_lcb(result)
     columns = [METRICS[name].cli for name in CLI_COLUMNS]  # (header, width)
     print(" ".join([f"{'model':32} {'lang':4}", *(f"{head:>{width}}" for head, width in columns)]))
-    fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
     for model, langs in result["models"].items():
         for lang, m in langs.items():
             print(" ".join([f"{model[-32:]:32} {lang:4}",
@@ -399,7 +411,9 @@ def _print_eval(args, result: dict) -> int:
 
 def _print_lcb(result: dict) -> int:
     """The table of ``--scoring lcb``: per model and language, then LCB's average over the languages."""
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    def fmt(v) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     print(f"{'model':32} {'lang':4} {'n':>4} {'skip':>4} {'LPR':>6} {'WPR':>6} {'LCPR':>6} {'acc':>6}")
     for model, langs in result["models"].items():
         for lang, m in [*langs.items(), ("all", result["overall"][model])]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["clo_home", "REPO_ROOT", "ASSETS", "RECIPES_DIR"]
+__all__ = ["clo_home", "REPO_ROOT", "ASSETS", "PRESETS_DIR"]
 
 
 def clo_home() -> Path:
@@ -18,8 +18,8 @@ def clo_home() -> Path:
 
 
 
-# The checkout the package runs from (``pip install -e .`` keeps it there): the bundled data, the recipes and
+# The checkout the package runs from (``pip install -e .`` keeps it there): the bundled data, the presets and
 # the Streamlit apps live beside the package, not inside it.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSETS = REPO_ROOT / "assets"
-RECIPES_DIR = REPO_ROOT / "recipes"
+PRESETS_DIR = REPO_ROOT / "presets"

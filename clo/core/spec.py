@@ -14,12 +14,14 @@ Each field carries, in its ``metadata``:
 - ``form`` — a widget hint for the Train page (``row``: which row of the form, ``label``, ``widget``: slider,
   number, select or checkbox, the widget's ``min``/``max``/``step``/``format``, and ``explain``: a select
   that shows the current choice's one-line description under it); fields without one are
-  settable from the CLI and recipes only.
+  settable from the CLI and presets only.
 
 Adding a setting means adding a field here (and its use in the trainer); ``clo train --help``, ``config.yaml``,
-recipes and, with a ``form`` hint, the Train page follow.
+presets and, with a ``form`` hint, the Train page follow.
 
-Recipes (``recipes/<name>.yaml``) are flat mappings of these keys plus a ``description`` line.
+A settings file is a flat YAML mapping of these keys. A *preset* is a named one, ``presets/<name>.yaml`` (plus a
+``description`` line), chosen with ``--preset NAME``; ``--config FILE`` reads any settings file, such as the
+``config.yaml`` every run writes so that it can be reproduced.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import yaml
 
 from clo.core.languages import get_language
-from clo.core.paths import RECIPES_DIR
+from clo.core.paths import PRESETS_DIR
 from clo.core.precision import PRECISIONS
 
 __all__ = [
@@ -46,7 +48,7 @@ __all__ = [
     "SCOPES",
     "SCHEDULERS",
     "SFT_DIRECTIONS",
-    "RECIPES_DIR",
+    "PRESETS_DIR",
     "SpecError",
     "TrainSpec",
     "setting",
@@ -54,8 +56,8 @@ __all__ = [
     "yaml_key",
     "add_spec_arguments",
     "spec_from_sources",
-    "list_recipes",
-    "load_recipe",
+    "list_presets",
+    "load_preset",
 ]
 
 
@@ -346,7 +348,7 @@ class TrainSpec:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> TrainSpec:
-        """A spec from YAML keys (as in ``config.yaml`` and recipes); unknown keys are refused by name, numbers
+        """A spec from YAML keys (as in ``config.yaml`` and presets); unknown keys are refused by name, numbers
         written as text (YAML reads ``5e-5`` as a string) are read as numbers."""
         d = dict(d or {})
         d.pop("description", None)
@@ -407,7 +409,7 @@ def add_spec_arguments(parser: argparse.ArgumentParser, cls=None) -> None:
     (transformers' ``HfArgumentParser`` does this for its own dataclasses, but passes every metadata key to
     argparse, enforces ``choices`` with argparse's message, fills dataclass defaults that would override a
     preset, and costs a second of import for every ``clo`` command.)"""
-    group = parser.add_argument_group("settings (also the keys of config.yaml and recipes)")
+    group = parser.add_argument_group("settings (also the keys of config.yaml and presets)")
     for f in spec_fields(cls):
         key, kind = yaml_key(f), _base_type(f)
         flag = "--" + key.replace("_", "-")
@@ -428,9 +430,9 @@ def spec_from_sources(preset: str | None = None, config: str | None = None, flag
     cls = cls or TrainSpec
     merged: dict = {}
     if preset:
-        merged.update(load_recipe(preset))
+        merged.update(load_preset(preset))
     if config:
-        merged.update(load_recipe(config))
+        merged.update(load_preset(config))
     values = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
     for f in spec_fields(cls):
         if values.get(f.name) is not None:
@@ -438,13 +440,13 @@ def spec_from_sources(preset: str | None = None, config: str | None = None, flag
     return cls.from_dict(merged, source=config or preset or "flags")
 
 
-# -- recipes ----------------------------------------------------------------------------------------------------
+# -- presets ----------------------------------------------------------------------------------------------------
 
 
-def list_recipes() -> dict[str, str]:
-    """Named presets: ``recipes/<name>.yaml`` → their description line."""
+def list_presets() -> dict[str, str]:
+    """Named presets: ``presets/<name>.yaml`` → their description line."""
     out = {}
-    for p in sorted(RECIPES_DIR.glob("*.yaml")):
+    for p in sorted(PRESETS_DIR.glob("*.yaml")):
         try:
             d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, OSError, UnicodeDecodeError):
@@ -453,15 +455,15 @@ def list_recipes() -> dict[str, str]:
     return out
 
 
-def load_recipe(name_or_path: str) -> dict:
+def load_preset(name_or_path: str) -> dict:
     """A preset by name (``demo``, ``paper``, …) or a YAML file path, as a dict of YAML keys."""
     p = Path(name_or_path)
-    if not p.suffix:  # a preset name: a file directly in recipes/, never a path out of it
+    if not p.suffix:  # a preset name: a file directly in presets/, never a path out of it
         text = str(name_or_path)
         bad_name = not text.strip() or any(c in text for c in "/\\") or text.startswith(".")
-        p = RECIPES_DIR / f"{name_or_path}.yaml"
+        p = PRESETS_DIR / f"{name_or_path}.yaml"
         if bad_name or not p.is_file():
-            raise SpecError(f"Unknown preset {name_or_path!r}. Presets: {', '.join(list_recipes()) or 'none'}.")
+            raise SpecError(f"Unknown preset {name_or_path!r}. Presets: {', '.join(list_presets()) or 'none'}.")
     if not p.exists():
         raise SpecError(f"Config file {p} not found.")
     try:

@@ -40,7 +40,7 @@ class BundledModel:
     chat: bool  # instruction-tuned with a chat template
     notice: str = ""
     aliases: tuple[str, ...] = ()
-    preset: str = ""  # the recipe made for it (recipes/<preset>.yaml)
+    preset: str = ""  # the preset made for it (presets/<name>.yaml)
     finding: str = ""  # what its demo run shows, in figures measured in docs/results.md
 
     def gguf_path(self) -> Path | None:
