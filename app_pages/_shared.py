@@ -194,7 +194,8 @@ def sidebar() -> None:
 STATE_ICONS = {  # Streamlit markdown icons (emoji need an emoji font, which some machines lack)
     "queued": ":gray[:material/schedule:]", "running": ":blue[:material/play_circle:]",
     "finished": ":green[:material/check_circle:]", "stopped": ":orange[:material/stop_circle:]",
-    "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]", "unknown": ":gray[:material/help:]",
+    "failed": ":red[:material/error:]", "interrupted": ":orange[:material/warning:]",
+    "unknown": ":gray[:material/help:]",
     "unreadable": ":red[:material/broken_image:]",
 }
 
@@ -220,7 +221,8 @@ MISSING = "—"
 
 
 def text_file_uploader(label: str, key: str, help: str):
-    """A JSON Lines / CSV uploader capped at ``CLO_MAX_UPLOAD_MB`` (clo.data.formats.max_upload_mb), the cap in its help."""
+    """A JSON Lines / CSV uploader capped at ``CLO_MAX_UPLOAD_MB`` (clo.data.formats.max_upload_mb), the cap in its
+    help."""
     cap = max_upload_mb()
     return st.file_uploader(label, type=["jsonl", "json", "csv"], key=key, max_upload_size=max(1, math.ceil(cap)),
                             help=f"{help} UTF-8 JSON Lines or CSV, up to {cap:g} MB (CLO_MAX_UPLOAD_MB); "
@@ -305,7 +307,8 @@ def metrics_charts(rows: list[dict], key: str, *, stacked: bool = False) -> None
         for label, k, dash in series:
             ys = [r.get(k) for r in rows]
             if any(y is not None for y in ys):
-                fig.add_trace(go.Scatter(x=steps, y=ys, name=label, mode="lines+markers" if len(rows) <= 40 else "lines",
+                mode = "lines+markers" if len(rows) <= 40 else "lines"
+                fig.add_trace(go.Scatter(x=steps, y=ys, name=label, mode=mode,
                                          line={"dash": dash, "color": _COLORS[label]}))
         if not fig.data:
             col.caption(f"**{title}** — not logged by this method (SFT has no preference pairs).")

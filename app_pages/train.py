@@ -280,7 +280,8 @@ def progress_text(run: RunDir, prog) -> str:
         first = RunDir(runs_root() / ahead[0])
         p0 = read_progress(first)
         eta = f", ETA {fmt_duration(p0.eta_s)}" if p0.eta_s is not None else ""
-        return (f"In the queue, position {pos or len(ahead)}: waits for {len(ahead)} job{'s' if len(ahead) > 1 else ''} "
+        jobs = f"{len(ahead)} job{'s' if len(ahead) > 1 else ''}"
+        return (f"In the queue, position {pos or len(ahead)}: waits for {jobs} "
                 f"(`{ahead[0]}`: {p0.phase}, step {p0.step}/{p0.max_steps or '?'}{eta})")
     if prog.in_reference:
         eta = f" · ETA {fmt_duration(prog.ref_eta_s)}" if prog.ref_eta_s is not None else ""
@@ -373,7 +374,8 @@ with left:
                                                      else ":material/rocket_launch:")
     locked = locked_run()
     spec = settings_form(locked)
-    if st.button("Launch training", type="primary", icon=":material/play_arrow:", disabled=spec is None or locked is not None,
+    if st.button("Launch training", type="primary", icon=":material/play_arrow:",
+                 disabled=spec is None or locked is not None,
                  key="tr_launch", width="stretch",
                  help="A job is running with these settings." if locked is not None else None):
         launch(spec)

@@ -11,9 +11,9 @@ ran). Evaluation: greedy decoding, repetition penalty 1.2 (the app's default), o
 the target language and of English. Results accumulate in ``artifacts/experiments/results.jsonl``.
 
 ``--rescore`` scores each record's saved answers (``<name>.responses.jsonl``, else the copy published in
-``docs/answers/``; on a fresh machine run ``python bench/results_chart.py --restore`` first) again with the scoring code as it
-is now (``clo.evaluation.evaluate.score_answers``: no model loads, no answer changes) and replaces the record's scores,
-so a fix to a metric reaches every published row; the record says when (``rescored``).
+``docs/answers/``; on a fresh machine run ``python bench/results_chart.py --restore`` first) again with the
+scoring code as it is now (``clo.evaluation.evaluate.score_answers``: no model loads, no answer changes) and
+replaces the record's scores, so a fix to a metric reaches every published row; the record says when (``rescored``).
 """
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 OUT = ROOT / "artifacts" / "experiments"
 
 
@@ -63,7 +62,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from clo.cli.main import main as clo_main
 
-    record = {"name": args.name or f"base-{args.lang}-{args.model}", "lang": args.lang, "started": time.strftime("%Y-%m-%d %H:%M")}
+    record = {"name": args.name or f"base-{args.lang}-{args.model}", "lang": args.lang,
+              "started": time.strftime("%Y-%m-%d %H:%M")}
     if args.base:
         model = args.model
         record.update(kind="base", command=f"clo eval --model {args.model} --prompts demo --lang {args.lang},en")
@@ -140,11 +140,14 @@ def print_table(results: Path) -> int:
     print("| run | lang | train s | target clean LPR | target LPR | target real words | echo | loop | chrF++ | "
           "English clean LPR | English LPR | English real words |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    f = lambda v: "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+    def f(v):
+        return "–" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
     for r in rows:
         t, e = r["scores"].get(r["lang"], {}), r["scores"].get("en", {})
         print(f"| {r['name']} | {r['lang']} | {f(r.get('train_s'))} | {f(t.get('clean_lpr'))} | {f(t.get('lpr'))} | "
-              f"{f(t.get('real_word_rate'))} | {f(t.get('echo_rate'))} | {f(t.get('loop_rate'))} | {f(t.get('chrf'))} | "
+              f"{f(t.get('real_word_rate'))} | {f(t.get('echo_rate'))} | {f(t.get('loop_rate'))} | "
+              f"{f(t.get('chrf'))} | "
               f"{f(e.get('clean_lpr'))} | {f(e.get('lpr'))} | {f(e.get('real_word_rate'))} |")
     return 0
 

@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.objectives_table import step_seconds  # one definition of seconds per step
 
-from bench.objectives_table import step_seconds  # noqa: E402  (one definition of seconds per step)
+ROOT = Path(__file__).resolve().parent.parent
+
 
 SRC = ROOT / "artifacts" / "experiments" / "results.jsonl"
 FIG = ROOT / "docs" / "figures" / "results.png"

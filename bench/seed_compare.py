@@ -17,11 +17,11 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from clo.data.formats import DataError
+from clo.evaluation.comparison import compare_methods
 
-from clo.data.formats import DataError  # noqa: E402
-from clo.evaluation.comparison import compare_methods  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 ANSWERS = ROOT / "artifacts" / "experiments"
 PUBLISHED = ROOT / "docs" / "answers"
@@ -58,15 +58,19 @@ def fmt(v, ci, digits) -> str:
 
 
 def markdown(a: str, b: str, results: list[dict]) -> str:
-    out = [f"A = {a}, B = {b}. Mean over seeds (95% interval over prompts and seeds); per-seed values in brackets.\n",
-           "| lang | metric | seeds A/B | A | B | A − B | the interval says |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    out = [f"A = {a}, B = {b}. Mean over seeds (95% interval over prompts and seeds); "
+           "per-seed values in brackets.\n",
+           "| lang | metric | seeds A/B | A | B | A − B | the interval says |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         for name, m in r["metrics"].items():
             d = 1 if name == "chrf" else 2
             dd = d + 1  # a difference of rates near 0 needs one more digit
             lo, hi = m["diff"]["ci"] or (0, 0)
             verdict = "A higher" if lo > 0 else "B higher" if hi < 0 else "no difference shown"
-            seeds = lambda x: "[" + ", ".join(f"{v:.{d}f}" for v in x["per_seed"]) + "]"  # noqa: E731
+            def seeds(x, d=d):
+                return "[" + ", ".join(f"{v:.{d}f}" for v in x["per_seed"]) + "]"
+
             out.append(f"| {r['lang']} | {LABELS[name]} | {r['seeds'][0]}/{r['seeds'][1]} | "
                        f"{fmt(m['a']['value'], m['a']['ci'], d)} {seeds(m['a'])} | "
                        f"{fmt(m['b']['value'], m['b']['ci'], d)} {seeds(m['b'])} | "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -12,13 +11,11 @@ import pytest
 import yaml
 from helpers import run_cli, two_language_file
 
+from bench import objectives_table
 from clo.core.spec import SpecError, TrainSpec
 from clo.runs.catalog import run_table
 from clo.runs.rundir import RunDir
 from clo.training.run import load_records, run_training
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import objectives_table  # noqa: E402  (bench/ is not a package on the path)
 
 
 def _phases(events: list[dict]) -> list[str]:
@@ -219,8 +216,7 @@ def test_objectives_table_compares_the_multi_target_run_per_language(tmp_path, m
 def test_demo_experiment_rescore_replaces_scores_from_the_saved_answers(tmp_path, monkeypatch, capsys):
     """`bench/demo_experiment.py --rescore`: a record's scores become those of its saved answers under today's
     scoring code (a fix to a metric reaches every published row); a record without saved answers is kept."""
-    import demo_experiment
-
+    from bench import demo_experiment
     from clo.evaluation.evaluate import score_answers
 
     sw = "Watoto wanacheza mpira shuleni kila siku baada ya masomo, na mwalimu anawaangalia."

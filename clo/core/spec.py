@@ -76,7 +76,8 @@ METHODS = {
     "sft-eng": "NLL on English pairs only",
     "sft-dpo": "sft, then standard DPO on the cross-lingual pairs",
 }
-# the objectives over the cross-lingual pairs (clo/training/losses.py holds their functions; this table stays torch-free)
+# the objectives over the cross-lingual pairs (clo/training/losses.py holds their functions; this table stays
+# torch-free)
 OBJECTIVE_HELP = {
     "clo": "the paper: DPO sigmoid on the cross-lingual pairs, against the frozen reference",
     "ipo": "IPO: squared distance of the per-token log-ratio margin from 1/(2β); bounded, against the reference",
@@ -186,11 +187,12 @@ class TrainSpec:
     epochs: float = setting(1.0, "passes over the data (paper: 1)",
                              form={"row": 3, "label": "Epochs", "widget": "number", "min": 0.1, "max": 100.0,
                                    "step": 1.0})
-    batch_size: int = setting(8, "samples per step (paper: 8); CLO: 2 pairs = 4 sequences each",
+    batch_size: int = setting(8, "samples per forward pass on each process (paper: 8); CLO: 2 pairs = 4 sequences each",
                                form={"row": 3, "label": "Batch size", "widget": "number", "min": 1, "max": 256,
-                                     "step": 1, "help": "Samples per step. CLO: each sample gives 2 preference pairs "
-                                                        "= 4 sequences."})
-    grad_accum: int = setting(1, "gradient accumulation steps")
+                                     "step": 1, "help": "Samples per forward pass. CLO: each sample gives 2 "
+                                                        "preference pairs = 4 sequences."})
+    grad_accum: int = setting(1, "gradient accumulation: forward passes per optimizer step (a step trains on "
+                                 "batch_size × grad_accum samples on each process)")
     max_steps: int | None = setting(None, "stop after this many optimizer steps (sft-dpo: per stage)",
                                      form={"row": 4, "label": "Max steps", "widget": "number", "min": 0,
                                            "max": 1_000_000, "step": 1, "none": 0,

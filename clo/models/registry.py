@@ -19,7 +19,8 @@ from clo.core.paths import clo_home
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BUNDLED", "BundledModel", "bundled_model", "display_name", "ModelNotFoundError", "UnsafeModelError", "list_models"]
+__all__ = ["BUNDLED", "BundledModel", "bundled_model", "display_name", "ModelNotFoundError", "UnsafeModelError",
+           "list_models"]
 
 
 class ModelNotFoundError(FileNotFoundError):
