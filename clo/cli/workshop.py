@@ -46,7 +46,8 @@ def _serve_parser(sub):
 def cmd_serve(args) -> int:
     from clo.workshop.serve import API_KEY_ENV, ServeSettings, serve
 
-    settings = ServeSettings(host=args.host, port=args.port, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+    settings = ServeSettings(host=args.host, port=args.port,
+                             api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
                              max_tokens_limit=args.max_tokens_limit, max_request_bytes=args.max_request_bytes,
                              batch_window_s=args.batch_window_s, max_batch=args.max_batch)
     print(f"Loading {args.model}, then serving it on http://{args.host}:{args.port}/v1"

@@ -101,14 +101,16 @@ def _llama(vocab: int, **kw):
 def _gpt2(vocab: int, **kw):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=512, initializer_range=0.2, **kw))
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=512,
+                                      initializer_range=0.2, **kw))
 
 
 def _qwen2(vocab: int, **kw):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     cfg = Qwen2Config(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.2, **kw)
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      initializer_range=0.2, **kw)
     return Qwen2ForCausalLM(cfg)
 
 

@@ -191,7 +191,8 @@ def parse_csv(text: str, name: str | Path) -> list[dict]:
     rows = []
     for i, row in enumerate(reader, start=2):
         if None in row:  # more cells than header columns
-            raise DataError(f"{len(row[None])} more cell(s) than the header's {len(reader.fieldnames)} columns", name, i)
+            raise DataError(f"{len(row[None])} more cell(s) than the header's {len(reader.fieldnames)} columns",
+                            name, i)
         if any(v is None for v in row.values()):
             raise DataError(f"fewer cells than the header's {len(reader.fieldnames)} columns", name, i)
         row = dict(row)
@@ -250,7 +251,8 @@ def validate_records(rows: list[dict], fields, name, unique_by: tuple[str, ...] 
             key = tuple(row[k] for k in unique_by)
             if key in seen:
                 where = "; an id may repeat only in another language" if "lang" in unique_by else ""
-                raise DataError(f"duplicate id {row['id']!r} (first on line {seen[key]}){where}", name, row.get("_line"))
+                raise DataError(f"duplicate id {row['id']!r} (first on line {seen[key]}){where}",
+                                name, row.get("_line"))
             seen[key] = row.get("_line")
 
 
@@ -269,7 +271,8 @@ def resolve_data_path(data: str | Path, kind: str, lang: str | None = None) -> P
     path = DATA_DIR / folder / f"{code}.jsonl"
     if not path.exists():
         have = sorted(p.stem for p in (DATA_DIR / folder).glob("*.jsonl")) if (DATA_DIR / folder).exists() else []
-        raise DataError(f"the bundled demo set has no {get_language(code).name} file; it covers: {', '.join(have) or 'nothing yet'}", path)
+        raise DataError(f"the bundled demo set has no {get_language(code).name} file; "
+                        f"it covers: {', '.join(have) or 'nothing yet'}", path)
     return path
 
 

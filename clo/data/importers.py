@@ -1,4 +1,5 @@
-"""Importers: outside data sets → English SFT records ``{id, instruction, response, source}`` (docs/design.md, "Data flow").
+"""Importers: outside data sets → English SFT records ``{id, instruction, response, source}``
+(docs/design.md, "Data flow").
 
 - :func:`import_oasst` reads an OpenAssistant oasst1/oasst2 export in its own schema and keeps what the CLO
   paper trains on: English first-turn prompts with their highest-ranked assistant reply.

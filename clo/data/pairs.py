@@ -25,8 +25,9 @@ def build_pairs(records: list[dict]) -> list[dict]:
     out = []
     for i, r in enumerate(records):
         base = {"id": r["id"], "sample": i, "lang": r["lang"]}
-        if "rejected" in r:  # a preference record (clo.data.formats, docs/workshop.md): its one pair, in both slots of the
-            # sample, so the batch layout holds; the mean loss over the two equal rows is plain DPO on the pair
+        if "rejected" in r:  # a preference record (clo.data.formats, docs/workshop.md): its one pair, in both
+            # slots of the sample, so the batch layout holds; the mean loss over the two equal rows is plain DPO
+            # on the pair
             pair = {**base, "prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
                     "prompt_lang": r["lang"], "chosen_lang": r["lang"], "rejected_lang": r["lang"]}
             out += [{**pair, "direction": "tgt"}, {**pair, "direction": "tgt"}]

@@ -1,9 +1,9 @@
 """The user's cross-lingual sets: the data folder, uploads, and hand fixes to a translation.
 
 Data folder: ``$CLO_DATA`` or ``$CLO_HOME/datasets`` (default ``~/.cache/clo-studio/datasets``). The Data page
-writes each translated set there as ``<source>-<lang>.jsonl`` (cross-lingual records, docs/design.md, "Data flow") and saves
-fixes to a translation back into the same file; the Train page offers every file there for the chosen
-language. A run's ``config.yaml`` names the file by its absolute path.
+writes each translated set there as ``<source>-<lang>.jsonl`` (cross-lingual records, docs/design.md, "Data
+flow") and saves fixes to a translation back into the same file; the Train page offers every file there for
+the chosen language. A run's ``config.yaml`` names the file by its absolute path.
 
 Nothing a user wrote is lost: every overwrite keeps the file it replaces in ``<data folder>/.versions/``
 (:func:`save_dataset`, :func:`previous_versions`), and re-translating a set whose records were fixed by hand

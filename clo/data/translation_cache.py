@@ -183,7 +183,8 @@ class TranslationCache:
             with self._connect() as con:
                 if translator is None:
                     return con.execute("SELECT COUNT(*) FROM translations").fetchone()[0]
-                return con.execute("SELECT COUNT(*) FROM translations WHERE translator = ?", (translator,)).fetchone()[0]
+                return con.execute("SELECT COUNT(*) FROM translations WHERE translator = ?",
+                                   (translator,)).fetchone()[0]
 
         return self._retry(read)
 

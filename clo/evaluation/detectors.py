@@ -20,7 +20,8 @@ UNKNOWN = "unknown"
 
 # ---------------------------------------------------------------------------------------------- labels
 
-_FOLD = {"ms": "id", "zsm": "id", "in": "id", "iw": "he", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl", "zh-cn": "zh", "zh-tw": "zh"}
+_FOLD = {"ms": "id", "zsm": "id", "in": "id", "iw": "he", "jw": "jv", "nb": "no", "nn": "no", "fil": "tl",
+         "zh-cn": "zh", "zh-tw": "zh"}
 _ISO3_TO_REGISTRY = {lang.iso3: code for code, lang in LANGUAGES.items()} | {"swa": "sw", "cmn": "zh", "ind": "id"}
 
 

@@ -1,4 +1,5 @@
-"""Evaluation: generate answers to held-out prompts and score their language (docs/design.md, "Measuring the answer's language").
+"""Evaluation: generate answers to held-out prompts and score their language (docs/design.md, "Measuring the
+answer's language").
 
     python -m clo eval --model default --model runs/X --prompts demo --lang sw --lang en --json
     python -m clo eval --responses answers.jsonl --json      # answers produced elsewhere: no model loads
@@ -125,8 +126,8 @@ def check_responses(rows: list[dict], path) -> list[dict]:
         for f in RESPONSE_FIELDS:
             v = row.get(f)
             if v is None:
-                raise DataError(f"field {f!r} is missing (needed: {', '.join(RESPONSE_FIELDS)}; optional: model, reference)",
-                                path, line)
+                raise DataError(f"field {f!r} is missing (needed: {', '.join(RESPONSE_FIELDS)}; "
+                                "optional: model, reference)", path, line)
             if not isinstance(v, str):
                 raise DataError(f"field {f!r} must be a string, got {type(v).__name__}", path, line)
             if f != "response" and not v.strip():

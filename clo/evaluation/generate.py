@@ -80,7 +80,8 @@ def clean_answer(text: str) -> str:
 
 
 def generate(model, prompts: list, options: GenerationOptions | None = None, progress=None) -> list[str]:
-    """Answers for ``prompts`` (strings, or lists of chat messages), in order. Batched with left padding; same greedy text as one at a time."""
+    """Answers for ``prompts`` (strings, or lists of chat messages), in order. Batched with left padding; same
+    greedy text as one at a time."""
     return [a.text for a in generate_answers(model, prompts, options, progress)]
 
 

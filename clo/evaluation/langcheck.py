@@ -78,7 +78,8 @@ def check_table(detect: Callable[[str], object] | None = None, half: str | None 
     """
     detect = detect or detect_language
     rows = load_checkset(half) if rows is None else rows
-    counts: dict[tuple[str, str], dict] = defaultdict(lambda: {"n": 0, "right": 0, "registry": 0, "labels": defaultdict(int)})
+    counts: dict[tuple[str, str], dict] = defaultdict(
+        lambda: {"n": 0, "right": 0, "registry": 0, "labels": defaultdict(int)})
     group = {}
     for it in check_items(rows):
         lang = detect(it["text"]).lang

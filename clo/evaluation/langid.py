@@ -340,7 +340,8 @@ def _implausible_share(text: str) -> float:
     """Share of lower-case Latin words that cannot be words: ≥ 3 letters and no vowel, or one letter
     repeated ("zzzz"). Detectors give keyboard mash a confident label; this lowers the confidence.
     Capitalised tokens (HTML, NASA) are left alone."""
-    words = [w for w in re.findall(r"[^\W\d_]+", text) if w.islower() and all(ord(c) < 0x250 or 0x1E00 <= ord(c) <= 0x1EFF for c in w)]
+    words = [w for w in re.findall(r"[^\W\d_]+", text)
+             if w.islower() and all(ord(c) < 0x250 or 0x1E00 <= ord(c) <= 0x1EFF for c in w)]
     if not words:
         return 0.0
     bad = sum(len(w) >= 3 and (not (set(w) & _VOWELS) or len(set(w)) == 1) for w in words)
@@ -361,7 +362,8 @@ MALAY_MARGIN = 1.5  # Σ (Zipf in Malay − Zipf in Indonesian) over the words a
 # Igbo dotted vowels and ṅ (Yoruba has ẹ ọ ṣ, never ị ụ ṅ).
 _FOREIGN_LETTERS = re.compile("[ɛɔɖƒʋŋɣɓɗƙƴƐƆƉƑƲŊƔƁƊƘƳịụṅỊỤṄ]")
 # Characters of written Cantonese that Standard Chinese does not use.
-_CANTONESE = re.compile("[嘅喺咗哋嚟冇佢唔啲嘢嗰乜咩噉冚揾攞睇諗谂咁]|同埋|[经經]已|呢[个個些度啲]|(?<![关關联聯干幹])係")
+_CANTONESE = re.compile("[嘅喺咗哋嚟冇佢唔啲嘢嗰乜咩噉冚揾攞睇諗谂咁]|同埋|[经經]已|"
+                        "呢[个個些度啲]|(?<![关關联聯干幹])係")
 _REGISTRY_TARGETS = set(LANGUAGES)
 
 
@@ -471,7 +473,8 @@ def validation_lines(lang: str, counted_only: bool = True) -> list[str]:
     if lang == "en":
         sources += [(DATA_DIR / "demo" / "en.jsonl", ("instruction", "response"))]
         sources += [(DATA_DIR / "heldout" / "en.jsonl", ("prompt", "reference"))]
-        sources += [(p, ("instruction_en", "response_en")) for p in sorted((DATA_DIR / "demo").glob("*.jsonl")) if p.stem != "en"]
+        sources += [(p, ("instruction_en", "response_en"))
+                    for p in sorted((DATA_DIR / "demo").glob("*.jsonl")) if p.stem != "en"]
     else:
         sources += [(DATA_DIR / "demo" / f"{lang}.jsonl", ("instruction", "response"))]
         sources += [(DATA_DIR / "heldout" / f"{lang}.jsonl", ("prompt", "reference"))]

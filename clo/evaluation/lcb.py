@@ -268,7 +268,8 @@ def summarize(checks: Sequence[LCBCheck], lang: str) -> dict:
     return {"lang": code, "n": len(checks), "counted": len(counted), "skipped": len(checks) - len(counted),
             "line_errors": line_errors, "word_errors": word_errors if wpr is not None else None,
             "lpr": _round(lpr), "lpr_ci": _round(wilson_interval(passed, len(counted))),
-            "wpr": _round(wpr), "wpr_ci": _round(wilson_interval(passed - word_errors, passed)) if wpr is not None else None,
+            "wpr": _round(wpr),
+            "wpr_ci": _round(wilson_interval(passed - word_errors, passed)) if wpr is not None else None,
             "lcpr": _round(lcpr(lpr, wpr)), "acc": _round(acc), "segmenter": segmenter(code)}
 
 
@@ -306,6 +307,6 @@ def score_rows(rows: Sequence[dict]) -> dict:
 
 
 def rescore(result: dict) -> dict:
-    """An evaluation result (:func:`clo.evaluation.evaluate.evaluate`'s shape) with ``models`` and ``responses`` scored by LCB's
-    rules instead (``details``, the project's own scores, is dropped)."""
+    """An evaluation result (:func:`clo.evaluation.evaluate.evaluate`'s shape) with ``models`` and ``responses``
+    scored by LCB's rules instead (``details``, the project's own scores, is dropped)."""
     return {**{k: v for k, v in result.items() if k != "details"}, **score_rows(result["responses"])}

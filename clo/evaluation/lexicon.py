@@ -93,7 +93,8 @@ ALPHABETS: dict[str, Alphabet] = {
 SPELLED_MIN: dict[str, float] = {"yo": 0.95}
 
 # a letter: \w less digits, "_" and the other number signs \w also holds (②, ², ½, Ⅻ)
-_L = r"(?:(?![\u00b2\u00b3\u00b9\u00bc-\u00be\u2070-\u209f\u2150-\u218f\u2460-\u24ff\u2776-\u2793\u3220-\u325f\u3280-\u32bf])[^\W\d_]|[\u0300-\u036f])"
+_L = (r"(?:(?![\u00b2\u00b3\u00b9\u00bc-\u00be\u2070-\u209f\u2150-\u218f\u2460-\u24ff\u2776-\u2793\u3220-\u325f"
+      r"\u3280-\u32bf])[^\W\d_]|[\u0300-\u036f])")
 _WORD_RE = re.compile(rf"{_L}+(?:['’\-]{_L}+)*")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _HANGUL_RE = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
@@ -244,8 +245,9 @@ def _zipf(word: str, code: str) -> float:
 
 # Korean: particles and copula endings that follow a noun (eojeol = stem + these); wordfreq's Korean list holds
 # stems, so a word it lacks is looked up again without its ending.
-_KO_ENDINGS = sorted("은 는 이 가 을 를 의 에 에서 에게 께 께서 으로 로 와 과 도 만 까지 부터 보다 처럼 같이 이나 나 이며 며 "
-                     "이다 다 입니다 이고 고 이라는 라는 이란 란 인 으로서 로서 으로써 로써 에는 에도 에서는 에서도 과의 와의 "
+_KO_ENDINGS = sorted("은 는 이 가 을 를 의 에 에서 에게 께 께서 으로 로 와 과 도 만 까지 부터 "
+                     "보다 처럼 같이 이나 나 이며 며 이다 다 입니다 이고 고 이라는 라는 이란 란 "
+                     "인 으로서 로서 으로써 로써 에는 에도 에서는 에서도 과의 와의 "
                      "들 들이 들은 들을 들의 들에게 들과 들도".split(), key=len, reverse=True)
 
 
@@ -315,7 +317,8 @@ def is_known(word: str, lang: str) -> bool | None:
     parts = word.split("-")
     if len(parts) > 1:
         return all(p and is_known(p, code) for p in parts)
-    return (code in COMPOUNDS and (4 if code == "ko" else 2 * COMPOUND_MIN_PART) <= len(word) <= (12 if code == "ko" else 40)
+    return (code in COMPOUNDS
+            and (4 if code == "ko" else 2 * COMPOUND_MIN_PART) <= len(word) <= (12 if code == "ko" else 40)
             and _compound_known(code, word.lower() if code != "de" else word))
 
 
@@ -436,7 +439,8 @@ _SPANS: tuple[tuple[str, re.Pattern], ...] = (
     ("url", re.compile(r"(?<=\]\()[^)\s]+(?=\))")),  # a Markdown link's target
     ("markup", re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>|&[a-z]+;")),  # HTML tags and entities
     ("code", re.compile(r"\$\$.+?\$\$|(?<![\w$])\$[^$\n]+\$(?![\w$])|\\[A-Za-z]+", re.S)),  # LaTeX
-    ("code", re.compile(r"(?<![\w.])\w+(?:_\w+)+\b|(?<![\w.])\w+(?:\.\w+)*\.\w+\(\)?|\b[\w-]+\.(?:py|js|ts|json|yaml|yml|md|txt|csv|html|css|"
+    ("code", re.compile(r"(?<![\w.])\w+(?:_\w+)+\b|(?<![\w.])\w+(?:\.\w+)*\.\w+\(\)?|"
+                        r"\b[\w-]+\.(?:py|js|ts|json|yaml|yml|md|txt|csv|html|css|"
                         r"cpp|java|sh|exe|pdf|png|jpg)\b|\b\w+\(\)")),  # identifiers, calls, file names
 )
 # Quoted, bracketed or emphasised phrases: checked as a whole for being in another language.
@@ -484,7 +488,8 @@ def _shape(word: str) -> str | None:
     (CamelCase, iPhone), else ``None``."""
     letters = [c for c in word if c.isalpha()]
     uppers = sum(c.isupper() for c in letters)
-    if letters and len(letters) <= ACRONYM_MAX and (uppers == len(letters) or (uppers >= 2 and uppers * 2 >= len(letters))):
+    if letters and len(letters) <= ACRONYM_MAX and (
+            uppers == len(letters) or (uppers >= 2 and uppers * 2 >= len(letters))):
         return "acronym"
     if any(a.islower() and b.isupper() for a, b in zip(word, word[1:])):
         return "name"
@@ -653,8 +658,8 @@ def real_word_rate(text: str, lang: str) -> RealWords:
         return RealWords(code, None, 0, 0, why, skipped=skipped,
                          skipped_words={k: tuple(v) for k, v in skipped_words.items()}, marks=marks)
     return RealWords(code, known / total, known, total, skipped=skipped,
-                     skipped_words={k: tuple(v) for k, v in skipped_words.items()}, unknown=tuple(dict.fromkeys(unknown)),
-                     marks=marks)
+                     skipped_words={k: tuple(v) for k, v in skipped_words.items()},
+                     unknown=tuple(dict.fromkeys(unknown)), marks=marks)
 
 
 def dictionary_share(text: str, lang: str) -> float | None:

@@ -1,4 +1,5 @@
-"""Does the model answer in the asked language, and is the answer real text? (docs/design.md, "Measuring the answer's language")
+"""Does the model answer in the asked language, and is the answer real text? (docs/design.md, "Measuring the
+answer's language")
 
 Language Confusion Benchmark metrics (Marchisio et al., 2024) on top of :mod:`clo.evaluation.langid`, plus two
 degeneration checks that language ID cannot see, and chrF++ where references exist:
@@ -112,7 +113,7 @@ _TOKEN_RE = re.compile(rf"[{_CJK}]|(?:(?![{_CJK}])[^\W_]|[\u0300-\u036f])+")
 # Latin letters only on either side: English glued to Han or kana ("用python编程") is still a word, as in the
 # benchmark, which segments Chinese and Japanese before looking words up.
 _LATIN = "A-Za-z\u00c0-\u024f\u1e00-\u1eff"
-_ENGLISH_WORD_RE = re.compile(r"(?<![%s])[a-z]{%d,}(?![%s])" % (_LATIN, WPR_MIN_LETTERS, _LATIN))
+_ENGLISH_WORD_RE = re.compile(rf"(?<![{_LATIN}])[a-z]{{{WPR_MIN_LETTERS},}}(?![{_LATIN}])")
 
 
 def tokenize(text: str) -> list[str]:
@@ -382,21 +383,24 @@ class ResponseCheck:
         threshold = REAL_WORD_MIN.get(self.lang)
         if self.excluded:
             return {"key": "excluded", "label": "no counted line",
-                    "reason": "Empty or too short to judge (no line of 5 or more words; Chinese and Japanese: characters): "
-                              "left out of LPR and clean LPR."}
+                    "reason": "Empty or too short to judge (no line of 5 or more words; Chinese and Japanese: "
+                              "characters): left out of LPR and clean LPR."}
         if not self.line_pass:
             if self.shaped_like and self.real_word_rate is not None and threshold is not None \
                     and self.real_word_rate < threshold:
-                return {"key": "not_real_words", "label": f"{name}-shaped, not real words · {self.real_word_rate:.0%} real",
+                return {"key": "not_real_words",
+                        "label": f"{name}-shaped, not real words · {self.real_word_rate:.0%} real",
                         "reason": f"Shaped like {name}, but its words are not real {name}: {words}; language ID "
                                   f"therefore does not call it {name} ({lines})."}
             others = Counter(l.lang for l in counted if l.lang != self.lang).most_common(1)
             other = language_name(others[0][0]) if others and others[0][0] != "unknown" else "no language"
             return {"key": "wrong_language",
-                    "label": f"{other}, not {name}" if others and other != "no language" else f"not {name} · no language recognised",
+                    "label": (f"{other}, not {name}" if others and other != "no language"
+                              else f"not {name} · no language recognised"),
                     "reason": f"Not in {name}: {lines}" + (f"; most others: {other}." if others else ".")}
         if self.echo:
-            return {"key": "echo", "label": f"{name} · echo", "reason": f"Mostly repeats the prompt ({self.echo_score:.0%} copied)."}
+            return {"key": "echo", "label": f"{name} · echo",
+                    "reason": f"Mostly repeats the prompt ({self.echo_score:.0%} copied)."}
         if self.loop:
             return {"key": "loop", "label": f"{name} · loop", "reason": "One phrase repeats to fill the answer."}
         if self.real_words_pass is False:
@@ -404,8 +408,8 @@ class ResponseCheck:
                     "reason": f"Detected as {name} ({lines}), but {words}."}
         if self.spelling_pass is False:
             return {"key": "not_spelled", "label": f"{name}, not spelled in {name} · {self.spelled_rate:.0%}",
-                    "reason": f"Detected as {name} ({lines}), but only {self.spelled_rate:.0%} of its words are spelled "
-                              f"in its alphabet (clean needs {SPELLED_MIN[self.lang]:.0%})."}
+                    "reason": f"Detected as {name} ({lines}), but only {self.spelled_rate:.0%} of its words are "
+                              f"spelled in its alphabet (clean needs {SPELLED_MIN[self.lang]:.0%})."}
         return {"key": "clean", "label": f"{name} · clean",
                 "reason": f"In {name} ({lines}), no echo, no loop" + (f"; {words}." if words else ".")}
 
@@ -441,8 +445,9 @@ class ResponseCheck:
             "response": self.response,
             "reference": self.reference,
             "lines": [
-                {"text": l.text, "lang": l.lang, "confidence": l.detection.confidence, "agreement": l.detection.agreement,
-                 "votes": l.detection.votes, "reason": l.detection.reason, "tokens": l.tokens, "counted": l.counted}
+                {"text": l.text, "lang": l.lang, "confidence": l.detection.confidence,
+                 "agreement": l.detection.agreement, "votes": l.detection.votes, "reason": l.detection.reason,
+                 "tokens": l.tokens, "counted": l.counted}
                 for l in self.lines
             ],
             "detected": _main_language(self.lines),
@@ -686,7 +691,8 @@ def _round(x, nd=4):
     return round(x, nd)
 
 
-def score_responses(records: Iterable[dict], lang: str, *, details: bool = True, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+def score_responses(records: Iterable[dict], lang: str, *, details: bool = True, n_bootstrap: int = 1000,
+                    seed: int = 0) -> dict:
     """Score model answers to prompts in ``lang``.
 
     ``records`` are dicts with ``prompt``, ``response`` and optionally ``reference``. Returns every metric of

@@ -14,7 +14,8 @@ from clo.core.spec import SYSTEM_PROMPTS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ensure_chat_template", "format_prompt", "PLAIN_CHAT_TEMPLATE", "default_system_prompt_tokens", "set_system_prompt"]
+__all__ = ["ensure_chat_template", "format_prompt", "PLAIN_CHAT_TEMPLATE", "default_system_prompt_tokens",
+           "set_system_prompt"]
 
 # Fallback for tokenizers without a chat template (base models such as Gemma-3-270M):
 #

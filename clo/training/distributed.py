@@ -54,7 +54,8 @@ def gathered_state_dict(model):
             local = list(module.parameters(recurse=False))
             with deepspeed.zero.GatheredParameters(local, modifier_rank=None):
                 if rank0:
-                    for name, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+                    own = list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False))
+                    for name, t in own:
                         out[f"{prefix}.{name}" if prefix else name] = t.detach().cpu().clone()
         return out
     fsdp1 = any(type(m).__name__ == "FullyShardedDataParallel" for m in model.modules())

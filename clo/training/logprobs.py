@@ -72,8 +72,8 @@ def bucketed_logps(model, input_ids, attention_mask, labels, buckets: int):
     pieces = []
     for idx in torch.tensor_split(order, min(buckets, n)):
         keep = max(2, int(lengths[idx].max()))
-        lp = model(input_ids=input_ids[idx, :keep], attention_mask=attention_mask[idx, :keep], labels=labels[idx, :keep],
-                   use_cache=False, clo_logps=True)
+        lp = model(input_ids=input_ids[idx, :keep], attention_mask=attention_mask[idx, :keep],
+                   labels=labels[idx, :keep], use_cache=False, clo_logps=True)
         pieces.append(F.pad(lp, (0, width - keep)))
     return torch.cat(pieces)[torch.argsort(order)]  # back to the batch's order
 
@@ -139,7 +139,8 @@ def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, bucke
             base = b * length
             # the chosen answer's token j (column p+j-1 of row i) from hidden p+j-1; the rejected one's from
             # the prompt's last hidden (j = 0), then from its own previous token
-            source += [base + p - 1 + j for j in range(c)] + [base + (p - 1 if j == 0 else p + c + j - 1) for j in range(r)]
+            source += [base + p - 1 + j for j in range(c)]
+            source += [base + (p - 1 if j == 0 else p + c + j - 1) for j in range(r)]
             targets.append(ids[b, p:p + c + r])
             rows += [i] * c + [n + i] * r
             cols += [p - 1 + j for j in range(c)] + [p - 1 + j for j in range(r)]
@@ -147,14 +148,15 @@ def shared_prompt_logps(model, input_ids, attention_mask, completion_mask, bucke
         causal = torch.ones(length, length, dtype=torch.bool, device=ids.device).tril()
         allowed = causal & (k != 3) & ~((q == 2) & (k == 1))
         allowed |= torch.eye(length, dtype=torch.bool, device=ids.device) & (q == 3)  # padding sees itself: no NaN
-        def additive(m):
-            return torch.zeros(m.shape, dtype=dtype, device=ids.device).masked_fill(~m, torch.finfo(dtype).min)[:, None]
+        def additive(m):  # m lives on the batch's device
+            return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, torch.finfo(dtype).min)[:, None]
         mask = additive(allowed)
         if sliding:
             near = (pos[:, :, None] - pos[:, None, :]) < window
             mask = {"full_attention": mask, "sliding_attention": additive(allowed & (near | (q == 3)))}
         logp = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, clo_logps=True,
                      clo_gather=(torch.tensor(source, device=ids.device), torch.cat(targets)))
-        out = out.to(logp.dtype).index_put((torch.tensor(rows, device=ids.device), torch.tensor(cols, device=ids.device)), logp)
+        where = (torch.tensor(rows, device=ids.device), torch.tensor(cols, device=ids.device))
+        out = out.to(logp.dtype).index_put(where, logp)
     return out
 

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 from clo.core.spec import OBJECTIVE_HELP, needs_reference
 
 __all__ = ["CLOLossOutput", "Objective", "OBJECTIVES", "LOSS_FUNCTIONS", "dpo_sigmoid_loss", "ipo_pair_loss",
-           "simpo_pair_loss", "orpo_pair_loss", "kto_pair_loss", "target_nll", "english_nll", "english_anchor", "objective_loss",
-           "clo_loss", "needs_reference"]
+           "simpo_pair_loss", "orpo_pair_loss", "kto_pair_loss", "target_nll", "english_nll", "english_anchor",
+           "objective_loss", "clo_loss", "needs_reference"]
 
 
 @dataclass

@@ -39,7 +39,8 @@ from clo.training.stopping import StopRequest, TrainingStopped, stopped_by
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_training", "resume_training", "TrainResult", "build_sft_trainer", "build_clo_trainer", "common_args", "quiet", "fit_to_length", "samples_used", "describe_truncation", "load_records"]
+__all__ = ["run_training", "resume_training", "TrainResult", "build_sft_trainer", "build_clo_trainer", "common_args",
+           "quiet", "fit_to_length", "samples_used", "describe_truncation", "load_records"]
 
 
 @dataclass
@@ -72,7 +73,8 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
     from clo.training.distributed import use_cpu
 
     spec.validate()
-    resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)  # a missing or unsafe model or bad data fails before any folder is made
+    # a missing or unsafe model or bad data fails before any folder is made
+    resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
     records = load_records(spec)
     # one process normally; several under `accelerate launch` / torchrun. CPU processes need cpu=True, else
     # accelerate sees no distributed setup and every rank would act as the main one (and write the run)
@@ -143,8 +145,8 @@ def resume_training(run_dir: str | Path, *, events=None, stop_event: threading.E
     weights, optimizer, scheduler, RNG and step are published atomically as ``checkpoint/``. Resuming reloads
     the base model from ``config.yaml`` (so CLO's reference stays the original model; its log-probs come from
     the on-disk cache), restores the checkpoint and goes on with the same learning-rate schedule and data order
-    (:mod:`clo.runs.resume` does the bookkeeping). Raises :class:`clo.runs.rundir.RunError`, touching nothing, when the run
-    cannot be resumed (still running, finished, no checkpoint, sft-dpo).
+    (:mod:`clo.runs.resume` does the bookkeeping). Raises :class:`clo.runs.rundir.RunError`, touching nothing, when
+    the run cannot be resumed (still running, finished, no checkpoint, sft-dpo).
     """
     run = RunDir(run_dir)
     if not run.exists():
@@ -404,7 +406,8 @@ def common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) ->
         report_to="none",
         seed=spec.seed,
         data_seed=spec.seed,
-        bf16=resolve_precision(spec.precision, device, PartialState().num_processes) == "bf16",  # autocast over fp32 weights (clo/core/precision.py)
+        # autocast over fp32 weights (clo/core/precision.py)
+        bf16=resolve_precision(spec.precision, device, PartialState().num_processes) == "bf16",
         use_cpu=not on_gpu,
         dataloader_num_workers=0,
         max_length=spec.max_length,

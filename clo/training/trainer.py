@@ -81,12 +81,14 @@ class CLOTrainer(DPOTrainer):
         # Several forwards per step only on one process: DDP and FSDP expect one forward per backward.
         one_process = self.accelerator.num_processes == 1
         if self.args.share_prompts and self._prompt_sharing:
-            shared = shared_prompt_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
-                                         self.args.length_buckets if one_process else 1, config=self._model_config)
+            shared = shared_prompt_logps(model, inputs["input_ids"], inputs["attention_mask"],
+                                         inputs["completion_mask"], self.args.length_buckets if one_process else 1,
+                                         config=self._model_config)
             if shared is not None:
                 return shared
         if self.args.length_buckets > 1 and one_process:
-            return bucketed_logps(model, inputs["input_ids"], inputs["attention_mask"], labels, self.args.length_buckets)
+            return bucketed_logps(model, inputs["input_ids"], inputs["attention_mask"], labels,
+                                  self.args.length_buckets)
         return model(**kwargs, clo_logps=True)
 
     def compute_ref_log_probs(self, model, inputs):
@@ -109,7 +111,8 @@ class CLOTrainer(DPOTrainer):
         if self.args.train_sampling_strategy != "group_by_length":
             self._pair_sampler = PairSampler(len(ds), self.args.seed)
         else:
-            self._pair_sampler = PairSampler(len(ds), self.args.seed, row_lengths(ds), self.args.per_device_train_batch_size // 2)
+            self._pair_sampler = PairSampler(len(ds), self.args.seed, row_lengths(ds),
+                                             self.args.per_device_train_batch_size // 2)
         return self._pair_sampler
 
     def _run_epoch(self, model, epoch, *args, **kwargs):

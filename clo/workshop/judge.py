@@ -28,7 +28,8 @@ JUDGE_KEY_ENV = "CLO_JUDGE_API_KEY"
 SYSTEM = ("You compare two answers to a user's message. The better answer is correct, helpful and written in the "
           "language of the user's message. Reply with one letter only: A if answer A is better, B if answer B is "
           "better, T if they are equally good or equally bad.")
-TEMPLATE = "The user wrote in {language}.\n\n[User]\n{prompt}\n\n[Answer A]\n{a}\n\n[Answer B]\n{b}\n\nBetter answer (A, B or T):"
+TEMPLATE = ("The user wrote in {language}.\n\n[User]\n{prompt}\n\n[Answer A]\n{a}\n\n[Answer B]\n{b}\n\n"
+            "Better answer (A, B or T):")
 
 
 class JudgeError(RuntimeError):

@@ -147,7 +147,8 @@ class Batcher:
 async def _read_json(request: Request, limit: int) -> dict:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"Request body is {int(declared):,} bytes; the limit is {limit:,}.", code="request_too_large")
+        raise APIError(413, f"Request body is {int(declared):,} bytes; the limit is {limit:,}.",
+                       code="request_too_large")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -174,8 +175,10 @@ def _messages(data: dict, settings: ServeSettings) -> list[dict]:
             raise APIError(400, f"messages[{i}] needs a role among {', '.join(ROLES)}.", param=f"messages[{i}].role")
         content = m.get("content")
         if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content):
-                raise APIError(400, f"messages[{i}].content: only text parts are supported.", param=f"messages[{i}].content")
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise APIError(400, f"messages[{i}].content: only text parts are supported.",
+                               param=f"messages[{i}].content")
             content = "".join(p["text"] for p in content)
         if not isinstance(content, str):
             raise APIError(400, f"messages[{i}].content must be a string.", param=f"messages[{i}].content")
@@ -189,7 +192,8 @@ def _number(data: dict, key: str, default, lo: float, hi: float, whole: bool = F
     v = data.get(key)
     if v is None:
         return default
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (whole and not float(v).is_integer()) or not lo <= v <= hi:
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or (whole and not float(v).is_integer())
+            or not lo <= v <= hi):
         kind = "a whole number" if whole else "a number"
         raise APIError(400, f"'{key}' must be {kind} between {lo:g} and {hi:g}.", param=key)
     return int(v) if whole else float(v)
