@@ -42,7 +42,8 @@ def prompt_set() -> list[dict]:
     lang = st.selectbox("Language of the prompts", [l.code for l in target_languages()] + ["en"],
                         format_func=language_name, key="ar_typed_lang")
     text = st.text_area("One prompt per line", key="ar_typed")
-    return [{"id": f"t{i}", "lang": lang, "prompt": line.strip()} for i, line in enumerate(text.splitlines()) if line.strip()]
+    return [{"id": f"t{i}", "lang": lang, "prompt": line.strip()}
+            for i, line in enumerate(text.splitlines()) if line.strip()]
 
 
 with st.expander("Open a round", expanded=not arena.rounds()):

@@ -108,7 +108,8 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
                    f"{language_name(prompt_lang)} too.")
     else:
         reference = None
-        prompt = st.text_area("Your prompt", key="cmp_own", placeholder="Habari! Unaweza kunieleza kuhusu mvua?").strip()
+        prompt = st.text_area("Your prompt", key="cmp_own",
+                              placeholder="Habari! Unaweza kunieleza kuhusu mvua?").strip()
         prompt_lang = detect_text(prompt)["lang"] if prompt else lang
         if prompt:
             st.caption(f"Prompt detected as {language_name(prompt_lang)}.")
@@ -254,16 +255,17 @@ def show_batch(res: dict) -> None:
                  column_config={col: st.column_config.TextColumn(col, help=tip)
                                 for col, _, tip in METRIC_COLUMNS.values()})
     c1, c2 = st.columns(2)
-    c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv", mime="text/csv",
-                       icon=":material/download:", key="cmp_dl_metrics")
-    rows = [{**{k: r.get(k) for k in ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean")},
+    c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv",
+                       mime="text/csv", icon=":material/download:", key="cmp_dl_metrics")
+    fields = ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean")
+    rows = [{**{k: r.get(k) for k in fields},
              "verdict": (r.get("verdict") or {}).get("label"), "why": (r.get("verdict") or {}).get("reason"),
              "unknown words": " ".join(r.get("unknown_words") or [])}
             for r in res["responses"]]
     for r in rows:
         r["model"] = res["labels"].get(r["model"], r["model"])
-    c2.download_button("Download answers (CSV)", rows_to_csv(rows), file_name="clo-compare-answers.csv", mime="text/csv",
-                       icon=":material/download:", key="cmp_dl_answers")
+    c2.download_button("Download answers (CSV)", rows_to_csv(rows), file_name="clo-compare-answers.csv",
+                       mime="text/csv", icon=":material/download:", key="cmp_dl_answers")
     show_batch_answers(res)
 
 

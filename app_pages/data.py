@@ -142,11 +142,13 @@ def run_translation(source, rows, translator, model, target: Path, existing: lis
     st.session_state["data_review_set"] = str(path)
     note = f"{len(out)} samples translated ({out[0]['translator']}) → `{path}`."
     if kept:
-        note += f" Your {len(kept)} hand-fixed record{'s' if len(kept) != 1 else ''} ({', '.join(kept[:5])}) kept as you wrote them."
+        note += (f" Your {len(kept)} hand-fixed record{'s' if len(kept) != 1 else ''} ({', '.join(kept[:5])})"
+                 " kept as you wrote them.")
     if mode == "new":
         note += f" A new set: `{target.name}` is unchanged."
     if replaced:
-        note += f" The file it replaced is kept as `{previous_versions(path)[0].name}` in `{path.parent / '.versions'}`."
+        note += (f" The file it replaced is kept as `{previous_versions(path)[0].name}`"
+                 f" in `{path.parent / '.versions'}`.")
     st.success(note)
 
 
@@ -166,7 +168,8 @@ def use_ready_set(source: str, rows: list[dict]) -> None:
             st.error(str(e))
             return
         st.session_state["data_review_set"] = str(path)
-        kept = f" The file it replaced is kept as `{previous_versions(path)[0].name}` in `.versions/`." if replaced else ""
+        kept = (f" The file it replaced is kept as `{previous_versions(path)[0].name}` in `.versions/`."
+                if replaced else "")
         st.success(f"Saved → `{path}`.{kept}")
 
 

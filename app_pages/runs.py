@@ -40,7 +40,8 @@ COLUMNS = {  # column → (runs-table key, quantity, tooltip); every cell a form
     "batch": ("batch", "count", "samples per batch"),
 }
 st.dataframe(
-    [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING, "language": language_name(r["lang"]),
+    [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING,
+      "language": language_name(r["lang"]),
       **{col: fmt_number(r[key], kind) for col, (key, kind, _) in COLUMNS.items()},
       "duration": fmt_duration(r["duration_s"]), "precision": r["precision"] or MISSING, "scope": r["scope"] or MISSING,
       "model": display_name(r["model"] or "") or MISSING} for r in rows],

@@ -55,8 +55,10 @@ def realtext(lang: str, half: str | None = None, path: Path | None = None) -> li
 
 def bundled(lang: str) -> list[str]:
     """The bundled demo set's target side and the held-out references (short plain sentences written here)."""
-    out = [json.loads(raw)["response"] for raw in (ASSETS / "demo" / f"{lang}.jsonl").read_text("utf-8").splitlines()]
-    out += [json.loads(raw)["reference"] for raw in (ASSETS / "heldout" / f"{lang}.jsonl").read_text("utf-8").splitlines()]
+    demo = (ASSETS / "demo" / f"{lang}.jsonl").read_text("utf-8").splitlines()
+    heldout = (ASSETS / "heldout" / f"{lang}.jsonl").read_text("utf-8").splitlines()
+    out = [json.loads(raw)["response"] for raw in demo]
+    out += [json.loads(raw)["reference"] for raw in heldout]
     return out
 
 
@@ -121,11 +123,13 @@ def measure(lang: str, half: str, threshold: float | None, rng: random.Random, p
     share = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
     return {"lang": lang, "half": half, "n": len(rows), "threshold": threshold,
             "real_mean": share(rates), "real_min": min(rates) if rates else None,
-            "real_words_fail": share([not x["words"] for x in real]), "real_lpr_fail": share([not x["line"] for x in real]),
+            "real_words_fail": share([not x["words"] for x in real]),
+            "real_lpr_fail": share([not x["line"] for x in real]),
             "false_reject": share([not x["clean"] for x in real]),
             "noise_mean": share(noise_rates), "noise_max": max(noise_rates) if noise_rates else None,
             "noise_accept": share([x["clean"] for x in noise]),
-            "noise_gate": share([x["rate"] is not None and threshold is not None and x["rate"] >= threshold for x in noise]),
+            "noise_gate": share([x["rate"] is not None and threshold is not None and x["rate"] >= threshold
+                                 for x in noise]),
             "neighbours_n": len(nb), "neighbour_accept": share(nb), "suggested": suggest(rates) if rates else None,
             "fails": fails}
 
@@ -135,7 +139,8 @@ def fmt(x, pct=False):
 
 
 def table(results: list[dict]) -> str:
-    out = ["| lang | half | real n | real-word rate: mean | min | threshold (the tune half suggests) | real text failing clean "
+    out = ["| lang | half | real n | real-word rate: mean | min | threshold (the tune half suggests) "
+           "| real text failing clean "
            "| … of it by real words | … by language ID | noise: mean rate | max | noise passing the real-word gate "
            "| noise passing clean | neighbours n "
            "| neighbours passing clean |",
@@ -143,8 +148,10 @@ def table(results: list[dict]) -> str:
     for r in results:
         thr = "none" if r["threshold"] is None else f"{r['threshold']:.2f}"
         out.append(f"| {r['lang']} | {r['half']} | {r['n']} | {fmt(r['real_mean'])} | {fmt(r['real_min'])} | {thr}"
-                   f"{' (' + fmt(r['suggested']) + ')' if r['half'] == 'tune' else ''} | **{fmt(r['false_reject'], True)}** | {fmt(r['real_words_fail'], True)} | "
-                   f"{fmt(r['real_lpr_fail'], True)} | {fmt(r['noise_mean'])} | {fmt(r['noise_max'])} | {fmt(r['noise_gate'], True)} | "
+                   f"{' (' + fmt(r['suggested']) + ')' if r['half'] == 'tune' else ''} | "
+                   f"**{fmt(r['false_reject'], True)}** | {fmt(r['real_words_fail'], True)} | "
+                   f"{fmt(r['real_lpr_fail'], True)} | {fmt(r['noise_mean'])} | {fmt(r['noise_max'])} | "
+                   f"{fmt(r['noise_gate'], True)} | "
                    f"**{fmt(r['noise_accept'], True)}** | "
                    f"{r['neighbours_n']} | **{fmt(r['neighbour_accept'], True)}** |")
     return "\n".join(out)
@@ -172,10 +179,13 @@ def spelling_table() -> int:
         thr = SPELLED_MIN[lang]
         for h in ("tune", "report"):
             r = rates[h]
-            print(f"| {lang} | {h} | {len(r)} | {sum(r) / len(r):.3f} | {min(r):.3f} | {sum(x >= thr for x in r) / len(r):.1%} "
-                  f"| {len(others)} | {sum(others) / len(others):.3f} | {sum(x >= thr for x in others) / len(others):.1%} "
+            print(f"| {lang} | {h} | {len(r)} | {sum(r) / len(r):.3f} | {min(r):.3f} "
+                  f"| {sum(x >= thr for x in r) / len(r):.1%} "
+                  f"| {len(others)} | {sum(others) / len(others):.3f} "
+                  f"| {sum(x >= thr for x in others) / len(others):.1%} "
                   f"| {thr:.2f} ({suggested:.2f}) |")
-        print(f"\nOther languages let through by the {lang} spelling check (UDHR report half, share of paragraphs ≥ {thr:.2f}):\n")
+        print(f"\nOther languages let through by the {lang} spelling check (UDHR report half, "
+              f"share of paragraphs ≥ {thr:.2f}):\n")
         print("| language | paragraphs | let through |")
         print("| --- | ---: | ---: |")
         passed = {other: [x >= thr for x in xs] for other, xs in by_lang.items()}
@@ -205,7 +215,8 @@ def main(argv=None) -> int:
     missed = [f"{r['lang']}: " + ", ".join(k for k in ("false_reject", "noise_accept", "neighbour_accept")
                                              if r[k] is not None and r[k] > GOAL) for r in report]
     missed = [m for m in missed if not m.endswith(": ")]
-    print(f"\nGoals (report half, ≤ {GOAL:.0%} each): " + ("all met" if not missed else "missed — " + "; ".join(missed)))
+    print(f"\nGoals (report half, ≤ {GOAL:.0%} each): "
+          + ("all met" if not missed else "missed — " + "; ".join(missed)))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
