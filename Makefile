@@ -1,4 +1,4 @@
-# CLO Studio — two commands: `make run` (set up and open the app) and `make test` (the whole suite).
+# CLO Studio — two commands: `make run` (set up and open the app) and `make test` (ruff, then the whole suite).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -28,6 +28,7 @@ run: install
 	$(PY) -m streamlit run app.py --server.port $(PORT) $(ARGS)
 
 test: install
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-fast: install
