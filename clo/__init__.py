@@ -1,7 +1,7 @@
 """CLO Studio: Cross-Lingual Optimization (arXiv 2505.14297) for small chat models.
 
-Eight packages, one module per concept (the map is in docs/design.md, "Code map"): ``core``, ``data``,
-``models``, ``training``, ``runs``, ``evaluation``, ``workshop`` and ``cli``. Nothing heavy is imported here:
-``import clo`` is instant.
+Nine packages, one module per concept (the map is in docs/design.md, "Code map"): ``core``, ``models``,
+``data``, ``runs``, ``training``, ``evaluation``, ``workshop``, ``bench`` and ``cli``, each importing only the
+ones before it. Nothing heavy is imported here: ``import clo`` is instant.
 """
 __version__ = "0.1.0"
