@@ -98,7 +98,7 @@ def check_table(detect: Callable[[str], object] | None = None, half: str | None 
     return dict(table)
 
 
-# The languages an answer is expected in: the seven of the paper's setting (DESIGN.md §1) plus English.
+# The languages an answer is expected in: the paper's targets (clo.core.languages.PAPER_TARGETS) plus English.
 _REGISTRY = ("en", "sw", "zh", "de", "ko", "id", "yo")
 
 
