@@ -70,25 +70,30 @@ def _arena_parser(sub):
     ex = actions.add_parser("export", help="a round's decided votes as preference pairs (JSONL) for clo train")
     ex.add_argument("code", help="round code")
     ex.add_argument("--out", required=True, help="preference pairs JSONL ({id, lang, prompt, chosen, rejected})")
-    ex.add_argument("--csv", help="also every vote as CSV (formula-escaped)")
+    ex.add_argument("--csv", help="also the votes as CSV (formula-escaped); excluded participants' votes are left out")
     ex.add_argument("--db", default=argparse.SUPPRESS, help="Arena database")
     return p
 
 
 def cmd_arena(args) -> int:
     if getattr(args, "arena_action", None) == "export":
-        arena = Arena(args.db)
         try:
+            arena = Arena(args.db)
             arena.round(args.code)
         except ArenaError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        pairs = [p for p in arena.preference_pairs(args.code.upper()) if p["chosen"].strip() and p["rejected"].strip()]
+        code = args.code.strip().upper()
+        pairs = [p for p in arena.preference_pairs(code) if p["chosen"].strip() and p["rejected"].strip()]
         write_jsonl(args.out, pairs)
         if args.csv:
-            Path(args.csv).write_text(arena.votes_csv(args.code.upper()), encoding="utf-8")
-        print(f"{len(pairs)} preference pairs → {args.out}\ntrain (plain DPO): python -m clo train --method clo "
-              f"--lambda 0 --lang LANG --data {args.out}", file=sys.stderr)
+            Path(args.csv).write_text(arena.votes_csv(code), encoding="utf-8")
+        s = arena.summary(code)
+        print(f"round {code}: {s['participants']} participant(s) voted; {s['excluded_participants']} excluded, their "
+              f"{s['excluded_votes']} vote(s) left out (kept in the database); {s['votes']} vote(s) counted\n"
+              f"{len(pairs)} preference pairs → {args.out}" + (f"\nevery kept vote → {args.csv}" if args.csv else "")
+              + f"\ntrain (plain DPO): python -m clo train --method clo --lambda 0 --lang LANG --data {args.out}",
+              file=sys.stderr)
         return 0
     env = {**os.environ, **({"CLO_ARENA_DB": str(Path(args.db).resolve())} if args.db else {})}
     app = REPO_ROOT / "arena_app.py"
