@@ -4,22 +4,57 @@ Served by ``python -m clo arena --host 0.0.0.0`` next to the host's CLO Studio. 
 Runs or Data page, no path field and no upload; it reads and writes only the Arena database. Model names stay
 on the server until this participant has voted.
 
+A participant is this browser, not this tab: a random token lives in a cookie (written with
+extra-streamlit-components' CookieManager, read back from the request with ``st.context.cookies``), so a reload,
+a second tab or a restarted browser votes as the same participant (``clo.workshop.arena.participant_id``). Votes
+count against the client's address (``st.context.ip_address``) under the round's limits.
+
     python -m streamlit run arena_app.py     # what `clo arena` starts
 """
-import uuid
+import datetime
 
+import extra_streamlit_components as stx
 import streamlit as st
 
 from clo.core.languages import language_name
 from clo.models.registry import display_name
-from clo.workshop.arena import VOTES, Arena, ArenaError
+from clo.workshop.arena import (
+    COOKIE,
+    COOKIE_DAYS,
+    VOTES,
+    Arena,
+    ArenaError,
+    ArenaLimit,
+    client_address,
+    new_token,
+    participant_id,
+    valid_token,
+)
 
 st.set_page_config(page_title="CLO Arena", page_icon=":material/how_to_vote:", layout="wide",
                    initial_sidebar_state="collapsed")
 ss = st.session_state
-ss.setdefault("arena_session", uuid.uuid4().hex)  # one participant = one browser tab's session
-arena = Arena()
+
+
+def browser_token() -> str:
+    """This browser's token: the cookie the browser sent, else a new one. The cookie is (re)written on every run,
+    so it lands however soon the participant reloads, and its expiry moves on with each session."""
+    if "arena_token" not in ss:
+        ss["arena_token"] = valid_token(st.context.cookies.get(COOKIE)) or new_token()
+        ss["arena_token_expires"] = datetime.datetime.now() + datetime.timedelta(days=COOKIE_DAYS)
+    stx.CookieManager(key="arena_cookie_read").set(COOKIE, ss["arena_token"], key="arena_cookie_write",
+                                                   expires_at=ss["arena_token_expires"], same_site="strict")
+    return ss["arena_token"]
+
+
+token = browser_token()
+address = client_address(st.context.ip_address)
 st.title("Arena")
+try:
+    arena = Arena()
+except ArenaError as e:
+    st.error(f"{e} Tell the host.")
+    st.stop()
 
 
 code = (st.query_params.get("round") or ss.get("arena_code") or "").strip().upper()
@@ -35,13 +70,17 @@ except ArenaError:
     st.error(f"There is no round {code!r}. Check the code with the host.")
     ss.pop("arena_code", None)
     st.stop()
+me = participant_id(code, token)
 
 if ss.get("arena_round") != code or "arena_matchup" not in ss:
-    ss["arena_round"], ss["arena_voted"] = code, None
-    ss["arena_matchup"] = arena.next_matchup(code, ss["arena_session"])
+    ss["arena_round"], ss["arena_voted"], ss["arena_limited"] = code, None, None
+    ss["arena_matchup"] = arena.next_matchup(code, me)
 m = ss["arena_matchup"]
 if m is None:
     st.success("You have voted on every pair in this round (or the host closed it). Thank you!")
+    st.stop()
+if not ss.get("arena_voted") and (full := arena.admission(code, me, address)):
+    st.warning(full)
     st.stop()
 
 language = language_name(m["lang"]) if m.get("lang") else None
@@ -50,14 +89,18 @@ language = language_name(m["lang"]) if m.get("lang") else None
 def vote(choice: str) -> None:
     real = ss.get("arena_real")
     real = None if real in (None, "not sure") else real
-    ok = arena.record_vote(code, ss["arena_session"], m, choice, real)
-    ss["arena_voted"] = choice if ok else "already"
+    try:
+        ok = arena.record_vote(code, me, m, choice, real, address=address)
+    except ArenaLimit as e:  # nothing stored: the pair and the "real language" answer stay for another try
+        ss["arena_limited"] = str(e)
+        return
+    ss["arena_voted"], ss["arena_limited"] = (choice if ok else "already"), None
     ss.pop("arena_real", None)
 
 
 def next_pair() -> None:
     ss["arena_voted"] = None
-    ss["arena_matchup"] = arena.next_matchup(code, ss["arena_session"])
+    ss["arena_matchup"] = arena.next_matchup(code, me)
 
 
 st.caption(f"Round {code} · which answer is better?" + (f" The question is in {language}." if language else ""))
@@ -74,6 +117,8 @@ for col, side in ((ca, "a"), (cb, "b")):
         st.text(m["answer_" + side] or "(empty answer)")
 
 if not voted:
+    if ss.get("arena_limited"):
+        st.error(ss["arena_limited"])
     if language:
         st.radio(f"Which one is real {language}?", ["not sure", "A", "B", "both", "neither"], horizontal=True,
                  key="arena_real")
