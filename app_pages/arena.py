@@ -1,5 +1,6 @@
 """Arena (host): open a blind voting round on two or more models, watch the leaderboard live, export the votes as
-CSV or as preference pairs, let an LLM judge vote (docs/workshop.md). Participants vote in `clo arena`."""
+CSV or as preference pairs, see who voted how often and exclude outliers, set the round's limits, let an LLM judge
+vote (docs/workshop.md). Participants vote in `clo arena`."""
 import json
 import os
 
@@ -11,14 +12,18 @@ from clo.data.formats import DataError, load_prompts, parse_bytes
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.models.registry import display_name
 from clo.runs.catalog import model_choices, runs_with_model
-from clo.workshop.arena import Arena, ArenaError
+from clo.workshop.arena import VOTES, Arena, ArenaError, Limits
 from clo.workshop.judge import JUDGE_KEY_ENV, JudgeError, judge_round
 
 st.title("Arena")
 st.caption("A blind vote the whole room takes part in: each participant sees one prompt and two anonymous answers, "
            "votes, and only then learns which model wrote which. Participants open the round with "
            "`python -m clo arena --host 0.0.0.0` — a separate app that serves the round page and nothing else.")
-arena = Arena()
+try:
+    arena = Arena()
+except ArenaError as e:
+    st.error(str(e))
+    st.stop()
 ss = st.session_state
 
 
@@ -84,7 +89,12 @@ st.markdown(f"Participants: run `python -m clo arena --host 0.0.0.0` on this mac
 @st.fragment(run_every=2)
 def board(code: str) -> None:
     res = arena.leaderboard(code)
-    st.metric("Votes", res["n_votes"])
+    s = res["summary"]
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Votes", res["n_votes"])
+    m2.metric("Participants", s["participants"] - s["excluded_participants"])
+    m3.metric("Excluded", s["excluded_participants"], help=f"{s['excluded_votes']} vote(s) left out of the "
+              "leaderboard and the exports, kept in the database")
     rows = []
     for r in res["models"]:
         ci = r["win_rate_ci"]
@@ -107,6 +117,10 @@ def board(code: str) -> None:
 
 
 board(code)
+summary = arena.summary(code)
+st.caption(f"The exports hold the votes of {summary['participants'] - summary['excluded_participants']} "
+           f"participant(s); {summary['excluded_participants']} excluded participant(s) and their "
+           f"{summary['excluded_votes']} vote(s) are left out (they stay in the database, marked).")
 c1, c2, c3 = st.columns(3)
 c1.download_button("Votes (CSV)", arena.votes_csv(code), f"arena-{code}.csv", "text/csv", key="ar_csv")
 pairs = arena.preference_pairs(code)
@@ -119,6 +133,60 @@ if c3.button("Close round" if state == "open" else "Reopen round", key="ar_close
     st.rerun()
 st.caption(f"Train on the pairs (plain DPO): `python -m clo train --method clo --lambda 0 --lang {current_lang()} "
            f"--data arena-{code}-pairs.jsonl` — see docs/workshop.md.")
+
+
+
+@st.fragment(run_every=5)
+def voters(code: str) -> None:
+    rows = [{"participant": p["participant"][:8], "votes": p["votes"], "address": ", ".join(p["addresses"]),
+             "median s between votes": None if p["median_gap_s"] is None else round(p["median_gap_s"], 1),
+             **{label: p["choices"][k] for k, label in VOTES.items()},
+             "flags": "; ".join(p["flags"]), "excluded": p["excluded"]} for p in arena.participants(code)]
+    if rows:
+        st.dataframe(rows, hide_index=True)
+    else:
+        st.caption("No participant has voted yet.")
+
+
+with st.expander("Participants: flags, exclusions and limits", expanded=True):
+    st.caption("Each participant is one browser (a cookie), so reloads and new tabs do not make new ones. Flags: "
+               "many votes (over 3× the median participant's, and 10 or more), fast (under 3 s between votes), "
+               "always the same choice (6 or more votes). A flag decides nothing: you do.")
+    voters(code)
+    people = arena.participants(code)
+    by_id = {p["participant"]: p for p in people}
+    chosen = st.multiselect("Participants", list(by_id), key=f"ar_people_{code}",
+                            format_func=lambda i: f"{i[:8]} · {by_id[i]['votes']} votes"
+                            + (" · excluded" if by_id[i]["excluded"] else "")
+                            + (f" · {'; '.join(by_id[i]['flags'])}" if by_id[i]["flags"] else ""))
+    reason = st.text_input("Reason (kept with the exclusion)", key="ar_reason", max_chars=200)
+
+    def exclude() -> None:
+        n = sum(arena.exclude(code, who, reason) for who in chosen)
+        ss["ar_flash"] = (f"Excluded {len(chosen)} participant(s): {n} vote(s) left out of the leaderboard and the "
+                          "exports, kept in the database.")
+
+    def include() -> None:
+        n = sum(arena.include(code, who) for who in chosen)
+        ss["ar_flash"] = f"Included {len(chosen)} participant(s) again: {n} vote(s) count again."
+
+    e1, e2 = st.columns(2)
+    e1.button("Exclude their votes", disabled=not chosen, key="ar_exclude", on_click=exclude)
+    e2.button("Include them again", disabled=not chosen, key="ar_include", on_click=include)
+    if flash := ss.pop("ar_flash", None):
+        st.success(flash)
+    limits = arena.limits(code)
+    with st.form("ar_limits_form", border=False):
+        l1, l2 = st.columns(2)
+        vpm = l1.number_input("Votes per minute from one network address", 1, 100_000, limits.votes_per_minute,
+                              key=f"ar_vpm_{code}", help="A room behind one router shares one address: allow the whole "
+                              "room (about 5 votes a minute per person).")
+        ppa = l2.number_input("Participants per network address", 1, 100_000, limits.participants_per_address,
+                              key=f"ar_ppa_{code}", help="The size of the room, or a little more: a script that "
+                              "drops its cookie becomes a new participant, and stops here.")
+        if st.form_submit_button("Save limits"):
+            arena.set_limits(code, Limits(votes_per_minute=int(vpm), participants_per_address=int(ppa)))
+            st.success("Saved: the limits apply to the next vote.")
 
 with st.expander("LLM judge (off by default)"):
     st.warning("A judge is only as good as its model: a tiny model's verdicts mean nothing. Point this at a "

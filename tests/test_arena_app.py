@@ -1,5 +1,6 @@
 """The Arena in Streamlit's AppTest: a round on three tiny models (real generation), the participants' app shows
-no model name before the vote and reveals it after, offers no host action; the host page shows the leaderboard."""
+no model name before the vote and reveals it after, offers no host action, says so when a limit refuses a vote;
+the host page shows the leaderboard, the participants with their flags, excludes one, and sets the limits."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from clo.evaluation.generate import GenerationOptions
-from clo.workshop.arena import Arena
+from clo.workshop.arena import LOOPBACK, Arena, Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2", "lang": "sw", "prompt": "Jua?"}]
@@ -60,7 +61,7 @@ def test_participant_sees_no_names_before_the_vote_and_the_reveal_after(round_co
     shown = everything(at)
     assert sum(n in shown for n in names) == 2  # both names of this pair are revealed
     [v] = arena.votes(code)
-    assert v["vote"] == "A" and v["real_lang"] == "A" and v["session"]
+    assert v["vote"] == "A" and v["real_lang"] == "A" and v["participant"] and v["address"] == LOOPBACK
     at.button(key="arena_next").click().run()
     assert not any(n in everything(at) for n in names)  # the next pair is anonymous again
 
@@ -94,3 +95,67 @@ def test_host_page_shows_the_leaderboard_and_exports(app, round_code, three_mode
     table = app.dataframe[0].value
     assert len(table) == 3 and "Bradley–Terry" in table.columns
     assert "a tiny model's verdicts mean nothing" in everything(app)
+
+
+def test_a_vote_over_the_limit_is_refused_with_a_clear_message_and_can_be_cast_later(round_code):
+    code, arena = round_code
+    arena.set_limits(code, Limits(votes_per_minute=1))
+    neighbour = arena.next_matchup(code, "neighbour")  # someone on the same address voted a moment ago
+    assert arena.record_vote(code, "neighbour", neighbour, "B", address=LOOPBACK)
+    at = participant(code)
+    at.radio(key="arena_real").set_value("B")
+    at.button(key="arena_vote_A").click().run()
+    assert not at.exception, at.exception
+    [err] = at.error
+    assert "Too many votes from your network: 1 in the last minute" in err.value and "Wait" in err.value
+    assert len(arena.votes(code)) == 1  # nothing stored …
+    assert at.radio(key="arena_real").value == "B"  # … and nothing the participant chose is lost
+    arena.set_limits(code, Limits(votes_per_minute=10))
+    at.button(key="arena_vote_A").click().run()
+    assert "Vote recorded." in everything(at) and not at.error
+    assert [v["real_lang"] for v in arena.votes(code)] == [None, "B"]
+
+
+def test_participant_app_says_when_the_address_is_full(round_code):
+    code, arena = round_code
+    arena.set_limits(code, Limits(participants_per_address=1))
+    assert arena.record_vote(code, "first", arena.next_matchup(code, "first"), "A", address=LOOPBACK)
+    at = participant(code)
+    assert "already has 1 participant(s) from your network address" in everything(at)
+    assert not [b for b in at.button if b.label == "A is better"]
+
+
+def test_host_excludes_a_participant_and_sets_the_limits(app, round_code):
+    code, arena = round_code
+    for s, choice in (("s0", "A"), ("s1", "B"), ("s2", "A")):
+        while (m := arena.next_matchup(code, s)) is not None:
+            arena.record_vote(code, s, m, choice, address="10.0.0.5")
+    app.run()
+    app.switch_page("app_pages/arena.py").run()
+    assert not app.exception, app.exception
+    metrics = {mt.label: str(mt.value) for mt in app.metric}
+    assert metrics == {"Votes": "18", "Participants": "3", "Excluded": "0"}
+    people = app.dataframe[1].value
+    assert list(people["votes"]) == [6, 6, 6] and set(people["address"]) == {"10.0.0.5"}
+    assert any("always “B is better”" in f for f in people["flags"])  # six votes, all B
+
+    app.multiselect(key=f"ar_people_{code}").set_value(["s1"]).run()
+    app.text_input(key="ar_reason").set_value("always B").run()
+    app.button(key="ar_exclude").click().run()
+    assert not app.exception, app.exception
+    assert "Excluded 1 participant(s): 6 vote(s) left out" in everything(app)
+    metrics = {mt.label: str(mt.value) for mt in app.metric}
+    assert metrics == {"Votes": "12", "Participants": "2", "Excluded": "1"}
+    assert "2 participant(s); 1 excluded participant(s) and their 6 vote(s) are left out" in everything(app)
+    assert len(arena.votes(code, include_excluded=True)) == 18  # still in the database
+    assert all(v["participant"] != "s1" for v in arena.votes(code)) and len(arena.preference_pairs(code)) == 12
+
+    app.number_input(key=f"ar_ppa_{code}").set_value(25)
+    app.number_input(key=f"ar_vpm_{code}").set_value(120)
+    app.button(key="FormSubmitter:ar_limits_form-Save limits").click().run()
+    assert not app.exception, app.exception
+    assert arena.limits(code) == Limits(votes_per_minute=120, participants_per_address=25)
+
+    app.multiselect(key=f"ar_people_{code}").set_value(["s1"]).run()
+    app.button(key="ar_include").click().run()
+    assert arena.summary(code)["excluded_participants"] == 0
