@@ -4,7 +4,7 @@ Served by ``python -m clo arena --host 0.0.0.0`` next to the host's CLO Studio. 
 Runs or Data page, no path field and no upload; it reads and writes only the Arena database. Model names stay
 on the server until this participant has voted.
 
-A participant is this browser, not this tab: a random token lives in a cookie (written with
+A participant is this browser, not this tab: a random token lives in a cookie (written once with
 extra-streamlit-components' CookieManager, read back from the request with ``st.context.cookies``), so a reload,
 a second tab or a restarted browser votes as the same participant (``clo.workshop.arena.participant_id``). Votes
 count against the client's address (``st.context.ip_address``) under the round's limits.
@@ -37,14 +37,30 @@ ss = st.session_state
 
 
 def browser_token() -> str:
-    """This browser's token: the cookie the browser sent, else a new one. The cookie is (re)written on every run,
-    so it lands however soon the participant reloads, and its expiry moves on with each session."""
+    """This browser's token: the cookie the browser sent, else a new one, for :func:`write_cookie` to store."""
     if "arena_token" not in ss:
-        ss["arena_token"] = valid_token(st.context.cookies.get(COOKIE)) or new_token()
-        ss["arena_token_expires"] = datetime.datetime.now() + datetime.timedelta(days=COOKIE_DAYS)
-    stx.CookieManager(key="arena_cookie_read").set(COOKIE, ss["arena_token"], key="arena_cookie_write",
-                                                   expires_at=ss["arena_token_expires"], same_site="strict")
+        sent = valid_token(st.context.cookies.get(COOKIE))
+        ss["arena_token"] = sent or new_token()
+        ss.setdefault("arena_cookie_stored", bool(sent))
+    if ss.get("arena_cookie_write"):  # the cookie component's answer: the browser has run the write
+        ss["arena_cookie_stored"] = True
     return ss["arena_token"]
+
+
+def write_cookie() -> None:
+    """Store a new token in the browser with the cookie component, drawn last on the page (its frames appear and
+    go, and nothing a participant clicks may move). It stays until the browser says the cookie is stored; a
+    returning browser gets no component at all."""
+    if not ss["arena_cookie_stored"]:
+        expires = datetime.datetime.now() + datetime.timedelta(days=COOKIE_DAYS)
+        stx.CookieManager(key="arena_cookie_read").set(COOKIE, ss["arena_token"], key="arena_cookie_write",
+                                                       expires_at=expires.replace(second=0, microsecond=0),
+                                                       same_site="strict")
+
+
+def done() -> None:
+    write_cookie()
+    st.stop()
 
 
 token = browser_token()
@@ -54,7 +70,7 @@ try:
     arena = Arena()
 except ArenaError as e:
     st.error(f"{e} Tell the host.")
-    st.stop()
+    done()
 
 
 code = (st.query_params.get("round") or ss.get("arena_code") or "").strip().upper()
@@ -63,13 +79,13 @@ if not code:
     if st.button("Join", key="arena_join") and typed.strip():
         ss["arena_code"] = typed.strip().upper()
         st.rerun()
-    st.stop()
+    done()
 try:
     arena.round(code)
 except ArenaError:
     st.error(f"There is no round {code!r}. Check the code with the host.")
     ss.pop("arena_code", None)
-    st.stop()
+    done()
 me = participant_id(code, token)
 
 if ss.get("arena_round") != code or "arena_matchup" not in ss:
@@ -78,10 +94,10 @@ if ss.get("arena_round") != code or "arena_matchup" not in ss:
 m = ss["arena_matchup"]
 if m is None:
     st.success("You have voted on every pair in this round (or the host closed it). Thank you!")
-    st.stop()
+    done()
 if not ss.get("arena_voted") and (full := arena.admission(code, me, address)):
     st.warning(full)
-    st.stop()
+    done()
 
 language = language_name(m["lang"]) if m.get("lang") else None
 
@@ -122,9 +138,17 @@ if not voted:
     if language:
         st.radio(f"Which one is real {language}?", ["not sure", "A", "B", "both", "neither"], horizontal=True,
                  key="arena_real")
+    # a brand-new browser votes once its id is stored: a reload before that would make it a new participant, and
+    # a click while the cookie component reports back could be lost between two reruns
+    ready = ss["arena_cookie_stored"]
     cols = st.columns(len(VOTES))
     for col, (key, label) in zip(cols, VOTES.items()):
-        col.button(label, key=f"arena_vote_{key}", on_click=vote, args=(key,), use_container_width=True)
+        col.button(label, key=f"arena_vote_{key}", on_click=vote, args=(key,), use_container_width=True,
+                   disabled=not ready)
+    if not ready:
+        st.caption("Getting your ballot ready (this browser is storing its participant id)… If the buttons stay "
+                   "grey, reload the page.")
 else:
     st.success("Vote recorded." if voted != "already" else "You had already voted on this pair.")
     st.button("Next pair", type="primary", key="arena_next", on_click=next_pair)
+write_cookie()

@@ -41,6 +41,9 @@ def everything(at: AppTest) -> str:
 
 def participant(code=None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "arena_app.py"), default_timeout=60)
+    # AppTest has no browser to run the cookie component: start as a browser that has stored its id (the real
+    # cookie is tested in a browser, tests/test_arena_ballot.py)
+    at.session_state["arena_cookie_stored"] = True
     if code:
         at.query_params["round"] = code
     return at.run()
@@ -64,6 +67,17 @@ def test_participant_sees_no_names_before_the_vote_and_the_reveal_after(round_co
     assert v["vote"] == "A" and v["real_lang"] == "A" and v["participant"] and v["address"] == LOOPBACK
     at.button(key="arena_next").click().run()
     assert not any(n in everything(at) for n in names)  # the next pair is anonymous again
+
+
+def test_a_new_browser_votes_once_its_id_is_stored(round_code):
+    code, arena = round_code
+    at = AppTest.from_file(str(ROOT / "arena_app.py"), default_timeout=60)
+    at.query_params["round"] = code
+    at.run()
+    assert all(b.disabled for b in at.button) and "Getting your ballot ready" in everything(at)
+    at.session_state["arena_cookie_write"] = True  # what the cookie component answers once it has written
+    at.run()
+    assert not any(b.disabled for b in at.button) and "Getting your ballot ready" not in everything(at)
 
 
 def test_participant_app_offers_no_host_action(round_code):

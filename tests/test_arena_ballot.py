@@ -51,10 +51,14 @@ def server(tmp_path_factory, tiny_model, tiny_gpt2):
 
 @pytest.fixture()
 def playwright_chromium(chromium):
-    from playwright.sync_api import sync_playwright
+    """Launches Chromium; every `expect` waits up to 90 s (a bound against a hang on a loaded machine, not a
+    measurement)."""
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=90_000)
     with sync_playwright() as p:
         yield lambda: p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+    expect.set_options(timeout=5_000)
 
 
 def open_round(ctx, url: str):

@@ -212,6 +212,8 @@ class Arena:
     def _migrate(self, db: sqlite3.Connection) -> None:
         """Bring the database to :data:`SCHEMA_VERSION` in place, in one transaction (a failure changes nothing;
         two apps opening it at once migrate it once). Version 1's tab sessions become participants."""
+        if db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # the common case (every page run opens the database): no write lock
         db.isolation_level = None
         db.execute("BEGIN IMMEDIATE")
         try:
