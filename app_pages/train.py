@@ -18,7 +18,7 @@ from app_pages._shared import (
 )
 from clo.core.languages import language_name
 from clo.core.paths import clo_home
-from clo.core.spec import SpecError, TrainSpec, list_presets, load_preset, yaml_key
+from clo.core.spec import SpecError, TrainSpec, changed_settings, list_presets, load_preset, yaml_key
 from clo.data.formats import DataError, read_records, resolve_data_path
 from clo.data.stored import list_datasets
 from clo.models.registry import ModelNotFoundError, bundled_model, display_name
@@ -29,6 +29,16 @@ from clo.runs.rundir import RunDir, RunError, safe_run_path
 from clo.training.run import describe_truncation, load_records, samples_used
 
 OTHER = "__other__"
+SHOW_LIVE_JS = """<script>(() => {
+  let tries = 0;
+  const show = () => {
+    const panel = document.querySelector('.st-key-tr_live');
+    if (!panel) { if (tries++ < 50) setTimeout(show, 100); return; }
+    panel.style.scrollMarginTop = '4.5rem';  // clear of Streamlit's header
+    panel.scrollIntoView({block: 'start', behavior: 'smooth'});
+  };
+  show();
+})();</script>"""
 mgr = job_manager()
 lang, model = current_lang(), current_model()
 
@@ -197,20 +207,59 @@ def settings_form(locked: RunDir | None = None) -> TrainSpec | None:
     data = data_picker(disabled)
     langs = target_langs(data, disabled)
     fields = sorted(form_fields(), key=lambda f: f.metadata["form"].get("row", 99))  # stable: the spec's order
-    boxes = [f for f in fields if f.metadata["form"]["widget"] == "checkbox"]
-    others = [f for f in fields if f not in boxes]
-    for i in range(0, len(others), 2):  # two to a row: a third would cut labels and values in a narrow column
-        for f, col in zip(others[i:i + 2], st.columns(2)):
-            setting_widget(f, col, disabled)
-    for f in boxes:  # a checkbox's label is a sentence: a line of its own
-        setting_widget(f, st, disabled)
+    advanced = [f for f in fields if f.metadata["form"].get("advanced")]
+    setting_rows([f for f in fields if f not in advanced], disabled)  # the few a newcomer needs
     ss = st.session_state
     values = {f.name: spec_value(f, ss.get(setting_key(f.name))) for f in form_fields()}
+    changed = advanced_summary(values, advanced)
+    with st.expander(f"Advanced settings ({len(changed)} changed)" if changed else "Advanced settings",
+                     icon=":material/tune:"):
+        setting_rows(advanced, disabled)
+    st.caption(f":material/tune: Advanced, not at their defaults: {' · '.join(changed)}." if changed
+               else ":material/tune: Every advanced setting is at its default.")
     try:
         return TrainSpec(**values, lang=",".join(langs), model=model or "", data=data or "")
     except (SpecError, TypeError) as e:
         st.error(str(e))
         return None
+
+
+def setting_rows(fields: list, disabled: bool) -> None:
+    """Choices first, each on a row of its own (a half row cut "attention" at 1024 px, and squeezed the line that
+    explains the choice), then numbers two to a row (a third would cut labels and values in a narrow column), then
+    checkboxes, each on a line of its own (a checkbox's label is a sentence)."""
+    kind = {f.name: f.metadata["form"]["widget"] for f in fields}
+    selects = [f for f in fields if kind[f.name] == "select"]
+    boxes = [f for f in fields if kind[f.name] == "checkbox"]
+    numbers = [f for f in fields if f not in selects and f not in boxes]
+    for f in selects:
+        setting_widget(f, st, disabled)
+    for i in range(0, len(numbers), 2):
+        for f, col in zip(numbers[i:i + 2], st.columns(2)):
+            setting_widget(f, col, disabled)
+    for f in boxes:
+        setting_widget(f, st, disabled)
+
+
+def advanced_summary(values: dict, advanced: list) -> list[str]:
+    """The advanced settings that differ from their defaults, as "label value" (the preset's or the user's
+    choices, readable while the section is folded)."""
+    try:
+        spec = TrainSpec(**{**values, "lang": lang, "model": model or "default"})
+    except (SpecError, TypeError):  # an invalid value: the error under the form names it
+        return []
+    hints = {f.name: f.metadata["form"] for f in advanced}
+    out = []
+    for name, value in changed_settings(spec, hints).items():
+        hint = hints[name]
+        if hint["widget"] == "checkbox":
+            text = "on" if value else "off"
+        elif "format" in hint:
+            text = hint["format"] % value
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        out.append(f"{hint['label']} **{text}**")
+    return out
 
 
 def time_estimate(spec: TrainSpec) -> None:
@@ -222,7 +271,7 @@ def time_estimate(spec: TrainSpec) -> None:
     est = estimate_run(spec, n, runs_root())
     if est is None:
         st.caption(f":material/timer: No time estimate yet: the first {display_name(spec.model)} {spec.method} run "
-                   "on this machine measures it. The preset's description gives a 2-core CPU's time.")
+                   "on this machine measures it, and later launches show how long they will take here.")
         return
     ref = f", {fmt_duration(est.reference_s)} of it the reference pass (skipped when cached)" if est.reference_s else ""
     st.caption(f":material/timer: About **{fmt_duration(est.seconds)}** for {est.steps} steps here{ref}; "
@@ -237,7 +286,7 @@ def launch(spec: TrainSpec) -> None:
     except (ModelNotFoundError, DataError, SpecError, OSError) as e:
         st.error(str(e))
         return
-    ahead = ([mgr.active().run_id] if mgr.active() else []) + [j.run_id for j in mgr.queued()] + mgr.running_elsewhere()
+    ahead = mgr.waits_for()  # what a new job would wait for
     try:
         job = mgr.submit(spec)
     except (SpecError, RunError, OSError) as e:
@@ -247,6 +296,7 @@ def launch(spec: TrainSpec) -> None:
     samples = f"{used} of {n} samples ({spec.max_steps} steps × {spec.batch_size})" if used < n else f"{n} samples"
     ss = st.session_state
     ss["train_run"] = job.run_id
+    ss["tr_show_live"] = True  # the next run brings the progress panel into view
     ss.pop("tr_unlocked", None)
     if ahead:
         ss["tr_launch_note"] = ("info", f"Queued **{job.run_id}** ({samples}): one job trains at a time, and "
@@ -273,9 +323,8 @@ def progress_text(run: RunDir, prog) -> str:
     """What the run waits for or does, with how far it is and how long is left."""
     if prog.state == "queued":
         pos = mgr.position(run.id)
-        ahead = ([mgr.active().run_id] if mgr.active() else []) + mgr.running_elsewhere()
-        ahead += [j.run_id for j in mgr.queued()][: max(0, (pos or 1) - 1)]
-        if not ahead:
+        ahead = mgr.waits_for(run.id)  # never the run itself, which the worker may have taken a moment ago
+        if pos == 0 or not ahead:
             return f"Starting the training process… · {prog.phase}"
         first = RunDir(runs_root() / ahead[0])
         p0 = read_progress(first)
@@ -385,7 +434,11 @@ with left:
         path = save_config(spec, clo_home() / "configs")
         st.code(cli_command(path), language="bash", wrap_lines=True)
         st.caption(f"`{path}` holds these settings; a finished run keeps its own copy as `config.yaml`.")
-with right:
+with right, st.container(key="tr_live"):
     polling = any(RunDir(runs_root() / r).status().get("state") in ACTIVE_STATES
                   for r in filter(None, [watched_run()]))
     st.fragment(live_panel, run_every=1.5 if polling else 5.0)()
+if st.session_state.pop("tr_show_live", False):
+    # Launch sits at the foot of a long form: without this the page stays scrolled there, the progress panel out
+    # of view. The browser scrolls the panel in (st.html runs it in this page, no iframe), once per launch.
+    st.html(SHOW_LIVE_JS, unsafe_allow_javascript=True)

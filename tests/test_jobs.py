@@ -495,3 +495,25 @@ def test_a_failing_resume_shows_its_error_and_leaves_the_run_as_it_was(tmp_path)
     assert resume_check(lost) == (1, None) and [r["step"] for r in lost.metrics()] == [1, 2]
     row = run_table(root)[0]
     assert row["resumable"] and "not available offline" in row["resume_error"]
+
+
+def test_a_queued_job_waits_for_the_jobs_before_it_never_for_itself(tmp_path):
+    """The moment the worker has taken a job, before its process writes "running", the job is active but its run
+    still says queued: it waits for nothing (the Train page once showed it "waiting for 1 job", its own id)."""
+    slow_start = [sys.executable, "-c", "import time; time.sleep(60)"]  # a child that never reports it runs
+    mgr = JobManager(tmp_path / "runs", command=lambda run_dir: slow_start, poll_s=0.05)
+    try:
+        assert mgr.waits_for() == []
+        mgr.submit(spec(), run_id="first")
+        wait_for(lambda: mgr.active() is not None, timeout=30, what="the worker taking the first job")
+        mgr.submit(spec(), run_id="second")
+        mgr.submit(spec(), run_id="third")
+        assert RunDir(tmp_path / "runs" / "first").status()["state"] == "queued"  # taken, not yet running
+        assert mgr.position("first") == 0 and mgr.waits_for("first") == []
+        assert mgr.waits_for("second") == ["first"]
+        assert mgr.waits_for("third") == ["first", "second"]
+        assert mgr.waits_for() == ["first", "second", "third"]  # what a job about to be submitted waits for
+    finally:
+        for run_id in ("third", "second", "first"):
+            mgr.stop(run_id)
+        mgr.close()

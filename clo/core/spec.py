@@ -12,9 +12,10 @@ Each field carries, in its ``metadata``:
 - ``key`` — the YAML key and flag name when they differ from the field name (``lam`` is ``lambda``: a Python
   keyword cannot be a field name);
 - ``form`` — a widget hint for the Train page (``row``: which row of the form, ``label``, ``widget``: slider,
-  number, select or checkbox, the widget's ``min``/``max``/``step``/``format``, and ``explain``: a select
-  that shows the current choice's one-line description under it); fields without one are
-  settable from the CLI and presets only.
+  number, select or checkbox, the widget's ``min``/``max``/``step``/``format``, ``explain``: a select
+  that shows the current choice's one-line description under it, and ``advanced``: folded into the form's
+  "Advanced settings" section, out of a newcomer's way); fields without one are settable from the CLI and presets
+  only.
 
 Adding a setting means adding a field here (and its use in the trainer); ``clo train --help``, ``config.yaml``,
 presets and, with a ``form`` hint, the Train page follow.
@@ -53,6 +54,7 @@ __all__ = [
     "TrainSpec",
     "setting",
     "spec_fields",
+    "changed_settings",
     "yaml_key",
     "add_spec_arguments",
     "spec_from_sources",
@@ -141,44 +143,52 @@ class TrainSpec:
     model: str = setting("default", "'default', a bundled name, a run directory, a local folder or a cached HF id")
     data: str = setting("demo", "cross-lingual JSONL/CSV file, or 'demo' for the bundled set")
     limit: int | None = setting(None, "use only the first N samples (of each target language)",
-                                 form={"row": 4, "label": "Samples", "widget": "number", "min": 0, "max": 1_000_000,
+                                 form={"row": 4, "label": "Samples", "advanced": True,
+                                       "widget": "number", "min": 0, "max": 1_000_000,
                                        "step": 10, "none": 0, "help": "Use only the first N samples; 0: all"})
     scope: str = setting("attention", "which parameters train: " + "; ".join(f"{k}: {v}" for k, v in SCOPES.items()),
-                          choices=SCOPES, form={"row": 1, "label": "Trainable scope", "widget": "select"})
+                          choices=SCOPES, form={"row": 1, "label": "Trainable scope", "advanced": True,
+                                                "widget": "select"})
     lora_r: int = setting(16, "LoRA rank (scope lora)")
     lora_alpha: int = setting(32, "LoRA alpha (scope lora)")
     lora_target: str = setting("attention", "LoRA on 'attention' or 'all-linear' layers (scope lora)",
                                 choices=LORA_TARGETS)
     # -- the loss -----------------------------------------------------------------------------------------
     lam: float = setting(0.5, "λ: weight of the target NLL in λ·NLL + (1-λ)·CL, in [0, 1] (paper: 0.5)", key="lambda",
-                          form={"row": 2, "label": "λ", "widget": "slider", "min": 0.0, "max": 1.0, "step": 0.05,
+                          form={"row": 2, "label": "λ", "advanced": True,
+                                "widget": "slider", "min": 0.0, "max": 1.0, "step": 0.05,
                                 "help": "Weight of the target-language NLL: L = λ·NLL(target) + (1−λ)·cross-lingual "
                                         "loss. CLO only."})
     objective: str = setting(
         "clo", "objective over the cross-lingual pairs (method clo; sft-dpo's second stage with λ = 0): "
                + "; ".join(f"{k}: {v}" for k, v in OBJECTIVE_HELP.items()),
-        choices=OBJECTIVE_HELP, form={"row": 2, "label": "Objective", "widget": "select", "explain": True,
+        choices=OBJECTIVE_HELP, form={"row": 2, "label": "Objective", "advanced": True,
+                                      "widget": "select", "explain": True,
                                       "help": "What the cross-lingual pairs are trained with."})
     beta: float = setting(0.1, "β: DPO/IPO temperature, SimPO scale, ORPO's odds-ratio weight (paper: 0.1)",
-                           form={"row": 2, "label": "β", "widget": "number", "min": 0.001, "max": 10.0, "step": 0.05,
+                           form={"row": 2, "label": "β", "advanced": True,
+                                 "widget": "number", "min": 0.001, "max": 10.0, "step": 0.05,
                                  "format": "%.3f", "help": "DPO temperature: how sharply the preference loss separates "
                                                            "chosen from rejected (SimPO: the scale of the length-"
                                                            "normalised margin; ORPO: the weight of the odds-ratio "
                                                            "term)."})
     simpo_gamma: float = setting(0.5, "SimPO's target margin γ in -log σ(β·Δ - γ), ≥ 0 (objective simpo)",
-                                  form={"row": 6, "label": "SimPO γ", "widget": "number", "min": 0.0, "max": 10.0,
+                                  form={"row": 6, "label": "SimPO γ", "advanced": True,
+                                        "widget": "number", "min": 0.0, "max": 10.0,
                                         "step": 0.1, "help": "SimPO only: the margin the length-normalised "
                                                              "reward gap must exceed."})
     english_anchor: float = setting(
         0.0, "weight of the English anchor w·max(0, logp_ref(y_en|x_en) - logp(y_en|x_en))/|y_en| (0: off; "
              "needs the reference pass)",
-        form={"row": 6, "label": "English anchor", "widget": "number", "min": 0.0, "max": 100.0, "step": 0.1,
+        form={"row": 6, "label": "English anchor", "advanced": True,
+              "widget": "number", "min": 0.0, "max": 100.0, "step": 0.1,
               "help": "Keeps the English answer's likelihood from falling under the starting model's "
                       "(DPO-Positive style). 0: off. Turns the reference pass on for every objective."})
     english_nll: float = setting(
         0.0, "weight of NLL(y_en | x_en) added to the loss (0: off; the paper found plain English NLL hurts the "
              "target)",
-        form={"row": 6, "label": "English NLL weight", "widget": "number", "min": 0.0, "max": 10.0, "step": 0.05,
+        form={"row": 6, "label": "English NLL weight", "advanced": True,
+              "widget": "number", "min": 0.0, "max": 10.0, "step": 0.05,
               "help": "Adds w · NLL of the English answer to its English prompt. 0: off."})
     # -- optimisation -------------------------------------------------------------------------------------
     lr: float = setting(5e-5, "learning rate (paper: 5e-5)",
@@ -188,7 +198,8 @@ class TrainSpec:
                              form={"row": 3, "label": "Epochs", "widget": "number", "min": 0.1, "max": 100.0,
                                    "step": 1.0})
     batch_size: int = setting(8, "samples per forward pass on each process (paper: 8); CLO: 2 pairs = 4 sequences each",
-                               form={"row": 3, "label": "Batch size", "widget": "number", "min": 1, "max": 256,
+                               form={"row": 3, "label": "Batch size", "advanced": True,
+                                     "widget": "number", "min": 1, "max": 256,
                                      "step": 1, "help": "Samples per forward pass. CLO: each sample gives 2 "
                                                         "preference pairs = 4 sequences."})
     grad_accum: int = setting(1, "gradient accumulation: forward passes per optimizer step (a step trains on "
@@ -200,18 +211,19 @@ class TrainSpec:
     system_prompt: str = setting(
         "model", "what a prompt starts with: " + "; ".join(f"{k}: {v}" for k, v in SYSTEM_PROMPTS.items()),
         choices=SYSTEM_PROMPTS,
-        form={"row": 4, "label": "System prompt", "widget": "select", "explain": True,
+        form={"row": 4, "label": "System prompt", "advanced": True, "widget": "select", "explain": True,
               "help": "model: the chat template as it is. none: drop the default system prompt some templates add "
                       "to every conversation (SmolLM2's: 16 tokens a sequence; docs/performance.md measures "
                       "what dropping it saves). The tuned model keeps the choice in its saved template, so every "
                       "later use reads prompts as training did."})
     max_length: int = setting(256, "max tokens of prompt + answer",
-                               form={"row": 4, "label": "Max length", "widget": "number", "min": 16, "max": 8192,
+                               form={"row": 4, "label": "Max length", "advanced": True,
+                                     "widget": "number", "min": 16, "max": 8192,
                                      "step": 16, "help": "Tokens of prompt + answer."})
     skip_truncated: bool = setting(
         True, "skip samples whose answer would lose its end-of-turn token at max_length (both directions of a "
               "sample together); --no-skip-truncated trains on the cut answers",
-        form={"row": 5, "label": "Skip samples cut by max length",
+        form={"row": 5, "label": "Skip samples cut by max length", "advanced": True,
               "help": "A sample whose answer does not fit in Max length would compare a whole answer with a cut "
                       "one and teach the model never to stop. On: such samples are left out (the count is shown "
                       "when the run starts). Off: they train cut, as TRL does.", "widget": "checkbox"})
@@ -221,20 +233,21 @@ class TrainSpec:
     seed: int = setting(42, "random seed (data order, LoRA init)")
     group_by_length: bool = setting(
         False, "batch samples of similar length together (less padding, faster steps; order stays shuffled)",
-        form={"row": 5, "label": "Group samples by length", "widget": "checkbox",
+        form={"row": 5, "label": "Group samples by length", "advanced": True, "widget": "checkbox",
               "help": "Batches hold samples of similar length: less padding, faster steps (docs/performance.md); "
                       "the order of batches stays shuffled."})
     share_prompts: bool = setting(
         False, "score each preference pair's prompt once for both answers (one masked sequence; same log-probs, "
                "fewer positions; CLO methods with the answer-only head on a CPU, eager or SDPA attention)",
-        form={"row": 5, "label": "Share prompts", "widget": "checkbox",
+        form={"row": 5, "label": "Share prompts", "advanced": True, "widget": "checkbox",
               "help": "Computes each pair's prompt once for its chosen and its rejected answer (one sequence, "
                       "masked so that neither answer sees the other): the same log-probs with fewer positions. "
                       "Used where the model allows it (CPU, eager or SDPA attention); otherwise ignored with a "
                       "warning."})
     save_steps: int = setting(
         0, "also save the model and a resumable checkpoint every N steps (0: only at the end)",
-        form={"row": 5, "label": "Save every N steps", "widget": "number", "min": 0, "max": 1_000_000, "step": 10,
+        form={"row": 5, "label": "Save every N steps", "advanced": True,
+              "widget": "number", "min": 0, "max": 1_000_000, "step": 10,
               "help": "Also saves the model and a checkpoint of the training state every N steps, which lets an "
                       "interrupted or stopped run be resumed from the Runs page (from its last checkpoint). "
                       "0: save only at the end; such a run cannot be resumed."})
@@ -244,7 +257,7 @@ class TrainSpec:
     device: str = setting("auto", "auto, cpu or cuda", choices=DEVICES)
     precision: str = setting(
         "auto", "compute precision: " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()),
-        choices=PRECISIONS, form={"row": 6, "label": "Precision", "widget": "select", "explain": True,
+        choices=PRECISIONS, form={"row": 6, "label": "Precision", "advanced": True, "widget": "select", "explain": True,
                                   "help": "bf16 multiplies matrices in bfloat16 (weights and updates stay fp32): "
                                           "several times faster where the hardware has it natively."})
     trust_remote_code: bool = setting(False, "allow a model's own Python code to run (off by default)")
@@ -377,6 +390,18 @@ def spec_fields(cls=None) -> tuple[dataclasses.Field, ...]:
     """The fields of ``cls`` (default :class:`TrainSpec`, looked up when called, so a subclass or a patched
     class is seen)."""
     return fields(cls or TrainSpec)
+
+
+def changed_settings(spec: TrainSpec, names) -> dict[str, object]:
+    """Of the fields ``names``, those whose value in ``spec`` is not the field's default, with that value (the
+    Train page lists what a preset or the user set in its folded "Advanced settings").
+
+    >>> changed_settings(TrainSpec(max_length=512, beta=0.1), ["max_length", "beta"])
+    {'max_length': 512}
+    """
+    wanted = set(names)
+    return {f.name: getattr(spec, f.name) for f in spec_fields(type(spec))
+            if f.name in wanted and getattr(spec, f.name) != f.default}
 
 
 def yaml_key(f: dataclasses.Field) -> str:

@@ -315,6 +315,21 @@ class JobManager:
                     return i
         return None
 
+    def waits_for(self, run_id: str | None = None) -> list[str]:
+        """The runs that ``run_id`` waits for, first the one that trains now: a run another process trains under
+        ``root``, this manager's active job, then the jobs queued before it. Never ``run_id`` itself: the job the
+        worker has just taken (its process not yet started, its state still ``queued``) waits for nothing. A
+        ``run_id`` that is neither queued nor active here (None: a job about to be submitted) waits for all of them.
+        """
+        with self._cond:
+            active, queue = self._active, list(self._queue)
+        if active is not None and active.run_id == run_id:
+            return []
+        ids = [j.run_id for j in queue]
+        before = ids[: ids.index(run_id)] if run_id in ids else ids
+        ahead = self.running_elsewhere() + ([active.run_id] if active is not None else []) + before
+        return [r for r in dict.fromkeys(ahead) if r != run_id]
+
     def watched_run(self, own: str | None = None) -> str | None:
         """The run a live view should show: what trains now (so a reload or a second tab re-attaches to it),
         else ``own`` (a view's last job) while it exists, else the newest run under ``root``."""
