@@ -49,6 +49,11 @@ PERSISTENT = (
 )
 
 
+# The starting values of kept widgets, set here and never as the widget's own value: Streamlit warns ("created with
+# a default value but also had its value set via the Session State API") about a widget given both.
+WIDGET_DEFAULTS = {"cmp_max_new": 96, "cmp_rep": 1.2, "cmp_batch_n": 8}
+
+
 def setting_key(name: str) -> str:
     """The session key of a TrainSpec field's widget on the Train page."""
     return f"tr_{name}"
@@ -69,6 +74,8 @@ def init_state() -> None:
     ss.setdefault("sb_model", LOCAL if env_model else "default")
     ss.setdefault("sb_model_path", env_model or "")
     ss.setdefault("sb_lang", "sw")
+    for key, value in WIDGET_DEFAULTS.items():
+        ss.setdefault(key, value)
 
 
 def runs_root() -> Path:
@@ -159,7 +166,8 @@ def _model_options() -> tuple[dict[str, str], list[dict]]:
 
 
 def sidebar() -> None:
-    """Model and language pickers; the honest note; Gemma's license notice beside Gemma."""
+    """Model and language pickers; Gemma's license notice beside Gemma. (The honest note about the tiny models is
+    the Overview page's: said once, not on every page.)"""
     with st.sidebar:
         options, missing = _model_options()
         if st.session_state.get("sb_model") not in options:
@@ -181,7 +189,6 @@ def sidebar() -> None:
         bundled = bundled_model(name) if name else None
         if bundled and bundled.notice:
             st.info(bundled.notice, icon=":material/gavel:")
-        st.caption(HONEST_NOTE)
         for m in missing:
             st.caption(f"{m['title']}: not installed ({m['install']}).")
         langs = [l.code for l in target_languages()]

@@ -48,8 +48,9 @@ def pick_models(opts: dict[str, str]) -> list[str]:
 def gen_options() -> GenerationOptions:
     with st.expander("Generation settings"):
         c1, c2, c3 = st.columns(3)
-        n = c1.number_input("Max new tokens", 8, 1024, 96, step=8, key="cmp_max_new")
-        rp = c2.number_input("Repetition penalty", 1.0, 2.0, 1.2, step=0.05, key="cmp_rep",
+        # defaults in session state only (init_state): a widget given a value as well draws a warning
+        n = c1.number_input("Max new tokens", 8, 1024, step=8, key="cmp_max_new")
+        rp = c2.number_input("Repetition penalty", 1.0, 2.0, step=0.05, key="cmp_rep",
                              help="1.2 by default: tiny models loop without it.")
         sample = c3.toggle("Sample (else greedy)", key="cmp_sample")
     return GenerationOptions(max_new_tokens=int(n), repetition_penalty=float(rp), do_sample=sample)
@@ -113,8 +114,12 @@ def single_prompt(models: list[str], labels: dict[str, str], opts: GenerationOpt
         prompt_lang = detect_text(prompt)["lang"] if prompt else lang
         if prompt:
             st.caption(f"Prompt detected as {language_name(prompt_lang)}.")
-    go = st.button("Answer", type="primary", icon=":material/play_arrow:", key="cmp_go",
-                   disabled=not (prompt and models))
+    # enabled with an empty prompt too: a click on it is what commits a prompt just typed (the text box applies
+    # its text when it loses focus), so a button greyed until then would swallow that first click
+    go = st.button("Answer", type="primary", icon=":material/play_arrow:", key="cmp_go", disabled=not models)
+    if go and not prompt:
+        st.warning("Write a prompt first, then press **Answer**.", icon=":material/edit:")
+        go = False
     cols = st.columns(max(len(models), 1) + (1 if reference else 0))
     if reference:
         with cols[-1].container(border=True):
@@ -179,11 +184,13 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
     choices = list(dict.fromkeys([lang, *(c for m in models for c in RUN_LANGS.get(m, [])), "en"]))
     if "cmp_batch_langs" in st.session_state:
         st.session_state["cmp_batch_langs"] = [c for c in st.session_state["cmp_batch_langs"] if c in choices]
-    langs = c1.multiselect("Prompt languages", choices, default=choices, key="cmp_batch_langs",
+    else:
+        st.session_state["cmp_batch_langs"] = choices  # the default, in session state only (no warning)
+    langs = c1.multiselect("Prompt languages", choices, key="cmp_batch_langs",
                            format_func=language_name,
                            help="Target prompts test fidelity; English prompts test preservation. "
                                 "A run trained on several languages is scored on each.")
-    per_lang = c2.number_input("Prompts per language", 1, 48, 8, key="cmp_batch_n")
+    per_lang = c2.number_input("Prompts per language", 1, 48, key="cmp_batch_n")
     if st.button("Run batch evaluation", type="primary", key="cmp_batch_go", disabled=not (models and langs)):
         try:
             prompts = load_prompts("demo", langs, per_lang=int(per_lang))
@@ -200,10 +207,17 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
         result = evaluate(models, prompts, options=opts, progress=progress)
         bar.empty()
         st.session_state["cmp_batch"] = {"labels": dict(labels), "models": result["models"],
-                                         "responses": result["responses"]}
+                                         "responses": result["responses"], "per_lang": int(per_lang)}
+    if held := st.session_state.get("cmp_batch"):
+        n = f": {held['per_lang']} per language" if held.get("per_lang") else ""
+        st.markdown(f"#### Held-out prompts{n}")
+        show_batch(held, "cmp")
+    st.divider()
+    # answers made elsewhere are scored beside the held-out results, never in their place
     uploaded_answers()
-    if st.session_state.get("cmp_batch"):
-        show_batch(st.session_state["cmp_batch"])
+    if up := st.session_state.get("cmp_upload"):
+        st.markdown(f"#### Answers made elsewhere: `{up['file']}`")
+        show_batch(up, "cmp_up")
 
 
 def uploaded_answers() -> None:
@@ -220,8 +234,8 @@ def uploaded_answers() -> None:
         st.error(f"{e} — fix the file and upload it again.", icon=":material/error:")
         return
     st.session_state["cmp_batch_file"] = up.file_id  # scored once per upload, not on every rerun
-    st.session_state["cmp_batch"] = {"labels": {m: m for m in result["models"]}, "models": result["models"],
-                                     "responses": result["responses"]}
+    st.session_state["cmp_upload"] = {"labels": {m: m for m in result["models"]}, "models": result["models"],
+                                      "responses": result["responses"], "file": up.name}
 
 
 QUANTITY = {"count": "count", "rate": "rate", "mean": "rate", "corpus": "chrf"}  # a metric's kind → its number format
@@ -231,7 +245,9 @@ CHART_COLORS = {"clean_lpr": "#0f766e", "lpr": "#5eead4", "real_word_rate": "#f5
 ANSWERS_PER_PAGE = 5
 
 
-def show_batch(res: dict) -> None:
+def show_batch(res: dict, key: str) -> None:
+    """Scores (chart, table, CSVs) and the answers of one batch; ``key`` prefixes its widgets' keys (the held-out
+    batch and an uploaded one are shown together)."""
     table, raw = [], []
     for m, per_lang in res["models"].items():
         for code, s in per_lang.items():
@@ -244,19 +260,22 @@ def show_batch(res: dict) -> None:
              "value": r[k] / 100 if k == METRICS["chrf"].label else r[k]}
             for r in raw for k in chart if r[k] is not None]
     if long:
+        # the axis says what its bars are: chrF++ is scaled to it only where it was computed (it needs references)
+        scaled = any(r["metric"] == METRICS["chrf"].label for r in long)
+        axis = "share of answers · chrF++ / 100" if scaled else "share of answers"
         fig = px.bar(long, x="model", y="value", color="metric", barmode="group", facet_col="lang", text_auto=".2f",
                      range_y=[0, 1.1], color_discrete_map=chart,
-                     labels={"value": "share of answers (chrF++ / 100)", "model": "", "metric": ""})
+                     labels={"value": axis, "model": "", "metric": ""})
         fig.for_each_annotation(lambda a: a.update(text=f"<b>{a.text.split('=')[-1]} prompts</b>"))
         fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                           legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "center", "x": 0.5})
-        st.plotly_chart(fig, key="cmp-batch-chart")
-    st.dataframe(table, hide_index=True, key="cmp_batch_table",
+        st.plotly_chart(fig, key=f"{key}-batch-chart")
+    st.dataframe(table, hide_index=True, key=f"{key}_batch_table",
                  column_config={col: st.column_config.TextColumn(col, help=tip)
                                 for col, _, tip in METRIC_COLUMNS.values()})
     c1, c2 = st.columns(2)
     c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv",
-                       mime="text/csv", icon=":material/download:", key="cmp_dl_metrics")
+                       mime="text/csv", icon=":material/download:", key=f"{key}_dl_metrics")
     fields = ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean")
     rows = [{**{k: r.get(k) for k in fields},
              "verdict": (r.get("verdict") or {}).get("label"), "why": (r.get("verdict") or {}).get("reason"),
@@ -265,11 +284,11 @@ def show_batch(res: dict) -> None:
     for r in rows:
         r["model"] = res["labels"].get(r["model"], r["model"])
     c2.download_button("Download answers (CSV)", rows_to_csv(rows), file_name="clo-compare-answers.csv",
-                       mime="text/csv", icon=":material/download:", key="cmp_dl_answers")
-    show_batch_answers(res)
+                       mime="text/csv", icon=":material/download:", key=f"{key}_dl_answers")
+    show_batch_answers(res, key)
 
 
-def show_batch_answers(res: dict) -> None:
+def show_batch_answers(res: dict, key: str) -> None:
     """The answers themselves, prompt by prompt, every model side by side with its language badge."""
     st.markdown("##### The answers")
     by_prompt: dict[tuple, list] = {}
@@ -277,10 +296,10 @@ def show_batch_answers(res: dict) -> None:
         by_prompt.setdefault((r["lang"], r["id"], r["prompt"]), []).append(r)
     langs = list(dict.fromkeys(k[0] for k in by_prompt))
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    pick = c1.radio("Prompts in", langs, format_func=language_name, horizontal=True, key="cmp_ans_lang")
+    pick = c1.radio("Prompts in", langs, format_func=language_name, horizontal=True, key=f"{key}_ans_lang")
     items = [(k, v) for k, v in by_prompt.items() if k[0] == pick]
     pages = max(1, -(-len(items) // ANSWERS_PER_PAGE))
-    page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"cmp_ans_page_{pick}")
+    page = c2.number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_ans_page_{pick}")
     for (code, _, prompt), answers in items[(page - 1) * ANSWERS_PER_PAGE: page * ANSWERS_PER_PAGE]:
         with st.container(border=True):
             st.markdown(f"**{prompt}**".replace("$", "\\$"))

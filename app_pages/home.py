@@ -1,4 +1,5 @@
-"""Overview: what CLO does and the four steps of the app."""
+"""Overview: what CLO does, the honest note about the tiny models (here only, not on every page), and the app's
+pages."""
 import streamlit as st
 
 from app_pages._shared import HONEST_NOTE, current_lang, model_guide
@@ -28,8 +29,11 @@ steps = [
      "Base model and tuned runs side by side: which language do they answer in, and is it real text?"),
     ("app_pages/runs.py", "4 · Runs", ":material/folder_open:",
      "Every run with its settings and results; open one in Compare or delete it."),
+    ("app_pages/arena.py", "5 · Arena", ":material/how_to_vote:",
+     "A blind vote for the whole room: each participant judges two anonymous answers, then sees who wrote them."),
 ]
-cols = st.columns(2) + st.columns(2)  # two by two: four in a row cut the links off in a narrow window
+# two to a row: more in a row cut the links off in a narrow window
+cols = [c for _ in range(0, len(steps), 2) for c in st.columns(2)]
 for col, (path, label, icon, text) in zip(cols, steps):
     with col.container(border=True):
         st.page_link(path, label=label, icon=icon)

@@ -18,6 +18,10 @@ from clo.runs.jobs import ACTIVE_STATES, LOG_NAME
 from clo.runs.rundir import RunDir, RunError
 
 mgr = job_manager()
+DANGER_CSS = """<style>
+.st-key-runs_delete_yes button { background-color: #b91c1c; border-color: #b91c1c; color: #fff; }
+.st-key-runs_delete_yes button:hover { background-color: #991b1b; border-color: #991b1b; color: #fff; }
+</style>"""
 st.title("Runs")
 st.caption(f"Run folder `{runs_root()}` (set `CLO_RUNS` to use another). Each run keeps `config.yaml`, "
            "`status.json`, `metrics.jsonl` and its `model/`.")
@@ -39,17 +43,36 @@ COLUMNS = {  # column → (runs-table key, quantity, tooltip); every cell a form
     "β": ("beta", "weight", "DPO temperature"), "epochs": ("epochs", "weight", "passes over the data"),
     "batch": ("batch", "count", "samples per batch"),
 }
+# Twenty columns do not fit a window (at 1440 px the table was cut at "epochs"): each view shows the run and a few
+# columns, sized so that it fits a 1024 px window (tests/test_browser.py checks); the table's column menu shows any
+# other column on demand. Widths in px: a header's text and its padding; None: as wide as the longest cell.
+VIEWS = {
+    "Overview": ("status", "method", "language", "duration"),
+    "Training": ("steps", "loss", "margin", "accuracy"),
+    "Evaluation": ("clean LPR", "LPR"),
+    "Settings": ("objective", "lr", "λ", "β", "epochs", "batch"),
+    "Model": ("model", "scope", "precision"),
+}
+WIDTHS = {"run": None, "status": 90, "method": 70, "language": None, "duration": 70, "steps": 55, "loss": 55,
+          "margin": 60, "accuracy": 75, "clean LPR": 80, "LPR": 55, "objective": 80, "lr": 70, "λ": 45, "β": 45,
+          "epochs": 60, "batch": 55, "model": None, "scope": 80, "precision": 80}
+TIPS = {col: tip for col, (_, _, tip) in COLUMNS.items()} | {
+    "run": "the run's folder under the runs folder", "duration": "from start to end (m:ss)",
+    "precision": "what the run computed in: fp32, or bf16 autocast where the hardware has it (the Precision setting)"}
+st.session_state.setdefault("runs_view", "Overview")
+view = st.segmented_control("Columns", list(VIEWS), required=True, key="runs_view",
+                            help="Which columns the table shows; its column menu (⋮ at a column's header) "
+                                 "shows any other.")
 st.dataframe(
     [{"run": r["run"], "status": r["state"], "method": r["method"] or MISSING, "objective": r["objective"] or MISSING,
       "language": language_name(r["lang"]),
       **{col: fmt_number(r[key], kind) for col, (key, kind, _) in COLUMNS.items()},
       "duration": fmt_duration(r["duration_s"]), "precision": r["precision"] or MISSING, "scope": r["scope"] or MISSING,
       "model": display_name(r["model"] or "") or MISSING} for r in rows],
-    hide_index=True, key="runs_table",
-    column_config={col: st.column_config.TextColumn(col, help=tip) for col, (_, _, tip) in COLUMNS.items()}
-    | {"duration": st.column_config.TextColumn("duration", help="from start to end (m:ss)"),
-       "precision": st.column_config.TextColumn("precision", help="what the run computed in: fp32, or bf16 "
-                                                "autocast where the hardware has it (the Precision setting)")},
+    hide_index=True, key="runs_table", column_order=("run", *VIEWS[view]),
+    column_config={col: st.column_config.TextColumn(col, help=TIPS.get(col), width=WIDTHS[col],
+                                                    pinned=col == "run")
+                   for col in ("run", *(c for cols in VIEWS.values() for c in cols))},
 )
 
 by_id = {r["run"]: r for r in rows}
@@ -101,7 +124,10 @@ if c3.button("Delete…", icon=":material/delete:", key="runs_delete", disabled=
 if st.session_state.get("runs_confirm") == run_id:
     st.warning(f"Delete **{run_id}** with its model and metrics? This cannot be undone.")
     y, n = st.columns(2)
-    if y.button("Yes, delete it", type="primary", key="runs_delete_yes"):
+    # Streamlit has no destructive button type: a primary button that the page's style paints red (DANGER_CSS),
+    # with a warning icon in its label, so that it reads as the irreversible choice even without the colour
+    st.html(DANGER_CSS)
+    if y.button("Yes, delete it", type="primary", key="runs_delete_yes", icon=":material/delete_forever:"):
         try:
             mgr.delete(run_id)
         except (RunError, OSError) as e:

@@ -72,7 +72,12 @@ def test_home_and_sidebar(app, tiny_model):
     assert [s.label for s in app.sidebar.selectbox] == ["Model", "Target language"]
     assert app.sidebar.text_input(key="sb_model_path").value == str(tiny_model)  # from CLO_MODEL
     assert app.session_state["sb_lang"] == "sw"
-    assert "tiny (135M and 270M parameters)" in texts(app.sidebar.caption)
+    # the honest note about the tiny models: once, on the Overview, not in the sidebar of every page
+    assert "tiny (135M and 270M parameters)" in texts(app.info)
+    assert "tiny (135M" not in texts(app.sidebar.caption)
+    # a card per page of the app, the Arena included
+    links = [e.proto.page for e in app.get("page_link")]
+    assert [Path(p).stem for p in links] == ["data", "train", "compare", "runs", "arena"], links
     # the Gemma license notice sits next to Gemma, when it is installed and picked
     model = app.sidebar.selectbox(key="sb_model")
     if "gemma-3-270m" in model.options or any("Gemma" in o for o in model.options):
@@ -209,6 +214,18 @@ def test_train_page_widgets_presets_and_cli_command(app):
     at = open_page(app, "train")
     for key in ("tr_preset", "tr_data", "tr_method", "tr_scope"):
         assert at.selectbox(key=key) is not None
+    # in view: the few settings a newcomer needs; the rest folded into "Advanced settings" (their form hints say
+    # which), with the preset's changes from the defaults readable while it is folded
+    advanced = at.get("expander")[-1]
+    assert advanced.label == "Advanced settings (3 changed)"
+    inside = {w.key for kind in ("number_input", "selectbox", "slider", "checkbox") for w in advanced.get(kind)}
+    assert {"tr_scope", "tr_lam", "tr_beta", "tr_simpo_gamma", "tr_precision", "tr_batch_size",
+            "tr_group_by_length"} <= inside
+    assert not inside & {"tr_method", "tr_lr", "tr_epochs", "tr_max_steps"}
+    assert ("Advanced, not at their defaults: Max length **512** · Group samples by length **on** · Share prompts "
+            "**on**.") in texts(at.caption)
+    # no fixed promise of a time: the estimate is measured on this machine (none yet: no run has finished here)
+    assert "No time estimate yet" in texts(at.caption) and "2-core" not in texts(at.caption)
     assert at.slider(key="tr_lam").value == 0.5
     assert {"demo", "paper"} <= {o.split(" — ")[0] for o in at.selectbox(key="tr_preset").options}
     demo, paper = load_preset("demo"), load_preset("paper")
@@ -218,6 +235,8 @@ def test_train_page_widgets_presets_and_cli_command(app):
     assert at.number_input(key="tr_lr").value == pytest.approx(float(paper["lr"]))
     assert at.checkbox(key="tr_group_by_length").value is False
     assert at.number_input(key="tr_max_length").value == paper["max_length"]
+    assert at.get("expander")[-1].label == "Advanced settings (1 changed)"
+    assert "Advanced, not at their defaults: Max length **512**." in texts(at.caption)
     at.button(key="tr_cli").click().run()
     assert not at.exception
     assert texts(at.code).startswith("python -m clo train --config ")
@@ -298,6 +317,14 @@ def test_stop_ends_a_job_keeps_its_model_and_a_second_launch_queues(app, runs_ro
     at.run()
     assert f"in the queue: `{queued_run.id}`" in texts(at.caption)
     assert long_run.id in texts(at.markdown)  # the panel shows what trains now, with its Stop button
+    # the queued job's own page says what it waits for, and never lists itself
+    linked = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    linked.query_params["run"] = queued_run.id
+    linked.run()
+    linked.switch_page("app_pages/train.py").run()
+    waiting = linked.get("progress")[0].proto.text
+    assert waiting.startswith(f"In the queue, position 1: waits for 1 job (`{long_run.id}`: "), waiting
+    assert queued_run.id not in waiting
     at.button(key="tr_stop").click().run()
     assert not at.exception, at.exception
     assert wait_for_state(long_run) == "stopped"
@@ -361,10 +388,18 @@ def test_compare_answers_side_by_side_with_language_badges(app, finished_run):
                           texts(at.markdown))
     assert len(verdicts) == 2, texts(at.markdown)
     assert re.search(r"^(In Swahili|Not in Swahili|Shaped like|Empty or too short)", texts(at.caption), re.M)
-    # own prompt: its language is detected and shown
+    # own prompt: Answer is not greyed out while the box is empty (in a browser the click on it is what applies
+    # the text just typed); pressed with nothing written, it says so
     at.radio(key="cmp_prompt_mode").set_value("own").run()
-    at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.").run()
+    assert not at.button(key="cmp_go").disabled
+    at.button(key="cmp_go").click().run()
+    assert "Write a prompt first" in texts(at.warning)
+    # the text and the click arrive in one run, as a browser sends them: the models answer it at once
+    at.text_area(key="cmp_own").input("What is the capital of Kenya? Please answer briefly.")
+    at.button(key="cmp_go").click().run()
+    assert not at.exception, at.exception
     assert "Prompt detected as English" in texts(at.caption)
+    assert at.session_state["cmp_answers"]["prompt"] == "What is the capital of Kenya? Please answer briefly."
 
 
 def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
@@ -380,6 +415,24 @@ def test_compare_batch_evaluation_gives_a_table_and_csv(app, finished_run):
     assert at.download_button(key="cmp_dl_metrics").label == "Download metrics (CSV)"
     assert "The answers" in texts(at.markdown) and at.radio(key="cmp_ans_lang").value == "sw"  # readable in the app
     assert finished_run.eval() is not None  # the run keeps its evaluation (shown on the Runs page)
+    assert "chrF++ / 100" in chart_axis(at, "cmp-batch-chart")  # the references gave chrF++: the axis says so
+    # answers made elsewhere are scored beside the held-out results, not in their place
+    row = {"id": "p1", "lang": "sw", "prompt": "Mji mkuu wa Kenya ni upi?", "response": "Ni Nairobi.", "model": "mine"}
+    at.file_uploader(key="cmp_resp_upload").upload("answers.jsonl", json.dumps(row).encode(), "application/jsonl")
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.dataframe) == 2 and set(at.dataframe[1].value["model"]) == {"mine"}
+    assert {"Held-out prompts: 1 per language", "Answers made elsewhere: `answers.jsonl`"} <= {
+        m.value.lstrip("# ") for m in at.markdown}
+    assert at.download_button(key="cmp_dl_metrics") and at.download_button(key="cmp_up_dl_metrics")
+    # no reference, no chrF++: the uploaded batch's axis does not mention it
+    assert chart_axis(at, "cmp_up-batch-chart") == "share of answers"
+
+
+def chart_axis(at: AppTest, key: str) -> str:
+    """The y-axis title of the plotly chart with ``key``."""
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(key) or key in c.proto.id)
+    return json.loads(chart.proto.spec)["layout"]["yaxis"]["title"]["text"]
 
 
 def test_compare_batch_view_scores_an_uploaded_responses_file(app):
@@ -413,9 +466,18 @@ def test_runs_page_lists_opens_and_deletes(app, finished_run):
     table = at.dataframe[0].value
     assert list(table["run"]) == ["tuned"] and table["status"][0] == "finished"
     assert "None" not in table.astype(str).values and table["clean LPR"][0] == "—"  # not evaluated yet
+    # a few columns at a time (all twenty did not fit a window); every column is in one of the views
+    shown = {}
+    for view in at.segmented_control(key="runs_view").options:
+        at.segmented_control(key="runs_view").set_value(view).run()
+        shown[view] = list(at.dataframe[0].proto.column_order)
+        assert shown[view][0] == "run" and len(shown[view]) <= 7, shown
+    assert set(table.columns) == {c for cols in shown.values() for c in cols}
     assert at.selectbox(key="runs_sel").value == "tuned"
     at.button(key="runs_delete").click().run()
     assert "cannot be undone" in texts(at.warning)
+    yes = at.button(key="runs_delete_yes")  # the irreversible choice looks it (its red: tests/test_browser.py)
+    assert yes.proto.type == "primary" and yes.proto.icon == ":material/delete_forever:"
     at.button(key="runs_delete_no").click().run()
     assert finished_run.path.exists()
     at.button(key="runs_delete").click().run()

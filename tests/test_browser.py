@@ -19,6 +19,7 @@ from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit
 pytestmark = pytest.mark.browser
 
 SHOTS = ROOT / "artifacts" / "screenshots"
+SERVER_LOGS = {}  # app URL → the log of its Streamlit server
 STEPS = 60  # enough steps for the chart to be seen growing between two 1.5 s refreshes, even on a fast machine
 
 
@@ -33,6 +34,7 @@ def app_url(tmp_path_factory, tiny_model):
                             "--server.headless", "true", "--server.fileWatcherType", "none",
                             "--browser.gatherUsageStats", "false"], env, tmp / "streamlit.log", port, timeout_s=60)
     url = f"http://127.0.0.1:{port}"
+    SERVER_LOGS[url] = tmp / "streamlit.log"
     yield url
     proc.terminate()
     try:
@@ -149,13 +151,17 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     # -- Train: the set comes along; launch a short CLO run and watch the curves grow -------------------------
     expect(pg.get_by_role("heading", name="Train")).to_be_visible()
     expect(pg.get_by_role("combobox", name="Cross-lingual set")).to_have_value("demo-sw.jsonl")
+    expect(pg.get_by_label("Batch size", exact=True)).to_be_hidden()  # folded into "Advanced settings"
+    pg.get_by_text(re.compile(r"^Advanced settings")).click()
     set_number(pg, "Batch size", 2)
     set_number(pg, "Max steps", STEPS)
     rerun_by(pg, pg.get_by_role("button", name="Show CLI command").click)
     expect(pg.get_by_text(re.compile(r"python -m clo train --config "))).to_be_visible()  # its file: test_app.py
     shot(pg, "02-train-settings")
-    rerun_by(pg, pg.get_by_role("button", name="Launch training").click)
+    rerun_by(pg, pg.get_by_role("button", name="Launch training").click)  # scrolled down to the button to click it
     expect(pg.get_by_text(re.compile(r"Started \S+ on 8 samples"))).to_be_visible()
+    # the page does not stay scrolled at the button: the progress panel is brought into view
+    expect(pg.locator(".st-key-tr_live [data-testid=stProgress]")).to_be_in_viewport(timeout=30_000)
     expect(pg.get_by_text(re.compile(rf"^Step [1-9]\d*/{STEPS}"))).to_be_visible(timeout=120_000)
     first = progress_step(pg)
     expect(pg.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # plotly.js loads on first use
@@ -166,7 +172,7 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     other = pg.context.new_page()
     other.goto(f"{app_url}/train")
     run_id = pg.get_by_text(re.compile(r"^\d{8}-\d{6}-clo-sw$")).first.inner_text()
-    expect(other.get_by_role("heading").get_by_text(run_id, exact=True)).to_be_visible()
+    expect(other.get_by_role("heading").get_by_text(run_id, exact=True)).to_be_visible(timeout=60_000)
     running = other.get_by_text(re.compile(rf"^Step \d+/{STEPS}"))
     finished = other.get_by_text(re.compile(rf"Finished after {STEPS} steps"))
     expect(running.or_(finished).first).to_be_visible(timeout=30_000)
@@ -204,6 +210,12 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
                                        r"|no language recognised| · echo| · loop)$"))
     expect(badges.nth(1)).to_be_visible(timeout=120_000)  # one language badge per model, once both are done
     shot(pg, "05-compare")
+    # a prompt of one's own: typed, then Answer pressed once (that click also applies the text) answers it
+    rerun_by(pg, pg.get_by_text("Write my own").click)
+    pg.get_by_label("Your prompt").fill("What is the capital of Kenya?")
+    rerun_by(pg, pg.get_by_role("button", name="Answer").click, timeout=180_000)
+    expect(pg.get_by_text("Prompt detected as English")).to_be_visible()
+    expect(badges.nth(1)).to_be_visible(timeout=120_000)
     pg.get_by_role("tab", name="Batch over held-out prompts").click()
     set_number(pg, "Prompts per language", 2)
     rerun_by(pg, pg.get_by_role("button", name="Run batch evaluation").click, timeout=240_000)
@@ -216,6 +228,12 @@ def test_data_train_compare_runs_in_the_browser(page, app_url):
     expect(pg.get_by_role("heading", name="Runs")).to_be_visible()
     expect(pg.get_by_text(re.compile(r"finished · clo · Swahili")).first).to_be_visible()
     shot(pg, "07-runs")
+    # deleting asks first, with a button painted as the irreversible choice it is
+    rerun_by(pg, pg.get_by_role("button", name="Delete…").click)
+    yes = pg.get_by_role("button", name="Yes, delete it")
+    expect(yes).to_have_css("background-color", "rgb(185, 28, 28)")
+    rerun_by(pg, pg.get_by_role("button", name="Cancel").click)
+    expect(yes).to_have_count(0)
 
 
 # Text an element clips: it hides its overflow (or ends it with an ellipsis) and its content is wider than its box.
@@ -234,6 +252,12 @@ CLIPPED_JS = """() => {
   }
   return out;
 }"""
+# A table (st.dataframe, drawn on a canvas) whose columns are wider than its box: the rest hide behind a scroll bar.
+TABLE_CLIPPED_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stDataFrame]')]
+  .map(df => [df, df.querySelector('.dvn-scroller')])
+  .filter(([df, s]) => s && s.scrollWidth > s.clientWidth + 1)
+  .map(([df, s]) => `table with columns ${[...df.querySelectorAll('th')].map(t => t.innerText).join(', ')} `
+                    + `(${s.scrollWidth} > ${s.clientWidth} px)`)"""
 # Cells of st.dataframe are drawn on a canvas; its grid also renders them as an accessible table (role=gridcell).
 NONE_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [role=gridcell], [data-testid=stMain] td, '
                   + '[data-testid=stMain] p, [data-testid=stMain] span')]
@@ -258,6 +282,33 @@ def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
             pg.wait_for_timeout(1000)  # badges and charts lay out after the script run
             problems += [f"{width} px /{path}: cut off: {c}" for c in pg.evaluate(CLIPPED_JS)]
             problems += [f"{width} px /{path}: a cell reads {c!r}" for c in pg.evaluate(NONE_JS)]
+            problems += [f"{width} px /{path}: cut off: {c}" for c in pg.evaluate(TABLE_CLIPPED_JS)]
+            if path == "runs":  # each of the Runs table's column views
+                views = pg.locator("[data-testid=stButtonGroup]").first
+                for name in [t for t in views.locator("button").all_inner_texts() if t.strip()][1:]:  # 1st: shown
+                    rerun_by(pg, views.get_by_text(name, exact=True).click)
+                    pg.wait_for_timeout(500)
+                    problems += [f"{width} px /runs ({name}): cut off: {c}" for c in pg.evaluate(TABLE_CLIPPED_JS)]
             if width == 1024:
                 shot(pg, f"narrow-{path or 'overview'}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_server_log_has_no_widget_state_warning(page, app_url):
+    """A kept widget (Compare's Max new tokens) changed and drawn again: Streamlit's log stays free of its warning
+    about a widget given a default value and a session-state value both (it warns once per server: any such
+    widget of any page visited so far would show here)."""
+    from playwright.sync_api import expect
+
+    pg = page
+    pg.goto(f"{app_url}/compare")
+    wait_drawn(pg)
+    pg.get_by_text("Generation settings").click()
+    set_number(pg, "Max new tokens", 32)
+    pg.get_by_role("tab", name="Batch over held-out prompts").click()
+    set_number(pg, "Prompts per language", 3)
+    rerun_by(pg, pg.get_by_role("link", name="Runs").click)
+    rerun_by(pg, pg.get_by_role("link", name="Compare").click)
+    expect(pg.get_by_role("heading", name="Compare")).to_be_visible()
+    log = SERVER_LOGS[app_url].read_text(encoding="utf-8", errors="replace")
+    assert "was created with a default value but also had its value set" not in log, log[-3000:]
