@@ -1,7 +1,8 @@
 """The Arena's ballot box in a real browser (Playwright contexts in Debian's Chromium against `clo arena`): a
 participant is the browser, not the tab — a reload, a second tab and a restarted browser with the same storage
 cannot vote twice on a pair; a flood from one address meets the round's rate limit, and a full address meets the
-host's cap on participants, each with a clear message and nothing stored.
+host's cap on participants, each with a clear message and nothing stored; an excluded participant's votes leave the
+leaderboard and `clo arena export` but stay in the database.
 
     .venv/bin/python -m pytest -m browser tests/test_arena_ballot.py
 """
@@ -12,10 +13,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit, wait_for
+from helpers import CHROMIUM_ARGS, ROOT, free_port, run_cli, start_streamlit, wait_for
 
 from clo.evaluation.generate import GenerationOptions
-from clo.workshop.arena import COOKIE, LOOPBACK, Arena, Limits
+from clo.workshop.arena import COOKIE, LOOPBACK, Arena, Limits, participant_id, valid_token
 
 pytestmark = pytest.mark.browser
 
@@ -36,12 +37,13 @@ def server(tmp_path_factory, tiny_model, tiny_gpt2):
         "single": arena.create_round(models, ONE, OPTS),
         "flood": arena.create_round(models, THREE, OPTS, limits=Limits(votes_per_minute=3)),
         "cap": arena.create_round(models, THREE, OPTS, limits=Limits(participants_per_address=2)),
+        "exclude": arena.create_round(models, THREE, OPTS),
     }
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     proc = start_streamlit([sys.executable, "-m", "clo", "arena", "--port", str(port), "--db", str(db)], env,
                            tmp / "arena.log", port, timeout_s=90)
-    yield {"arena": arena, "url": f"http://127.0.0.1:{port}", **rounds}
+    yield {"arena": arena, "db": db, "url": f"http://127.0.0.1:{port}", **rounds}
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -158,3 +160,49 @@ def test_the_hosts_cap_on_participants_per_address(server, playwright_chromium):
     expect(third.get_by_text("Vote recorded.")).to_be_visible()
     browser.close()
     assert len({v["participant"] for v in arena.votes(code)}) == 3
+
+
+def test_an_excluded_participants_votes_leave_the_results_and_stay_in_the_database(server, playwright_chromium,
+                                                                                   tmp_path):
+    """Two browsers vote; the host excludes one (Arena.exclude, what the host page's button calls). Their vote, and
+    the one they cast after it (they are not told), leave the leaderboard and `clo arena export`, which says how
+    many participants were excluded; every row stays in the database, marked."""
+    from playwright.sync_api import expect
+
+    code, arena = server["exclude"], server["arena"]
+    url = f"{server['url']}/?round={code}"
+    browser = playwright_chromium()
+    pages = [open_round(browser.new_context(), url) for _ in range(2)]
+    for pg in pages:
+        pg.get_by_role("button", name=VOTE_BUTTON).click()
+        expect(pg.get_by_text("Vote recorded.")).to_be_visible()
+    first = {v["participant"] for v in arena.votes(code)}
+    assert len(first) == 2
+
+    def who(pg) -> str:  # the participant a browser votes as: its cookie's token, tied to the round
+        wait_for(lambda: has_cookie(pg.context), 60, "the participant's cookie")
+        token = next(c["value"] for c in pg.context.cookies() if c["name"] == COOKIE)
+        return participant_id(code, valid_token(token) or token)
+
+    bad_page = pages[0]
+    bad = who(bad_page)
+    assert bad in first
+    assert arena.exclude(code, bad, "testing") == 1
+    bad_page.get_by_role("button", name="Next pair").click()  # they vote on: they are not told
+    bad_page.get_by_role("button", name=VOTE_BUTTON).click()
+    expect(bad_page.get_by_text("Vote recorded.")).to_be_visible()
+    browser.close()
+
+    everything = arena.votes(code, include_excluded=True)
+    assert len(everything) == 3  # nothing deleted
+    kept = arena.votes(code)
+    assert {v["participant"] for v in kept} == first - {bad}
+    assert all(v["excluded"] for v in everything if v["participant"] == bad)
+    board = arena.leaderboard(code)
+    assert board["summary"]["participants"] == 2 and board["summary"]["excluded_participants"] == 1
+    assert board["summary"]["votes"] == len(kept) and board["summary"]["excluded_votes"] == 3 - len(kept)
+    out = tmp_path / "pairs.jsonl"
+    rc, _, err = run_cli("arena", "export", code, "--out", str(out), "--db", str(server["db"]))
+    assert rc == 0, err
+    assert f"2 participant(s) voted; 1 excluded, their {3 - len(kept)} vote(s) left out" in err
+    assert len([line for line in out.read_text().splitlines() if line.strip()]) <= len(kept)
