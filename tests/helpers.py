@@ -115,3 +115,12 @@ def start_streamlit(cmd: list[str], env: dict, log_path: Path, port: int, timeou
             proc.kill()
             pytest.fail(f"{cmd} did not start:\n{Path(log_path).read_text()[-3000:]}")
         time.sleep(0.3)
+
+
+def stop_process(proc, timeout_s: float = 20) -> None:
+    """End a server a test started (:func:`start_streamlit`): SIGTERM, then SIGKILL after ``timeout_s``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -9,11 +9,10 @@ leaderboard and `clo arena export` but stay in the database.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, free_port, run_cli, start_streamlit, wait_for
+from helpers import CHROMIUM_ARGS, ROOT, free_port, run_cli, start_streamlit, stop_process, wait_for
 
 from clo.evaluation.generate import GenerationOptions
 from clo.workshop.arena import COOKIE, LOOPBACK, Arena, Limits, participant_id, valid_token
@@ -44,11 +43,7 @@ def server(tmp_path_factory, tiny_model, tiny_gpt2):
     proc = start_streamlit([sys.executable, "-m", "clo", "arena", "--port", str(port), "--db", str(db)], env,
                            tmp / "arena.log", port, timeout_s=90)
     yield {"arena": arena, "db": db, "url": f"http://127.0.0.1:{port}", **rounds}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
 
 
 @pytest.fixture()

@@ -12,12 +12,11 @@ import os
 import random
 import re
 import sqlite3
-import subprocess
 import sys
 import time
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit
+from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit, stop_process
 
 from clo.evaluation.generate import GenerationOptions
 from clo.workshop.arena import LOOPBACK, Arena
@@ -47,11 +46,7 @@ def servers(tmp_path_factory, tiny_model, tiny_gpt2):
                             "--browser.gatherUsageStats", "false"], env, tmp / "host.log", hport, timeout_s=90)
     yield {"db": db, "code": code, "vote_url": f"http://127.0.0.1:{vport}", "host_url": f"http://127.0.0.1:{hport}"}
     for proc in (voter, host):
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 async def _participant(browser, url: str, i: int, clicks: list, timeout_ms: int = 120_000) -> None:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
-from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit
+from helpers import CHROMIUM_ARGS, ROOT, free_port, start_streamlit, stop_process
 
 pytestmark = pytest.mark.browser
 
@@ -36,11 +35,7 @@ def app_url(tmp_path_factory, tiny_model):
     url = f"http://127.0.0.1:{port}"
     SERVER_LOGS[url] = tmp / "streamlit.log"
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_process(proc)
 
 
 @pytest.fixture()
