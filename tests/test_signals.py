@@ -83,6 +83,7 @@ def test_a_second_signal_aborts_at_once_and_a_resume_stops_on_sigterm_too(tmp_pa
     p = start(train_args(tiny_model, xl_file, run.path, "--save-steps", "2"), log, home, CLO_FAULT="step:3:hang")
     try:
         wait_for(lambda: run.status().get("checkpoint_step") == 2, timeout=300.0, what="the step-2 checkpoint")
+        wait_for(lambda: "fault: hanging at step 3" in log.read_text(), timeout=300.0, what="the hanging step 3")
         p.send_signal(signal.SIGTERM)
         wait_for(lambda: "SIGTERM: stopping after the current step" in log.read_text(), timeout=300.0,
                  what="the first stop")
@@ -119,7 +120,7 @@ def test_a_step_that_does_not_end_within_the_deadline_is_aborted(tmp_path, tiny_
     p = start(train_args(tiny_model, xl_file, run.path), log, tmp_path / "home", CLO_FAULT="step:2:hang",
               CLO_STOP_DEADLINE_S="2")
     try:
-        wait_for(lambda: rows(run) >= 1, timeout=300.0, what="a logged step")
+        wait_for(lambda: "fault: hanging at step 2" in log.read_text(), timeout=300.0, what="the hanging step 2")
         p.send_signal(signal.SIGTERM)  # one signal only: the deadline ends the hanging step
         rc = finish(p)
     finally:

@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -149,7 +150,8 @@ def fault_point(name: str, index: int | None = None) -> None:
     (no cleanup) the N-th time (default 1) it reaches the point ``name``, or where ``index`` (e.g. the step number)
     equals N. Points: ``ref_pass`` (after a batch of the reference pass), ``step`` (mid-step N: gradients computed,
     optimizer not stepped), ``save`` (the N-th model save: new files written, not yet published by the rename).
-    ``name:N:hang`` makes it wait there instead, until a signal ends the wait (a step that never ends)."""
+    ``name:N:hang`` makes it wait there instead, until a signal ends the wait (a step that never ends); it first
+    prints ``fault: hanging at name N`` on stderr, so a test can wait until the hang has begun."""
     want = os.environ.get(FAULT_ENV)
     if not want or want.partition(":")[0] != name:
         return
@@ -157,6 +159,7 @@ def fault_point(name: str, index: int | None = None) -> None:
     _, n, action = (want.split(":") + ["", ""])[:3]
     if (index if index is not None else _FAULT_HITS[name]) == int(n or 1):
         if action == "hang":
+            print(f"fault: hanging at {name} {n or 1}", file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
         os.kill(os.getpid(), signal.SIGKILL)
