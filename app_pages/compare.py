@@ -20,7 +20,7 @@ from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, stream
 from clo.evaluation.lexicon import has_lexicon
 from clo.evaluation.metrics import COMPARE_COLUMNS, METRICS
-from clo.runs.catalog import model_choices, runs_with_model
+from clo.runs.catalog import default_picks, model_choices, runs_with_model
 
 lang, base = current_lang(), current_model()
 st.title("Compare")
@@ -39,8 +39,7 @@ def pick_models(opts: dict[str, str]) -> list[str]:
     elif "cmp_models" in ss:
         ss["cmp_models"] = [m for m in ss["cmp_models"] if m in opts][:3]
     else:
-        runs = [m for m in opts if m != base]
-        ss["cmp_models"] = ([base] if base in opts else []) + runs[:1]
+        ss["cmp_models"] = default_picks(opts, base, RUNS)
     return st.multiselect("Models (two or three)", list(opts), format_func=opts.get, max_selections=3,
                           key="cmp_models", help="The base model from the sidebar and any run that saved a model.")
 

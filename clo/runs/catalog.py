@@ -13,7 +13,8 @@ from clo.models.registry import display_name
 from clo.runs.resume import resume_check
 from clo.runs.rundir import RunDir, iter_runs, recover_lost
 
-__all__ = ["list_runs", "run_summary", "run_table", "run_file_text", "runs_with_model", "model_choices", "RESUME_HINT"]
+__all__ = ["list_runs", "run_summary", "run_table", "run_file_text", "runs_with_model", "model_choices",
+           "default_picks", "RESUME_HINT"]
 
 
 def _text(value) -> str | None:
@@ -105,6 +106,14 @@ def model_choices(runs: list[dict], bases=()) -> dict[str, str]:
     for r in runs:
         opts[r["path"]] = f"{r['id']} · {r['method']} · {language_name(r['lang'])}"
     return opts
+
+
+def default_picks(opts: dict[str, str], base: str | None, runs: list[dict]) -> list[str]:
+    """What a model picker starts with (Compare, Arena): the base model, then the newest of ``runs`` (rows of
+    :func:`runs_with_model`, newest first as :func:`list_runs` orders them) that ``opts`` offers; the base alone
+    when there is no run, the newest run alone when ``opts`` lacks the base."""
+    newest = [r["path"] for r in runs if r["path"] in opts and r["path"] != base][:1]
+    return ([base] if base in opts else []) + newest
 
 
 def run_file_text(run_dir: str | Path, name: str, max_chars: int | None = None) -> str | None:
