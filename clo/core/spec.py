@@ -48,6 +48,8 @@ __all__ = [
     "needs_reference",
     "SCOPES",
     "SCHEDULERS",
+    "REPORT_TO",
+    "TRACKER_PACKAGES",
     "SFT_DIRECTIONS",
     "PRESETS_DIR",
     "SpecError",
@@ -109,6 +111,15 @@ SFT_DIRECTIONS = {"sft": ("en", "tgt"), "sft-tgt": ("tgt",), "sft-eng": ("en",),
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 DEVICES = ("auto", "cpu", "cuda")
+# the trackers a run can report to (transformers' own integrations, TrainingArguments.report_to; docs/design.md,
+# "Trackers"), each with its line, and the pip package each needs
+REPORT_TO = {
+    "none": "metrics.jsonl only (the app's charts read it)",
+    "tensorboard": "also TensorBoard event files in the run folder (RUN/tb/<stage>/; `tensorboard --logdir RUN/tb`)",
+    "mlflow": "also MLflow (MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME; needs `pip install mlflow`)",
+    "trackio": "also Trackio (its local dashboard: `trackio show`; needs `pip install trackio`)",
+}
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "trackio": "trackio"}
 LORA_TARGETS = ("attention", "all-linear")
 
 
@@ -261,6 +272,13 @@ class TrainSpec:
                                   "help": "bf16 multiplies matrices in bfloat16 (weights and updates stay fp32): "
                                           "several times faster where the hardware has it natively."})
     trust_remote_code: bool = setting(False, "allow a model's own Python code to run (off by default)")
+    report_to: str = setting(
+        "none", "where else the run's metrics and settings go: " + "; ".join(f"{k}: {v}" for k, v in REPORT_TO.items()),
+        choices=REPORT_TO,
+        form={"row": 6, "label": "Report to", "advanced": True, "widget": "select", "explain": True,
+              "help": "Also sends each step's metrics (under their metrics.jsonl names) and the run's settings (as "
+                      "hyperparameters) to a tracker, through transformers' own integration. metrics.jsonl stays "
+                      "what the app's charts read."})
 
     def __post_init__(self):
         self.validate()
@@ -332,6 +350,18 @@ class TrainSpec:
         need(self.weight_decay >= 0, f"weight_decay must be ≥ 0, got {self.weight_decay!r}.")
         need(bool(self.model.strip()), "model must not be empty.")
         need(bool(self.data.strip()), "data must not be empty.")
+
+    def check_tracker(self) -> None:
+        """Refuse, naming the pip package, a ``report_to`` tracker that is not installed here. Not part of
+        :meth:`validate`: a run's config.yaml stays readable on a machine without the tracker; a run refuses to
+        start (before any folder is made) and the Train page to queue it."""
+        import importlib.util
+
+        package = TRACKER_PACKAGES.get(self.report_to)
+        if package and importlib.util.find_spec(package) is None:
+            usable = [k for k, p in TRACKER_PACKAGES.items() if importlib.util.find_spec(p)] + ["none"]
+            raise SpecError(f"report_to {self.report_to} needs the {package} package, which is not installed here: "
+                            f"`pip install {package}`, or choose report_to {' or '.join(usable)}.")
 
     @property
     def langs(self) -> list[str]:
