@@ -16,6 +16,7 @@ from app_pages._shared import (
 from clo.core.downloads import rows_to_csv
 from clo.core.languages import language_name
 from clo.data.formats import DataError, load_prompts
+from clo.evaluation.endpoint import ENDPOINT_KEY_ENV, Endpoint, EndpointClient, EndpointError, has_key, public_url
 from clo.evaluation.evaluate import evaluate, parse_responses, score_answers
 from clo.evaluation.generate import GenerationOptions, stream
 from clo.evaluation.lexicon import has_lexicon
@@ -42,6 +43,38 @@ def pick_models(opts: dict[str, str]) -> list[str]:
         ss["cmp_models"] = default_picks(opts, base, RUNS)
     return st.multiselect("Models (two or three)", list(opts), format_func=opts.get, max_selections=3,
                           key="cmp_models", help="The base model from the sidebar and any run that saved a model.")
+
+
+def served_models() -> dict[str, Endpoint]:
+    """Models served at a URL that this session added (value in the model picker → :class:`Endpoint`)."""
+    return {name: Endpoint(e["url"], e["model"]) for name, e in st.session_state.get("cmp_endpoints", {}).items()}
+
+
+def add_served_model() -> None:
+    """"A model served at a URL": any OpenAI-compatible chat endpoint, beside the local models. It is checked
+    (reachable, takes the key, has the model) before it joins the picker; the key is read from the environment
+    only."""
+    with st.expander("Add a model served at a URL", icon=":material/cloud:"):
+        st.caption("Any OpenAI-compatible chat endpoint: `clo serve`, Ollama, llama.cpp's server, vLLM or a hosted "
+                   "API. Its answers get the same prompt, settings and language badges as a local model's.")
+        c1, c2 = st.columns([3, 2])
+        url = c1.text_input("Endpoint URL", key="cmp_ep_url", placeholder="http://127.0.0.1:8000/v1").strip()
+        name = c2.text_input("Model name there", key="cmp_ep_model", placeholder="default").strip()
+        state = "is set" if has_key() else "is not set: fine for a server without a key"
+        st.caption(f"The key comes only from the environment variable `{ENDPOINT_KEY_ENV}` of the app's process "
+                   f"(now it {state}). It is never asked for here, shown or saved.")
+        if st.button("Add", key="cmp_ep_add", icon=":material/add:", disabled=not (url and name)):
+            try:
+                ep = Endpoint(url, name)
+                EndpointClient(ep).check()
+            except EndpointError as e:
+                st.error(str(e), icon=":material/error:")
+                return
+            st.session_state.setdefault("cmp_endpoints", {})[ep.name] = {"url": public_url(url), "model": name}
+            picked = st.session_state.get("cmp_models", [])
+            if ep.name not in picked and len(picked) < 3:
+                st.session_state["cmp_models"] = [*picked, ep.name]
+            st.success(f"Added {ep.name}.", icon=":material/check:")
 
 
 def gen_options() -> GenerationOptions:
@@ -150,7 +183,9 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> tupl
             st.markdown(f"**{labels.get(m, m)}**")
             slots[m] = st.empty()
         try:
-            streams[m] = stream(loaded_model(m), prompt, opts)
+            served = SERVED.get(m)  # a model served at a URL streams from there
+            streams[m] = (EndpointClient(served).stream(prompt, opts) if served
+                          else stream(loaded_model(m), prompt, opts))
             texts[m] = ""
         except Exception as e:  # a model that cannot load must not hide the others
             slots[m].error(f"{type(e).__name__}: {e}")
@@ -164,6 +199,12 @@ def stream_side_by_side(models, labels, prompt, prompt_lang, opts, cols) -> tupl
                 if done.value is not None:
                     infos[m] = {"tokens": done.value.tokens, "cut": done.value.cut}
                 del streams[m]
+            except EndpointError as e:  # the text received so far stays, with what went wrong
+                with slots[m].container():
+                    if e.answers:
+                        show_answer(e.answers[0].text)
+                    st.error(str(e), icon=":material/cloud_off:")
+                del streams[m], texts[m]
             except Exception as e:
                 slots[m].error(f"{type(e).__name__}: {e}")
                 del streams[m], texts[m]
@@ -203,8 +244,19 @@ def batch(models: list[str], labels: dict[str, str], opts: GenerationOptions) ->
             frac = (order.get(name, 0) + done / max(total, 1)) / len(models)
             bar.progress(min(frac, 1.0), text=f"{labels.get(name, name)}: {done}/{total} prompts")
 
-        result = evaluate(models, prompts, options=opts, progress=progress)
+        try:
+            result = evaluate([SERVED.get(m, m) for m in models], prompts, options=opts, progress=progress)
+        except EndpointError as e:  # checked before anything generates: nothing was lost
+            bar.empty()
+            st.error(str(e), icon=":material/cloud_off:")
+            return
         bar.empty()
+        if partial := result.get("partial"):
+            st.warning(f"{partial['error']}. The scores below are partial: {partial['answered']} of "
+                       f"{partial['prompts']} answers from {labels.get(partial['model'], partial['model'])}"
+                       + (f"; not evaluated: {', '.join(labels.get(m, m) for m in partial['not_evaluated'])}"
+                          if partial["not_evaluated"] else "") + ". The answers received are kept below and in the "
+                       "answers CSV (column partial).", icon=":material/cloud_off:")
         st.session_state["cmp_batch"] = {"labels": dict(labels), "models": result["models"],
                                          "responses": result["responses"], "per_lang": int(per_lang)}
     if held := st.session_state.get("cmp_batch"):
@@ -275,7 +327,7 @@ def show_batch(res: dict, key: str) -> None:
     c1, c2 = st.columns(2)
     c1.download_button("Download metrics (CSV)", rows_to_csv(raw), file_name="clo-compare-metrics.csv",
                        mime="text/csv", icon=":material/download:", key=f"{key}_dl_metrics")
-    fields = ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean")
+    fields = ("model", "id", "lang", "prompt", "response", "reference", "tokens", "cut", "clean", "partial")
     rows = [{**{k: r.get(k) for k in fields},
              "verdict": (r.get("verdict") or {}).get("label"), "why": (r.get("verdict") or {}).get("reason"),
              "unknown words": " ".join(r.get("unknown_words") or [])}
@@ -314,6 +366,9 @@ opts_by_value = model_choices(RUNS, (base,))
 if not opts_by_value:
     st.info("Pick a model in the sidebar first.")
     st.stop()
+add_served_model()
+SERVED = served_models()
+opts_by_value.update({name: f"{ep.model} · served at {public_url(ep.url)}" for name, ep in SERVED.items()})
 models = pick_models(opts_by_value)
 if len(opts_by_value) < 2:
     st.caption("Only the base model so far: train a run on the Train page to compare against it.")

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sys
+import time
 import traceback
 import warnings
 from dataclasses import asdict
@@ -31,6 +32,7 @@ from tqdm import tqdm
 
 from clo.bench import suite as bench_suite
 from clo.cli.data import DATA_COMMANDS, check_out
+from clo.cli.pair import PAIR_COMMANDS
 from clo.cli.signals import aborted, say, stop_on_signals
 from clo.cli.workshop import WORKSHOP_COMMANDS
 from clo.core.languages import LANGUAGES, PAPER_TARGETS, UnknownLanguageError, get_language
@@ -56,10 +58,11 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 def _user_errors():
+    from clo.evaluation.endpoint import EndpointError
     from clo.workshop.judge import JudgeError  # the judge brings the openai client: imported only when needed
 
     return (DataError, UnknownLanguageError, ModelNotFoundError, RunError, SpecError, TranslationError, ArenaError,
-            JudgeError)
+            JudgeError, EndpointError)
 
 
 class RunFailure(Exception):
@@ -316,7 +319,14 @@ def _eval_parser(sub):
     p = sub.add_parser("eval", help="score whether models answer in the prompt's language",
                        description="Generate answers to held-out prompts and report LPR, clean LPR, echo/loop rates, "
                                    "WPR and chrF++ per model and language. A run directory gets eval.json.")
-    p.add_argument("--model", action="append", help="model or run directory (repeatable)")
+    p.add_argument("--model", action=_InOrder, help="model or run directory (repeatable)")
+    p.add_argument("--endpoint", action=_InOrder, metavar="URL",
+                   help="an OpenAI-compatible chat endpoint (http://HOST:PORT/v1) whose model is scored like a local "
+                        "one (repeatable, beside --model; key: $CLO_ENDPOINT_API_KEY)")
+    p.add_argument("--endpoint-model", action="append", dest="endpoint_model", metavar="NAME",
+                   help="the model's name at each --endpoint, in the same order")
+    p.add_argument("--endpoint-timeout", type=float, default=120.0, dest="endpoint_timeout", metavar="SECONDS",
+                   help="how long to wait for one answer from an endpoint (default: 120)")
     p.add_argument("--responses",
                    help="score existing answers instead: JSONL of {id, lang, prompt, response[, model]}")
     p.add_argument("--prompts", default="demo",
@@ -327,7 +337,8 @@ def _eval_parser(sub):
     p.add_argument("--limit", type=int, help="first N prompts per language")
     p.add_argument("--max-new-tokens", type=int, default=128, dest="max_new_tokens")
     p.add_argument("--repetition-penalty", type=float, default=1.2, dest="repetition_penalty")
-    p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
+    p.add_argument("--batch-size", type=int, default=16, dest="batch_size",
+                   help="prompts generated together (an endpoint: requests sent at once)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     p.add_argument("--out", help="write every generated response (JSONL) here")
     p.add_argument("--judge-url", dest="judge_url", help="an OpenAI-compatible endpoint: pairwise win rate of each "
@@ -339,15 +350,51 @@ def _eval_parser(sub):
     return p
 
 
+class _InOrder(argparse.Action):
+    """``--model`` and ``--endpoint`` in the order given (the first is the judge's baseline): each value also goes
+    to ``args.sources`` as ``(option, value)``."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+        sources = getattr(namespace, "sources", None) or []
+        namespace.sources = [*sources, (self.dest, values)]
+
+
+def _eval_sources(args) -> list:
+    """The models to evaluate, in the order given: names / run folders, and endpoints."""
+    from clo.evaluation.endpoint import Endpoint
+
+    urls, names = args.endpoint or [], args.endpoint_model or []
+    if len(urls) != len(names):
+        raise DataError(f"give one --endpoint-model per --endpoint ({len(urls)} --endpoint, {len(names)} "
+                        "--endpoint-model), in the same order")
+    names = iter(names)
+    return [Endpoint(value, next(names), args.endpoint_timeout) if kind == "endpoint" else value
+            for kind, value in getattr(args, "sources", None) or []]
+
+
+def _partial_file(args) -> Path:
+    """Where a partial evaluation's answers go: --out, else a new file in the current folder."""
+    if args.out:
+        return Path(args.out)
+    return Path(f"clo-eval-partial-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+
+
 def cmd_eval(args) -> int:
     if args.lang:  # `--lang sw,yo --lang en` → sw, yo, en
         args.lang = [c.strip() for text in args.lang for c in text.split(",") if c.strip()]
     if args.out is not None:  # before any model loads: an evaluation can take a long time
         check_out(args.out)
-    if bool(args.responses) == bool(args.model):
-        raise DataError("give --model (generate answers) or --responses FILE (score existing answers), not both")
-    if bool(args.judge_url) != bool(args.judge_model) or (args.judge_url and len(args.model or []) < 2):
-        raise DataError("the judge needs --judge-url, --judge-model and two or more --model "
+    generating = bool(args.model or args.endpoint)
+    if bool(args.responses) == generating:
+        raise DataError("give --model / --endpoint (generate answers) or --responses FILE (score existing answers), "
+                        "not both")
+    if args.endpoint_model and not args.endpoint:
+        raise DataError("--endpoint-model needs --endpoint URL (the server that has it)")
+    sources = _eval_sources(args)
+    args.first_model = _model_label(sources[0]) if sources else None
+    if bool(args.judge_url) != bool(args.judge_model) or (args.judge_url and len(sources) < 2):
+        raise DataError("the judge needs --judge-url, --judge-model and two or more --model / --endpoint "
                         "(the first is the baseline)")
     if args.responses:
         codes = {get_language(l).code for l in args.lang or []}
@@ -369,10 +416,32 @@ def cmd_eval(args) -> int:
             model, tqdm(total=total, desc=model[-30:], unit="prompt", file=sys.stderr))
         bar.update(done - bar.n)
 
-    result = evaluate(args.model, prompts, options=opts, progress=progress)
+    result = evaluate(sources, prompts, options=opts, progress=progress)
     for bar in bars.values():
         bar.close()
+    if partial := result.get("partial"):
+        return _print_partial(args, result, partial)
     return _print_eval(args, lcb.rescore(result) if args.scoring == "lcb" else result)
+
+
+def _model_label(source) -> str:
+    return source if isinstance(source, str) else source.name
+
+
+def _print_partial(args, result: dict, partial: dict) -> int:
+    """An endpoint failed part-way: the answers received are written (--out, else a new file here) and scored,
+    marked partial; one message says what failed and what to do. Exit status 1."""
+    path = _partial_file(args)
+    write_jsonl(path, result["responses"])
+    args.out = None  # written above
+    args.judge_url = args.judge_model = None  # no verdicts over an incomplete set
+    if result["models"]:
+        _print_eval(args, lcb.rescore(result) if args.scoring == "lcb" else result)
+    skipped = f"; not evaluated: {', '.join(partial['not_evaluated'])}" if partial["not_evaluated"] else ""
+    say(f"error: {partial['error']}. The evaluation is partial: {partial['answered']} of {partial['prompts']} "
+        f"answers from {partial['model']}{skipped}. Every answer received is in {path} (rows marked partial; "
+        f"score them again with: clo eval --responses {path}).")
+    return 1
 
 
 def _print_eval(args, result: dict) -> int:
@@ -382,11 +451,12 @@ def _print_eval(args, result: dict) -> int:
     if args.judge_url or args.judge_model:
         from clo.workshop.judge import Judge, judge_responses  # the openai client, only for a judged evaluation
 
-        judged = judge_responses(result["responses"], args.model[0], Judge(args.judge_url, args.judge_model))
+        judged = judge_responses(result["responses"], args.first_model, Judge(args.judge_url, args.judge_model))
     if args.json:
         lcb_keys = {k: result[k] for k in ("overall", "lcb") if k in result}
         print(json.dumps({"scoring": args.scoring, "models": result["models"], "options": result["options"],
-                          **lcb_keys, **({"judge": judged} if judged else {})}, ensure_ascii=False))
+                          **lcb_keys, **({"judge": judged} if judged else {}),
+                          **({"partial": result["partial"]} if result.get("partial") else {})}, ensure_ascii=False))
         return 0
     for model, w in (judged or {}).get("models", {}).items():
         ci = w["win_rate_ci"]
@@ -519,7 +589,7 @@ def cmd_bench(args) -> int:
 
 
 def _all_commands() -> dict:
-    return {**COMMANDS, **DATA_COMMANDS, **WORKSHOP_COMMANDS, "bench": (_bench_parser, cmd_bench)}
+    return {**COMMANDS, **DATA_COMMANDS, **WORKSHOP_COMMANDS, **PAIR_COMMANDS, "bench": (_bench_parser, cmd_bench)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from clo.core.languages import get_language
 from clo.data.formats import DataError, parse_bytes, read_records
+from clo.evaluation.endpoint import Endpoint, EndpointClient, EndpointError, public_url
 from clo.evaluation.generate import GenerationOptions, generate_answers, get_model
 from clo.evaluation.metrics import score_responses
 from clo.runs.rundir import RunDir
@@ -37,40 +38,70 @@ def _is_run_dir(name: str) -> bool:
 
 def evaluate(models: list, prompts: list[dict], *, options: GenerationOptions | None = None, progress=None,
              write_run_eval: bool = True) -> dict:
-    """Generate and score. ``models``: names/run dirs/LoadedModels. ``prompts``: held-out records with ``lang``.
+    """Generate and score. ``models``: names/run dirs/LoadedModels, or :class:`~clo.evaluation.endpoint.Endpoint`
+    (a model served at a URL, scored the same way). ``prompts``: held-out records with ``lang``.
 
     Returns ``{"models": {model: {lang: summary}}, "details": {model: {lang: full score}},
     "responses": [{model, id, lang, prompt, response, reference, tokens, cut}], "options": {...}}``
-    (``cut``: the answer ran out of ``max_new_tokens``).
+    (``cut``: the answer ran out of ``max_new_tokens``). Every endpoint is checked before anything generates (an
+    :class:`~clo.evaluation.endpoint.EndpointError` if one cannot be used). An endpoint that fails part-way ends
+    the evaluation there: its answers received so far are scored and kept (their rows have ``"partial": true``),
+    and ``result["partial"]`` says ``{model, error, answered, prompts, not_evaluated}``.
     """
     opts = options or GenerationOptions()
     langs = sorted({p["lang"] for p in prompts})
     result = {"models": {}, "details": {}, "responses": [], "options": {
         "max_new_tokens": opts.max_new_tokens, "do_sample": opts.do_sample,
         "repetition_penalty": opts.repetition_penalty, "n_prompts": len(prompts), "langs": langs}}
-    for m in models:
-        name = m if isinstance(m, str) else getattr(m, "name", "model")
-        lm = get_model(m)
+    clients = {i: EndpointClient(m) for i, m in enumerate(models) if isinstance(m, Endpoint)}
+    for client in clients.values():
+        client.check()
+    for k, m in enumerate(models):
+        name = _model_name(m)
         t0 = time.perf_counter()
 
         def prog(done, total, _name=name):
             if progress:
                 progress(_name, done, total)
 
-        full = generate_answers(lm, [p["prompt"] for p in prompts], opts, progress=prog)
-        answers = [a.text for a in full]
+        texts = [p["prompt"] for p in prompts]
+        partial = None
+        if k in clients:
+            try:
+                full = clients[k].answers(texts, opts, progress=prog)
+            except EndpointError as e:
+                partial = {"model": name, "error": str(e), "answered": e.received, "prompts": len(prompts),
+                           "not_evaluated": [_model_name(x) for x in models[k + 1:]]}
+                full = e.answers or [None] * len(prompts)
+            result["options"].setdefault("endpoints", {})[name] = {
+                "url": public_url(m.url), "model": m.model, "notes": list(clients[k].notes)}
+        else:
+            full = generate_answers(get_model(m), texts, opts, progress=prog)
+        kept = [(p, a) for p, a in zip(prompts, full) if a is not None]
         gen_s = time.perf_counter() - t0
-        per_lang, details = _score_model(prompts, answers, langs)
-        result["models"][name] = per_lang
-        result["details"][name] = details
+        if kept:
+            per_lang, details = _score_model([p for p, _ in kept], [a.text for _, a in kept],
+                                             sorted({p["lang"] for p, _ in kept}))
+            result["models"][name] = per_lang
+            result["details"][name] = details
+            rows = [{"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"], "response": a.text,
+                     "reference": p.get("reference"), "tokens": a.tokens, "cut": a.cut,
+                     **({"partial": True} if partial else {})} for p, a in kept]
+            result["responses"] += _with_verdicts(rows, details)
         result["generation_seconds"] = {**result.get("generation_seconds", {}), name: round(gen_s, 1)}
-        rows = [{"model": name, "id": p.get("id"), "lang": p["lang"], "prompt": p["prompt"], "response": a.text,
-                 "reference": p.get("reference"), "tokens": a.tokens, "cut": a.cut} for p, a in zip(prompts, full)]
-        result["responses"] += _with_verdicts(rows, details)
+        if partial:
+            result["partial"] = partial
+            break
         if write_run_eval and isinstance(m, str) and _is_run_dir(m):
             RunDir(m).write_eval({"models": {name: per_lang}, "options": result["options"],
                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return result
+
+
+def _model_name(m) -> str:
+    if isinstance(m, Endpoint):
+        return m.name
+    return m if isinstance(m, str) else getattr(m, "name", "model")
 
 
 def _score_model(prompts: list[dict], answers: list[str], langs: list[str]) -> tuple[dict, dict]:
