@@ -482,3 +482,19 @@ def test_clo_arena_under_nohup_keeps_ignoring_sighup(tmp_path):
     finally:
         proc.terminate()  # and SIGTERM still ends both
         proc.wait(timeout=60)
+
+
+def test_clo_arena_says_where_it_serves_until_it_stops(tmp_path):
+    """`clo arena` registers its address, port and server in the Arena database (the host page's join link reads
+    it) and takes the entry back when it stops; bound to 127.0.0.1 it is marked as this machine's only."""
+    from clo.workshop.join import running_apps
+
+    proc, port = _start_arena(tmp_path, signal.SIG_DFL)
+    arena = Arena(tmp_path / "arena.sqlite")
+    try:
+        [app] = running_apps(arena.apps())
+        assert (app["host"], app["port"], app["local_only"]) == ("127.0.0.1", port, True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert arena.apps() == [] and running_apps([app]) == []

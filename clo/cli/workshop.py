@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,13 @@ def cmd_arena(args) -> int:
     forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731
     stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]  # no SIGHUP on Windows
     previous = {sig: signal.signal(sig, forward) for sig in stops if signal.getsignal(sig) is not signal.SIG_IGN}
+    # where it serves, for the host page's join link and QR code (the host page checks the server still answers)
+    try:
+        registry = Arena(args.db)
+        registry.register_app(args.host, args.port, server.pid)
+    except (ArenaError, OSError) as e:
+        registry = None
+        print(f"warning: the host page will not find this app's port ({e}); give it there by hand", file=sys.stderr)
     try:
         return server.wait()
     except KeyboardInterrupt:  # Ctrl-C reached the server as well (same process group): let it finish
@@ -116,6 +124,11 @@ def cmd_arena(args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if registry is not None:
+            try:
+                registry.unregister_app(args.host, args.port)
+            except (ArenaError, OSError, sqlite3.Error):
+                pass  # a stale entry is harmless: the host page lists only apps that answer
 
 
 WORKSHOP_COMMANDS = {

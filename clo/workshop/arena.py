@@ -22,8 +22,10 @@ the rows stay in the database.
     >>> arena.leaderboard(code)["models"]
 
 The database (WAL, one row per vote) lives at ``$CLO_HOME/arena.sqlite`` unless told otherwise; the host's
-app and the participants' app (``clo arena``) share it. An older database is migrated in place when opened
-(:data:`SCHEMA_VERSION`), keeping every vote.
+app and the participants' app (``clo arena``) share it: a round's settings the host changes (limits, showing the
+English version of each prompt) reach every participant from there, and ``clo arena`` records where it serves
+(:meth:`Arena.register_app`) so the host page can give the room the real join link. An older database is migrated
+in place when opened (:data:`SCHEMA_VERSION`), keeping every vote.
 """
 from __future__ import annotations
 
@@ -40,17 +42,19 @@ import statistics
 import time
 from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from clo.core.downloads import rows_to_csv
 from clo.core.paths import clo_home
+from clo.data.formats import DATA_DIR, read_records
 from clo.evaluation.generate import GenerationOptions, generate
 from clo.evaluation.metrics import wilson_interval
 from clo.models.registry import display_name
 
 __all__ = ["Arena", "VOTES", "REAL_LANG", "default_db", "bradley_terry", "leaderboard", "preference_pairs",
            "ArenaError", "ArenaLimit", "Limits", "OutlierRules", "COOKIE", "new_token", "valid_token",
-           "participant_id", "client_address", "SCHEMA_VERSION"]
+           "participant_id", "client_address", "SCHEMA_VERSION", "english_version"]
 
 VOTES = {"A": "A is better", "B": "B is better", "tie": "Tie", "both_bad": "Both are bad"}
 REAL_LANG = {"A": "A", "B": "B", "both": "both", "neither": "neither"}
@@ -61,12 +65,12 @@ COOKIE_DAYS = 30
 LOOPBACK = "localhost"  # the address of a participant on the host's own machine (Streamlit reports none)
 WINDOW_S = 60.0  # the rate limit's window
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS rounds (
     code TEXT PRIMARY KEY, created REAL NOT NULL, models TEXT NOT NULL, prompts TEXT NOT NULL,
     settings TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open', votes_per_minute INTEGER,
-    participants_per_address INTEGER)""",
+    participants_per_address INTEGER, show_english INTEGER NOT NULL DEFAULT 0)""",
     """CREATE TABLE IF NOT EXISTS answers (
     model TEXT NOT NULL, prompt TEXT NOT NULL, settings TEXT NOT NULL, answer TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (model, prompt, settings))""",
@@ -82,6 +86,9 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS exclusions (
     round TEXT NOT NULL, participant TEXT NOT NULL, time REAL NOT NULL, reason TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (round, participant))""",
+    """CREATE TABLE IF NOT EXISTS apps (
+    host TEXT NOT NULL, port INTEGER NOT NULL, pid INTEGER NOT NULL, started REAL NOT NULL,
+    PRIMARY KEY (host, port))""",
 ]
 # version 1 (no user_version): a vote's voter was a tab session (column `session`), no address, no exclusions
 MIGRATE_1_TO_2 = {
@@ -91,6 +98,8 @@ MIGRATE_1_TO_2 = {
     "rounds": ["ALTER TABLE rounds ADD COLUMN votes_per_minute INTEGER",
                "ALTER TABLE rounds ADD COLUMN participants_per_address INTEGER"],
 }
+# version 2: no per-round English toggle, no record of where `clo arena` serves (the table `apps` is created)
+MIGRATE_2_TO_3 = {"rounds": ("show_english", "ALTER TABLE rounds ADD COLUMN show_english INTEGER NOT NULL DEFAULT 0")}
 
 
 class ArenaError(ValueError):
@@ -156,6 +165,42 @@ def client_address(ip: str | None) -> str:
     """The address a vote counts against: Streamlit's ``st.context.ip_address``, which is ``None`` for a browser on
     the host's own machine (127.0.0.1 or ::1): those count as :data:`LOOPBACK` (so does anything not a string)."""
     return ip.strip() if isinstance(ip, str) and ip.strip() else LOOPBACK
+
+
+@lru_cache(maxsize=1)
+def _heldout_english() -> dict[tuple[str, str], str]:
+    """(language, held-out prompt) → the English prompt of the same id: the bundled held-out set is parallel
+    (assets/data/heldout/<lang>.jsonl, the same ids in every language)."""
+    folder = DATA_DIR / "heldout"
+    try:
+        english = {r["id"]: r["prompt"] for r in read_records(folder / "en.jsonl")}
+    except (OSError, ValueError, KeyError):
+        return {}
+    out = {}
+    for path in folder.glob("*.jsonl"):
+        if path.stem == "en":
+            continue
+        try:
+            rows = read_records(path)
+        except (OSError, ValueError):
+            continue
+        out.update({(path.stem, r["prompt"].strip()): english[r["id"]] for r in rows
+                    if r.get("id") in english and isinstance(r.get("prompt"), str)})
+    return out
+
+
+def english_version(prompt: dict) -> str | None:
+    """The English version of a prompt ``{lang, prompt[, prompt_en]}``: its own ``prompt_en`` (an uploaded file
+    may carry one), else the parallel English of the bundled held-out set when the prompt is one of its prompts
+    (matched by language and text, so a typed or uploaded copy finds it too); ``None`` for an English prompt or
+    one without a parallel."""
+    lang = str(prompt.get("lang") or "").strip()
+    if lang == "en":
+        return None
+    own = prompt.get("prompt_en")
+    if isinstance(own, str) and own.strip():
+        return own.strip()
+    return _heldout_english().get((lang, str(prompt.get("prompt") or "").strip()))
 
 
 def _pair(a: str, b: str) -> str:
@@ -227,6 +272,10 @@ class Arena:
                     if cols and not ({"participant", "votes_per_minute"} & cols):  # a version-1 table
                         for step in steps:
                             db.execute(step)
+                for table, (column, step) in MIGRATE_2_TO_3.items():
+                    cols = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+                    if cols and column not in cols:
+                        db.execute(step)
                 for stmt in SCHEMA:
                     db.execute(stmt)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -269,14 +318,16 @@ class Arena:
     def create_round(self, models: list[str], prompts: list[dict], opts: GenerationOptions | None = None,
                      progress=None, generate_fn=generate, code: str | None = None,
                      limits: Limits | None = None) -> str:
-        """Generate (or reuse) every answer, then open a round; returns its code."""
+        """Generate (or reuse) every answer, then open a round; returns its code. Each prompt keeps its English
+        version where there is one (:func:`english_version`), for the host to show participants."""
         models = list(dict.fromkeys(str(m) for m in models))
         if len(models) < 2:
             raise ArenaError("An Arena round needs at least two different models.")
         labels = [display_name(m) for m in models]
         if len(set(labels)) < len(labels):
             raise ArenaError("Two of the models would be revealed under the same name; pick differently named ones.")
-        prompts = [{"id": str(p.get("id") or i), "lang": p.get("lang"), "prompt": p["prompt"]}
+        prompts = [{"id": str(p.get("id") or i), "lang": p.get("lang"), "prompt": p["prompt"],
+                    "prompt_en": english_version(p)}
                    for i, p in enumerate(prompts) if str(p.get("prompt") or "").strip()]
         if not prompts:
             raise ArenaError("An Arena round needs at least one prompt.")
@@ -306,7 +357,7 @@ class Arena:
             raise ArenaError(f"There is no round {code!r}.")
         return {"code": r["code"], "created": r["created"], "models": json.loads(r["models"]),
                 "prompts": json.loads(r["prompts"]), "settings": json.loads(r["settings"]), "state": r["state"],
-                "limits": self._limits(r)}
+                "limits": self._limits(r), "show_english": bool(r["show_english"])}
 
     @staticmethod
     def _limits(row) -> Limits:
@@ -326,6 +377,31 @@ class Arena:
     def set_state(self, code: str, state: str) -> None:
         with closing(self._connect()) as db, db:
             db.execute("UPDATE rounds SET state = ? WHERE code = ?", (state, code))
+
+    def set_show_english(self, code: str, show: bool) -> None:
+        """Whether participants see each prompt's English version (where it has one) under it; every participant's
+        page follows from its next run (a vote, the next pair, a reload)."""
+        code = self.round(code)["code"]
+        with closing(self._connect()) as db, db:
+            db.execute("UPDATE rounds SET show_english = ? WHERE code = ?", (int(bool(show)), code))
+
+    # -- where the participants' app serves ---------------------------------------------------------------------
+
+    def register_app(self, host: str, port: int, pid: int) -> None:
+        """``clo arena`` says where it serves (the address it binds, its port, the server's process id), so that the
+        host page can give the room the real join link."""
+        with closing(self._connect()) as db, db:
+            db.execute("INSERT OR REPLACE INTO apps VALUES (?, ?, ?, ?)", (host, int(port), int(pid), time.time()))
+
+    def unregister_app(self, host: str, port: int) -> None:
+        with closing(self._connect()) as db, db:
+            db.execute("DELETE FROM apps WHERE host = ? AND port = ?", (host, int(port)))
+
+    def apps(self) -> list[dict]:
+        """Every participants' app ``clo arena`` registered, newest first: ``{host, port, pid, started}`` (one that
+        died without unregistering stays listed; ``clo.workshop.join.running_apps`` keeps the live ones)."""
+        with closing(self._connect()) as db:
+            return [dict(r) for r in db.execute("SELECT host, port, pid, started FROM apps ORDER BY started DESC")]
 
     def limits(self, code: str) -> Limits:
         return self.round(code)["limits"]
@@ -370,8 +446,8 @@ class Arena:
             a, b = b, a
         answers = self._answer_map(rnd)
         return {"round": rnd["code"], "prompt_id": p["id"], "lang": p.get("lang"), "prompt": p["prompt"],
-                "model_a": a, "model_b": b, "answer_a": answers.get((a, p["prompt"]), ""),
-                "answer_b": answers.get((b, p["prompt"]), "")}
+                "prompt_en": p.get("prompt_en"), "model_a": a, "model_b": b,
+                "answer_a": answers.get((a, p["prompt"]), ""), "answer_b": answers.get((b, p["prompt"]), "")}
 
     def _cap_message(self, db, code: str, participant: str, address: str, limits: Limits) -> str | None:
         known = db.execute("SELECT 1 FROM votes WHERE round = ? AND participant = ? AND voter = 'human' LIMIT 1",
