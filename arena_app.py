@@ -81,7 +81,7 @@ if not code:
         st.rerun()
     done()
 try:
-    arena.round(code)
+    rnd = arena.round(code)  # read on every run: the host's settings (the English toggle) reach the next run
 except ArenaError:
     st.error(f"There is no round {code!r}. Check the code with the host.")
     ss.pop("arena_code", None)
@@ -119,9 +119,17 @@ def next_pair() -> None:
     ss["arena_matchup"] = arena.next_matchup(code, me)
 
 
-st.caption(f"Round {code} · which answer is better?" + (f" The question is in {language}." if language else ""))
+if language and m["lang"] != "en":
+    st.markdown(f"**Which answer is better in {language}?** A good answer is written in {language} — not in English "
+                f"or another language — and answers the prompt well: right, clear, to the point.")
+else:
+    st.markdown(f"**Which answer is better{f' in {language}' if language else ''}?** A good answer answers the prompt "
+                "well: right, clear, to the point.")
+st.caption(f"Round {code} · the models' names appear after your vote.")
 st.markdown("**Prompt**")
 st.info(m["prompt"])
+if rnd["show_english"] and m.get("prompt_en"):
+    st.caption(f"In English: {m['prompt_en']}")
 ca, cb = st.columns(2)
 voted = ss.get("arena_voted")
 for col, side in ((ca, "a"), (cb, "b")):

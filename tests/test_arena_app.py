@@ -173,3 +173,120 @@ def test_host_excludes_a_participant_and_sets_the_limits(app, round_code):
     app.multiselect(key=f"ar_people_{code}").set_value(["s1"]).run()
     app.button(key="ar_include").click().run()
     assert arena.summary(code)["excluded_participants"] == 0
+
+
+@pytest.fixture()
+def heldout_round(tmp_path, monkeypatch, three_models):
+    """A round on two tiny models over two held-out Swahili prompts (which have an English parallel)."""
+    from clo.data.formats import load_prompts
+
+    db = tmp_path / "arena.sqlite"
+    monkeypatch.setenv("CLO_ARENA_DB", str(db))
+    opts = GenerationOptions(max_new_tokens=6, extra={"min_new_tokens": 6})
+    return Arena(db).create_round(three_models[:2], load_prompts("demo", ["sw"], per_lang=2), opts), Arena(db)
+
+
+def test_the_host_shows_participants_the_english_version_and_the_page_says_what_to_judge(app, heldout_round):
+    from clo.data.formats import load_prompts
+
+    code, arena = heldout_round
+    english = {r["id"]: r["prompt"] for r in load_prompts("demo", ["en"], per_lang=2)}
+    assert [p["prompt_en"] for p in arena.round(code)["prompts"]] == list(english.values())
+    voter = participant(code)
+    page = everything(voter)
+    assert "Which answer is better in Swahili?" in page and "written in Swahili" in page
+    assert "In English:" not in page  # off until the host turns it on
+
+    app.run()
+    app.switch_page("app_pages/arena.py").run()
+    assert not app.exception, app.exception
+    assert "2 of 2 prompt(s) of this round have an English version" in everything(app)
+    app.toggle(key=f"ar_en_{code}").set_value(True).run()
+    assert arena.round(code)["show_english"] is True  # stored in the round: every participant follows it
+    prompt = voter.session_state["arena_matchup"]["prompt_id"]
+    voter.button(key="arena_vote_A").click().run()  # the participant's next run shows it
+    assert f"In English: {english[prompt]}" in everything(voter)
+    other = participant(code)  # and so does another participant's page
+    assert f"In English: {english[other.session_state['arena_matchup']['prompt_id']]}" in everything(other)
+    app.toggle(key=f"ar_en_{code}").set_value(False).run()
+    assert arena.round(code)["show_english"] is False
+    assert "In English:" not in everything(other.run())
+
+
+def test_typed_prompts_have_an_english_version_only_when_they_are_held_out_ones():
+    from clo.workshop.arena import english_version
+
+    held = "Unaweza kueleza kinachotokea volkano inapolipuka?"
+    english = "Can you explain what happens when a volcano erupts?"
+    assert english_version({"lang": "sw", "prompt": f" {held} "}) == english
+    assert english_version({"lang": "sw", "prompt": "Habari za asubuhi?"}) is None
+    assert english_version({"lang": "en", "prompt": english}) is None
+    assert english_version({"lang": "sw", "prompt": "Jua?", "prompt_en": "Sun?"}) == "Sun?"  # an uploaded column
+
+
+def test_the_join_link_has_this_machines_address_and_the_running_apps_port(app, round_code):
+    """`clo arena` registers where it serves; the host page's join link names a real address of this machine and
+    that port (an app that no longer answers is not used), with a QR code of the link."""
+    import os
+    import socket
+
+    from clo.workshop.join import join_url, machine_addresses, qr_png
+
+    code, arena = round_code
+    app.run()
+    app.switch_page("app_pages/arena.py").run()
+    assert "The participants' app is not running here" in everything(app)
+    assert app.number_input(key="ar_port").value == 8502
+    with socket.socket() as listener:  # a server that answers, as `clo arena` registers it
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        arena.register_app("0.0.0.0", port, os.getpid())
+        arena.register_app("0.0.0.0", 1, 999_999_999)  # gone without unregistering: not used
+        app.run()
+        assert not app.exception, app.exception
+        address = (machine_addresses() or ["127.0.0.1"])[0]
+        url = join_url(address, port, code)
+        assert f"Join: `{url}`" in everything(app) and f"serving on port {port}, on every address" in everything(app)
+        assert address not in ("127.0.0.1", "localhost") or not machine_addresses()
+        [image] = app.image
+        assert image.captions == [f"Round {code}"]
+        assert qr_png(url)  # the page's image is this PNG: tests/test_browser.py decodes the one it serves
+        arena.unregister_app("0.0.0.0", port)
+        arena.register_app("127.0.0.1", port, os.getpid())
+        app.run()
+        assert "only this machine can open it" in everything(app)
+
+
+def test_a_qr_code_decodes_back_to_its_join_link():
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    from clo.workshop.join import join_url, qr_png
+
+    url = join_url("192.168.1.20", 8502, "k7qm")
+    assert url == "http://192.168.1.20:8502/?round=K7QM"
+    [found] = zxingcpp.read_barcodes(Image.open(io.BytesIO(qr_png(url))))
+    assert found.text == url and found.format == zxingcpp.BarcodeFormat.QRCode
+    assert join_url("fe80::1", 8502, "AB12") == "http://[fe80::1]:8502/?round=AB12"
+
+
+def test_the_host_page_starts_with_base_and_the_newest_run_and_no_cell_reads_none(app, round_code, tiny_model,
+                                                                                   xl_file, tmp_path):
+    """The model picker starts as Compare's does (one function, clo.runs.catalog.default_picks); with no vote the
+    win rate says so instead of "None"."""
+    from clo.core.spec import TrainSpec
+    from clo.training.run import run_training
+
+    code, arena = round_code
+    run = run_training(TrainSpec(model=str(tiny_model), data=str(xl_file), lang="sw", max_steps=1, batch_size=2),
+                       tmp_path / "runs" / "tuned")
+    app.run()
+    app.switch_page("app_pages/arena.py").run()
+    assert not app.exception, app.exception
+    assert app.multiselect(key="ar_models").value == [str(tiny_model), str(run.run_dir)]
+    table = app.dataframe[0].value
+    assert list(table["win rate"]) == ["no votes yet"] * 3 and list(table["real language"]) == ["—"] * 3
+    assert "None" not in table.astype(str).to_numpy().ravel().tolist()
