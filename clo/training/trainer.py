@@ -108,11 +108,13 @@ class CLOTrainer(DPOTrainer):
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
+        # several target languages: batches stratified by language (each in proportion, from the first step)
+        groups = list(ds["lang_id"]) if len(self.args.lang_codes) > 1 and "lang_id" in ds.column_names else None
         if self.args.train_sampling_strategy != "group_by_length":
-            self._pair_sampler = PairSampler(len(ds), self.args.seed)
+            self._pair_sampler = PairSampler(len(ds), self.args.seed, groups=groups)
         else:
             self._pair_sampler = PairSampler(len(ds), self.args.seed, row_lengths(ds),
-                                             self.args.per_device_train_batch_size // 2)
+                                             self.args.per_device_train_batch_size // 2, groups=groups)
         return self._pair_sampler
 
     def _run_epoch(self, model, epoch, *args, **kwargs):
