@@ -63,7 +63,12 @@ def add_served_model() -> None:
         state = "is set" if has_key() else "is not set: fine for a server without a key"
         st.caption(f"The key comes only from the environment variable `{ENDPOINT_KEY_ENV}` of the app's process "
                    f"(now it {state}). It is never asked for here, shown or saved.")
-        if st.button("Add", key="cmp_ep_add", icon=":material/add:", disabled=not (url and name)):
+        # never greyed: a click on it is what commits a URL just typed (as the Answer button)
+        if st.button("Add", key="cmp_ep_add", icon=":material/add:"):
+            if not (url and name):
+                st.warning("Give the endpoint's URL and the model's name there, then press **Add**.",
+                           icon=":material/edit:")
+                return
             try:
                 ep = Endpoint(url, name)
                 EndpointClient(ep).check()

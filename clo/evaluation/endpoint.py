@@ -212,6 +212,11 @@ class EndpointClient:
             return f"the endpoint {where} refused the request ({status}: {msg})"
         return f"the endpoint {where} failed ({status}: {msg}): see the server's log, then run again"
 
+    def _cut_off(self, text: str, pieces: int, why: str) -> EndpointError:
+        cut = clean_answer(text)
+        return EndpointError(f"the endpoint {self.where} stopped in the middle of an answer ({why}): check that the "
+                             "server is still running, then ask again", [Answer(cut, pieces, True)] if cut else [])
+
     def check(self) -> None:
         """Before any generation: the server answers, takes the key, and (where it lists its models) has this
         one. A server without ``GET /models`` passes."""
@@ -322,13 +327,12 @@ class EndpointClient:
                 if shown != text.strip():  # a base model started a new turn: stop reading
                     break
         except (self.openai.APIError, OSError) as e:
-            cut = clean_answer(text)
-            raise EndpointError(f"the endpoint {self.where} stopped in the middle of an answer ({_cause(e)}): check "
-                                "that the server is still running, then ask again",
-                                [Answer(cut, pieces, True)] if cut else []) from None
+            raise self._cut_off(text, pieces, _cause(e)) from None
         finally:
             close = getattr(chunks, "close", None)
             if close:
                 close()
         shown = clean_answer(text)
+        if finish is None and shown == text.strip():  # the stream ended with no reason: the server went away
+            raise self._cut_off(text, pieces, "the stream ended without a finish_reason")
         return Answer(shown, int(tokens or pieces), finish == "length" and shown == text.strip())
