@@ -393,7 +393,8 @@ def test_fsdp_saves_a_whole_model_and_resumes_after_a_kill(setup, clo_run):
 
 def test_two_processes_several_target_languages(setup):
     """`--lang sw,yo` on two ranks: every (sample, language) once per epoch, on one rank only, both directions
-    of it in one micro-batch, languages mixed; per-language margins logged once per step. With shared prompts
+    of it in one micro-batch, every micro-batch one unit of each language (stratified: 8 and 8 units); both
+    per-language margins logged at every step. With shared prompts
     (each pair one masked sequence) under DDP: step 1's log-probs equal the reference pass's."""
     from clo.runs.rundir import RunDir
 
@@ -411,8 +412,12 @@ def test_two_processes_several_target_languages(setup):
                 units.setdefault(s, set()).add(lang)
     assert all(len(v) == 1 for v in units.values())  # both rows of a unit carry its one language
     assert sorted(next(iter(v)) for v in units.values()) == [0] * N + [1] * N  # units 0..7 sw, 8..15 yo
+    for r in (0, 1):
+        for b in _events(dbg[r], "batch"):
+            langs = {s: lang for s, lang in zip(b["samples"], b["lang_id"])}
+            assert sorted(langs.values()) == [0, 1], b  # one Swahili and one Yoruba unit in each micro-batch
     rows = RunDir(run).metrics()
-    assert all("margin_sw" in r or "margin_yo" in r for r in rows)
+    assert all("margin_sw" in r and "margin_yo" in r for r in rows), rows
     assert RunDir(run).config()["lang"] == "sw,yo" and RunDir(run).config()["share_prompts"] is True
     assert rows[0]["rewards_chosen"] == pytest.approx(0, abs=1e-4)
     assert rows[0]["rewards_rejected"] == pytest.approx(0, abs=1e-4)
