@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from clo.bench import suite as bench_suite
 from clo.cli.data import DATA_COMMANDS, check_out
+from clo.cli.export import EXPORT_COMMANDS
 from clo.cli.pair import PAIR_COMMANDS
 from clo.cli.signals import aborted, say, stop_on_signals
 from clo.cli.workshop import WORKSHOP_COMMANDS
@@ -589,7 +590,8 @@ def cmd_bench(args) -> int:
 
 
 def _all_commands() -> dict:
-    return {**COMMANDS, **DATA_COMMANDS, **WORKSHOP_COMMANDS, **PAIR_COMMANDS, "bench": (_bench_parser, cmd_bench)}
+    return {**COMMANDS, **DATA_COMMANDS, **WORKSHOP_COMMANDS, **PAIR_COMMANDS, **EXPORT_COMMANDS,
+            "bench": (_bench_parser, cmd_bench)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 
 from clo.models.chat import TURN_MARKERS, format_prompt
+from clo.models.chat import stop_token_ids as _stop_ids
 from clo.models.load import LoadedModel, load_model
 
 __all__ = ["GenerationOptions", "Answer", "generate", "generate_answers", "stream", "get_model"]
@@ -46,14 +47,6 @@ class GenerationOptions:
         kw.update(self.extra)
         return kw
 
-
-def _stop_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    for tok in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>"):
-        tid = tokenizer.convert_tokens_to_ids(tok) if tok in tokenizer.get_vocab() else None
-        if tid is not None:
-            ids.add(tid)
-    return sorted(i for i in ids if i is not None)
 
 
 def get_model(model) -> LoadedModel:

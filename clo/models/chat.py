@@ -15,7 +15,7 @@ from clo.core.spec import SYSTEM_PROMPTS
 log = logging.getLogger(__name__)
 
 __all__ = ["ensure_chat_template", "format_prompt", "PLAIN_CHAT_TEMPLATE", "default_system_prompt_tokens",
-           "set_system_prompt"]
+           "set_system_prompt", "stop_token_ids", "END_OF_TURN_TOKENS"]
 
 # Fallback for tokenizers without a chat template (base models such as Gemma-3-270M):
 #
@@ -34,6 +34,18 @@ PLAIN_CHAT_TEMPLATE = (
 )
 # Where a base model invents the next turn, generated text is cut at these markers.
 TURN_MARKERS = ("\nUser:", "\nAssistant:")
+# End-of-turn tokens of the chat formats CLO Studio meets (ChatML, Gemma, Llama 3); generation stops at any of them.
+END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>")
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """The ids generation stops at: the tokenizer's end of sequence and every :data:`END_OF_TURN_TOKENS` it has."""
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for tok in END_OF_TURN_TOKENS:
+        if tok in vocab:
+            ids.add(tokenizer.convert_tokens_to_ids(tok))
+    return sorted(i for i in ids if i is not None)
 
 
 def ensure_chat_template(tokenizer) -> bool:
