@@ -20,6 +20,7 @@ page = st.navigation([
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
     st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("app_pages/pair.py", title="Inside a pair", icon=":material/balance:"),
     st.Page("app_pages/arena.py", title="Arena", icon=":material/how_to_vote:"),
 ])
 sidebar()
