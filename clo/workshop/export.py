@@ -80,8 +80,14 @@ class ExportResult:
 
 
 def default_export_dir(run: RunDir) -> Path:
-    """Where the app suggests exporting a run: ``<run>/export``."""
-    return run.path / "export"
+    """Where the app suggests exporting a run: ``~/clo-exports/<run id>`` (outside the run, so that deleting the run
+    keeps it), or ``<run id>-2``, ``-3``… when that is taken."""
+    base = Path("~/clo-exports").expanduser() / run.id
+    path, n = base, 1
+    while path.exists() and (not path.is_dir() or any(path.iterdir())):
+        n += 1
+        path = base.with_name(f"{run.id}-{n}")
+    return path
 
 
 # -- which run, which model --------------------------------------------------------------------------------------
@@ -163,7 +169,7 @@ def export_run(run, out, *, gguf: str | None = None, verify_prompts: list[dict] 
         raise ExportError(f"{out} already exists and is not an empty folder; choose a new one (an export never "
                           "overwrites anything).")
     if run.path.resolve() in out.parents and out.parent != run.path.resolve():
-        raise ExportError(f"{out} is inside the run's own files; use {default_export_dir(run)} or a folder "
+        raise ExportError(f"{out} is inside the run's own files; use {default_export_dir(run)} or another folder "
                           "outside the run.")
     source = _gguf_source(spec.model) if gguf else None
 
