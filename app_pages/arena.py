@@ -113,7 +113,7 @@ def join_panel(code: str) -> None:
     apps = running_apps(arena.apps())
     addresses = machine_addresses()
     with st.container(border=True):
-        left, right = st.columns([1, 2], vertical_alignment="center")
+        left, right = st.columns([2, 3], vertical_alignment="center")
         with right:
             if apps:
                 app = apps[0]
@@ -146,7 +146,7 @@ def join_panel(code: str) -> None:
                 st.caption("Other addresses of this machine: "
                            + ", ".join(f"`{join_url(a, port, code)}`" for a in addresses if a != address))
         with left:
-            st.image(qr_png(url), width=280, caption=f"Round {code}")
+            st.image(qr_png(url), width="stretch", caption=f"Round {code}")  # as large as its column
 
 
 join_panel(code)
@@ -186,7 +186,7 @@ def board(code: str) -> None:
         if "bt" in r:
             row["Bradley–Terry"] = f"{r['bt']:.0f} ({r['bt_ci'][0]:.0f}–{r['bt_ci'][1]:.0f})"
         rows.append(row)
-    st.dataframe(rows, hide_index=True)
+    st.table(rows, hide_index=True)  # a few rows: a plain table wraps its text at any width (a projector, 1024 px)
     if res.get("judge_agreement", {}).get("n"):
         a = res["judge_agreement"]
         st.caption(f"The LLM judge agrees with {a['agreement']:.0%} of {a['n']} human votes "
@@ -223,7 +223,7 @@ def voters(code: str) -> None:
              "A · B · tie · both bad": " · ".join(str(p["choices"][k]) for k in VOTES),
              "flags": "; ".join(p["flags"]) or "—", "excluded": "yes" if p["excluded"] else "no"} for p in people]
     if rows:
-        st.dataframe(rows, hide_index=True, column_config={"flags": st.column_config.TextColumn(width="large")})
+        st.table(rows, hide_index=True)  # wraps long flags instead of hiding columns behind a scroll bar
     else:
         st.caption("No participant has voted yet.")
     by_id = {p["participant"]: p for p in people}

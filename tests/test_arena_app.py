@@ -106,7 +106,7 @@ def test_host_page_shows_the_leaderboard_and_exports(app, round_code, three_mode
     app.switch_page("app_pages/arena.py").run()
     assert not app.exception, app.exception
     assert any(str(mt.value) == "18" for mt in app.metric)  # 3 sessions × 2 prompts × 3 pairs
-    table = app.dataframe[0].value
+    table = app.table[0].value
     assert len(table) == 3 and "Bradley–Terry" in table.columns
     assert "a tiny model's verdicts mean nothing" in everything(app)
 
@@ -149,7 +149,7 @@ def test_host_excludes_a_participant_and_sets_the_limits(app, round_code):
     assert not app.exception, app.exception
     metrics = {mt.label: str(mt.value) for mt in app.metric}
     assert metrics == {"Votes": "18", "Participants": "3", "Excluded": "0"}
-    people = app.dataframe[1].value
+    people = app.table[1].value
     assert list(people["votes"]) == [6, 6, 6] and set(people["address"]) == {"10.0.0.5"}
     assert any("always “B is better”" in f for f in people["flags"])  # six votes, all B
 
@@ -287,6 +287,6 @@ def test_the_host_page_starts_with_base_and_the_newest_run_and_no_cell_reads_non
     app.switch_page("app_pages/arena.py").run()
     assert not app.exception, app.exception
     assert app.multiselect(key="ar_models").value == [str(tiny_model), str(run.run_dir)]
-    table = app.dataframe[0].value
+    table = app.table[0].value
     assert list(table["win rate"]) == ["no votes yet"] * 3 and list(table["real language"]) == ["—"] * 3
     assert "None" not in table.astype(str).to_numpy().ravel().tolist()

@@ -22,13 +22,33 @@ SERVER_LOGS = {}  # app URL → the log of its Streamlit server
 STEPS = 60  # enough steps for the chart to be seen growing between two 1.5 s refreshes, even on a fast machine
 
 
+def arena_round(db, models: list[str]) -> str:
+    """An Arena round on three models with votes: one participant always chose A (a flag), two voted on every pair
+    (the leaderboard and the participants table at their widest: Bradley–Terry, intervals, flags)."""
+    from clo.evaluation.generate import GenerationOptions
+    from clo.workshop.arena import Arena
+
+    arena = Arena(db)
+    prompts = [{"id": "1", "lang": "sw", "prompt": "Habari za asubuhi?"}, {"id": "2", "lang": "sw", "prompt": "Jua?"}]
+    code = arena.create_round(models, prompts, GenerationOptions(max_new_tokens=6, extra={"min_new_tokens": 6}))
+    for who, choices in (("always-a", "AAAAAA"), ("mixed", "ABtABb"), ("third", "BBAtAb")):
+        for c in choices:
+            m = arena.next_matchup(code, who)
+            arena.record_vote(code, who, m, {"t": "tie", "b": "both_bad"}.get(c, c), "A", address="192.168.1.23")
+    return code
+
+
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory, tiny_model):
+def app_url(tmp_path_factory, tiny_model, tiny_gpt2):
+    from clo.core.testing import make_tiny_model
+
     tmp = tmp_path_factory.mktemp("browser")
     port = free_port()
+    qwen = make_tiny_model(tmp / "tiny-qwen2", "qwen2")
+    arena_round(tmp / "arena.sqlite", [str(tiny_model), str(tiny_gpt2), str(qwen)])
     env = {**os.environ, "CLO_RUNS": str(tmp / "runs"), "CLO_HOME": os.environ["CLO_HOME"],
            "CLO_MODEL": str(tiny_model), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT), "CLO_ARENA_DB": str(tmp / "arena.sqlite")}
     proc = start_streamlit([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                             "--server.headless", "true", "--server.fileWatcherType", "none",
                             "--browser.gatherUsageStats", "false"], env, tmp / "streamlit.log", port, timeout_s=60)
@@ -253,6 +273,12 @@ TABLE_CLIPPED_JS = """() => [...document.querySelectorAll('[data-testid=stMain] 
   .filter(([df, s]) => s && s.scrollWidth > s.clientWidth + 1)
   .map(([df, s]) => `table with columns ${[...df.querySelectorAll('th')].map(t => t.innerText).join(', ')} `
                     + `(${s.scrollWidth} > ${s.clientWidth} px)`)"""
+# An image wider than the column it sits in (it would cover the column beside it: the Arena's QR code).
+OVERFLOW_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [data-testid=stColumn] img')]
+  .map(img => [img, img.closest('[data-testid=stColumn]')])
+  .filter(([img, col]) => img.getBoundingClientRect().right > col.getBoundingClientRect().right + 1)
+  .map(([img, col]) => `an image overflows its column (${Math.round(img.getBoundingClientRect().width)} px in `
+                       + `${Math.round(col.getBoundingClientRect().width)} px)`)"""
 # Cells of st.dataframe are drawn on a canvas; its grid also renders them as an accessible table (role=gridcell).
 NONE_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [role=gridcell], [data-testid=stMain] td, '
                   + '[data-testid=stMain] p, [data-testid=stMain] span')]
@@ -261,8 +287,9 @@ NONE_JS = """() => [...document.querySelectorAll('[data-testid=stMain] [role=gri
 
 
 def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
-    """At 1024 and 1440 px, on every page (with the run the walk above trained): no label, value or badge is cut
-    off, and no table cell says "None". Run after the walk, which leaves a run for Runs and Compare."""
+    """At 1024 and 1440 px, on every page (with the run the walk above trained, and an Arena round with votes): no
+    label, value or badge is cut off — the Arena's leaderboard, participants table and export buttons included — and
+    no table cell says "None". Run after the walk, which leaves a run for Runs and Compare."""
     from playwright.sync_api import expect
 
     pg = page
@@ -270,7 +297,7 @@ def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
     for width in (1024, 1440):
         pg.set_viewport_size({"width": width, "height": 900})
         for path, heading in (("", "CLO Studio"), ("data", "Data"), ("train", "Train"), ("compare", "Compare"),
-                              ("runs", "Runs")):
+                              ("runs", "Runs"), ("arena", "Arena")):
             pg.goto(f"{app_url}/{path}")
             wait_drawn(pg)
             expect(pg.get_by_role("heading", name=heading, exact=True)).to_be_visible()
@@ -284,6 +311,9 @@ def test_nothing_is_cut_off_and_no_cell_reads_none(page, app_url):
                     rerun_by(pg, views.get_by_text(name, exact=True).click)
                     pg.wait_for_timeout(500)
                     problems += [f"{width} px /runs ({name}): cut off: {c}" for c in pg.evaluate(TABLE_CLIPPED_JS)]
+            if path == "arena":  # the round's votes are on the page: the live leaderboard has drawn them
+                expect(pg.get_by_role("button", name="Preference pairs (14, JSONL)")).to_be_visible()
+                problems += [f"{width} px /arena: {c}" for c in pg.evaluate(OVERFLOW_JS)]
             if width == 1024:
                 shot(pg, f"narrow-{path or 'overview'}")
     assert not problems, "\n".join(problems)
