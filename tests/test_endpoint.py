@@ -5,6 +5,7 @@ clear message and keeps the answers received; the key never reaches an output.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -133,7 +134,7 @@ class Faulty:
     """A real HTTP server (http.server, a thread) speaking enough of the OpenAI API; ``mode`` picks its fault."""
 
     def __init__(self):
-        self.mode, self.after, self.calls, self.bodies = "ok", 0, 0, []
+        self.mode, self.after, self.calls, self.bodies, self.keys = "ok", 0, 0, [], set()
         self.lock = threading.Lock()
         outer = self
 
@@ -167,6 +168,7 @@ class Faulty:
                     outer.calls += 1
                     n = outer.calls
                     outer.bodies.append(body)
+                    outer.keys.add(self._key())
                 mode = outer.mode
                 if mode == "500" and n > outer.after:
                     return self._json(500, {"error": {"message": "CUDA out of memory", "type": "server_error"}})
@@ -341,11 +343,25 @@ def test_a_stream_cut_mid_answer_keeps_its_text(faulty):
     assert e.value.answers[0].text == seen[-1] == "Ndiyo, habari njema"
 
 
-def test_the_key_is_read_from_the_environment_only(faulty, monkeypatch):
+def test_the_key_reaches_no_log_even_at_debug_level(faulty, tmp_path, monkeypatch, capsys, caplog):
+    """The key is sent (the server sees it) but no logger writes it, not even the HTTP libraries at DEBUG."""
     monkeypatch.setenv(ENDPOINT_KEY_ENV, KEY)
+    for name in (None, "openai", "httpx", "httpcore", "httpx2", "httpcore2"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    seen = []
+    faulty.mode = "ok"
+    assert main(["-v", "eval", "--endpoint", faulty.url, "--endpoint-model", "m", "--prompts",
+                 str(_prompts_file(tmp_path / "p.jsonl")), "--json"]) == 0
+    seen.append(capsys.readouterr())
+    faulty.mode = "wrong-key"
+    assert main(["-v", "eval", "--endpoint", faulty.url, "--endpoint-model", "m", "--prompts",
+                 str(tmp_path / "p.jsonl")]) == 2
+    seen.append(capsys.readouterr())
+    assert faulty.keys == {KEY}  # sent as the bearer token
+    assert caplog.records and KEY not in caplog.text
+    assert not [s for s in seen if KEY in s.out + s.err]
     ep = Endpoint(faulty.url, "m")
-    assert KEY not in repr(ep) and KEY not in json.dumps(ep.__dict__)
-    assert os.environ[ENDPOINT_KEY_ENV] == KEY
+    assert KEY not in repr(ep) and os.environ[ENDPOINT_KEY_ENV] == KEY
 
 
 # -- the Compare page ---------------------------------------------------------------------------------------------
