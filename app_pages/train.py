@@ -281,6 +281,7 @@ def time_estimate(spec: TrainSpec) -> None:
 def launch(spec: TrainSpec) -> None:
     """Check what can be checked here, then queue the job. A refusal creates nothing and touches no other run."""
     try:
+        spec.check_tracker()  # report_to's package must be installed here
         resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
         records = load_records(spec)
     except (ModelNotFoundError, DataError, SpecError, OSError) as e:

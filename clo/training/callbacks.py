@@ -53,6 +53,7 @@ class RunCallback(TrainerCallback):
         self.t_last = None
         self.tokens_last = 0
         self.t_start = time.perf_counter()
+        self.last_row = None  # the latest metrics row: what report_to's trackers receive (clo/training/trackers.py)
 
     def on_train_begin(self, args, state, control, **kw):
         self.t_last = time.perf_counter()
@@ -107,6 +108,7 @@ class RunCallback(TrainerCallback):
         row["elapsed_s"] = round(now - self.t_start, 2)
         row["max_steps"] = state.max_steps + self.step_offset
         self.t_last = now
+        self.last_row = row
         if self.run is not None:
             self.run.append_metrics(row)  # also the live view's row
         if self._stopping():

@@ -73,6 +73,7 @@ def run_training(spec: TrainSpec, run_dir: str | Path, *, events=None, stop_even
     from clo.training.distributed import use_cpu
 
     spec.validate()
+    spec.check_tracker()  # report_to's package must be installed here
     # a missing or unsafe model or bad data fails before any folder is made
     resolve_model(spec.model, trust_remote_code=spec.trust_remote_code)
     records = load_records(spec)
@@ -337,7 +338,7 @@ def build_sft_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
     trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
                          peft_config=peft_config, callbacks=[callback] if callback else None)
-    quiet(trainer)
+    quiet(trainer, spec, run, callback)
     return trainer
 
 
@@ -369,19 +370,24 @@ def build_clo_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
         callbacks=[callback] if callback else None, events=run.emit, should_stop=should_stop,
         ref_progress=lambda done, total, seconds: run.phase("reference", ref_done=done, ref_total=total,
                                                             ref_elapsed_s=round(seconds, 1)))
-    quiet(trainer)
+    quiet(trainer, spec, run, callback)
     if len(trainer.train_dataset) != len(pairs):  # TRL dropped rows: never train on misaligned pairs
         raise SpecError(f"{len(pairs) - len(trainer.train_dataset)} pair(s) were dropped while tokenizing; "
                         "raise --max-length.")
     return trainer
 
 
-def quiet(trainer) -> None:
-    """transformers prints each log dict to stdout; the run's callback records it instead."""
+def quiet(trainer, spec: TrainSpec | None = None, run: RunDir | None = None, callback=None) -> None:
+    """transformers prints each log dict to stdout; the run's callback records it instead, and hands each row to
+    the trackers of ``report_to`` (:func:`clo.training.trackers.attach_trackers`)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    if callback is not None and spec is not None and spec.report_to != "none":
+        from clo.training.trackers import attach_trackers
+
+        attach_trackers(trainer, spec, run, callback)
 
 
 def common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) -> dict:
@@ -403,7 +409,8 @@ def common_args(spec: TrainSpec, out_dir: Path, per_device: int, device: str) ->
         weight_decay=spec.weight_decay,
         logging_steps=1,
         save_strategy="no",
-        report_to="none",
+        report_to=spec.report_to,  # transformers' own integration; clo/training/trackers.py feeds it CLO's rows
+        run_name=out_dir.name,
         seed=spec.seed,
         data_seed=spec.seed,
         # autocast over fp32 weights (clo/core/precision.py)
@@ -474,11 +481,19 @@ def samples_used(records: list[dict], spec: TrainSpec, num_processes: int = 1) -
     """The samples a run with ``max_steps`` will see: when its steps cover less than one pass over the data,
     a seeded random subset of that many samples (in data order), so that the reference pass scores only what
     trains — a 5-step demo run scores 40 samples, not 168. Deterministic in (data, seed, steps, batch), so a
-    resumed or reproduced run picks the same samples. sft-dpo (two stages) and runs without max_steps use all."""
+    resumed or reproduced run picks the same samples. With several target languages, each language gives its
+    share (in proportion to its samples; every language at least one when there are as many samples to pick).
+    sft-dpo (two stages) and runs without max_steps use all."""
     need = spec.n_samples_used(len(records), num_processes)
     if need >= len(records):
         return records
-    chosen = sorted(random.Random(spec.seed).sample(range(len(records)), need))
+    langs = [r.get("lang") for r in records]
+    if len(set(langs)) < 2:
+        chosen = sorted(random.Random(spec.seed).sample(range(len(records)), need))
+    else:  # several target languages: each in proportion (clo.training.sampling.stratified_subset)
+        from clo.training.sampling import stratified_subset
+
+        chosen = stratified_subset(langs, need, spec.seed)
     return [records[i] for i in chosen]
 
 
