@@ -337,3 +337,31 @@ def test_the_server_log_has_no_widget_state_warning(page, app_url):
     expect(pg.get_by_role("heading", name="Compare")).to_be_visible()
     log = SERVER_LOGS[app_url].read_text(encoding="utf-8", errors="replace")
     assert "was created with a default value but also had its value set" not in log, log[-3000:]
+
+
+def test_compare_streams_a_model_served_at_a_url(page, app_url):
+    """Compare in the browser: a model served at a URL (a real HTTP server streaming slowly) is added, its answer
+    is seen growing before it ends, then carries the same language badge as a local answer."""
+    from playwright.sync_api import expect
+    from test_endpoint import SWAHILI, Faulty
+
+    server = Faulty()
+    server.mode = "slow-stream"
+    try:
+        pg = page
+        pg.goto(f"{app_url}/compare")
+        wait_drawn(pg)
+        pg.get_by_text("Add a model served at a URL").click()
+        expect(pg.get_by_text("CLO_ENDPOINT_API_KEY").first).to_be_visible()
+        pg.get_by_label("Endpoint URL").fill(server.url)
+        pg.get_by_label("Model name there").fill("m")
+        rerun_by(pg, pg.get_by_role("button", name="Add", exact=True).click)
+        expect(pg.get_by_text(re.compile(r"^m · served at http://127\.0\.0\.1")).first).to_be_visible()
+        pg.get_by_role("button", name="Answer").click()
+        expect(pg.get_by_text(re.compile(r"^Ndiyo, habari.* ▌$"))).to_be_visible(timeout=60_000)  # still streaming
+        expect(pg.get_by_text(SWAHILI, exact=True)).to_be_visible(timeout=60_000)
+        expect(pg.get_by_text(re.compile(r"Swahili · clean$"))).to_be_visible(timeout=60_000)
+        settle(pg)
+        shot(pg, "08-compare-served")
+    finally:
+        server.stop()

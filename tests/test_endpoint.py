@@ -197,6 +197,8 @@ class Faulty:
                 self.end_headers()
                 words = SWAHILI.split(" ")
                 for i, w in enumerate(words):
+                    if mode == "slow-stream":  # a browser can see the answer grow
+                        time.sleep(0.4)
                     if mode == "gone-stream" and i == 3:
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
