@@ -86,13 +86,14 @@ def test_the_event_file_holds_the_run_settings_as_hparams(tb_run):
     assert args["report_to"] == ["tensorboard"] and args["run_name"] == "run"
 
 
-@pytest.mark.parametrize("tracker", [t for t in TRACKER_PACKAGES if t != "tensorboard"])
-def test_a_tracker_that_is_not_installed_is_refused_before_any_folder(tmp_path, tracker):
-    if importlib.util.find_spec(TRACKER_PACKAGES[tracker]):
-        pytest.skip(f"{tracker} is installed here")
-    with pytest.raises(SpecError, match=rf"pip install {TRACKER_PACKAGES[tracker]}"):
-        TrainSpec(report_to=tracker).check_tracker()
-    out = tmp_path / "run"
+def test_a_tracker_that_is_not_installed_is_refused_before_any_folder(tmp_path):
+    missing = [t for t, package in TRACKER_PACKAGES.items() if not importlib.util.find_spec(package)]
+    if not missing:
+        pytest.skip("every tracker is installed here")
+    for tracker in missing:
+        with pytest.raises(SpecError, match=rf"pip install {TRACKER_PACKAGES[tracker]}"):
+            TrainSpec(report_to=tracker).check_tracker()
+    tracker, out = missing[0], tmp_path / "run"
     code, stdout, stderr = run_cli("train", "--report-to", tracker, "--max-steps", "1", "--out", str(out),
                                    env={"CLO_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"})
     assert code != 0 and f"pip install {TRACKER_PACKAGES[tracker]}" in stderr, (code, stderr[-2000:])
@@ -113,25 +114,31 @@ def test_report_to_is_a_setting_like_every_other():
     assert TrainSpec.from_dict({"report_to": "tensorboard"}).to_dict()["report_to"] == "tensorboard"
 
 
-def test_a_resumed_run_replaces_the_lost_points_in_tensorboard(tmp_path, tiny_model):
-    """Killed mid step 4 (after logging step 3; checkpoint of step 2), then `clo runs resume`: metrics.jsonl holds
-    each step once (the lost attempt's step 3 moved aside), and so does TensorBoard — the resumed writer's
-    purge_step drops the lost attempt's later points — with the resumed values."""
+def test_a_resumed_run_replaces_the_lost_points_in_tensorboard(tmp_path, tiny_model, monkeypatch):
+    """Stopped after logging step 3 (checkpoint of step 2), then resumed: metrics.jsonl holds each step once (the
+    first attempt's step 3 moved aside), and so does TensorBoard — the resumed writer's purge_step drops the
+    first attempt's later points — with the resumed values."""
     from helpers import write_xl
 
-    env = {"CLO_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CLO_NO_PROGRESS": "1"}
+    from clo.training.run import resume_training, run_training
+    from clo.training.stopping import StopRequest
+
+    monkeypatch.setenv("CLO_HOME", str(tmp_path / "home"))
+    spec = TrainSpec(model=str(tiny_model), data=str(write_xl(tmp_path / "xl.jsonl")), batch_size=1, max_steps=5,
+                     save_steps=2, max_length=128, device="cpu", report_to="tensorboard")
+    stop = StopRequest()
+
+    def events(e):
+        if (e.get("metrics") or {}).get("step") == 3:
+            stop.request()
+
     out = tmp_path / "run"
-    code, _, stderr = run_cli("train", "--model", str(tiny_model), "--data", str(write_xl(tmp_path / "xl.jsonl")),
-                              "--batch-size", "1", "--max-steps", "5", "--save-steps", "2", "--max-length", "128",
-                              "--device", "cpu", "--report-to", "tensorboard", "--out", str(out),
-                              env={**env, "CLO_FAULT": "step:4"})
-    assert code != 0, stderr[-2000:]
+    assert run_training(spec, out, events=events, stop_event=stop).state == "stopped"
     run = RunDir(out)
     assert [r["step"] for r in run.metrics()] == [1, 2, 3] and run.checkpoint_step() == 2
-    lost = {e.step: e.value for e in _event_file(out / "tb" / "clo").Scalars("train/elapsed_s")}
-    assert sorted(lost) == [1, 2, 3]
-    code, _, stderr = run_cli("runs", "resume", str(out), env=env)
-    assert code == 0, stderr[-3000:]
+    first = {e.step: e.value for e in _event_file(out / "tb" / "clo").Scalars("train/elapsed_s")}
+    assert sorted(first) == [1, 2, 3]
+    assert resume_training(out).state == "finished"
     rows = run.metrics()
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5]
     assert len(list((out / "tb" / "clo").glob("events.out.tfevents.*"))) == 2  # one file per attempt
