@@ -24,6 +24,7 @@ from clo.evaluation.metrics import check_response
 from clo.models.load import load_model
 from clo.models.registry import BUNDLED, ModelNotFoundError, bundled_model, list_models
 from clo.models.resolve import resolve_model
+from clo.runs.charts import Chart, Overlay, run_charts
 from clo.runs.jobs import JobManager
 from clo.runs.rundir import default_runs_root
 
@@ -284,47 +285,56 @@ def language_badge(det: dict, expected: str | None = None, *, prefix: str = "", 
     st.markdown(badge_markdown(det, expected, prefix=prefix, rejected=rejected))
 
 
-_SERIES = {  # chart → (label, metrics.jsonl key, line dash)
-    "Loss": [("total", "loss", "solid"), ("SFT (target NLL)", "sft_loss", "dot"),
-             ("cross-lingual", "cl_loss", "dash")],
-    "Rewards": [("chosen", "rewards_chosen", "solid"), ("rejected", "rewards_rejected", "solid"),
-                ("margin", "margin", "dot")],
-    "Preference accuracy": [("all pairs", "accuracy", "solid"), ("English prompts", "en_accuracy", "dot"),
-                            ("target prompts", "tgt_accuracy", "dot")],
-}
-_COLORS = {"total": "#0f766e", "SFT (target NLL)": "#7c3aed", "cross-lingual": "#ea580c", "chosen": "#16a34a",
-           "rejected": "#dc2626", "margin": "#2563eb", "all pairs": "#0f766e", "English prompts": "#64748b",
-           "target prompts": "#ea580c"}
+def _figure(chart: Chart, *, height: int, n_steps: int, legend_y: float = -0.35) -> go.Figure:
+    """One chart of :mod:`clo.runs.charts` as a Plotly figure (its series' colours, or Plotly's palette)."""
+    fig = go.Figure()
+    for s in chart.series:
+        line = {"dash": s.dash} | ({"color": s.color} if s.color else {})
+        mode = "lines+markers" if n_steps <= 40 else "lines"
+        fig.add_trace(go.Scatter(x=s.steps, y=s.values, name=s.label, mode=mode, line=line, connectgaps=True))
+    fig.update_layout(title={"text": chart.title, "font": {"size": 15}}, height=height,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="optimizer step",
+                      yaxis_title=chart.y_title, legend={"orientation": "h", "y": legend_y}, uirevision=chart.title)
+    if n_steps <= 10:
+        fig.update_xaxes(dtick=1)  # whole steps, not 1.5
+    if chart.y_range:
+        fig.update_yaxes(range=list(chart.y_range))
+    return fig
 
 
-_Y_AXES = {"Loss": "loss (nats)", "Rewards": "β · log-ratio (nats)",
-           "Preference accuracy": "share of pairs"}
-
-
-def metrics_charts(rows: list[dict], key: str, *, stacked: bool = False) -> None:
-    """Loss (total, SFT, cross-lingual), rewards (chosen, rejected, margin) and preference accuracy by step;
-    side by side, or ``stacked`` one under the other (a narrow column)."""
+def metrics_charts(rows: list[dict], key: str, *, stacked: bool = False, config: dict | None = None) -> None:
+    """The run's charts (:func:`clo.runs.charts.run_charts`: loss, rewards, log-probabilities, preference
+    accuracy), each with its caption; two by two, or ``stacked`` one under the other (a narrow column).
+    ``config``: the run's settings, which the captions quote (λ, β, the method)."""
     if not rows:
         st.caption("No training step logged yet.")
         return
-    steps = [r.get("step") for r in rows]
-    cols = [st.container() for _ in _SERIES] if stacked else st.columns(len(_SERIES))
-    for col, (title, series) in zip(cols, _SERIES.items()):
-        fig = go.Figure()
-        for label, k, dash in series:
-            ys = [r.get(k) for r in rows]
-            if any(y is not None for y in ys):
-                mode = "lines+markers" if len(rows) <= 40 else "lines"
-                fig.add_trace(go.Scatter(x=steps, y=ys, name=label, mode=mode,
-                                         line={"dash": dash, "color": _COLORS[label]}))
-        if not fig.data:
-            col.caption(f"**{title}** — not logged by this method (SFT has no preference pairs).")
+    charts = run_charts(rows, config)
+    if stacked:
+        cols = [st.container() for _ in charts]
+    else:
+        cols = [c for _ in range(0, len(charts), 2) for c in st.columns(2)]
+    for col, chart in zip(cols, charts):
+        if not chart.series:
+            col.caption(f"**{chart.title}** — {chart.empty}")
             continue
-        fig.update_layout(title={"text": title, "font": {"size": 15}}, height=260 if stacked else 300,
-                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="optimizer step",
-                          yaxis_title=_Y_AXES[title], legend={"orientation": "h", "y": -0.35}, uirevision=title)
-        if len(rows) <= 10:
-            fig.update_xaxes(dtick=1)  # whole steps, not 1.5
-        if title == "Preference accuracy":
-            fig.update_yaxes(range=[-0.05, 1.05])
-        col.plotly_chart(fig, key=f"{key}-{title}", config={"displayModeBar": False})
+        fig = _figure(chart, height=260 if stacked else 300, n_steps=len(rows))
+        col.plotly_chart(fig, key=f"{key}-{chart.title}", config={"displayModeBar": False})
+        col.caption(chart.caption)
+
+
+def overlay_charts(ov: Overlay, key: str) -> None:
+    """Several runs on the same axes (:func:`clo.runs.charts.overlay`): one chart per metric, one line per run
+    named by the settings that differ, two charts a row."""
+    for problem in ov.problems:
+        st.warning(problem, icon=":material/warning:")
+    if len(ov.runs) < 2:
+        st.caption("Pick two or more runs that have logged steps to draw them on the same axes.")
+        return
+    st.caption("Lines named by the settings that differ: " + (", ".join(f"`{k}`" for k in ov.differ)
+               or "none (the runs are told apart by their folder names)") + ".")
+    cols = [c for _ in range(0, len(ov.charts), 2) for c in st.columns(2)]
+    for col, chart in zip(cols, ov.charts):
+        fig = _figure(chart, height=320, n_steps=len(ov.steps), legend_y=-0.3)
+        col.plotly_chart(fig, key=f"{key}-{chart.series[0].key}", config={"displayModeBar": False})
+        col.caption(chart.caption)

@@ -9,13 +9,16 @@ from app_pages._shared import (
     fmt_number,
     job_manager,
     metrics_charts,
+    overlay_charts,
     runs_root,
 )
 from clo.core.languages import language_name
 from clo.models.registry import display_name
 from clo.runs.catalog import run_file_text, run_table
+from clo.runs.charts import DEFAULT_OVERLAY, OVERLAY_METRICS, overlay
 from clo.runs.jobs import ACTIVE_STATES, LOG_NAME
 from clo.runs.rundir import RunDir, RunError
+from clo.workshop.export import ExportError, default_export_dir, export_run
 
 mgr = job_manager()
 DANGER_CSS = """<style>
@@ -141,7 +144,46 @@ if st.session_state.get("runs_confirm") == run_id:
         st.session_state.pop("runs_confirm", None)
         st.rerun()
 
-metrics_charts(run.metrics(), key=f"runs-{run_id}")
+with st.expander("Take this model home", icon=":material/output:"):
+    st.caption("A folder that transformers loads on its own (LoRA merged, the chat template it trained with), with a "
+               "model card (README.md) and an Ollama Modelfile; optionally one GGUF file for llama.cpp and Ollama. "
+               "Same as `python -m clo export`.")
+    if st.session_state.get("runs_export_for") != run_id:  # a fresh suggestion for each run
+        st.session_state["runs_export_for"] = run_id
+        st.session_state["runs_export_dir"] = str(default_export_dir(run))
+    where = st.text_input("Export to folder", key="runs_export_dir", help="A new or empty folder; nothing is "
+                          "overwritten. The default is outside the run, so deleting the run keeps the export.")
+    g1, g2 = st.columns(2)
+    with_gguf = g1.checkbox("Also write a GGUF", key="runs_export_gguf", help="One file for llama.cpp and Ollama, "
+                            "unquantized: quantize it afterwards with llama.cpp's llama-quantize.")
+    gguf_type = g2.radio("GGUF precision", ["f16", "f32"], key="runs_export_gguf_type", horizontal=True,
+                         disabled=not with_gguf, help="f16: half the size; f32: exactly the run's weights.")
+    if st.button("Export", icon=":material/output:", key="runs_export", disabled=not r["has_model"] or active,
+                 help="This run saved no model." if not r["has_model"] else "Wait until it ends." if active else None):
+        try:
+            with st.spinner(f"Exporting {run_id}…"):
+                done = export_run(run, where, gguf=gguf_type if with_gguf else None)
+        except (ExportError, OSError) as e:
+            st.error(str(e), icon=":material/error:")
+        else:
+            st.success(f"Exported to `{done.folder}`" + (" (LoRA merged)" if done.merged_lora else "")
+                       + (f" · GGUF `{done.gguf}`" if done.gguf else ""), icon=":material/check_circle:")
+            st.caption("Wrote " + ", ".join(f"`{name}`" for name in done.summary()["files"])
+                       + ". Check it against the run: `python -m clo export RUN --out NEW_FOLDER --gguf --verify 10`.")
+            for note in done.notes:
+                st.caption(note)
+
+metrics_charts(run.metrics(), key=f"runs-{run_id}", config=run.config())
+with st.expander("Runs on the same axes", icon=":material/stacked_line_chart:",
+                 expanded=bool(st.session_state.get("runs_overlay"))):
+    st.caption("Pick two or more runs: one chart per metric, one line per run, named by the settings in which the "
+               "runs differ (β, λ, the objective…), so their effect shows side by side.")
+    picked = st.multiselect("Runs", list(by_id), key="runs_overlay", placeholder="Choose runs to overlay",
+                            format_func=lambda i: f"{i} — {by_id[i]['method'] or MISSING}")
+    st.session_state.setdefault("runs_overlay_metrics", list(DEFAULT_OVERLAY))
+    shown = st.multiselect("Metrics", list(OVERLAY_METRICS), key="runs_overlay_metrics",
+                           format_func=lambda m: OVERLAY_METRICS[m][0])
+    overlay_charts(overlay([by_id[i]["path"] for i in picked], shown), key="runs-overlay")
 with st.expander("config.yaml"):  # files of the run itself only: a link to a file elsewhere is not shown
     st.code(run_file_text(run.path, "config.yaml") or "", language="yaml")
     st.caption(f"Reproduce: `python -m clo train --config {run.config_path}`")

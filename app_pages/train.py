@@ -383,7 +383,7 @@ def live_panel() -> None:
         st.info(status["note"], icon=":material/info:")
     if isinstance(status.get("truncation"), dict):
         st.caption(f":material/content_cut: {describe_truncation(status['truncation'])}")
-    metrics_charts(rows, key=f"tr-{run_id}", stacked=True)
+    metrics_charts(rows, key=f"tr-{run_id}", stacked=True, config=cfg)
     if prog.state in ("finished", "stopped") and run.has_model():
         step = status.get("step") or (rows[-1]["step"] if rows else 0)
         took = f" in {fmt_duration(prog.duration_s)}" if prog.duration_s is not None else ""

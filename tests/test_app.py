@@ -283,7 +283,7 @@ def test_launching_a_two_step_job_completes_and_shows_its_metrics(app, runs_root
     at.run()
     assert not at.exception
     assert [r["step"] for r in run.metrics()] == [1, 2]
-    assert len(at.get("plotly_chart")) == 3  # loss, rewards, preference accuracy
+    assert len(at.get("plotly_chart")) == 4  # loss, rewards, log-probabilities, preference accuracy
     assert "Finished after 2 steps in " in texts(at.success)  # with its duration
     assert "Step 2/2" in at.get("progress")[0].proto.text
     status = run.status()  # the reference pass reported each batch

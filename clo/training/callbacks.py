@@ -31,6 +31,14 @@ METRIC_KEYS = {  # logged name -> metrics.jsonl name
     "en/accuracy": "en_accuracy",
     "tgt/accuracy": "tgt_accuracy",
     "en/rewards_chosen": "en_rewards_chosen",  # the English answer's drift from the reference (clo, ipo)
+    # the policy's log-prob of each answer, summed over its tokens, averaged over the batch's pairs (TRL's
+    # logps/chosen); SFT runs: chosen = the answer trained on, rejected = the other-language answer after that prompt
+    "logps/chosen": "logps_chosen",
+    "logps/rejected": "logps_rejected",
+    "en/logps_chosen": "en_logps_chosen",
+    "en/logps_rejected": "en_logps_rejected",
+    "tgt/logps_chosen": "tgt_logps_chosen",
+    "tgt/logps_rejected": "tgt_logps_rejected",
     "anchor_loss": "anchor_loss",
     "en_sft_loss": "en_sft_loss",
     "mean_token_accuracy": "token_accuracy",

@@ -46,9 +46,13 @@ class CLOLossOutput:
     is_target: torch.Tensor  # (P,) bool
     anchor_loss: torch.Tensor | None = None  # scalar A_en (unweighted), when the anchor is on
     en_sft_loss: torch.Tensor | None = None  # scalar NLL(y_en | x_en), when its weight is on
+    logps_chosen: torch.Tensor | None = None  # (P,) the policy's summed log-prob of each chosen answer, detached
+    logps_rejected: torch.Tensor | None = None  # (P,) the same of each rejected answer
 
     def metrics(self) -> dict[str, float]:
-        """Scalars for logging, overall and per direction (``en/…`` English prompt, ``tgt/…`` target prompt)."""
+        """Scalars for logging, overall and per direction (``en/…`` English prompt, ``tgt/…`` target prompt).
+        ``logps/chosen`` and ``logps/rejected`` are the policy's log-probs the loss read, averaged over pairs (TRL's
+        ``logps/chosen``: each answer's log-prob summed over its tokens)."""
         m = {
             "loss": self.loss.item(),
             "sft_loss": self.sft_loss.item(),
@@ -62,12 +66,18 @@ class CLOLossOutput:
             m["anchor_loss"] = self.anchor_loss.item()
         if self.en_sft_loss is not None:
             m["en_sft_loss"] = self.en_sft_loss.item()
+        if self.logps_chosen is not None:
+            m["logps/chosen"] = self.logps_chosen.mean().item()
+            m["logps/rejected"] = self.logps_rejected.mean().item()
         for name, mask in (("en", ~self.is_target), ("tgt", self.is_target)):
             if mask.any():
                 m[f"{name}/margin"] = self.margins[mask].mean().item()
                 m[f"{name}/accuracy"] = (self.margins[mask] > 0).float().mean().item()
                 m[f"{name}/rewards_chosen"] = self.rewards_chosen[mask].mean().item()
                 m[f"{name}/rewards_rejected"] = self.rewards_rejected[mask].mean().item()
+                if self.logps_chosen is not None:
+                    m[f"{name}/logps_chosen"] = self.logps_chosen[mask].mean().item()
+                    m[f"{name}/logps_rejected"] = self.logps_rejected[mask].mean().item()
         return m
 
 
@@ -207,7 +217,8 @@ def objective_loss(policy_chosen, policy_rejected, ref_chosen=None, ref_rejected
         total = total + en_nll * en_term
     return CLOLossOutput(total, sft.detach(), cl.detach(), r_chosen, r_rejected, r_chosen - r_rejected,
                          is_target.bool(), None if anchor_term is None else anchor_term.detach(),
-                         None if en_term is None else en_term.detach())
+                         None if en_term is None else en_term.detach(),
+                         logps_chosen=policy_chosen.detach(), logps_rejected=policy_rejected.detach())
 
 
 def clo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, *, is_target, chosen_tokens, beta=0.1,

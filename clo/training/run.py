@@ -328,16 +328,19 @@ def _callback(*, spec, run, stage, loaded, offset, base_is_adapter, stop_event, 
 
 def build_sft_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: str, peft_config=None,
                       callback=None):
-    """TRL's SFTTrainer on the directions of ``spec.method`` (English, target or both; completion-only loss)."""
-    from trl import SFTConfig, SFTTrainer
+    """TRL's SFTTrainer on the directions of ``spec.method`` (English, target or both; completion-only loss), as
+    :class:`clo.training.sft.CLOSFTTrainer`: it also logs the log-probs of the other-language answers."""
+    from trl import SFTConfig
+
+    from clo.training.sft import CLOSFTTrainer
 
     directions = SFT_DIRECTIONS[spec.method]
     ds = _sft_dataset(records, directions)
     _check_prompt_lengths(loaded.tokenizer, ds["prompt"], spec)
     args = SFTConfig(**common_args(spec, run.path, spec.batch_size * len(directions), device),
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
-    trainer = SFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
-                         peft_config=peft_config, callbacks=[callback] if callback else None)
+    trainer = CLOSFTTrainer(model=loaded.model, args=args, train_dataset=ds, processing_class=loaded.tokenizer,
+                           peft_config=peft_config, callbacks=[callback] if callback else None)
     quiet(trainer, spec, run, callback)
     return trainer
 
@@ -511,14 +514,16 @@ def describe_truncation(t: dict) -> str:
 def _sft_dataset(records, directions: tuple[str, ...]):
     from datasets import Dataset
 
-    items = []
+    items = []  # each row also carries the other-language answer to the same prompt (scored, never trained)
     for r in records:
+        en = [{"role": "assistant", "content": r["response_en"]}]
+        tgt = [{"role": "assistant", "content": r["response"]}]
         if "en" in directions:
-            items.append({"prompt": [{"role": "user", "content": r["instruction_en"]}],
-                          "completion": [{"role": "assistant", "content": r["response_en"]}]})
+            items.append({"prompt": [{"role": "user", "content": r["instruction_en"]}], "completion": en,
+                          "other": tgt, "is_target": False})
         if "tgt" in directions:
-            items.append({"prompt": [{"role": "user", "content": r["instruction"]}],
-                          "completion": [{"role": "assistant", "content": r["response"]}]})
+            items.append({"prompt": [{"role": "user", "content": r["instruction"]}], "completion": tgt,
+                          "other": en, "is_target": True})
     return Dataset.from_list(items)
 
 
