@@ -167,6 +167,11 @@ def test_hardest_pairs_sorted_by_margin_with_weights(tiny_model, xl_file, tmp_pa
     assert pair["margin"] == pytest.approx(got["pairs"][0]["margin"], rel=1e-4, abs=1e-5)
     assert pair["weight"] == pytest.approx(got["pairs"][0]["weight"], rel=1e-4, abs=1e-6)
     assert len(hardest_pairs(str(run.path), top=3)["pairs"]) == 3
+    # before → after: the base scored on the same tokens gives the reference's log-probs, token for token
+    moved = inspect_pair(str(run.path), 1, before=str(tiny_model))
+    for pair, prior in zip(moved["pairs"], moved["before"]["pairs"]):
+        for side in ("chosen", "rejected"):
+            assert prior[side]["tokens"] == pytest.approx([t["ref_logp"] for t in pair[side]["tokens"]], abs=1e-5)
 
 
 def test_cli_pair_json_table_and_errors(tiny_model, xl_file, tmp_path):
@@ -185,7 +190,8 @@ def test_cli_pair_json_table_and_errors(tiny_model, xl_file, tmp_path):
     for args, words in ((("--model", str(run.path), "--sample", "40"), "No sample 40"),
                         (("--hardest", str(tmp_path / "nope")), "not a run directory"),
                         (("--model", "no-such-model-here", "--sample", "0"), "not available offline"),
-                        (("--model", str(run.path), "--sample", "0", "--checkpoint", "9"), "no checkpoint '9'")):
+                        (("--model", str(run.path), "--sample", "0", "--checkpoint", "9"), "no checkpoint '9'"),
+                        (("--model", str(run.path), "--sample", "0", "--beta", "0"), "β must be > 0")):
         code, out, err = run_cli("pair", *args)
         assert code == 2, (args, out, err)
         assert words in err and "Traceback" not in err

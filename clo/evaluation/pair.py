@@ -345,6 +345,13 @@ def pair_numbers(pairs: list[dict], *, objective: str = "clo", beta: float = 0.1
     if not 0.0 <= lam <= 1.0:
         raise PairError(f"λ must be in [0, 1] (got {lam}).")
 
+    obj = "clo" if objective == "dpo" else objective
+    lam_used = 0.0 if objective == "dpo" else lam
+    settings = {"objective": objective, "beta": beta, "lambda": lam_used, "gamma": gamma, "english_anchor": anchor,
+                "english_nll": en_nll}
+    if not pairs:  # the settings checked, nothing to score
+        return {"settings": settings, "pairs": [], "total": {}, "formula": list(WEIGHT_FORMULAS[obj])}
+
     def col(side, key):
         return torch.tensor([p[side][key] for p in pairs], dtype=torch.float32)
 
@@ -353,8 +360,6 @@ def pair_numbers(pairs: list[dict], *, objective: str = "clo", beta: float = 0.1
     nc = torch.tensor([p["chosen"]["n_tokens"] for p in pairs])
     nr = torch.tensor([p["rejected"]["n_tokens"] for p in pairs])
     is_target = torch.tensor([p["is_target"] for p in pairs])
-    obj = "clo" if objective == "dpo" else objective
-    lam_used = 0.0 if objective == "dpo" else lam
     out = LOSS_FUNCTIONS[objective](pc, pr, rc, rr, is_target=is_target, chosen_tokens=nc, rejected_tokens=nr,
                                     beta=beta, lam=lam_used, gamma=gamma, anchor=anchor, en_nll=en_nll)
     per_pair, _, _ = OBJECTIVES[obj].pair_loss(pc, pr, rc, rr, beta, chosen_tokens=nc, rejected_tokens=nr,
@@ -375,8 +380,6 @@ def pair_numbers(pairs: list[dict], *, objective: str = "clo", beta: float = 0.1
         total["anchor"] = float(out.anchor_loss)
     if out.en_sft_loss is not None:
         total["en_nll"] = float(out.en_sft_loss)
-    settings = {"objective": objective, "beta": beta, "lambda": lam_used, "gamma": gamma, "english_anchor": anchor,
-                "english_nll": en_nll}
     if obj == "kto":
         settings["kto_z"] = z
     return {"settings": settings, "pairs": rows, "total": total, "formula": list(WEIGHT_FORMULAS[obj])}
@@ -442,6 +445,11 @@ def inspect_pair(model: str = "default", sample: int = 0, *, checkpoint: str | i
         raise PairError(f"No sample {sample}: {spec.data} has {len(records)} sample(s) in {spec.lang} "
                         f"(numbers 0 to {len(records) - 1}).")
     record = records[sample]
+    settings = _run_settings(spec)
+    for key, value in (("objective", objective), ("beta", beta), ("lam", lam), ("gamma", gamma)):
+        if value is not None:
+            settings[key] = value
+    pair_numbers([], **settings)  # bad settings fail here, before any model loads
     policy = _load(choice.name)
     tokenizer = policy.tokenizer
     if choice.run is not None:
@@ -451,10 +459,6 @@ def inspect_pair(model: str = "default", sample: int = 0, *, checkpoint: str | i
     ref_name = _reference_name(choice, reference)
     ref = _load(ref_name) if ref_name and ref_name != choice.name else None
     scored = _score(policy, ref, tokenizer, [record], spec, tokens=True)
-    settings = _run_settings(spec)
-    for key, value in (("objective", objective), ("beta", beta), ("lam", lam), ("gamma", gamma)):
-        if value is not None:
-            settings[key] = value
     from clo.data.pairs import build_pairs
 
     texts = build_pairs([record])
@@ -511,6 +515,7 @@ def hardest_pairs(run: str, *, top: int | None = None, checkpoint: str | int | N
     for key, value in (("objective", objective), ("beta", beta), ("lam", lam)):
         if value is not None:
             settings[key] = value
+    pair_numbers([], **settings)  # bad settings fail before the passes
     order = sorted(range(len(used)), key=lambda i: len(used[i]["response"]) + len(used[i]["response_en"]))
     rows, used_settings = [], None
     for start in range(0, len(order), batch_samples):
