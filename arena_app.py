@@ -2,7 +2,9 @@
 
 Served by ``python -m clo arena --host 0.0.0.0`` next to the host's CLO Studio. It has no navigation, no Train,
 Runs or Data page, no path field and no upload; it reads and writes only the Arena database. Model names stay
-on the server until this participant has voted.
+on the server until this participant has voted. The page says what to judge (the better answer in the prompt's
+language: the right language, and a good answer) and, when the host turns it on for the round, shows each prompt's
+English version under it.
 
 A participant is this browser, not this tab: a random token lives in a cookie (written once with
 extra-streamlit-components' CookieManager, read back from the request with ``st.context.cookies``), so a reload,
