@@ -222,7 +222,7 @@ def _token_logps(model, batch, precision: str):
     import torch
 
     from clo.core.precision import precision_context
-    from clo.training.logprobs import add_selective_head
+    from clo.training.logprobs import add_selective_head, prompt_sharing_supported, shared_prompt_logps
 
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
     if not hasattr(target, "_clo_pair_head"):
@@ -235,9 +235,14 @@ def _token_logps(model, batch, precision: str):
     kwargs = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
                   use_cache=False)
     with torch.no_grad(), precision_context(precision, "cpu"):
-        if target._clo_pair_head:
+        out = None
+        if target._clo_pair_head and prompt_sharing_supported(target) is None:
+            # the trainer's share_prompts path: each pair's prompt once for both answers, the same log-probs
+            out = shared_prompt_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
+                                      config=target.config)
+        if out is None and target._clo_pair_head:
             out = model(**kwargs, clo_logps=True)
-        else:
+        elif out is None:
             out = model(**kwargs, fused_lm_head=True).log_probs
     return out[:, -(batch["completion_mask"].shape[1] - 1):].float()
 
