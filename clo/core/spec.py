@@ -255,6 +255,10 @@ class TrainSpec:
                       "masked so that neither answer sees the other): the same log-probs with fewer positions. "
                       "Used where the model allows it (CPU, eager or SDPA attention); otherwise ignored with a "
                       "warning."})
+    sft_logps: bool = setting(
+        True, "SFT methods: also score the other-language answer to each trained prompt (one forward pass without "
+              "gradients per step, about a third of an SFT step) to log its log-prob (logps_rejected) beside the "
+              "trained answer's")
     save_steps: int = setting(
         0, "also save the model and a resumable checkpoint every N steps (0: only at the end)",
         form={"row": 5, "label": "Save every N steps", "advanced": True,

@@ -335,7 +335,7 @@ def build_sft_trainer(*, spec: TrainSpec, loaded, records, run: RunDir, device: 
     from clo.training.sft import CLOSFTTrainer
 
     directions = SFT_DIRECTIONS[spec.method]
-    ds = _sft_dataset(records, directions)
+    ds = _sft_dataset(records, directions, other=spec.sft_logps)
     _check_prompt_lengths(loaded.tokenizer, ds["prompt"], spec)
     args = SFTConfig(**common_args(spec, run.path, spec.batch_size * len(directions), device),
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
@@ -511,10 +511,12 @@ def describe_truncation(t: dict) -> str:
     return line + ": trained cut (skip_truncated: true leaves such samples out)."
 
 
-def _sft_dataset(records, directions: tuple[str, ...]):
+def _sft_dataset(records, directions: tuple[str, ...], other: bool = True):
+    """The SFT rows: prompt, the answer trained on, its direction (``is_target``) and, with ``other``, the
+    other-language answer to the same prompt (scored, never trained: ``sft_logps``)."""
     from datasets import Dataset
 
-    items = []  # each row also carries the other-language answer to the same prompt (scored, never trained)
+    items = []
     for r in records:
         en = [{"role": "assistant", "content": r["response_en"]}]
         tgt = [{"role": "assistant", "content": r["response"]}]
@@ -524,6 +526,9 @@ def _sft_dataset(records, directions: tuple[str, ...]):
         if "tgt" in directions:
             items.append({"prompt": [{"role": "user", "content": r["instruction"]}], "completion": tgt,
                           "other": en, "is_target": True})
+    if not other:
+        for item in items:
+            del item["other"]
     return Dataset.from_list(items)
 
 
