@@ -222,6 +222,7 @@ def export_run(run, out, *, gguf: str | None = None, verify_prompts: list[dict] 
         result.base_model = base_id or spec.model
         (tmp / "README.md").write_text(model_card(run, spec, base_id, bundled, merged, gguf_name, result),
                                        encoding="utf-8")
+        _usual_modes(tmp)
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
@@ -231,6 +232,14 @@ def export_run(run, out, *, gguf: str | None = None, verify_prompts: list[dict] 
     if result.gguf is None and gguf_name:
         result.gguf = out / gguf_name
     return result
+
+
+def _usual_modes(folder: Path) -> None:
+    """The modes a folder made by hand would have (mkdtemp's is 0700): others may read what is meant to be shared."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _write_generation_config(folder: Path, tok) -> None:
