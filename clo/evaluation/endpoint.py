@@ -27,7 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from clo.evaluation.generate import Answer, GenerationOptions, clean_answer
 
-__all__ = ["ENDPOINT_KEY_ENV", "RATE_LIMIT_RETRIES", "Endpoint", "EndpointError", "EndpointClient", "has_key"]
+__all__ = ["ENDPOINT_KEY_ENV", "RATE_LIMIT_RETRIES", "Endpoint", "EndpointError", "EndpointClient", "has_key",
+           "body_message"]
 
 ENDPOINT_KEY_ENV = "CLO_ENDPOINT_API_KEY"
 RATE_LIMIT_RETRIES = 5  # waits after a 429 before giving up
@@ -95,10 +96,22 @@ def _mask(text: str) -> str:
     return text.replace(key, "***") if key else text
 
 
-def _server_message(e) -> str:
+def error_body(e) -> dict | str:
+    """What an OpenAI-compatible server's error body says: its ``error`` member (a dict, or a plain string some
+    servers send), or the whole body."""
     body = e.body if isinstance(e.body, dict) else {}
-    err = body.get("error", body) if isinstance(body, dict) else {}
-    msg = (err.get("message") if isinstance(err, dict) else None) or (err if isinstance(err, str) else None)
+    return body.get("error", body) if isinstance(body, dict) else {}
+
+
+def body_message(e) -> str | None:
+    """The ``message`` of an error body shaped as OpenAI's (``{"error": {"message": …}}``); None otherwise."""
+    err = error_body(e)
+    return err.get("message") if isinstance(err, dict) else None
+
+
+def _server_message(e) -> str:
+    err = error_body(e)
+    msg = body_message(e) or (err if isinstance(err, str) else None)
     if not msg:
         msg = (getattr(e.response, "text", "") or "").strip()[:200] or getattr(e.response, "reason_phrase", "")
     return _mask(str(msg))

@@ -19,6 +19,7 @@ import re
 import openai
 
 from clo.core.languages import get_language
+from clo.evaluation.endpoint import body_message
 from clo.evaluation.metrics import wilson_interval
 
 __all__ = ["JUDGE_KEY_ENV", "JudgeError", "Judge", "combine", "win_rate", "judge_responses", "judge_round"]
@@ -88,9 +89,7 @@ class Judge:
 
 
 def _message(e: openai.APIStatusError) -> str:
-    body = e.body if isinstance(e.body, dict) else {}
-    err = body.get("error", body) if isinstance(body, dict) else {}
-    return (err.get("message") if isinstance(err, dict) else None) or str(e)
+    return body_message(e) or str(e)
 
 
 def win_rate(scores: list[float]) -> dict:
